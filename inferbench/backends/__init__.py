@@ -1,0 +1,24 @@
+"""Serving platforms, one module each, registered by name."""
+
+from __future__ import annotations
+
+from inferbench.backends.base import Backend
+from inferbench.errors import InferBenchError
+
+
+def _registry() -> dict[str, type[Backend]]:
+    # Imported here so listing platforms never imports a platform's heavy dependencies.
+    from inferbench.backends.onnxruntime import OnnxRuntimeBackend
+    from inferbench.backends.triton import TritonBackend
+
+    return {cls.name: cls for cls in (TritonBackend, OnnxRuntimeBackend)}
+
+
+def get_backend(name: str) -> Backend:
+    registry = _registry()
+    try:
+        return registry[name]()
+    except KeyError:
+        raise InferBenchError(
+            f"unknown serving platform {name!r}; known platforms: {', '.join(sorted(registry))}"
+        ) from None

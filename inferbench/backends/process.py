@@ -1,0 +1,107 @@
+"""The shared lifecycle of a locally started server: spawn, wait for readiness, stop.
+
+The server runs in its own session (process group) so it outlives the Airflow task that
+started it (the load task runs against it later) and so stopping it also stops every child
+it forked (Triton's Python-backend stubs, uvicorn workers): nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from inferbench.backends.base import LaunchPlan
+from inferbench.errors import InferBenchError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(plan: LaunchPlan, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+    return subprocess.Popen(
+        plan.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, **plan.env}, cwd=plan.cwd, start_new_session=True,
+    )
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+    """Poll `url` until it answers 200; fail early if the server process exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise InferBenchError(
+                f"server exited with code {process.returncode} before it was ready; "
+                f"last log lines:\n{tail(log_path)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.05)
+    raise InferBenchError(f"server not ready at {url} after {timeout_s:.0f} s; last log lines:\n"
+                          f"{tail(log_path)}")
+
+
+def stop_group(pid: int, grace_s: float = 10.0) -> bool:
+    """SIGTERM the process group led by `pid`, SIGKILL what is left after `grace_s`.
+    Returns False if the group was already gone."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not group_alive(pid):
+            _reap(pid)
+            return True
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader still counts for killpg; treat a group of only zombies as gone.
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (started by another task): init reaps it
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

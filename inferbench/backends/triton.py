@@ -1,0 +1,243 @@
+"""Triton Inference Server: the real `tritonserver` binary bundled in the nvidia-pytriton wheel.
+
+That build ships only the Python backend, so the ONNX model is served by a Python-backend
+model (`triton_model.py`, copied into the repository as `1/model.py`) that runs ONNX
+Runtime in Triton's `triton_python_backend_stub` process. Triton still owns everything a
+serving platform is measured on: HTTP/gRPC front ends, request queueing and scheduling,
+the model instance and its stub IPC over shared memory.
+
+What the wheel's binary needs to run outside PyTriton (found by reading pytriton's own
+launcher, `pytriton/triton.py` and `pytriton/server/triton_server.py`):
+
+- LD_LIBRARY_PATH with the wheel's bundled libraries (`nvidia_pytriton.libs`; the stub's
+  RPATH is relative to its wheel location, which does not hold once it is copied) and the
+  directory of the interpreter's own libpython, so the stub embeds the same CPython build
+  as the venv instead of whatever `libpython3.X.so` the system loader finds first;
+- PATH with the venv's bin/ first, so that the stub's embedded interpreter takes the
+  venv's prefix and site-packages (see `_server_env`);
+- the stub for this interpreter's Python version: the wheel keeps one per version under
+  `python_backend_stubs/<X.Y>/`, but the Python backend (Triton 2.51) only looks for
+  `triton_python_backend_stub` beside its own `libtriton_python.so`. So, like PyTriton,
+  `prepare` assembles a backend directory in the workdir (the backend library, its
+  `triton_python_backend_utils.py` and the matching stub; about 3 MB) and
+  `--backend-directory` points there (the default is /opt/tritonserver/backends).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from importlib.metadata import PackageNotFoundError, distribution
+from importlib.resources import files
+from pathlib import Path
+
+from inferbench.backends.base import Backend, LaunchPlan, ServeContext
+from inferbench.errors import InferBenchError
+from inferbench.spec import ModelFormat
+
+_DIST = "nvidia-pytriton"
+_STUB = "triton_python_backend_stub"
+
+
+def _wheel_root() -> Path:
+    """site-packages directory holding `pytriton/` and `nvidia_pytriton.libs/`."""
+    try:
+        dist = distribution(_DIST)
+    except PackageNotFoundError:
+        raise InferBenchError(
+            "platform 'triton' needs the tritonserver binary from the nvidia-pytriton wheel, "
+            "which is not installed; fix: pip install 'inferbench[triton]'"
+        ) from None
+    return Path(dist.locate_file("")).resolve()
+
+
+def _server_dir() -> Path:
+    return _wheel_root() / "pytriton" / "tritonserver"
+
+
+def _binary() -> Path:
+    binary = _server_dir() / "bin" / "tritonserver"
+    if not binary.is_file():
+        raise InferBenchError(f"tritonserver binary missing at {binary}; fix: reinstall "
+                              "nvidia-pytriton (pip install --force-reinstall nvidia-pytriton)")
+    return binary
+
+
+def _stub_for_this_python() -> Path:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = _server_dir() / "python_backend_stubs" / version / _STUB
+    if not stub.is_file():
+        raise InferBenchError(
+            f"nvidia-pytriton has no Python-backend stub for Python {version} ({stub}); "
+            "fix: run InferBench with a Python version the wheel ships a stub for"
+        )
+    return stub
+
+
+def _libpython_dir() -> Path | None:
+    """Directory of this interpreter's shared libpython, if it has one.
+
+    A statically linked interpreter (no Py_ENABLE_SHARED) has none; the stub then loads a
+    system libpython of the same X.Y, if the loader finds one."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and Path(libdir).is_dir():
+        return Path(libdir)
+    return None
+
+
+def _site_packages() -> list[str]:
+    """Where this environment's numpy and onnxruntime live, for the stub's sys.path."""
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+
+
+def _pbtxt_string(value: str) -> str:
+    """A protobuf text-format string literal (paths may contain quotes or backslashes)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def model_config(ctx: ServeContext, onnx_path: Path, site_packages: list[str]) -> str:
+    """config.pbtxt of the served model."""
+    dims = ", ".join(str(d) for d in ctx.input_shape)
+    parameters = {
+        "onnx_path": str(onnx_path),
+        "site_packages": os.pathsep.join(site_packages),
+        "intra_op_threads": str(ctx.threads),
+    }
+    params = "\n".join(
+        f"parameters: {{ key: {_pbtxt_string(k)} value: {{ string_value: {_pbtxt_string(v)} }} }}"
+        for k, v in parameters.items()
+    )
+    return f"""\
+name: {_pbtxt_string(ctx.model_name)}
+backend: "python"
+max_batch_size: {ctx.max_batch_size}
+input [ {{ name: {_pbtxt_string(Backend.input_name)} data_type: TYPE_FP32 dims: [ {dims} ] }} ]
+output [ {{ name: {_pbtxt_string(Backend.output_name)} data_type: TYPE_FP32 dims: [ {ctx.num_outputs} ] }} ]
+instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+{params}
+"""
+
+
+def _prepend(paths: list[str], variable: str) -> str:
+    """`paths` first, then whatever the variable already holds in this environment."""
+    existing = os.environ.get(variable)
+    return os.pathsep.join([*paths, existing] if existing else paths)
+
+
+def _server_env() -> dict[str, str]:
+    """Environment of tritonserver, inherited by the Python-backend stub it forks."""
+    lib_dirs = [str(p) for p in (_libpython_dir(),) if p is not None]
+    lib_dirs.append(str(_wheel_root() / "nvidia_pytriton.libs"))
+    return {
+        "LD_LIBRARY_PATH": _prepend(lib_dirs, "LD_LIBRARY_PATH"),
+        # The stub embeds Python in isolated mode (PYTHONPATH and PYTHONHOME are ignored)
+        # without setting a program name, so CPython resolves the default "python3"
+        # against PATH to find its prefix. With the venv's bin/ first it finds the venv's
+        # python3 and pyvenv.cfg, and sys.path gets the venv's site-packages instead of
+        # the base interpreter's, which may hold other versions (here: numpy 2.4 under
+        # pyenv vs. 1.26 in the venv). It must happen at startup: the stub imports
+        # numpy before model.py runs. PyTriton's launcher does the same.
+        "PATH": _prepend([str(Path(sys.exec_prefix) / "bin")], "PATH"),
+    }
+
+
+class TritonBackend(Backend):
+    name = "triton"
+    model_format = ModelFormat.ONNX
+
+    @staticmethod
+    def repository(ctx: ServeContext) -> Path:
+        return ctx.workdir / "model_repository"
+
+    @staticmethod
+    def backend_directory(ctx: ServeContext) -> Path:
+        return ctx.workdir / "backends"
+
+    def prepare(self, ctx: ServeContext) -> None:
+        onnx_path = ctx.model_path.resolve()
+        if not onnx_path.is_file():
+            raise InferBenchError(f"ONNX model {onnx_path} does not exist; the convert stage "
+                                  "must run before the triton platform is prepared")
+        repo = self.repository(ctx)
+        # Start from an empty repository: Triton loads every model it finds there, so a
+        # leftover model from an earlier attempt would be loaded (and timed) too.
+        if repo.exists():
+            shutil.rmtree(repo)
+        model_dir = repo / ctx.model_name
+        (model_dir / "1").mkdir(parents=True)
+        # The ONNX file is referenced in place, not copied: the dynamo exporter writes
+        # weights to a `.onnx.data` file beside it, which a copy would have to follow.
+        (model_dir / "config.pbtxt").write_text(
+            model_config(ctx, onnx_path, _site_packages()))
+        (model_dir / "1" / "model.py").write_text(
+            files("inferbench.backends").joinpath("triton_model.py").read_text())
+
+        # Copies, as PyTriton makes: the backend library's $ORIGIN-relative RPATH no longer
+        # reaches nvidia_pytriton.libs from here, which LD_LIBRARY_PATH makes up for.
+        python_backend = self.backend_directory(ctx) / "python"
+        if python_backend.exists():
+            shutil.rmtree(python_backend)
+        shutil.copytree(_server_dir() / "backends" / "python", python_backend,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(_stub_for_this_python(), python_backend / _STUB)
+
+    def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
+        argv = [
+            str(_binary()),
+            f"--model-repository={self.repository(ctx)}",
+            f"--backend-directory={self.backend_directory(ctx)}",
+            # The Python backend names its shared-memory regions with a fixed default
+            # prefix; two servers on one host (a stale one, parallel tests) would collide.
+            # The HTTP port is unique among live servers on this host.
+            f"--backend-config=python,shm-region-prefix-name=inferbench_{ctx.http_port}_",
+            "--http-address=127.0.0.1", f"--http-port={ctx.http_port}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={ctx.grpc_port}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={ctx.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            # The config is complete; auto-complete would start an extra stub just to ask
+            # model.py for a config (slower cold start, and it would change nothing).
+            "--disable-auto-complete-config",
+            "--log-verbose=0",
+        ]
+        return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
+                          cwd=ctx.workdir)
+
+    def version(self) -> str:
+        return _version()
+
+
+@functools.cache
+def _version() -> str:
+    """`tritonserver <X.Y.Z> (nvidia-pytriton <wheel version>)`.
+
+    The binary has no --version and the number is not a string in its files, but it prints
+    `server_version` in the options table during startup. Asking it to load a model that
+    does not exist from an empty repository, with every endpoint off, makes it print that
+    table and exit at once (about 30 ms): no port is opened and no model loaded.
+    """
+    wheel = distribution(_DIST).version
+    with tempfile.TemporaryDirectory(prefix="inferbench-triton-version-") as empty:
+        try:
+            result = subprocess.run(
+                [str(_binary()), f"--model-repository={empty}", f"--backend-directory={empty}",
+                 "--model-control-mode=explicit", "--load-model=__inferbench_version_probe__",
+                 "--allow-http=false", "--allow-grpc=false", "--allow-metrics=false",
+                 "--pinned-memory-pool-byte-size=0", "--exit-on-error=true"],
+                env={**os.environ, **_server_env()}, capture_output=True, text=True,
+                timeout=30, stdin=subprocess.DEVNULL,
+            )
+            match = re.search(r"\|\s*server_version\s*\|\s*(\S+)", result.stdout + result.stderr)
+        except (OSError, subprocess.TimeoutExpired):
+            match = None
+    # Provenance must not fail a benchmark: fall back to the wheel's version alone.
+    return f"tritonserver {match.group(1) if match else 'unknown'} (nvidia-pytriton {wheel})"

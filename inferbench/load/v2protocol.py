@@ -1,0 +1,98 @@
+"""KServe V2 inference over HTTP with the binary tensor extension.
+
+Tensors travel as raw bytes after a JSON header whose length is given in the
+`Inference-Header-Content-Length` HTTP header; JSON-encoding floats would make the
+benchmark measure the JSON codec instead of the model. Used by the load generator, the
+project's own FastAPI server and the conformance checks, so both ends agree byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+_DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+def encode_request(input_name: str, array: np.ndarray, output_name: str) -> tuple[bytes, dict]:
+    """Body and headers of one binary infer request for a single input tensor."""
+    array = np.ascontiguousarray(array)
+    raw = array.tobytes()
+    header = {
+        "inputs": [{
+            "name": input_name,
+            "shape": list(array.shape),
+            "datatype": _NAMES[array.dtype],
+            "parameters": {"binary_data_size": len(raw)},
+        }],
+        "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    headers = {HEADER_LENGTH: str(len(head)), "Content-Type": "application/octet-stream"}
+    return head + raw, headers
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+    if header_length is None:  # plain JSON, no binary part
+        return json.loads(body), b""
+    n = int(header_length)
+    return json.loads(body[:n]), body[n:]
+
+
+def _tensors(entries: list[dict[str, Any]], blob: bytes) -> dict[str, np.ndarray]:
+    """Tensors of a header's inputs/outputs, binary ones cut from `blob` in order."""
+    tensors, offset = {}, 0
+    for entry in entries:
+        dtype = _DTYPES[entry["datatype"]]
+        size = (entry.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            data = np.frombuffer(blob, dtype=dtype, count=size // np.dtype(dtype).itemsize,
+                                 offset=offset)
+            offset += size
+        else:
+            data = np.asarray(entry["data"], dtype=dtype)
+        tensors[entry["name"]] = data.reshape(entry["shape"])
+    return tensors
+
+
+def decode_request(body: bytes, header_length: str | None) -> tuple[dict[str, np.ndarray], dict]:
+    """Input tensors of an infer request and its JSON header (server side)."""
+    header, blob = _split(body, header_length)
+    return _tensors(header["inputs"], blob), header
+
+
+def encode_response(model_name: str, outputs: dict[str, np.ndarray], binary: bool,
+                    request_id: str | None = None) -> tuple[bytes, dict]:
+    """Body and headers of an infer response (server side)."""
+    entries, blobs = [], []
+    for name, array in outputs.items():
+        array = np.ascontiguousarray(array)
+        entry: dict[str, Any] = {"name": name, "shape": list(array.shape),
+                                 "datatype": _NAMES[array.dtype]}
+        if binary:
+            raw = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = array.ravel().tolist()
+        entries.append(entry)
+    header: dict[str, Any] = {"model_name": model_name, "outputs": entries}
+    if request_id:
+        header["id"] = request_id
+    head = json.dumps(header, separators=(",", ":")).encode()
+    if not binary:
+        return head, {"Content-Type": "application/json"}
+    return head + b"".join(blobs), {HEADER_LENGTH: str(len(head)),
+                                    "Content-Type": "application/octet-stream"}
+
+
+def decode_response(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
+    """Output tensors of an infer response (client side)."""
+    header, blob = _split(body, header_length)
+    if "error" in header:
+        raise ValueError(f"server error: {header['error']}")
+    return _tensors(header["outputs"], blob)

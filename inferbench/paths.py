@@ -1,0 +1,70 @@
+"""Where things live on disk: the InferBench home, run directories and their files.
+
+One home holds the embedded PostgreSQL data, the embedded Airflow home and every run's
+directory; `INFERBENCH_HOME` overrides the default (`.inferbench` beside a source checkout,
+else `~/.inferbench`). Stages exchange artifacts through the run directory, so a stage
+container only needs that directory mounted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_root() -> Path | None:
+    """The source checkout this package runs from, if any (editable install)."""
+    return _PROJECT_ROOT if (_PROJECT_ROOT / "pyproject.toml").exists() else None
+
+
+def home() -> Path:
+    env = os.environ.get("INFERBENCH_HOME")
+    if env:
+        return Path(env).resolve()
+    root = project_root()
+    return (root / ".inferbench") if root else Path.home() / ".inferbench"
+
+
+def safe_run_id(run_id: str) -> str:
+    """Airflow run ids contain ':' and '+'; keep a name that is safe as a directory."""
+    if not run_id:
+        raise ValueError("run id must not be empty")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+
+class RunDir:
+    """The files of one benchmark run. Per-platform files sit in a sub-directory each."""
+
+    def __init__(self, run_id: str, root: Path | None = None) -> None:
+        self.run_id = run_id
+        self.path = (root or home() / "runs") / safe_run_id(run_id)
+
+    def ensure(self) -> RunDir:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def spec_file(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / "report"
+
+    def platform_dir(self, platform: str) -> Path:
+        path = self.path / "platforms" / platform
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def endpoint_file(self, platform: str) -> Path:
+        return self.platform_dir(platform) / "endpoint.json"
+
+    def load_file(self, platform: str) -> Path:
+        return self.platform_dir(platform) / "load.json"

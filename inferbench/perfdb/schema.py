@@ -1,0 +1,149 @@
+"""The results schema (SQLAlchemy Core). Alembic migrations in perfdb/migrations create it.
+
+Every table is keyed by `run_id` so runs never mix; measurement tables add `platform` and
+`point` (one batch size under one workload). Raw per-request records are kept so any
+percentile can be recomputed exactly later.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("name", String(80), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("spec_hash", String(16), nullable=False),
+    # running -> complete | partial (some platform or point failed; what was measured is kept)
+    Column("status", String(16), nullable=False),
+    Column("verdict", String(8)),  # VALID | INVALID, set by analyze
+    Column("verdict_reasons", JSON),
+    Column("report_path", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("runs.run_id", ondelete="CASCADE")
+
+models = Table(
+    "models", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("model_name", String(200), primary_key=True),
+    Column("family", String(32), nullable=False),
+    Column("hyperparams", JSON, nullable=False),
+    Column("n_parameters", BigInteger, nullable=False),
+    Column("artifact_path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+conversions = Table(
+    "conversions", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("format", String(32), primary_key=True),
+    Column("artifact_path", Text, nullable=False),
+    Column("tool", String(64), nullable=False),  # which exporter produced it
+    Column("max_abs_diff", Float, nullable=False),
+    Column("atol", Float, nullable=False),
+    Column("rtol", Float, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("duration_s", Float, nullable=False),
+)
+
+deployments = Table(
+    "deployments", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("endpoint", Text),
+    Column("platform_version", String(64)),
+    Column("cold_start_s", Float),
+    Column("status", String(16), nullable=False),  # measured | partial | failed
+    Column("error", Text),
+)
+
+points = Table(
+    "points", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("point", Integer, primary_key=True),
+    Column("batch_size", Integer, nullable=False),
+    Column("arrival", String(16), nullable=False),
+    Column("concurrency", Integer),
+    Column("target_rate_rps", Float),
+    Column("started_ns", BigInteger, nullable=False),
+    Column("ended_ns", BigInteger, nullable=False),
+    Column("stop_reason", String(32), nullable=False),
+    Column("complete", Boolean, nullable=False),  # False: the point was cut short
+    Column("client_cpu_s", Float),
+)
+
+requests = Table(
+    "requests", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("point", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("scheduled_ns", BigInteger, nullable=False),
+    Column("sent_ns", BigInteger, nullable=False),
+    Column("first_byte_ns", BigInteger),
+    Column("done_ns", BigInteger),
+    Column("status", Integer, nullable=False),  # HTTP status; 0 = no response (timeout, reset)
+    Column("bytes_sent", Integer, nullable=False),
+    Column("bytes_received", Integer, nullable=False),
+)
+
+resource_samples = Table(
+    "resource_samples", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("source", String(16), primary_key=True),  # server | client | gpu0, gpu1, ...
+    Column("t_ns", BigInteger, primary_key=True),
+    Column("cpu_pct", Float),
+    Column("rss_bytes", BigInteger),
+    Column("gpu_util_pct", Float),
+    Column("gpu_mem_bytes", BigInteger),
+    Column("gpu_power_w", Float),
+)
+
+provenance = Table(
+    "provenance", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),  # '' for run-wide facts
+    Column("facts", JSON, nullable=False),
+)
+
+# One row per measurement point, written by analyze from the raw requests above.
+results = Table(
+    "results", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("point", Integer, primary_key=True),
+    Column("batch_size", Integer, nullable=False),
+    Column("n_ok", Integer, nullable=False),
+    Column("n_failed", Integer, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("throughput_rps", Float, nullable=False),
+    Column("late_send_pct", Float, nullable=False),
+    Column("latency_ms", JSON, nullable=False),  # mean, p50, p90, p95, p99, p99.9, max
+    Column("hdr_histogram", Text),  # encoded HdrHistogram of latency in microseconds
+    Column("meets_slo", Boolean),
+    Column("verdict", String(8), nullable=False),
+    Column("reasons", JSON, nullable=False),
+)

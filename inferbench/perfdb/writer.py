@@ -1,0 +1,91 @@
+"""Writes to the results database. Every write is idempotent so a retried task is harmless:
+rows are upserted, and a platform's measurements are replaced as a whole in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Table, delete, update
+from sqlalchemy.dialects.postgresql import insert
+
+from inferbench.perfdb import schema
+from inferbench.spec import BenchmarkSpec
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def upsert(conn: Connection, table: Table, row: Mapping[str, Any]) -> None:
+    keys = [c.name for c in table.primary_key.columns]
+    stmt = insert(table).values(**row)
+    changes = {k: stmt.excluded[k] for k in row if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes) if changes
+                 else stmt.on_conflict_do_nothing(index_elements=keys))
+
+
+def register_run(conn: Connection, run_id: str, spec: BenchmarkSpec) -> None:
+    """Create the run's row (status running); a retry keeps its created_at."""
+    stmt = insert(schema.runs).values(
+        run_id=run_id, name=spec.name, spec=spec.model_dump(mode="json"),
+        spec_hash=spec.spec_hash(), status="running", created_at=now())
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=["run_id"],
+        set_={"spec": stmt.excluded.spec, "spec_hash": stmt.excluded.spec_hash,
+              "status": "running"}))
+
+
+def finish_run(conn: Connection, run_id: str, *, status: str, verdict: str,
+               reasons: list[str], report_path: str | None) -> None:
+    conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(
+        status=status, verdict=verdict, verdict_reasons=reasons, report_path=report_path,
+        finished_at=now()))
+
+
+def _copy_rows(conn: Connection, table: Table, columns: list[str],
+               rows: Iterable[tuple]) -> None:
+    """Bulk insert with PostgreSQL COPY: per-request tables hold tens of thousands of rows."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(
+            f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+REQUEST_COLUMNS = ["scheduled_ns", "sent_ns", "first_byte_ns", "done_ns", "status",
+                   "bytes_sent", "bytes_received"]
+
+
+def replace_platform_measurements(
+    conn: Connection, run_id: str, platform: str, *, deployment: Mapping[str, Any],
+    points: list[Mapping[str, Any]], requests: Mapping[int, Mapping[str, np.ndarray]],
+    samples: list[Mapping[str, Any]], provenance: Mapping[str, Any],
+) -> None:
+    """Everything one platform measured, replacing what an earlier try of the task wrote."""
+    for table in (schema.requests, schema.resource_samples, schema.points, schema.results,
+                  schema.deployments, schema.provenance):
+        conn.execute(delete(table).where(table.c.run_id == run_id,
+                                         table.c.platform == platform))
+    conn.execute(insert(schema.deployments).values(run_id=run_id, platform=platform,
+                                                   **deployment))
+    conn.execute(insert(schema.provenance).values(run_id=run_id, platform=platform,
+                                                  facts=dict(provenance)))
+    if points:
+        conn.execute(insert(schema.points), [
+            {"run_id": run_id, "platform": platform, **p} for p in points])
+    for point, arrays in requests.items():
+        n = len(arrays["status"])
+        cols = [np.asarray(arrays[c]).tolist() for c in REQUEST_COLUMNS]
+        for nullable in ("first_byte_ns", "done_ns"):  # -1 in memory means "never happened"
+            col = cols[REQUEST_COLUMNS.index(nullable)]
+            cols[REQUEST_COLUMNS.index(nullable)] = [v if v >= 0 else None for v in col]
+        rows = ((run_id, platform, point, seq, *(col[seq] for col in cols))
+                for seq in range(n))
+        _copy_rows(conn, schema.requests,
+                   ["run_id", "platform", "point", "seq", *REQUEST_COLUMNS], rows)
+    if samples:
+        conn.execute(insert(schema.resource_samples), [
+            {"run_id": run_id, "platform": platform, **s} for s in samples])

@@ -1,0 +1,59 @@
+"""collect: gather one platform's measurements and provenance into PostgreSQL, in one
+transaction. It runs whether or not serve/load succeeded: what was measured is always
+kept, and the deployment row says whether the platform was measured, partial or failed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from inferbench.perfdb import writer
+from inferbench.metrics.provenance import collect_provenance
+from inferbench.stages.common import StageContext, read_json
+
+
+def deployment_status(endpoint: dict | None, load: dict | None, n_points: int) -> tuple[str, str | None]:
+    if endpoint is None:
+        return "failed", "the server was never started"
+    if endpoint.get("status") == "failed":
+        return "failed", endpoint.get("error")
+    measured = len((load or {}).get("points", []))
+    if load is None or measured == 0:
+        return "failed", (load or {}).get("error") or "no measurement was recorded"
+    if measured < n_points or load.get("error"):
+        return "partial", load.get("error") or f"{measured} of {n_points} points measured"
+    return "measured", None
+
+
+def run(ctx: StageContext, platform: str) -> dict:
+    pdir = ctx.run_dir.platform_dir(platform)
+    endpoint = read_json(ctx.run_dir.endpoint_file(platform))
+    load = read_json(ctx.run_dir.load_file(platform))
+    status, error = deployment_status(endpoint, load, len(ctx.spec.batch_sizes))
+    points, requests = [], {}
+    for p in (load or {}).get("points", []):
+        requests[p["point"]] = dict(np.load(pdir / "points" / f"{p['point']}.npz"))
+        points.append({k: p[k] for k in ("point", "batch_size", "arrival", "concurrency",
+                                          "target_rate_rps", "started_ns", "ended_ns",
+                                          "stop_reason", "complete", "client_cpu_s")})
+    samples_file = pdir / "samples.json"
+    samples = json.loads(samples_file.read_text()) if samples_file.exists() else []
+    provenance = {
+        **collect_provenance(),
+        "platform": platform,
+        "platform_version": (endpoint or {}).get("platform_version"),
+        "spec_hash": ctx.spec.spec_hash(),
+        "model_seed": ctx.spec.model.seed,
+        "workload_seed": ctx.spec.workload.seed,
+    }
+    deployment = {"endpoint": (endpoint or {}).get("url"),
+                  "platform_version": (endpoint or {}).get("platform_version"),
+                  "cold_start_s": (endpoint or {}).get("cold_start_s"),
+                  "status": status, "error": error}
+    with ctx.db.begin() as conn:
+        writer.replace_platform_measurements(
+            conn, ctx.run_id, platform, deployment=deployment, points=points,
+            requests=requests, samples=samples, provenance=provenance)
+    return {"platform": platform, "status": status, "points": len(points),
+            "requests": int(sum(len(r["status"]) for r in requests.values()))}

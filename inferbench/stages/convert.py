@@ -1,0 +1,110 @@
+"""convert: export the model to each requested format and check each against the original.
+
+A converted model counts only if it gives the original's outputs within the spec's
+tolerance on seeded inputs at the smallest and largest benchmarked batch sizes; the check's
+numbers are stored either way, and a failed check fails the stage.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from inferbench.errors import InferBenchError
+from inferbench.perfdb import schema, writer
+from inferbench.spec import ModelFormat
+from inferbench.stages.common import StageContext, write_json
+
+CHECK_SEED = 20_240_601
+
+
+def _export_onnx(model, example, path: Path) -> str:
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
+                          output_names=["output"], dynamic_shapes=({0: batch},), verbose=False)
+        return f"torch.onnx dynamo (torch {torch.__version__})"
+    except Exception as exc:  # noqa: BLE001 - fall back, and say so in the stored tool name
+        warnings.warn(f"dynamo ONNX export failed ({exc!r}); using the TorchScript exporter",
+                      stacklevel=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
+                              output_names=["output"], opset_version=17,
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        return f"torch.onnx torchscript (torch {torch.__version__})"
+
+
+def _export_torchscript(model, example, path: Path) -> str:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated upstream but still served
+        traced = torch.jit.trace(model, example)
+    traced.save(str(path))
+    return f"torch.jit.trace (torch {torch.__version__})"
+
+
+def _runner(fmt: ModelFormat, path: Path):
+    """A function batch -> outputs that runs the converted artifact the way a server would."""
+    if fmt is ModelFormat.ONNX:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {"input": x})[0]
+    import torch
+
+    loaded = torch.jit.load(str(path))
+    return lambda x: loaded(torch.from_numpy(x)).detach().numpy()
+
+
+EXPORTERS = {ModelFormat.ONNX: (_export_onnx, "model.onnx"),
+             ModelFormat.TORCHSCRIPT: (_export_torchscript, "model.torchscript.pt")}
+
+
+def run(ctx: StageContext) -> dict:
+    import torch
+
+    from inferbench.models.generator import build_model, sample_input
+
+    model_spec = ctx.spec.model
+    model = build_model(model_spec)
+    model.load_state_dict(torch.load(ctx.run_dir.model_dir / "model.pt", weights_only=True))
+    batch_sizes = sorted({min(ctx.spec.batch_sizes), max(ctx.spec.batch_sizes)})
+    inputs = [sample_input(model_spec, b, CHECK_SEED + b) for b in batch_sizes]
+    with torch.no_grad():
+        expected = [model(x).numpy() for x in inputs]
+    results, failures = {}, []
+    for fmt in ctx.spec.formats:
+        export, filename = EXPORTERS[fmt]
+        path = ctx.run_dir.model_dir / filename
+        t0 = time.perf_counter()
+        tool = export(model, inputs[0], path)
+        duration = time.perf_counter() - t0
+        infer = _runner(fmt, path)
+        diffs, passed = [], True
+        for x, ref in zip(inputs, expected, strict=True):
+            got = infer(x.numpy())
+            diffs.append(float(np.max(np.abs(got - ref))))
+            passed &= got.shape == ref.shape and bool(
+                np.allclose(got, ref, atol=ctx.spec.conversion_atol, rtol=ctx.spec.conversion_rtol))
+        row = {"format": fmt.value, "artifact_path": str(path), "tool": tool,
+               "max_abs_diff": max(diffs), "atol": ctx.spec.conversion_atol,
+               "rtol": ctx.spec.conversion_rtol, "passed": passed, "duration_s": duration}
+        results[fmt.value] = row
+        if not passed:
+            failures.append(f"{fmt.value}: max |diff| {max(diffs):.3g} exceeds atol "
+                            f"{ctx.spec.conversion_atol} + rtol {ctx.spec.conversion_rtol}")
+    with ctx.db.begin() as conn:
+        for row in results.values():
+            writer.upsert(conn, schema.conversions, {"run_id": ctx.run_id, **row})
+    write_json(ctx.run_dir.model_dir / "conversions.json", results)
+    if failures:
+        raise InferBenchError("converted model(s) do not match the original: "
+                              + "; ".join(failures))
+    return results

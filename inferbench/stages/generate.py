@@ -1,0 +1,46 @@
+"""generate: build the model from the canonical generator and register it."""
+
+from __future__ import annotations
+
+import hashlib
+
+from inferbench import perfdb
+from inferbench.perfdb import schema, writer
+from inferbench.stages.common import StageContext, write_json
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run(ctx: StageContext) -> dict:
+    import torch
+
+    from inferbench.models.generator import build_model, count_parameters
+
+    ctx.run_dir.ensure()
+    write_json(ctx.run_dir.spec_file, ctx.spec.model_dump(mode="json"))
+    ctx.run_dir.model_dir.mkdir(exist_ok=True)
+    model_spec = ctx.spec.model
+    model = build_model(model_spec)
+    artifact = ctx.run_dir.model_dir / "model.pt"
+    torch.save(model.state_dict(), artifact)
+    info = {
+        "model_name": model_spec.name,
+        "family": model_spec.family.value,
+        "hyperparams": model_spec.model_dump(mode="json"),
+        "n_parameters": count_parameters(model),
+        "artifact_path": str(artifact),
+        "sha256": sha256_file(artifact),
+    }
+    write_json(ctx.run_dir.model_dir / "model.json", info)
+    perfdb.migrate(ctx.db_url)
+    with ctx.db.begin() as conn:
+        writer.register_run(conn, ctx.run_id, ctx.spec)
+        writer.upsert(conn, schema.models, {"run_id": ctx.run_id, "created_at": writer.now(),
+                                            **info})
+    return info

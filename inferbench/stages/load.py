@@ -1,0 +1,92 @@
+"""load: drive the spec's workload at one platform, one measurement point per batch size.
+
+Each point's per-request records are saved as soon as the point ends and `load.json` is
+rewritten after every point, so a failure later keeps what was already measured.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+
+from inferbench.backends import get_backend
+from inferbench.errors import InferBenchError
+from inferbench.load import v2protocol
+from inferbench.load.runner import Request, StopRule, run_point
+from inferbench.metrics.sampler import ResourceSampler
+from inferbench.spec import Arrival
+from inferbench.stages.common import StageContext, read_json, write_json
+
+DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
+
+
+def build_requests(ctx: StageContext, endpoint: dict, batch_size: int) -> list[Request]:
+    backend = get_backend(endpoint["platform"])
+    url = f"{endpoint['url']}/v2/models/{endpoint['model_name']}/infer"
+    rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
+    shape = (batch_size, *ctx.spec.model.input_shape)
+    requests = []
+    for _ in range(DISTINCT_PAYLOADS):
+        body, headers = v2protocol.encode_request(
+            backend.input_name, rng.standard_normal(shape, dtype=np.float32),
+            backend.output_name)
+        requests.append(Request(url, body, headers))
+    return requests
+
+
+def check_response(request: Request, batch_size: int, num_outputs: int) -> None:
+    """One request before measuring: a misconfigured server fails here, not as 100 % errors."""
+    req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
+    with urllib.request.urlopen(req, timeout=30) as response:
+        outputs = v2protocol.decode_response(
+            response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
+    shapes = {k: v.shape for k, v in outputs.items()}
+    if (batch_size, num_outputs) not in shapes.values():
+        raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
+                              f"shape {(batch_size, num_outputs)}")
+
+
+def run(ctx: StageContext, platform: str) -> dict:
+    endpoint = read_json(ctx.run_dir.endpoint_file(platform))
+    if not endpoint or endpoint.get("status") != "ready":
+        raise InferBenchError(f"platform {platform!r} has no ready server in run {ctx.run_id!r}"
+                              " (see the serve task's log)")
+    spec, workload = ctx.spec, ctx.spec.workload
+    pdir = ctx.run_dir.platform_dir(platform)
+    points_dir = pdir / "points"
+    points_dir.mkdir(exist_ok=True)
+    summary: dict = {"platform": platform, "points": [], "samples_file": "samples.json"}
+    samples: list[dict] = []
+    rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s)
+    try:
+        for index, batch_size in enumerate(spec.batch_sizes):
+            requests = build_requests(ctx, endpoint, batch_size)
+            check_response(requests[0], batch_size, spec.model.num_outputs)
+            with ResourceSampler(endpoint["pid"]) as sampler:
+                records = run_point(
+                    requests,
+                    concurrency=workload.concurrency if workload.arrival is Arrival.CLOSED_LOOP
+                    else None,
+                    rate_rps=workload.rate_rps if workload.arrival is Arrival.POISSON else None,
+                    seed=workload.seed + index, warmup_s=spec.warmup_s, rule=rule,
+                    request_timeout_s=spec.request_timeout_s)
+            samples.extend(sampler.samples)
+            np.savez(points_dir / f"{index}.npz", **records.arrays())
+            summary["points"].append({
+                "point": index, "batch_size": batch_size, "arrival": workload.arrival.value,
+                "concurrency": workload.concurrency, "target_rate_rps": workload.rate_rps,
+                "started_ns": records.started_ns, "ended_ns": records.ended_ns,
+                "stop_reason": records.stop_reason, "complete": records.complete,
+                "client_cpu_s": records.client_cpu_s, "n_requests": len(records)})
+            (pdir / "samples.json").write_text(json.dumps(samples))
+            write_json(ctx.run_dir.load_file(platform), summary)
+    except Exception as exc:
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        (pdir / "samples.json").write_text(json.dumps(samples))
+        write_json(ctx.run_dir.load_file(platform), summary)
+        raise
+    return {"platform": platform,
+            "points": [{k: p[k] for k in ("point", "batch_size", "n_requests", "stop_reason")}
+                       for p in summary["points"]]}
