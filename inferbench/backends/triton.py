@@ -104,7 +104,8 @@ def _pbtxt_string(value: str) -> str:
 
 def model_config(ctx: ServeContext, onnx_path: Path, site_packages: list[str]) -> str:
     """config.pbtxt of the served model."""
-    dims = ", ".join(str(d) for d in ctx.input_shape)
+    input_dims = ", ".join(str(d) for d in ctx.input_shape)
+    tensor = "{{ name: {} data_type: TYPE_FP32 dims: [ {} ] }}"
     parameters = {
         "onnx_path": str(onnx_path),
         "site_packages": os.pathsep.join(site_packages),
@@ -118,11 +119,28 @@ def model_config(ctx: ServeContext, onnx_path: Path, site_packages: list[str]) -
 name: {_pbtxt_string(ctx.model_name)}
 backend: "python"
 max_batch_size: {ctx.max_batch_size}
-input [ {{ name: {_pbtxt_string(Backend.input_name)} data_type: TYPE_FP32 dims: [ {dims} ] }} ]
-output [ {{ name: {_pbtxt_string(Backend.output_name)} data_type: TYPE_FP32 dims: [ {ctx.num_outputs} ] }} ]
+input [ {tensor.format(_pbtxt_string(Backend.input_name), input_dims)} ]
+output [ {tensor.format(_pbtxt_string(Backend.output_name), ctx.num_outputs)} ]
 instance_group [ {{ count: 1 kind: KIND_CPU }} ]
 {params}
 """
+
+
+# The Python backend starts its stub through `bash -c` with the stub's and the model's
+# paths pasted in unquoted, so a space (or any shell metacharacter) in the workdir makes the
+# stub fail to start, and Triton then waits on it instead of exiting.
+_SHELL_SAFE_PATH = re.compile(r"[A-Za-z0-9_./@%+=:,-]+")
+
+
+def _check_workdir(ctx: ServeContext) -> None:
+    workdir = str(ctx.workdir.resolve())
+    if not _SHELL_SAFE_PATH.fullmatch(workdir) or not _SHELL_SAFE_PATH.fullmatch(ctx.model_name):
+        raise InferBenchError(
+            f"platform 'triton' cannot serve from {workdir!r} (model {ctx.model_name!r}): "
+            "Triton's Python backend breaks on spaces and shell metacharacters in paths; "
+            "fix: set INFERBENCH_HOME to a directory whose path has only letters, digits "
+            "and _ . - / (and keep the model name to letters, digits and _ . -)"
+        )
 
 
 def _prepend(paths: list[str], variable: str) -> str:
@@ -161,6 +179,7 @@ class TritonBackend(Backend):
         return ctx.workdir / "backends"
 
     def prepare(self, ctx: ServeContext) -> None:
+        _check_workdir(ctx)
         onnx_path = ctx.model_path.resolve()
         if not onnx_path.is_file():
             raise InferBenchError(f"ONNX model {onnx_path} does not exist; the convert stage "
@@ -189,6 +208,7 @@ class TritonBackend(Backend):
         shutil.copy2(_stub_for_this_python(), python_backend / _STUB)
 
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
+        _check_workdir(ctx)
         argv = [
             str(_binary()),
             f"--model-repository={self.repository(ctx)}",
@@ -233,6 +253,7 @@ def _version() -> str:
                  "--model-control-mode=explicit", "--load-model=__inferbench_version_probe__",
                  "--allow-http=false", "--allow-grpc=false", "--allow-metrics=false",
                  "--pinned-memory-pool-byte-size=0", "--exit-on-error=true"],
+                check=False,  # it exits 1 by design (the probe model does not exist)
                 env={**os.environ, **_server_env()}, capture_output=True, text=True,
                 timeout=30, stdin=subprocess.DEVNULL,
             )

@@ -92,7 +92,7 @@ class TritonPythonModel:
                 out = pb_utils.Tensor(self._output_name, result.astype(self._np.float32,
                                                                       copy=False))
                 responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
-            except Exception as exc:  # one bad request must not fail the others
+            except Exception as exc:  # noqa: BLE001 - one bad request must not fail the others
                 responses.append(pb_utils.InferenceResponse(
                     output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
         return responses
