@@ -94,8 +94,8 @@ def _binomial_cdf_and_sf(n: int, q: float) -> tuple[int, np.ndarray, np.ndarray]
     mean = n * q
     sd = math.sqrt(n * q * (1.0 - q))
     half = int(15 * sd + 60)
-    lo = max(0, int(math.floor(mean)) - half)
-    hi = min(n, int(math.ceil(mean)) + half)
+    lo = max(0, math.floor(mean) - half)
+    hi = min(n, math.ceil(mean) + half)
     k = np.arange(lo, hi + 1)
     lq, l1q = math.log(q), math.log1p(-q)
     lgn = math.lgamma(n + 1)
