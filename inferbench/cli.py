@@ -203,7 +203,8 @@ def _ms(value: float | None) -> str:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    os.environ.setdefault("INFERBENCH_DB_URL", _embedded_env()["INFERBENCH_DB_URL"])
+    if "INFERBENCH_DB_URL" not in os.environ:
+        os.environ.update(_embedded_env())
     summary = run_summary(args.run_id)
     print(json.dumps(summary, default=str) if args.json else format_summary(summary))
     return 0

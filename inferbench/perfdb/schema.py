@@ -92,6 +92,9 @@ points = Table(
     Column("stop_reason", String(32), nullable=False),
     Column("complete", Boolean, nullable=False),  # False: the point was cut short
     Column("client_cpu_s", Float),
+    # Share of a 1 s busy loop, run just before the point, lost to host stalls > the late
+    # threshold: the floor for late sends on this host, whatever the generator does.
+    Column("host_stall_pct", Float),
 )
 
 requests = Table(

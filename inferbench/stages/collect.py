@@ -36,7 +36,8 @@ def run(ctx: StageContext, platform: str) -> dict:
         requests[p["point"]] = dict(np.load(pdir / "points" / f"{p['point']}.npz"))
         points.append({k: p[k] for k in ("point", "batch_size", "arrival", "concurrency",
                                           "target_rate_rps", "started_ns", "ended_ns",
-                                          "stop_reason", "complete", "client_cpu_s")})
+                                          "stop_reason", "complete", "client_cpu_s",
+                                          "host_stall_pct")})
     samples_file = pdir / "samples.json"
     samples = json.loads(samples_file.read_text()) if samples_file.exists() else []
     provenance = {

@@ -15,6 +15,7 @@ from inferbench.backends import get_backend
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.runner import Request, StopRule, run_point
+from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
 from inferbench.spec import Arrival
 from inferbench.stages.common import StageContext, read_json, write_json
@@ -64,6 +65,7 @@ def run(ctx: StageContext, platform: str) -> dict:
         for index, batch_size in enumerate(spec.batch_sizes):
             requests = build_requests(ctx, endpoint, batch_size)
             check_response(requests[0], batch_size, spec.model.num_outputs)
+            stall_pct = host_stall_pct(spec.late_send_threshold_ms)
             with ResourceSampler(endpoint["pid"]) as sampler:
                 records = run_point(
                     requests,
@@ -79,7 +81,8 @@ def run(ctx: StageContext, platform: str) -> dict:
                 "concurrency": workload.concurrency, "target_rate_rps": workload.rate_rps,
                 "started_ns": records.started_ns, "ended_ns": records.ended_ns,
                 "stop_reason": records.stop_reason, "complete": records.complete,
-                "client_cpu_s": records.client_cpu_s, "n_requests": len(records)})
+                "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
+                "n_requests": len(records)})
             (pdir / "samples.json").write_text(json.dumps(samples))
             write_json(ctx.run_dir.load_file(platform), summary)
     except Exception as exc:

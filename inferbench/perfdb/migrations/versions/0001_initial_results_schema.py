@@ -80,6 +80,7 @@ def upgrade() -> None:
     sa.Column('stop_reason', sa.String(length=32), nullable=False),
     sa.Column('complete', sa.Boolean(), nullable=False),
     sa.Column('client_cpu_s', sa.Float(), nullable=True),
+    sa.Column('host_stall_pct', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['runs.run_id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('run_id', 'platform', 'point')
     )

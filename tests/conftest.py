@@ -1,0 +1,47 @@
+"""Shared fixtures. Airflow is pointed at a throw-away home with SQLite *before* anything
+imports it; the results database is a real PostgreSQL (embedded, started once per session)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="inferbench-test-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+
+
+@pytest.fixture(scope="session")
+def pg_home(tmp_path_factory) -> Path:
+    """A real PostgreSQL server (pgserver) for the whole test session."""
+    from inferbench.embedded.postgres import ensure_postgres, stop_postgres
+
+    home = tmp_path_factory.mktemp("ibhome")
+    ensure_postgres(home)
+    yield home
+    stop_postgres(home)
+
+
+@pytest.fixture(scope="session")
+def db_url(pg_home) -> str:
+    from inferbench import perfdb
+    from inferbench.embedded.postgres import database_url
+
+    url = database_url(pg_home, "inferbench")
+    perfdb.migrate(url)
+    return url
+
+
+@pytest.fixture
+def inferbench_env(pg_home, db_url, monkeypatch) -> Path:
+    """Environment a stage process sees: home and results DB."""
+    monkeypatch.setenv("INFERBENCH_HOME", str(pg_home))
+    monkeypatch.setenv("INFERBENCH_DB_URL", db_url)
+    return pg_home

@@ -1,0 +1,141 @@
+"""The stages against a real PostgreSQL and a real server, then one full DAG run.
+
+Uses the project's own ONNX Runtime server (FastAPI); Triton has its own tests. The spec is
+tiny so the whole file runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from inferbench import perfdb
+from inferbench.backends.process import group_alive
+from inferbench.perfdb import schema
+from inferbench.spec import parse_spec
+from inferbench.stages import STAGES
+from inferbench.stages.common import make_context
+
+pytestmark = pytest.mark.integration
+
+SPEC = {
+    "name": "pipeline-test",
+    "model": {"family": "cnn", "depth": 1, "width": 8, "input_shape": [3, 16, 16]},
+    "formats": ["onnx", "torchscript"],
+    "platforms": ["onnxruntime"],
+    "batch_sizes": [1, 4],
+    "workload": {"arrival": "poisson", "rate_rps": 40, "seed": 3},
+    "warmup_s": 0.5, "min_duration_s": 2, "min_requests": 40, "max_duration_s": 10,
+    "slo": {"percentile": 99, "latency_ms": 500},
+    # Tests check the pipeline, not this shared VM: it stalls on its own (see README).
+    "max_late_send_pct": 25,
+}
+
+
+def count(conn, table, run_id: str) -> int:
+    return conn.execute(select(func.count()).select_from(table)
+                        .where(table.c.run_id == run_id)).scalar_one()
+
+
+def run_stages(run_id: str, spec: dict) -> dict:
+    ctx = make_context(run_id, spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    try:
+        endpoint = STAGES["serve"](ctx, "onnxruntime")
+        assert endpoint["status"] == "ready" and endpoint["cold_start_s"] > 0
+        STAGES["load"](ctx, "onnxruntime")
+    finally:
+        STAGES["collect"](ctx, "onnxruntime")
+        STAGES["stop"](ctx, "onnxruntime")
+    assert not group_alive(endpoint["pid"]), "the server outlived its teardown"
+    return STAGES["analyze"](ctx)
+
+
+def test_stages_write_a_complete_valid_run(inferbench_env, db_url):
+    summary = run_stages("pipeline-direct", SPEC)
+    assert summary["verdict"] == "VALID", summary["reasons"]
+    with perfdb.engine(db_url).connect() as conn:
+        run = conn.execute(select(schema.runs).where(
+            schema.runs.c.run_id == "pipeline-direct")).one()._mapping
+        assert run["status"] == "complete" and run["spec_hash"] == parse_spec(SPEC).spec_hash()
+        conversions = conn.execute(select(schema.conversions).where(
+            schema.conversions.c.run_id == "pipeline-direct")).all()
+        assert {c.format for c in conversions} == {"onnx", "torchscript"}
+        assert all(c.passed and c.max_abs_diff <= 1e-4 for c in conversions)
+        results = conn.execute(select(schema.results).where(
+            schema.results.c.run_id == "pipeline-direct").order_by(schema.results.c.point)).all()
+        assert [r.batch_size for r in results] == [1, 4]
+        n_requests = count(conn, schema.requests, "pipeline-direct")
+        assert n_requests == sum(r.n_ok + r.n_failed for r in results) >= 80
+        for r in results:
+            lat = r.latency_ms
+            assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+            assert 20 < r.throughput_rps < 60  # offered 40 rps, open loop
+        assert count(conn, schema.resource_samples, "pipeline-direct") > 0
+        facts = conn.execute(select(schema.provenance.c.facts).where(
+            schema.provenance.c.run_id == "pipeline-direct")).scalar_one()
+        assert facts["spec_hash"] == run["spec_hash"] and facts["packages"]["onnxruntime"]
+    report = run["report_path"]
+    html = open(report).read()
+    assert "VALID" in html and "data:image/png;base64," in html
+
+
+def test_collect_is_idempotent_when_retried(inferbench_env, db_url):
+    ctx = make_context("pipeline-direct")
+    with perfdb.engine(db_url).connect() as conn:
+        before = count(conn, schema.requests, "pipeline-direct")
+    STAGES["collect"](ctx, "onnxruntime")
+    with perfdb.engine(db_url).connect() as conn:
+        assert count(conn, schema.requests, "pipeline-direct") == before
+
+
+def test_failed_load_keeps_partial_data_marked(inferbench_env, db_url, monkeypatch):
+    """The server dies after the first point: that point is kept, the run is partial."""
+    from inferbench.stages import load as load_stage
+
+    original = load_stage.run_point
+    calls = {"n": 0}
+
+    def run_point_then_kill_server(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("server went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(load_stage, "run_point", run_point_then_kill_server)
+    with pytest.raises(ConnectionError):
+        run_stages("pipeline-partial", SPEC)
+    ctx = make_context("pipeline-partial")
+    summary = STAGES["analyze"](ctx)
+    assert summary["status"] == "partial" and summary["verdict"] == "INVALID"
+    assert any("server went away" in r for r in summary["reasons"])
+    with perfdb.engine(db_url).connect() as conn:
+        dep = conn.execute(select(schema.deployments).where(
+            schema.deployments.c.run_id == "pipeline-partial")).one()
+        assert dep.status == "partial"
+        assert count(conn, schema.results, "pipeline-partial") == 1  # the measured point
+
+
+def test_full_dag_run_with_dag_test(inferbench_env, db_url):
+    """generate -> convert -> serve -> load -> collect -> stop -> analyze through Airflow's
+    dag.test (in-process executor, real task code); Triton's group is skipped."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db as airflow_db
+
+    from conftest import ROOT
+
+    airflow_db.initdb()
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["inferbench_benchmark"]
+    spec = {**SPEC, "batch_sizes": [2], "name": "dag-test"}
+    dagrun = dag.test(run_conf=spec)
+    states = {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
+    assert dagrun.state == "success", states
+    assert states["onnxruntime.load"] == "success" and states["triton.serve"] == "skipped"
+    with perfdb.engine(db_url).connect() as conn:
+        run = conn.execute(select(schema.runs).where(
+            schema.runs.c.run_id == dagrun.run_id)).one()
+        assert run.verdict == "VALID" and run.status == "complete", run.verdict_reasons
+        assert count(conn, schema.results, dagrun.run_id) == 1
