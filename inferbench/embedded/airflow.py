@@ -1,0 +1,177 @@
+"""The embedded single-machine Airflow: scheduler, dag-processor and api-server with the
+LocalExecutor, on the embedded PostgreSQL, all state under <home>/airflow.
+
+Each component is a detached background process (its own session, log file and pid in
+pids.json), so `inferbench run` can return while the UI stays up; starting again reuses
+running components. Tasks run through the api-server's execution API, so it must be up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from inferbench.embedded.postgres import database_url, ensure_postgres
+from inferbench.errors import InferBenchError
+
+COMPONENTS = ("scheduler", "dag-processor", "api-server")
+
+
+def _airflow_home(home: Path) -> Path:
+    return home / "airflow"
+
+
+def _secret(home: Path) -> str:
+    """One JWT secret shared by all components: the scheduler signs task tokens that the
+    api-server checks, so they must agree; kept on disk so restarts agree too."""
+    path = _airflow_home(home) / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def airflow_env(home: Path, dags_folder: Path, port: int,
+                extra: dict[str, str] | None = None) -> dict[str, str]:
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "AIRFLOW_HOME": str(_airflow_home(home)),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(home, "airflow", "psycopg2"),
+        # Airflow would derive asyncpg for its async engine; psycopg 3 does async as well.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": database_url(home, "airflow", "psycopg"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__PARALLELISM": "4",  # 2 cores: a few stage processes at most
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # local UI without login
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home),
+        # A new or edited DAG file shows up within seconds.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+    return {**env, **(extra or {})}
+
+
+def _pids_file(home: Path) -> Path:
+    return _airflow_home(home) / "pids.json"
+
+
+def _read_pids(home: Path) -> dict[str, int]:
+    try:
+        return json.loads(_pids_file(home).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _alive(pid: int, component: str) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and component in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def airflow_status(home: Path) -> dict[str, dict]:
+    return {name: {"pid": pid, "running": _alive(pid, name)}
+            for name, pid in _read_pids(home).items()}
+
+
+def _airflow_cli() -> list[str]:
+    return [sys.executable, "-m", "airflow"]
+
+
+def _migrate(env: dict[str, str], home: Path) -> None:
+    """`airflow db migrate` once per Airflow version (it takes ~20 s even when up to date)."""
+    from importlib.metadata import version
+
+    stamp = _airflow_home(home) / "migrated"
+    wanted = version("apache-airflow")
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    proc = subprocess.run([*_airflow_cli(), "db", "migrate"], env={**os.environ, **env},
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InferBenchError(f"`airflow db migrate` failed:\n{proc.stderr[-3000:]}")
+    stamp.write_text(wanted)
+
+
+def _wait_http(url: str, timeout_s: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise InferBenchError(f"{what} did not answer at {url} within {timeout_s:.0f} s; see {log}")
+
+
+def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
+                  extra_env: dict[str, str] | None = None, wait_for_dag: str | None = None,
+                  timeout_s: float = 300) -> str:
+    """Start (or reuse) the components; returns the api-server's base URL."""
+    ensure_postgres(home)
+    env = airflow_env(home, dags_folder, port, extra_env)
+    logs = _airflow_home(home) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    _migrate(env, home)
+    pids = {k: v for k, v in _read_pids(home).items() if _alive(v, k)}
+    for name in COMPONENTS:
+        if name in pids:
+            continue
+        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([*_airflow_cli(), name], env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        pids[name] = proc.pid
+    _pids_file(home).write_text(json.dumps(pids))
+    base = f"http://127.0.0.1:{port}"
+    _wait_http(f"{base}/api/v2/monitor/health", timeout_s, "the Airflow api-server",
+               logs / "api-server.log")
+    if wait_for_dag:
+        from inferbench.airflow_api import AirflowClient
+
+        AirflowClient(base).wait_for_dag(wait_for_dag, timeout_s,
+                                         hint=f"see {logs / 'dag-processor.log'}")
+    return base
+
+
+def stop_airflow(home: Path, grace_s: float = 20) -> None:
+    pids = _read_pids(home)
+    for name, pid in pids.items():
+        if _alive(pid, name):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p, n) for n, p in pids.items()):
+        time.sleep(0.2)
+    for name, pid in pids.items():
+        if _alive(pid, name):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _pids_file(home).unlink(missing_ok=True)
