@@ -24,7 +24,7 @@ from inferbench.load.http import Connection, ConnectionPool, Response, encode_ht
 
 # asyncio's timers fire up to ~1 ms late (epoll has millisecond resolution), so the issuer
 # sleeps until shortly before a send and yields in a tight loop for the rest.
-_SPIN_NS = 1_500_000
+_SPIN_NS = 4_000_000
 
 
 @dataclass(frozen=True)
