@@ -1,0 +1,78 @@
+"""The README's main path through the real Airflow scheduler: embedded PostgreSQL, scheduler,
+dag-processor and api-server started for real, the run triggered over the REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+from sqlalchemy import func, select
+
+from conftest import ROOT
+from inferbench.backends.process import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def inferbench(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inferbench", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def processes_under(home: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+        except psutil.Error:
+            continue
+        if home in cmd or env.get("INFERBENCH_HOME") == home:
+            found.append(cmd)
+    return found
+
+
+def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
+    home = str(tmp_path / "home")
+    port = str(free_port())
+    env = {**os.environ, "INFERBENCH_HOME": home}
+    for key in ("INFERBENCH_DB_URL", "INFERBENCH_SPEC_JSON", "AIRFLOW_HOME") + tuple(
+            k for k in os.environ if k.startswith("AIRFLOW__")):
+        env.pop(key, None)
+    spec = str(ROOT / "examples" / "quick-onnxruntime.json")
+    try:
+        first = inferbench("run", spec, "--json", "--port", port, env=env)
+        assert first.returncode == 0, first.stdout + first.stderr[-5000:]
+        one = json.loads(first.stdout)
+        assert one["verdict"] == "VALID" and one["status"] == "complete"
+        assert one["throughput_rps"] > 0
+        assert 0 < one["latency_ms"]["p50"] <= one["latency_ms"]["p99"]
+        assert os.path.exists(one["report"])
+
+        second = inferbench("run", spec, "--json", "--port", port, env=env)
+        assert second.returncode == 0, second.stdout + second.stderr[-5000:]
+        two = json.loads(second.stdout)
+        assert two["run_id"] != one["run_id"] and two["report"] != one["report"]
+
+        from inferbench import perfdb
+        from inferbench.embedded.postgres import database_url
+        from inferbench.perfdb import schema
+        from pathlib import Path
+
+        url = database_url(Path(home), "inferbench")
+        with perfdb.engine(url).connect() as conn:
+            for run in (one, two):
+                n = conn.execute(select(func.count()).select_from(schema.requests).where(
+                    schema.requests.c.run_id == run["run_id"])).scalar_one()
+                assert n == sum(r["n_ok"] + r["n_failed"] for r in run["results"]) >= 100
+                facts = conn.execute(select(schema.provenance.c.facts).where(
+                    schema.provenance.c.run_id == run["run_id"])).scalar_one()
+                assert facts["spec_hash"] and facts["packages"]["apache-airflow"] == "3.3.2"
+    finally:
+        down = inferbench("down", env=env, timeout=120)
+        assert down.returncode == 0, down.stderr
+    assert processes_under(home) == []
