@@ -23,15 +23,18 @@ def inferbench(*args: str, env: dict, timeout: float = 600) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout)
 
 
-def processes_under(home: str) -> list[str]:
+def leftovers(home: str, port: str, pids: list[int]) -> list[str]:
+    """Processes of this home still running: recorded Airflow pids and their groups, the
+    api-server on our port (Airflow rewrites process titles, so match what they show), and
+    PostgreSQL on our data directory."""
     found = []
-    for proc in psutil.process_iter(["cmdline", "environ"]):
+    for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
-            env = proc.info["environ"] or {}
-        except psutil.Error:
+            group = os.getpgid(proc.info["pid"])
+        except (psutil.Error, ProcessLookupError):
             continue
-        if home in cmd or env.get("INFERBENCH_HOME") == home:
+        if home in cmd or f"port:{port}" in cmd or group in pids:
             found.append(cmd)
     return found
 
@@ -73,6 +76,9 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
                     schema.provenance.c.run_id == run["run_id"])).scalar_one()
                 assert facts["spec_hash"] and facts["packages"]["apache-airflow"] == "3.3.2"
     finally:
+        pids_file = os.path.join(home, "airflow", "pids.json")
+        pids = list(json.load(open(pids_file)).values()) if os.path.exists(pids_file) else []
         down = inferbench("down", env=env, timeout=120)
         assert down.returncode == 0, down.stderr
-    assert processes_under(home) == []
+    assert len(pids) == 3
+    assert leftovers(home, port, pids) == []

@@ -82,16 +82,31 @@ def _read_pids(home: Path) -> dict[str, int]:
         return {}
 
 
-def _alive(pid: int, component: str) -> bool:
+def _alive(pid: int) -> bool:
+    """Our component: a live group leader running airflow. (Airflow rewrites its process
+    title, e.g. "airflow api_server -- host:...", so the component name cannot be matched.)"""
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and component in " ".join(proc.cmdline())
-    except psutil.Error:
+        return (proc.status() != psutil.STATUS_ZOMBIE and os.getpgid(pid) == pid
+                and "airflow" in " ".join(proc.cmdline()))
+    except (psutil.Error, ProcessLookupError):
         return False
 
 
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def airflow_status(home: Path) -> dict[str, dict]:
-    return {name: {"pid": pid, "running": _alive(pid, name)}
+    return {name: {"pid": pid, "running": _alive(pid)}
             for name, pid in _read_pids(home).items()}
 
 
@@ -136,10 +151,13 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     logs = _airflow_home(home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _migrate(env, home)
-    pids = {k: v for k, v in _read_pids(home).items() if _alive(v, k)}
+    pids = {k: v for k, v in _read_pids(home).items() if _alive(v)}
     for name in COMPONENTS:
         if name in pids:
             continue
+        if name == "api-server" and not _port_free(port):
+            raise InferBenchError(f"port {port} is taken by another process; stop it or pass "
+                                  "--port with a free port")
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen([*_airflow_cli(), name], env={**os.environ, **env},
                                 stdout=log, stderr=subprocess.STDOUT,
@@ -159,17 +177,17 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
 
 def stop_airflow(home: Path, grace_s: float = 20) -> None:
     pids = _read_pids(home)
-    for name, pid in pids.items():
-        if _alive(pid, name):
+    for pid in pids.values():
+        if _alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(p, n) for n, p in pids.items()):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
         time.sleep(0.2)
-    for name, pid in pids.items():
-        if _alive(pid, name):
+    for pid in pids.values():
+        if _alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
