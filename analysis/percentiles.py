@@ -186,7 +186,7 @@ def hdr_encode(latencies_us: np.ndarray) -> str:
         # One record_value call per distinct value instead of per request: far
         # fewer Python-level calls for a million requests.
         uniq, counts = np.unique(ints, return_counts=True)
-        for value, count in zip(uniq.tolist(), counts.tolist()):
+        for value, count in zip(uniq.tolist(), counts.tolist(), strict=True):
             hist.record_value(value, count)
     return hist.encode().decode("ascii")
 

@@ -9,8 +9,7 @@ Nothing here touches a database or imports heavy libraries at parse time.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, TaskGroup
-from airflow.sdk import TriggerRule
+from airflow.sdk import DAG, TaskGroup, TriggerRule
 
 from inferbench.spec import Platform
 from operators.params import spec_params

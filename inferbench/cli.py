@@ -34,7 +34,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from inferbench.stages import STAGES, PLATFORM_STAGES
+    from inferbench.stages import PLATFORM_STAGES, STAGES
     from inferbench.stages.common import make_context
 
     if args.name not in STAGES:
@@ -113,7 +113,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else \
         (lambda *a: print(*a, flush=True))
-    say(f"starting the embedded Airflow + PostgreSQL (home {os.environ.get('INFERBENCH_HOME') or 'default'}) ...")
+    from inferbench import paths
+
+    say(f"starting the embedded Airflow + PostgreSQL (home {paths.home()}) ...")
     url = _start_embedded(args.port)
     client = AirflowClient(url)
     client.unpause(DAG_ID)

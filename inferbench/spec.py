@@ -233,7 +233,7 @@ def _fields_at(path: tuple) -> list[str]:
 
 
 def parse_spec(data: Any, source: str = "spec") -> BenchmarkSpec:
-    """Validate raw JSON data into a BenchmarkSpec or raise InferBenchError listing every problem."""
+    """Validate raw JSON into a BenchmarkSpec, or raise InferBenchError listing every problem."""
     if not isinstance(data, dict):
         raise InferBenchError(f"{source}: expected a JSON object, got {type(data).__name__}")
     try:

@@ -54,8 +54,8 @@ class StageOperator(BaseOperator):
             raise ValueError(f"Invalid `stage` value {stage!r}, expected one of "
                              f"{', '.join(map(repr, STAGES))}.")
         if (stage in PLATFORM_STAGES) != (platform is not None):
-            raise ValueError(f"stage {stage!r} {'needs' if stage in PLATFORM_STAGES else 'takes no'}"
-                             " `platform`")
+            need = "needs" if stage in PLATFORM_STAGES else "takes no"
+            raise ValueError(f"stage {stage!r} {need} `platform`")
         if runtime not in RUNTIMES:
             raise ValueError(f"Invalid `runtime` value {runtime!r}, expected one of "
                              f"{', '.join(map(repr, RUNTIMES))}.")

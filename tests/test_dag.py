@@ -3,12 +3,13 @@ the brief fixes: generate -> convert -> per platform serve/load/collect + teardo
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from inferbench.spec import Platform, json_schema
 
 
@@ -36,7 +37,7 @@ def test_benchmark_dag_shape(dagbag):
         assert {f"{p}.collect", f"{p}.stop"} <= dag.get_task("analyze").upstream_task_ids
     # Platforms run one after the other: the second starts after the first's teardown.
     platforms = [p.value for p in Platform]
-    for first, second in zip(platforms, platforms[1:]):
+    for first, second in zip(platforms, platforms[1:], strict=False):
         assert f"{first}.stop" in dag.get_task(f"{second}.serve").upstream_task_ids
     assert dag.get_task("analyze").trigger_rule == "all_done"
     assert dag.max_active_runs == 1
@@ -63,3 +64,13 @@ def test_dag_file_parses_without_heavy_imports():
     proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "benchmark.py")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bad_conf_is_rejected_by_the_params(dagbag):
+    """Airflow validates trigger conf against the spec's schema before any task runs."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags["inferbench_benchmark"]
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError, match="tensorflow-lite"):
+        params.update({"platforms": ["tensorflow-lite"]})

@@ -10,9 +10,9 @@ import sys
 
 import psutil
 import pytest
+from conftest import ROOT
 from sqlalchemy import func, select
 
-from conftest import ROOT
 from inferbench.backends.process import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -61,10 +61,11 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
         two = json.loads(second.stdout)
         assert two["run_id"] != one["run_id"] and two["report"] != one["report"]
 
+        from pathlib import Path
+
         from inferbench import perfdb
         from inferbench.embedded.postgres import database_url
         from inferbench.perfdb import schema
-        from pathlib import Path
 
         url = database_url(Path(home), "inferbench")
         with perfdb.engine(url).connect() as conn:

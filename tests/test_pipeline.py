@@ -124,7 +124,6 @@ def test_full_dag_run_with_dag_test(inferbench_env, db_url):
     dag.test (in-process executor, real task code); Triton's group is skipped."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db as airflow_db
-
     from conftest import ROOT
 
     airflow_db.initdb()

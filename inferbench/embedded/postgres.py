@@ -31,7 +31,7 @@ def ensure_postgres(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     try:
         server = _server(home)
-    except Exception as exc:  # noqa: BLE001 - pgserver raises plain errors; add the log
+    except Exception as exc:
         raise InferBenchError(f"the embedded PostgreSQL did not start: {exc}; see "
                               f"{home / 'pg' / 'log'}") from exc
     existing = server.psql("SELECT datname FROM pg_database;")

@@ -31,7 +31,7 @@ def encode_http_request(url: str, body: bytes, headers: dict[str, str]) -> tuple
 
 
 class Response:
-    __slots__ = ("status", "first_byte_ns", "done_ns", "size")
+    __slots__ = ("done_ns", "first_byte_ns", "size", "status")
 
     def __init__(self, status: int, first_byte_ns: int, done_ns: int, size: int) -> None:
         self.status, self.first_byte_ns, self.done_ns, self.size = status, first_byte_ns, \

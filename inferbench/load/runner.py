@@ -131,7 +131,7 @@ async def _complete(phase: _Phase, conn: Connection, future: asyncio.Future, sch
                     sent_ns: int, size: int, timeout_s: float) -> None:
     try:
         response = await asyncio.wait_for(future, timeout_s)
-    except (asyncio.TimeoutError, ConnectionError, OSError):
+    except (TimeoutError, ConnectionError, OSError):
         conn.close()  # a late answer must not land on the next request of this connection
         response = None
     _record(phase, scheduled_ns, sent_ns, size, response)
@@ -141,7 +141,7 @@ async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phas
                                   scheduled_ns: int, timeout_s: float) -> None:
     try:
         conn = await asyncio.wait_for(pool.acquire(), timeout_s)
-    except (asyncio.TimeoutError, OSError):
+    except (TimeoutError, OSError):
         _record(phase, scheduled_ns, phase.clock.now(), len(raw), None)
         return
     sent = phase.clock.now()

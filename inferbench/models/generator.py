@@ -50,7 +50,8 @@ class AttentionBlock(nn.Module):
         self.norm1 = nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, self.HEADS, batch_first=True)
         self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
+                                 nn.Linear(4 * width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
@@ -81,10 +82,9 @@ class CanonicalModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
+        h = self.blocks(h)
         if self.family is ModelFamily.LSTM:
-            h = self.blocks(h)[0][:, -1]  # last time step
-        else:
-            h = self.blocks(h)
+            h = h[0][:, -1]  # nn.LSTM returns (outputs, state): keep the last time step
         if self.family is ModelFamily.CNN:
             h = h.mean(dim=(2, 3))  # global average pool
         elif self.family is ModelFamily.ATTENTION:

@@ -40,8 +40,10 @@ def request_arrays(conn: Connection, run_id: str, platform: str,
             .order_by(t.c.seq))
     rows = conn.execute(stmt).all()
     cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
-    to_array = lambda values: np.asarray(  # noqa: E731 - NULL timestamps become -1
-        [-1 if v is None else v for v in values], dtype=np.int64)
+
+    def to_array(values) -> np.ndarray:  # NULL timestamps become -1, as in memory
+        return np.asarray([-1 if v is None else v for v in values], dtype=np.int64)
+
     return {"scheduled_ns": to_array(cols[0]), "sent_ns": to_array(cols[1]),
             "first_byte_ns": to_array(cols[2]), "done_ns": to_array(cols[3]),
             "status": np.asarray(cols[4], dtype=np.int32)}

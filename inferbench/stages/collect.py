@@ -8,12 +8,13 @@ import json
 
 import numpy as np
 
-from inferbench.perfdb import writer
 from inferbench.metrics.provenance import collect_provenance
+from inferbench.perfdb import writer
 from inferbench.stages.common import StageContext, read_json
 
 
-def deployment_status(endpoint: dict | None, load: dict | None, n_points: int) -> tuple[str, str | None]:
+def deployment_status(endpoint: dict | None, load: dict | None,
+                      n_points: int) -> tuple[str, str | None]:
     if endpoint is None:
         return "failed", "the server was never started"
     if endpoint.get("status") == "failed":
