@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from sqlalchemy import func, select
 
-from inferbench.backends.process import free_port
+from inferbench.netutil import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from inferbench.backends.base import LaunchPlan
 from inferbench.errors import InferBenchError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from inferbench.netutil import poll_http_ok
 
 
 def spawn(plan: LaunchPlan, log_path: Path) -> subprocess.Popen:
@@ -36,19 +28,15 @@ def spawn(plan: LaunchPlan, log_path: Path) -> subprocess.Popen:
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
     """Poll `url` until it answers 200; fail early if the server process exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def still_running() -> None:
         if process.poll() is not None:
             raise InferBenchError(
                 f"server exited with code {process.returncode} before it was ready; "
                 f"last log lines:\n{tail(log_path)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.05)
+
+    if poll_http_ok(url, timeout_s, check=still_running):
+        return
     raise InferBenchError(f"server not ready at {url} after {timeout_s:.0f} s; last log lines:\n"
                           f"{tail(log_path)}")
 

@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import psutil
 
 from inferbench.embedded.postgres import database_url, ensure_postgres
 from inferbench.errors import InferBenchError
+from inferbench.netutil import poll_http_ok, port_is_free
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
 
@@ -93,16 +92,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def airflow_status(home: Path) -> dict[str, dict]:
@@ -129,19 +118,6 @@ def _migrate(env: dict[str, str], home: Path) -> None:
     stamp.write_text(wanted)
 
 
-def _wait_http(url: str, timeout_s: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise InferBenchError(f"{what} did not answer at {url} within {timeout_s:.0f} s; see {log}")
-
-
 def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
                   extra_env: dict[str, str] | None = None, wait_for_dag: str | None = None,
                   timeout_s: float = 300) -> str:
@@ -155,7 +131,7 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     for name in COMPONENTS:
         if name in pids:
             continue
-        if name == "api-server" and not _port_free(port):
+        if name == "api-server" and not port_is_free(port):
             raise InferBenchError(f"port {port} is taken by another process; stop it or pass "
                                   "--port with a free port")
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -165,8 +141,10 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
         pids[name] = proc.pid
     _pids_file(home).write_text(json.dumps(pids))
     base = f"http://127.0.0.1:{port}"
-    _wait_http(f"{base}/api/v2/monitor/health", timeout_s, "the Airflow api-server",
-               logs / "api-server.log")
+    health = f"{base}/api/v2/monitor/health"
+    if not poll_http_ok(health, timeout_s, interval_s=0.5):
+        raise InferBenchError(f"the Airflow api-server did not answer at {health} within "
+                              f"{timeout_s:.0f} s; see {logs / 'api-server.log'}")
     if wait_for_dag:
         from inferbench.airflow_api import AirflowClient
 

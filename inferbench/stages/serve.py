@@ -11,8 +11,9 @@ from pathlib import Path
 
 from inferbench.backends import get_backend
 from inferbench.backends.base import ServeContext
-from inferbench.backends.process import free_port, spawn, stop_group, wait_ready
+from inferbench.backends.process import spawn, stop_group, wait_ready
 from inferbench.errors import InferBenchError
+from inferbench.netutil import free_port
 from inferbench.stages.common import StageContext, read_json, write_json
 
 READY_TIMEOUT_S = 180.0
