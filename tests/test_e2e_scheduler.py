@@ -28,7 +28,9 @@ def leftovers(home: str, port: str, pids: list[int]) -> list[str]:
     api-server on our port (Airflow rewrites process titles, so match what they show), and
     PostgreSQL on our data directory."""
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue  # already dead; waits for a parent (or a PID 1 that never reaps) to reap it
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             group = os.getpgid(proc.info["pid"])
