@@ -153,21 +153,21 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     return base
 
 
+def _signal_groups(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
 def stop_airflow(home: Path, grace_s: float = 20) -> None:
-    pids = _read_pids(home)
-    for pid in pids.values():
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    """SIGTERM every component's group; SIGKILL what is still there after `grace_s`."""
+    pids = list(_read_pids(home).values())
+    _signal_groups(pids, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.2)
-    for pid in pids.values():
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    _signal_groups(pids, signal.SIGKILL)
     _pids_file(home).unlink(missing_ok=True)

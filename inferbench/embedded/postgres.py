@@ -50,9 +50,9 @@ def stop_postgres(home: Path) -> None:
     pgdata = home / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return
+    server = _server(home)  # imports pgserver with its XDG_RUNTIME_DIR warning silenced
     from pgserver.postgres_server import pg_ctl
 
-    server = _server(home)
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
     except subprocess.CalledProcessError:
