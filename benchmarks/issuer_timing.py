@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from inferbench.load.arrivals import poisson_offsets_ns
-from inferbench.load.runner import _Clock, _sleep_until
+from inferbench.load.runner import WAITERS, _Clock, _sleep_until, new_loop
 
 
 def _stats(late_ns: list[int], cpu_s: float, seconds: float) -> tuple[float, float, float]:
@@ -37,19 +37,25 @@ def with_time_sleep(rate: float, seconds: float, seed: int) -> tuple:
     return _stats(late, time.process_time() - cpu0, seconds)
 
 
-async def _asyncio(rate: float, seconds: float, seed: int, spin: bool) -> tuple:
+async def _asyncio(rate: float, seconds: float, seed: int, spin: bool,
+                  spin_ns: int = WAITERS["spin"]) -> tuple:
     clock = _Clock()
     t0, late, cpu0 = clock.now(), [], time.process_time()
     for off in itertools.islice(poisson_offsets_ns(rate, seed), int(rate * seconds)):
         target = t0 + off
         if spin:
-            await _sleep_until(clock, target)
+            await _sleep_until(clock, target, spin_ns)
         else:
             delay = target - clock.now()
             if delay > 0:
                 await asyncio.sleep(delay / 1e9)
         late.append(clock.now() - target)
     return _stats(late, time.process_time() - cpu0, seconds)
+
+
+def _on_select_loop(coro) -> tuple:
+    with asyncio.Runner(loop_factory=lambda: new_loop("select")) as runner:
+        return runner.run(coro)
 
 
 def main() -> None:
@@ -62,7 +68,10 @@ def main() -> None:
         rows = {
             "time.sleep": with_time_sleep(rate, args.seconds, 1),
             "asyncio.sleep": asyncio.run(_asyncio(rate, args.seconds, 1, spin=False)),
-            "inferbench issuer": asyncio.run(_asyncio(rate, args.seconds, 1, spin=True)),
+            "inferbench issuer, spin (epoll + 4 ms spin)": asyncio.run(
+                _asyncio(rate, args.seconds, 1, spin=True)),
+            "inferbench issuer, select (select() loop + 0.2 ms spin)": _on_select_loop(
+                _asyncio(rate, args.seconds, 1, spin=True, spin_ns=WAITERS["select"])),
         }
         for name, (late_pct, p99, cpu) in rows.items():
             print(f"| {rate} | {name} | {late_pct:.2f} | {p99:.2f} | {cpu:.0f} |")

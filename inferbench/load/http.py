@@ -130,11 +130,19 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
+# select() only takes file descriptors below 1024 (FD_SETSIZE); the issuer's loop runs on it,
+# so the pool stays well below. A request that finds every connection busy at the limit
+# fails (recorded with status 0) instead of crashing the event loop.
+MAX_CONNECTIONS = 900
+
+
 class ConnectionPool:
     """Idle keep-alive connections to one host; opens more when all are busy."""
 
-    def __init__(self, host: str, port: int, clock: Callable[[], int]) -> None:
+    def __init__(self, host: str, port: int, clock: Callable[[], int],
+                 max_connections: int | None = None) -> None:
         self.host, self.port, self.clock = host, port, clock
+        self.max_connections = max_connections or MAX_CONNECTIONS
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
@@ -150,6 +158,9 @@ class ConnectionPool:
         conn = self.try_acquire()
         if conn is not None:
             return conn
+        if len(self.all) >= self.max_connections:
+            raise ConnectionRefusedError(f"all {self.max_connections} connections are busy: "
+                                         "the server is not keeping up")
         _, conn = await self.loop.create_connection(lambda: Connection(self), self.host,
                                                     self.port)
         self.all.add(conn)

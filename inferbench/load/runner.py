@@ -5,26 +5,38 @@ stall by slowing the generator down (coordinated omission). Each request records
 scheduled / sent / first-byte / done timestamps (wall-clock ns) and its HTTP status.
 
 A measurement phase ends when both `min_duration_s` and `min_requests` completions are
-reached, or at `max_duration_s` (then the point is marked incomplete). A warm-up phase
-with the same arrival process runs first and is not recorded.
+reached (and, when asked, the last measurement windows agree: see load/stability.py), or
+at `max_duration_s` (then the point is marked incomplete), or when a replayed trace runs
+out. A warm-up phase with the same arrival process runs first and is not recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import selectors
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferbench.load.arrivals import poisson_offsets_ns
+from inferbench.load import stability
+from inferbench.load.arrivals import Schedule, poisson_offsets_ns
 from inferbench.load.http import Connection, ConnectionPool, Response, encode_http_request
 
-# asyncio's timers fire up to ~1 ms late (epoll has millisecond resolution), so the issuer
-# sleeps until shortly before a send and yields in a tight loop for the rest.
+# Two ways to wake up for a send (measured side by side in benchmarks/issuer_timing.py):
+# - "spin": the default epoll loop, whose timers fire up to ~1 ms late (epoll_wait takes
+#   milliseconds), so the issuer sleeps until 4 ms before a send and yields in a tight loop
+#   for the rest: punctual on an idle host, but a core's worth of CPU at high rates, and on
+#   an oversubscribed host the spinning process is the one the kernel preempts.
+# - "select": an event loop on select(), whose timeout has microsecond resolution, so the
+#   timer itself is punctual and only the last 0.2 ms are spun: a few % of a core.
+#   select() only takes file descriptors below 1024: beyond ~1000 connections in flight a
+#   new connection fails (the request is recorded as failed, status 0).
 _SPIN_NS = 4_000_000
+WAITERS = {"spin": 4_000_000, "select": 200_000}
+DEFAULT_WAITER = "select"
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,20 @@ class Request:
 
 @dataclass(frozen=True)
 class StopRule:
+    """Stop when min duration AND min count are met (and, with `stability_windows` > 0, the
+    last that many windows of `window_s` agree within `tolerance_pct`); cap at max."""
+
     min_duration_s: float
     min_requests: int
     max_duration_s: float
+    stability_windows: int = 0
+    window_s: float = 2.0
+    tolerance_pct: float = 10.0
+
+
+# How often the issuer re-checks window stability: the check costs a little numpy work,
+# done between sends, so it must stay rare.
+_STABILITY_CHECK_NS = 500_000_000
 
 
 @dataclass
@@ -59,6 +82,8 @@ class PhaseRecords:
     stop_reason: str = ""
     complete: bool = False
     client_cpu_s: float = 0.0
+    stable: bool | None = None  # None: stability was not asked for
+    stability_reasons: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.status)
@@ -98,18 +123,66 @@ class _Phase:
         self.started_ns = clock.now()
         self.stop_reason = ""
         self.stopped_ns = 0
+        self.stable: bool | None = None
+        self.stability_reasons: list[str] = []
+        self._next_check_ns = 0
+        self._window_from = 0  # records before this index completed before every window
+        self.play_to_end = False  # a trace: only its end or the cap stops the phase
+        self.spin_ns = _SPIN_NS
+
+    def minimums_met(self) -> bool:
+        elapsed_s = (self.clock.now() - self.started_ns) / 1e9
+        return elapsed_s >= self.rule.min_duration_s and self.completed >= self.rule.min_requests
+
+    def check_stability(self, now_ns: int) -> bool:
+        """Judge the last windows (ending now) and remember the outcome."""
+        rule, r = self.rule, self.records
+        span_ns = int(rule.stability_windows * rule.window_s * 1e9)
+        if now_ns - self.started_ns < span_ns:
+            self.stable, self.stability_reasons = False, [
+                f"ran {(now_ns - self.started_ns) / 1e9:.1f} s, shorter than "
+                f"{rule.stability_windows} windows of {rule.window_s:g} s"]
+            return False
+        # Records arrive in completion order: skip, once, those older than every window.
+        cutoff = now_ns - span_ns
+        while self._window_from < len(r.done_ns) and r.done_ns[self._window_from] < cutoff:
+            self._window_from += 1
+        i = self._window_from
+        done = np.asarray(r.done_ns[i:], dtype=np.int64)
+        ok = (np.asarray(r.status[i:]) == 200) & (done >= 0)
+        lat_ms = (done[ok] - np.asarray(r.scheduled_ns[i:], dtype=np.int64)[ok]) / 1e6
+        ws = stability.windows(done[ok], lat_ms, now_ns, rule.window_s, rule.stability_windows)
+        self.stable, self.stability_reasons = stability.judge(ws, rule.tolerance_pct)
+        return self.stable
 
     def should_stop(self) -> bool:
         if self.stop_reason:
             return True
-        elapsed_s = (self.clock.now() - self.started_ns) / 1e9
+        now = self.clock.now()
+        elapsed_s = (now - self.started_ns) / 1e9
         if elapsed_s >= self.rule.max_duration_s:
             self.stop_reason = "max_duration"
-        elif elapsed_s >= self.rule.min_duration_s and self.completed >= self.rule.min_requests:
-            self.stop_reason = "min_reached"
+            if self.rule.stability_windows and self.record and self.minimums_met() \
+                    and not self.check_stability(now):
+                self.stop_reason = "max_duration_unstable"
+        elif not self.play_to_end and self.minimums_met():
+            if not (self.rule.stability_windows and self.record):
+                self.stop_reason = "min_reached"
+            elif now >= self._next_check_ns:
+                self._next_check_ns = now + _STABILITY_CHECK_NS
+                if self.check_stability(now):
+                    self.stop_reason = "stable"
         if self.stop_reason:
             self.stopped_ns = self.clock.now()
         return bool(self.stop_reason)
+
+    def end_of_schedule(self) -> None:
+        """A replayed trace ran out: the point ends here, complete if the rule was met."""
+        now = self.clock.now()
+        self.stop_reason = "schedule_end"
+        if self.minimums_met() and self.rule.stability_windows and self.record:
+            self.check_stability(now)
+        self.stopped_ns = now
 
 
 def _record(phase: _Phase, scheduled_ns: int, sent_ns: int, size_sent: int,
@@ -148,24 +221,30 @@ async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phas
     await _complete(phase, conn, conn.send(raw), scheduled_ns, sent, len(raw), timeout_s)
 
 
-async def _sleep_until(clock: _Clock, target_ns: int) -> None:
+async def _sleep_until(clock: _Clock, target_ns: int, spin_ns: int = _SPIN_NS) -> None:
     delay = target_ns - clock.now()
-    if delay > _SPIN_NS:
-        await asyncio.sleep((delay - _SPIN_NS) / 1e9)
+    if delay > spin_ns:
+        await asyncio.sleep((delay - spin_ns) / 1e9)
     while clock.now() < target_ns:
         await asyncio.sleep(0)
 
 
 async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
-                     offsets: Iterator[int], timeout_s: float) -> None:
+                     schedule: Schedule, timeout_s: float) -> None:
     in_flight: set[asyncio.Task] = set()
+    offsets, payload_ids = schedule.offsets_ns, schedule.payload_ids
+    phase.play_to_end = schedule.play_to_end
     i = 0
     while not phase.should_stop():
-        scheduled = phase.started_ns + next(offsets)
-        await _sleep_until(phase.clock, scheduled)
+        offset = next(offsets, None)
+        if offset is None:
+            phase.end_of_schedule()
+            break
+        scheduled = phase.started_ns + offset
+        await _sleep_until(phase.clock, scheduled, phase.spin_ns)
         if phase.should_stop():
             break
-        raw = raws[i % len(raws)]
+        raw = raws[(next(payload_ids) if payload_ids is not None else i) % len(raws)]
         i += 1
         conn = pool.try_acquire()
         if conn is not None:
@@ -195,22 +274,34 @@ async def _closed_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
+ScheduleFactory = Callable[[int], Schedule]  # seed -> a fresh open-loop schedule
+
+
 async def _run_phase(pool: ConnectionPool, raws: list[bytes], phase: _Phase, *,
-                     concurrency: int | None, rate_rps: float | None, seed: int,
+                     concurrency: int | None, schedule: ScheduleFactory | None, seed: int,
                      timeout_s: float) -> None:
     if concurrency is not None:
         await _closed_loop(pool, raws, phase, concurrency, timeout_s)
     else:
-        assert rate_rps is not None
-        await _open_loop(pool, raws, phase, poisson_offsets_ns(rate_rps, seed), timeout_s)
+        assert schedule is not None
+        await _open_loop(pool, raws, phase, schedule(seed), timeout_s)
 
 
-async def run_point_async(requests: list[Request], *, concurrency: int | None,
-                          rate_rps: float | None, seed: int, warmup_s: float, rule: StopRule,
-                          request_timeout_s: float) -> PhaseRecords:
-    """Warm up, then measure one point. Exactly one of concurrency / rate_rps is given."""
-    if (concurrency is None) == (rate_rps is None):
-        raise ValueError("give exactly one of concurrency (closed loop) or rate_rps (open loop)")
+async def run_point_async(requests: list[Request], *, concurrency: int | None = None,
+                          rate_rps: float | None = None, schedule: ScheduleFactory | None = None,
+                          seed: int, warmup_s: float, rule: StopRule,
+                          request_timeout_s: float, spin_ns: int = _SPIN_NS,
+                          start_at_ns: int | None = None) -> PhaseRecords:
+    """Warm up, then measure one point. Exactly one of concurrency (closed loop), rate_rps
+    (open-loop Poisson) or schedule (any open-loop process, see arrivals.schedule_for).
+    `start_at_ns` (wall clock) fixes the measurement's origin: issuers in several processes
+    share one schedule origin that way (see load/multiprocess.py)."""
+    if sum(x is not None for x in (concurrency, rate_rps, schedule)) != 1:
+        raise ValueError("give exactly one of concurrency (closed loop), rate_rps or schedule "
+                         "(open loop)")
+    if rate_rps is not None:
+        def schedule(seed: int, rate_rps: float = rate_rps) -> Schedule:
+            return Schedule(poisson_offsets_ns(rate_rps, seed))
     clock = _Clock()
     encoded = [encode_http_request(r.url, r.body, r.headers) for r in requests]
     hosts = {(host, port) for host, port, _ in encoded}
@@ -221,12 +312,18 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None,
     try:
         if warmup_s > 0:
             warm = _Phase(clock, StopRule(warmup_s, 0, warmup_s), record=False)
+            warm.spin_ns = spin_ns
             # The warm-up uses its own seed stream so the measured arrivals are the logged ones.
-            await _run_phase(pool, raws, warm, concurrency=concurrency, rate_rps=rate_rps,
+            await _run_phase(pool, raws, warm, concurrency=concurrency, schedule=schedule,
                              seed=seed + 1_000_003, timeout_s=request_timeout_s)
+        if start_at_ns is not None:
+            await _sleep_until(clock, start_at_ns, spin_ns)
         phase = _Phase(clock, rule, record=True)
+        phase.spin_ns = spin_ns
+        if start_at_ns is not None:
+            phase.started_ns = start_at_ns
         cpu0 = time.process_time()
-        await _run_phase(pool, raws, phase, concurrency=concurrency, rate_rps=rate_rps,
+        await _run_phase(pool, raws, phase, concurrency=concurrency, schedule=schedule,
                          seed=seed, timeout_s=request_timeout_s)
     finally:
         pool.close()
@@ -237,18 +334,36 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None,
     # The window is the time load was offered, and longer if the last answers came later.
     records.ended_ns = max([phase.stopped_ns, *done])
     records.stop_reason = phase.stop_reason
-    records.complete = phase.stop_reason == "min_reached"
+    records.stable, records.stability_reasons = phase.stable, phase.stability_reasons
+    if phase.stop_reason == "schedule_end":
+        # A trace ended: complete if the minimums were met by then (and windows agreed).
+        elapsed_s = (phase.stopped_ns - phase.started_ns) / 1e9
+        records.complete = (elapsed_s >= rule.min_duration_s and len(records) >= rule.min_requests
+                            and phase.stable is not False)
+    else:
+        records.complete = phase.stop_reason in ("min_reached", "stable")
     return records
 
 
-def run_point(requests: list[Request], **kwargs) -> PhaseRecords:
+def new_loop(waiter: str) -> asyncio.AbstractEventLoop:
+    """The event loop a waiter runs on (see WAITERS)."""
+    if waiter not in WAITERS:
+        raise ValueError(f"unknown waiter {waiter!r}; known: {', '.join(WAITERS)}")
+    if waiter == "select":
+        return asyncio.SelectorEventLoop(selectors.SelectSelector())
+    return asyncio.new_event_loop()
+
+
+def run_point(requests: list[Request], *, waiter: str = DEFAULT_WAITER,
+              **kwargs) -> PhaseRecords:
     # A full garbage collection of a large heap pauses the issuer for milliseconds; the
     # records are plain ints (no cycles), so collect once now and not during the point.
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        return asyncio.run(run_point_async(requests, **kwargs))
+        with asyncio.Runner(loop_factory=lambda: new_loop(waiter)) as runner:
+            return runner.run(run_point_async(requests, spin_ns=WAITERS[waiter], **kwargs))
     finally:
         gc.enable()
         gc.unfreeze()

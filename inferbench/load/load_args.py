@@ -1,0 +1,51 @@
+"""The options of `inferbench load`, apart from its (numpy-heavy) implementation so that
+building the CLI parser stays cheap for every other subcommand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ARRIVALS = "closed_loop, poisson, constant, gamma, step, spike, ramp, trace"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", required=True, help="base URL (http://host:port) for "
+                   "kserve-v2* / tfserving-rest, the full URL for http-json / http-raw")
+    p.add_argument("--protocol", default="kserve-v2", help="kserve-v2 (binary tensors), "
+                   "kserve-v2-json, http-json, http-raw, tfserving-rest")
+    p.add_argument("--model", default="", help="model name (kserve-v2*, tfserving-rest)")
+    p.add_argument("--input-name", default=None, help="input tensor name (kserve-v2*: read "
+                   "from the model's metadata when not given)")
+    p.add_argument("--output-name", default=None)
+    p.add_argument("--input-shape", default=None, help="shape of one sample, e.g. 3,32,32 "
+                   "(kserve-v2*: from the metadata when not given)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--arrival", default="poisson", help=ARRIVALS)
+    p.add_argument("--rate", type=float, default=None, help="open loop: requests/second")
+    p.add_argument("--concurrency", type=int, default=None, help="closed_loop: in flight")
+    p.add_argument("--burstiness", type=float, default=None, help="gamma: CV^2 of the gaps")
+    p.add_argument("--peak-rate", type=float, default=None, help="step/spike/ramp peak rate")
+    p.add_argument("--change-at", type=float, default=None, help="step/spike/ramp: seconds")
+    p.add_argument("--change-duration", type=float, default=None, help="spike/ramp: seconds")
+    p.add_argument("--trace", default=None, help="trace: CSV of timestamps [,payload id]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, default=10.0, help="minimum measured seconds")
+    p.add_argument("--min-requests", type=int, default=100)
+    p.add_argument("--max-duration", type=float, default=None, help="cap (default 3 x "
+                   "--duration)")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    p.add_argument("--stability-windows", type=int, default=3, help="last N windows must "
+                   "agree (0: off)")
+    p.add_argument("--window", type=float, default=None, help="window seconds (default "
+                   "--duration / --stability-windows)")
+    p.add_argument("--tolerance-pct", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
+    p.add_argument("--late-ms", type=float, default=1.0, help="a send this late is late")
+    p.add_argument("--max-late-pct", type=float, default=1.0, help="more late sends than "
+                   "this share makes the run INVALID")
+    p.add_argument("--records", type=Path, default=None, help="save per-request records "
+                   "(.npz: scheduled/sent/first-byte/done ns, status, bytes)")
+    p.add_argument("--processes", type=int, default=1, help="open loop: issue from this many "
+                   "processes (the schedule split by thinning; no window-stability rule)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")

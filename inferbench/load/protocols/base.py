@@ -1,0 +1,66 @@
+"""The one small client interface every protocol implements.
+
+A protocol turns a batch (a numpy array) into the bytes of one HTTP request, and checks a
+response. Requests are built once, before a run (the issuer only writes prepared bytes), so
+a protocol's cost never shows up as late sends. A backend that speaks something new brings
+a subclass and registers it in `inferbench.load.protocols.PROTOCOLS`.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferbench.errors import InferBenchError
+from inferbench.load.runner import Request
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go: a base URL (scheme://host:port, or the full URL for generic
+    HTTP), a model name, and the input/output tensor names for protocols that name them."""
+
+    url: str
+    model: str = ""
+    input_name: str = "INPUT0"
+    output_name: str = "OUTPUT0"
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class Protocol(ABC):
+    """Build request bytes for a batch; check a response."""
+
+    name: str = ""
+
+    @abstractmethod
+    def build(self, target: Target, batch: np.ndarray) -> Request:
+        """The POST request carrying `batch` (first dimension = batch size)."""
+
+    @abstractmethod
+    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
+        """Raise InferBenchError, naming what is wrong, unless this is a good answer."""
+
+    def probe(self, target: Target, batch: np.ndarray) -> None:
+        """Send one request now (outside the timed run) and check its answer: a misconfigured
+        endpoint fails here with a clear message instead of as 100 % errors."""
+        request = self.build(target, batch)
+        req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                status, headers, body = response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, body = exc.code, dict(exc.headers), exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise InferBenchError(f"endpoint {request.url!r} is not reachable ({exc}); fix: "
+                                  "start the server or correct --endpoint") from None
+        self.check(status, {k.lower(): v for k, v in headers.items()}, body, len(batch))
+
+
+def require_ok(status: int, body: bytes, what: str) -> None:
+    if status != 200:
+        raise InferBenchError(f"{what} answered HTTP {status}: {body[:300]!r}; fix: check "
+                              "--protocol, --model and the input shape")

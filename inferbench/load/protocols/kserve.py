@@ -1,0 +1,60 @@
+"""KServe / Triton V2 over HTTP: the binary tensor extension, and plain JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from inferbench.errors import InferBenchError
+from inferbench.load import v2protocol
+from inferbench.load.protocols.base import Protocol, Target, require_ok
+from inferbench.load.runner import Request
+
+_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
+              np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32"}
+
+
+def infer_url(target: Target) -> str:
+    return f"{target.url.rstrip('/')}/v2/models/{target.model}/infer"
+
+
+def _check_outputs(outputs: dict[str, np.ndarray], batch_size: int, url: str) -> None:
+    if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
+        shapes = {k: v.shape for k, v in outputs.items()}
+        raise InferBenchError(f"{url} answered outputs {shapes}, expected a first dimension "
+                              f"of {batch_size} (the batch size)")
+
+
+class KServeV2Binary(Protocol):
+    """Tensors as raw bytes after a JSON header (Inference-Header-Content-Length)."""
+
+    name = "kserve-v2"
+
+    def build(self, target: Target, batch: np.ndarray) -> Request:
+        body, headers = v2protocol.encode_request(target.input_name, batch, target.output_name)
+        return Request(infer_url(target), body, {**headers, **target.extra_headers})
+
+    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
+        require_ok(status, body, "KServe V2 infer")
+        try:
+            outputs = v2protocol.decode_response(
+                body, headers.get(v2protocol.HEADER_LENGTH.lower()))
+        except (ValueError, KeyError) as exc:
+            raise InferBenchError(f"not a KServe V2 infer response ({exc}): {body[:200]!r}") \
+                from None
+        _check_outputs(outputs, batch_size, "the server")
+
+
+class KServeV2Json(KServeV2Binary):
+    """Tensors as JSON lists (servers without the binary extension, e.g. MLServer's default)."""
+
+    name = "kserve-v2-json"
+
+    def build(self, target: Target, batch: np.ndarray) -> Request:
+        header = {"inputs": [{"name": target.input_name, "shape": list(batch.shape),
+                              "datatype": _DATATYPES[batch.dtype],
+                              "data": batch.ravel().tolist()}],
+                  "outputs": [{"name": target.output_name}]}
+        return Request(infer_url(target), json.dumps(header, separators=(",", ":")).encode(),
+                       {"Content-Type": "application/json", **target.extra_headers})

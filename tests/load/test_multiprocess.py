@@ -1,0 +1,35 @@
+"""Several issuer processes send exactly one logged Poisson stream between them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from inferbench.load.arrivals import Schedule, poisson_offsets_ns
+from inferbench.load.multiprocess import run_point_processes
+from inferbench.load.runner import StopRule
+from tests.load.test_reference_server import v2_request
+
+
+def test_two_processes_send_the_logged_stream(reference_server):
+    server = reference_server(1.0, 8)
+    rate, seconds = 200.0, 2.0
+
+    def schedule(seed: int) -> Schedule:
+        return Schedule(poisson_offsets_ns(rate, seed))
+
+    records = run_point_processes([v2_request(server.url)], schedule=schedule, processes=2,
+                                  seed=5, warmup_s=0.3, rule=StopRule(seconds, 10, 10.0),
+                                  request_timeout_s=5)
+    a = records.arrays()
+    assert records.complete and set(a["status"].tolist()) == {200}
+    offsets = a["scheduled_ns"] - records.started_ns
+    assert np.all(np.diff(offsets) >= 0)  # merged in scheduled order
+    full = set(itertools.islice(poisson_offsets_ns(rate, 5), 5000))
+    assert set(offsets.tolist()) <= full and len(set(offsets.tolist())) == offsets.size
+    expected = rate * seconds
+    assert abs(offsets.size - expected) < 5 * math.sqrt(expected) + 0.1 * expected
+    # The server saw them all (plus the warm-ups).
+    assert len(server.log()["seq"]) >= offsets.size
