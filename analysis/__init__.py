@@ -6,4 +6,10 @@ confidence intervals, ``summary`` turns the raw per-request timestamps of one
 measurement point into a :class:`~analysis.summary.PointSummary`, ``verdict``
 decides whether a point / a run is VALID, ``plots`` draws latency CDFs and
 ``report`` renders the single-file offline HTML report.
+
+Across runs (over "point records", see ``points``): ``latency`` (CDF, KDE, load curves,
+throughput at SLO), ``recommend`` (top configurations within an SLO and a budget),
+``cost`` (price, energy, CO2), ``roofline`` (ONNX FLOP/byte counts, ceilings),
+``heatmap`` (a metric over two hyper-parameters), ``quality`` / ``quality_ge`` (data-quality
+expectations) and ``leaderboard`` (sorting and formatting the SQL view's rows).
 """

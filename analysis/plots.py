@@ -136,3 +136,123 @@ def throughput_bar_png(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=DPI)
     return path
+
+
+def _save(fig: Figure, path: Path, bottom: float = 0.0) -> Path:
+    path = Path(path)
+    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def _new(figsize=(8, 4)):
+    fig = Figure(figsize=figsize, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def kde_png(series: Mapping[str, np.ndarray], path: Path, *, title: str,
+            slo_ms: float | None = None) -> Path:
+    """Gaussian KDE of each labelled latency series (ms), on a common grid."""
+    from analysis.latency import gaussian_kde
+
+    fig = _new()
+    ax = fig.subplots()
+    finite = [np.asarray(v, dtype=np.float64) for v in series.values() if len(v)]
+    if finite:
+        hi = max(float(np.percentile(v, 99.5)) for v in finite)
+        grid = np.linspace(0.0, hi * 1.1, 400)
+        for label, v in series.items():
+            if len(v):
+                ax.plot(grid, gaussian_kde(v, grid), label=f"{label} (n={len(v)})")
+    if slo_ms is not None:
+        ax.axvline(slo_ms, color="red", linestyle="--", linewidth=1, label=f"SLO {slo_ms:g} ms")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("density (1/ms)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def load_curves_png(curves: Mapping[str, list], path: Path, *, percentile: float,
+                    slo_ms: float | None = None) -> Path:
+    """Left: tail latency vs offered load; right: throughput vs tail latency. ``curves`` is
+    :func:`analysis.latency.load_curves` output. INVALID points are drawn hollow."""
+    rows_of_legend = -(-len(curves) // 3) + 1  # three labels a row, plus the SLO's
+    fig = _new((11, 4 + 0.22 * rows_of_legend))
+    ax_load, ax_tp = fig.subplots(1, 2)
+    for label, pts in curves.items():
+        pts = [p for p in pts if p.latency_ms is not None]
+        if not pts:
+            continue
+        (line,) = ax_load.plot([p.offered_load for p in pts], [p.latency_ms for p in pts],
+                               marker="o", label=label)
+        ax_tp.plot([p.latency_ms for p in pts], [p.throughput_rps for p in pts], marker="o",
+                   color=line.get_color(), label=label)
+        bad = [p for p in pts if p.verdict != "VALID"]
+        ax_load.scatter([p.offered_load for p in bad], [p.latency_ms for p in bad], s=80,
+                        facecolors="white", edgecolors=line.get_color(), zorder=3)
+    if slo_ms is not None:
+        ax_load.axhline(slo_ms, color="red", linestyle="--", linewidth=1, label="SLO")
+        ax_tp.axvline(slo_ms, color="red", linestyle="--", linewidth=1)
+    ax_load.set_xlabel("offered load (requests/s or clients)")
+    ax_load.set_ylabel(f"p{percentile:g} latency (ms)")
+    ax_tp.set_xlabel(f"p{percentile:g} latency (ms)")
+    ax_tp.set_ylabel("throughput (requests/s)")
+    for ax in (ax_load, ax_tp):
+        ax.grid(True, alpha=0.3)
+    # Below both panels: with a sweep's many configurations a legend inside hides the data.
+    handles, labels = ax_load.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="x-small")
+    fig.suptitle("Tail latency vs offered load; throughput vs latency (hollow: INVALID)")
+    return _save(fig, path, bottom=min(0.5, 0.22 * rows_of_legend / fig.get_figheight()))
+
+
+def heat_map_png(hm, path: Path, *, title: str) -> Path:
+    """A :class:`analysis.heatmap.HeatMap` as an annotated image."""
+    fig = _new((6, 4.5))
+    ax = fig.subplots()
+    im = ax.imshow(hm.values, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(hm.x_values)), [str(v) for v in hm.x_values])
+    ax.set_yticks(range(len(hm.y_values)), [str(v) for v in hm.y_values])
+    ax.set_xlabel(hm.x_name)
+    ax.set_ylabel(hm.y_name)
+    finite = hm.values[np.isfinite(hm.values)]
+    mid = float(finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i in range(hm.values.shape[0]):
+        for j in range(hm.values.shape[1]):
+            v = hm.values[i, j]
+            # Dark text on viridis' bright (high) end, light text on its dark end.
+            ax.text(j, i, "-" if np.isnan(v) else f"{v:.3g}", ha="center", va="center",
+                    color="black" if np.isfinite(v) and v > mid else "white",
+                    fontsize="small")
+    fig.colorbar(im, ax=ax, label=hm.metric)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def roofline_png(points: Sequence[tuple[str, float, float]], ceilings: Sequence[tuple],
+                 path: Path, *, title: str = "Roofline") -> Path:
+    """Roofline: ``points`` are (label, FLOPs/byte, attained GFLOP/s); ``ceilings`` are
+    (name, peak GFLOP/s, bandwidth GB/s). Log-log."""
+    fig = _new((8, 5))
+    ax = fig.subplots()
+    xs = [p[1] for p in points if p[1] > 0] or [1.0]
+    lo, hi = min(xs + [0.01]) / 4, max(xs + [100.0]) * 4
+    grid = np.geomspace(lo, hi, 200)
+    for name, peak, bw in ceilings:
+        ax.plot(grid, np.minimum(peak, bw * grid), linewidth=1, label=f"{name} "
+                f"({peak:.0f} GFLOP/s, {bw:.0f} GB/s)")
+    for label, intensity, attained in points:
+        if intensity > 0 and attained > 0:
+            ax.scatter([intensity], [attained], marker="x", s=60, zorder=3, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("GFLOP/s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="x-small", loc="upper left")
+    fig.suptitle(title)
+    return _save(fig, path)

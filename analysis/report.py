@@ -50,6 +50,11 @@ brackets are accepted too, so rows straight from the results database fit)::
       ],
       "provenance": dict[str, Any],       # key -> value (lists / dicts shown as JSON)
       "images": [(caption: str, png_path: str | Path)],
+      "sections": [                       # optional analysis sections, shown after Results
+        {"id": str, "title": str, "notes": list[str],
+         "tables": [{"columns": list[str], "rows": list[list[str]]}],
+         "images": [(caption, png_path)]},
+      ],
     }
 
 :func:`result_row` builds one ``results`` entry from a
@@ -253,6 +258,9 @@ def render_report(report: dict[str, Any], out_dir: Path) -> Path:
             provenance=report.get("provenance", {}),
             images=images,
             spec_json=_spec_json(run.get("spec")),
+            sections=[{**sec, "images": [{"caption": c, "src": _data_uri(path)}
+                                         for c, path in sec.get("images", [])]}
+                      for sec in report.get("sections", [])],
         )
     )
     out_dir = Path(out_dir)
