@@ -1,0 +1,93 @@
+"""Predict how long a benchmark job takes, from its spec and (optionally) history.
+
+The prior is the spec's own arithmetic: every measurement point costs its warm-up plus the
+longer of `min_duration_s` and the time `min_requests` take at the target rate (capped by
+`max_duration_s`), on every platform; each platform adds its start-up, the run adds model
+generation, one conversion per format and a fixed Airflow overhead per task. History then
+scales the prior by how far it missed on similar finished runs (same spec hash first, else
+same model family and platforms), so systematic errors (a slow host, a slow exporter)
+correct themselves after a few runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from inferbench.spec import Arrival, BenchmarkSpec, ModelFormat, Platform
+
+# Measured on the 2-core development VM (cold start recorded by the serve stage; conversion
+# duration_s in the conversions table), rounded up. They only need to be right in ratio:
+# SJF orders by them and history rescales them.
+PLATFORM_STARTUP_S: dict[Platform, float] = {Platform.TRITON: 8.0, Platform.ONNXRUNTIME: 3.0}
+CONVERT_S: dict[ModelFormat, float] = {ModelFormat.ONNX: 6.0, ModelFormat.TORCHSCRIPT: 2.0}
+CONVERT_PER_BLOCK_S = 0.5  # exporters trace every block: deeper models convert longer
+GENERATE_S = 3.0
+TASK_OVERHEAD_S = 1.5  # Airflow: scheduler loop + task process start, per task
+# generate, convert, analyze + serve, load, collect, stop per platform.
+RUN_TASKS = 3
+PLATFORM_TASKS = 4
+# History: how many similar runs to look at, and how far one correction may go.
+HISTORY_RUNS = 20
+HISTORY_MIN_RUNS = 1
+CORRECTION_BOUNDS = (0.25, 4.0)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted job length and its parts (seconds)."""
+
+    point_s: float  # one measurement point: warm-up + measured part
+    points: int  # points per platform (one per batch size)
+    platforms: int
+    startup_s: float  # all platforms' start-up
+    prepare_s: float  # generation + conversions
+    overhead_s: float  # Airflow task overhead
+    prior_s: float  # all of the above
+    correction: float = 1.0  # history's actual/prior ratio (1.0: no history)
+    history_runs: int = 0
+
+    @property
+    def total_s(self) -> float:
+        return self.prior_s * self.correction
+
+
+def point_s(spec: BenchmarkSpec) -> float:
+    """Warm-up + measured time of one point. Closed loop has no target rate, so only
+    `min_duration_s` is known up front (history corrects the rest)."""
+    measured = spec.min_duration_s
+    if spec.workload.arrival is Arrival.POISSON and spec.workload.rate_rps:
+        measured = max(measured, spec.min_requests / spec.workload.rate_rps)
+    return spec.warmup_s + min(measured, spec.max_duration_s)
+
+
+def prior(spec: BenchmarkSpec) -> Prediction:
+    """The prediction from the spec alone."""
+    one = point_s(spec)
+    startup = sum(PLATFORM_STARTUP_S[p] for p in spec.platforms)
+    prepare = GENERATE_S + sum(CONVERT_S[f] + CONVERT_PER_BLOCK_S * spec.model.depth
+                               for f in spec.formats)
+    overhead = TASK_OVERHEAD_S * (RUN_TASKS + PLATFORM_TASKS * len(spec.platforms))
+    measuring = one * len(spec.batch_sizes) * len(spec.platforms)
+    return Prediction(point_s=one, points=len(spec.batch_sizes), platforms=len(spec.platforms),
+                      startup_s=startup, prepare_s=prepare, overhead_s=overhead,
+                      prior_s=measuring + startup + prepare + overhead)
+
+
+def correction(pairs: Iterable[tuple[float, float]]) -> tuple[float, int]:
+    """Median of actual/prior over (prior_s, actual_s) pairs, clamped to CORRECTION_BOUNDS.
+    The median: one run that hung until its timeout must not skew every later prediction."""
+    ratios = [actual / prior_s for prior_s, actual in pairs if prior_s > 0 and actual > 0]
+    if len(ratios) < HISTORY_MIN_RUNS:
+        return 1.0, 0
+    low, high = CORRECTION_BOUNDS
+    return min(high, max(low, statistics.median(ratios))), len(ratios)
+
+
+def predict(spec: BenchmarkSpec, history: Iterable[tuple[float, float]] = ()) -> Prediction:
+    """Prior from the spec, scaled by the history of similar runs ((prior_s, actual_s) pairs;
+    see inferbench.scheduling.history.similar_runs)."""
+    base = prior(spec)
+    factor, n = correction(history)
+    return Prediction(**{**base.__dict__, "correction": factor, "history_runs": n})

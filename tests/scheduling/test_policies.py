@@ -1,0 +1,84 @@
+"""Placement and ordering policies as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferbench.errors import InferBenchError
+from inferbench.scheduling.policies import (
+    CONTINUATION_BOOST,
+    KEY_EPOCH,
+    WEIGHT_BASE,
+    Policy,
+    WorkerLoad,
+    order_key,
+    parse_policy,
+    place,
+    priority_weight,
+    worker_names,
+)
+
+W = worker_names(3)
+
+
+def test_worker_names_and_bad_count():
+    assert W == ["worker-0", "worker-1", "worker-2"]
+    with pytest.raises(InferBenchError, match="0"):
+        worker_names(0)
+
+
+def test_parse_policy_names_the_allowed_values():
+    assert parse_policy("qa_sjf") is Policy.QA_SJF
+    with pytest.raises(InferBenchError, match=r"'sjf'.*'rr_fcfs', 'rr_sjf', 'qa_sjf'"):
+        parse_policy("sjf")
+
+
+@pytest.mark.parametrize("policy", [Policy.RR_FCFS, Policy.RR_SJF])
+def test_round_robin_ignores_load(policy):
+    busy = {"worker-1": WorkerLoad(5, 500.0)}
+    assert place(policy, W, busy, None) == "worker-0"
+    assert place(policy, W, busy, "worker-0") == "worker-1"  # even though it is the busiest
+    assert place(policy, W, busy, "worker-2") == "worker-0"
+    assert place(policy, W, busy, "worker-9") == "worker-0"  # a pool that is gone
+
+
+def test_queue_aware_prefers_idle_then_least_work():
+    loads = {"worker-0": WorkerLoad(1, 10.0), "worker-1": WorkerLoad(0, 0.0),
+             "worker-2": WorkerLoad(2, 3.0)}
+    assert place(Policy.QA_SJF, W, loads, "worker-0") == "worker-1"  # idle first
+    loads["worker-1"] = WorkerLoad(3, 50.0)
+    assert place(Policy.QA_SJF, W, loads, None) == "worker-2"  # least queued work
+    loads["worker-0"] = WorkerLoad(1, 3.0)
+    assert place(Policy.QA_SJF, W, loads, None) == "worker-0"  # tie on work: fewer jobs
+    assert place(Policy.QA_SJF, W, {}, None) == "worker-0"  # nothing known: all idle
+
+
+def test_fcfs_key_is_submission_time_and_sjf_key_ages():
+    t = KEY_EPOCH + 1000.0
+    assert order_key(Policy.RR_FCFS, 99.0, t) == 1000.0
+    assert order_key(Policy.RR_SJF, 20.0, t, aging_rate=0.0) == 20.0
+    assert order_key(Policy.QA_SJF, 20.0, t, aging_rate=0.1) == pytest.approx(120.0)
+    assert order_key(Policy.QA_SJF, 20.0, t, aging_rate=0.1, ref_s=t - 10) == pytest.approx(21.0)
+    assert order_key(Policy.RR_FCFS, 20.0, t, ref_s=t - 10) == 10.0
+    with pytest.raises(InferBenchError, match="aging_rate -1"):
+        order_key(Policy.QA_SJF, 1.0, t, aging_rate=-1)
+
+
+def test_aging_bounds_overtaking():
+    """A long job (100 s) submitted at t is overtaken by a 1 s job arriving before
+    t + (100 - 1) / 0.1 = t + 990 s, never by one arriving after."""
+    t = KEY_EPOCH + 5000.0
+    long_key = order_key(Policy.QA_SJF, 100.0, t, 0.1)
+    assert order_key(Policy.QA_SJF, 1.0, t + 989.0, 0.1) < long_key
+    assert order_key(Policy.QA_SJF, 1.0, t + 991.0, 0.1) > long_key
+
+
+def test_priority_weight_order_resolution_and_boost():
+    assert priority_weight(0.0) == WEIGHT_BASE
+    assert priority_weight(12.345) == WEIGHT_BASE - 1235  # 0.01 s resolution
+    assert priority_weight(1.0) > priority_weight(1.1)  # shorter key, higher weight
+    assert priority_weight(1e12) == 1  # clamped, never zero or negative
+    first_of_anyone = priority_weight(-1e12)  # the highest a first task can get
+    assert first_of_anyone == WEIGHT_BASE
+    assert priority_weight(1e6, continuation=True) > first_of_anyone
+    assert priority_weight(0.0, continuation=True) == WEIGHT_BASE + CONTINUATION_BOOST < 2**31

@@ -1,0 +1,95 @@
+"""The job-length predictor on known specs (exact numbers), and its history refinement
+against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from inferbench.scheduling.predictor import correction, point_s, predict, prior
+from inferbench.spec import example_spec, parse_spec
+
+
+def spec(**over):
+    base = example_spec().model_dump(mode="json")
+    base.update(over)
+    return parse_spec(base)
+
+
+def test_demo_spec_prior_exact():
+    # point: warm-up 3 + max(12 s, 200 req / 40 rps = 5 s) = 15 s; 2 batch sizes x 2 platforms
+    # = 60 s; start-up triton 8 + onnxruntime 3; generate 3 + onnx (6 + 0.5*2 blocks) +
+    # torchscript (2 + 0.5*2); Airflow overhead 1.5 s x (3 + 4*2) tasks.
+    p = prior(example_spec())
+    assert p.point_s == 15.0
+    assert (p.startup_s, p.prepare_s, p.overhead_s) == (11.0, 13.0, 16.5)
+    assert p.prior_s == 60 + 11 + 13 + 16.5 == 100.5
+    assert predict(example_spec()).total_s == 100.5
+
+
+def test_min_requests_dominates_at_low_rate_and_max_duration_caps():
+    slow = spec(workload={"arrival": "poisson", "rate_rps": 5, "seed": 1})
+    assert point_s(slow) == 3 + 40.0  # 200 / 5 = 40 s, exactly the 40 s cap
+    slower = spec(workload={"arrival": "poisson", "rate_rps": 2, "seed": 1})
+    assert point_s(slower) == 3 + 40.0  # 100 s would exceed max_duration_s: capped
+    closed = spec(workload={"arrival": "closed_loop", "concurrency": 4, "seed": 1})
+    assert point_s(closed) == 3 + 12.0  # no rate known: min_duration_s
+
+
+def test_one_platform_one_batch():
+    s = spec(platforms=["onnxruntime"], batch_sizes=[1], formats=["onnx"])
+    # 15 + start-up 3 + (3 + 6 + 1) + 1.5 x 7 tasks
+    assert prior(s).prior_s == 15 + 3 + 10 + 10.5 == 38.5
+
+
+def test_correction_is_clamped_median():
+    assert correction([]) == (1.0, 0)
+    assert correction([(100, 150), (100, 200), (100, 9000)]) == (2.0, 3)
+    assert correction([(100, 1)]) == (0.25, 1)
+    assert correction([(100, 1000), (100, 900)]) == (4.0, 2)
+
+
+@pytest.mark.integration
+def test_history_from_postgres_refines(db_url):
+    from sqlalchemy import delete, insert
+
+    from inferbench import perfdb
+    from inferbench.perfdb import schema
+    from inferbench.scheduling.history import similar_runs
+
+    demo = example_spec()
+    other = spec(name="other", platforms=["onnxruntime"], formats=["onnx"])
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    rows = [  # (run_id, spec, actual seconds, status)
+        ("sched-hist-1", demo, 150.75, "complete"),
+        ("sched-hist-2", demo, 201.0, "complete"),
+        ("sched-hist-3", demo, 5000.0, "partial"),  # not complete: ignored
+        ("sched-hist-4", other, 77.0, "complete"),  # other family/platforms: ignored
+    ]
+    engine = perfdb.engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(delete(schema.runs).where(schema.runs.c.run_id.like("sched-hist-%")))
+        for i, (run_id, s, actual, status) in enumerate(rows):
+            created = t0 + timedelta(hours=i)
+            conn.execute(insert(schema.runs).values(
+                run_id=run_id, name=s.name, spec=s.model_dump(mode="json"),
+                spec_hash=s.spec_hash(), status=status, created_at=created,
+                finished_at=created + timedelta(seconds=actual)))
+    try:
+        with engine.connect() as conn:
+            pairs = similar_runs(conn, demo)
+            assert sorted(pairs) == [(100.5, 150.75), (100.5, 201.0)]
+            refined = predict(demo, pairs)
+            # median of 1.5 and 2.0
+            assert (refined.correction, refined.history_runs) == (1.75, 2)
+            assert refined.total_s == 100.5 * 1.75
+            # same job under another name and sweep label: the same history
+            relabelled = spec(name="nightly-x", sweep_id="nightly-2026-05-02")
+            assert sorted(similar_runs(conn, relabelled)) == sorted(pairs)
+            # same family + platforms, different hash: falls back to the similar runs
+            wider = spec(batch_sizes=[1, 8, 16])
+            assert sorted(similar_runs(conn, wider)) == [(100.5, 150.75), (100.5, 201.0)]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(schema.runs).where(schema.runs.c.run_id.like("sched-hist-%")))

@@ -1,0 +1,101 @@
+"""The scheduling policies through the real Airflow scheduler (embedded PostgreSQL,
+scheduler, dag-processor, api-server, LocalExecutor): placement and order checked from the
+task instances' recorded timestamps and pools, and no two jobs overlapping on a worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from inferbench.netutil import free_port
+from inferbench.scheduling.jobmix import job_mix
+from inferbench.scheduling.observe import overlaps
+from inferbench.scheduling.policies import Policy, WorkerLoad, place, worker_names
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+TIME_SCALE = 0.02  # jobs of 1-6 s
+WAITING_MARGIN_S = 3.0  # a job counts as waiting once its run is this old (scheduler loops)
+
+
+@pytest.fixture
+def sched_home(monkeypatch):
+    for key in [k for k in os.environ if k.startswith("AIRFLOW__") or k.startswith("INFERBENCH_")
+                ] + ["AIRFLOW_HOME"]:
+        monkeypatch.delenv(key, raising=False)
+    # Not under pytest's tmp_path: a later pytest session resets /tmp/pytest-of-<user> to
+    # 0700, and PostgreSQL's own user could then no longer reach its data to stop.
+    root = Path(tempfile.mkdtemp(prefix="inferbench-sched-"))
+    home = root / "home"
+    yield home
+    from inferbench.embedded.airflow import stop_airflow
+    from inferbench.embedded.postgres import stop_postgres
+
+    stop_airflow(home)
+    stop_postgres(home)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def check_order(records, weight_of) -> int:
+    """On each worker, a job that started never had a higher-weight job of the same worker
+    waiting behind it. Returns how many (started, waiting) pairs were compared."""
+    compared = 0
+    for j in records:
+        for k in records:
+            if (k is not j and k.worker == j.worker and k.start_s > j.start_s
+                    and k.submitted_s < j.start_s - WAITING_MARGIN_S):
+                assert weight_of[k.label] <= weight_of[j.label], (j, k)
+                compared += 1
+    return compared
+
+
+def test_policies_place_and_order_through_the_real_scheduler(sched_home):
+    from inferbench.scheduling.harness import decisions, run_mix, start_stack
+
+    workers = worker_names(2)
+    port = free_port()
+    previous = None  # round-robin continues from the last decision, whatever its policy
+    for policy, n_jobs, seed in ((Policy.QA_SJF, 8, 11), (Policy.RR_FCFS, 6, 12)):
+        url = start_stack(sched_home, ROOT / "dags", port, policy.value, len(workers))
+        jobs = job_mix(n_jobs, seed=seed, time_scale=TIME_SCALE)
+        records = run_mix(url, jobs, TIME_SCALE, timeout_s=300, say=lambda _m: None)
+        decided = decisions([r.run_id for r in records])
+        assert [d["policy"] for d in decided] == [policy.value] * n_jobs
+        by_run = {d["run_id"]: d for d in decided}
+        # Airflow ran every job in the pool the policy chose.
+        assert {r.label: r.worker for r in records} == {
+            r.label: by_run[r.run_id]["worker"] for r in records}
+        assert overlaps(records) == []
+        # Placement: each decision is what the policy gives for what it saw.
+        for d in decided:
+            loads = {w: WorkerLoad(int(n), work) for w, (n, work) in d["loads"].items()}
+            assert place(policy, workers, loads, previous) == d["worker"], d
+            previous = d["worker"]
+        if policy is Policy.QA_SJF:
+            # Submitted together: the first jobs go to distinct idle workers.
+            assert {d["worker"] for d in decided[:len(workers)]} == set(workers)
+            assert all(n == 0 for n, _ in decided[0]["loads"].values())
+        else:
+            start = workers.index(decided[0]["worker"])
+            assert [d["worker"] for d in decided] == [
+                workers[(start + i) % len(workers)] for i in range(n_jobs)]
+        # Order: the weight Airflow used (from the task instance) decides who goes next.
+        weight = {r.label: r.priority_weight for r in records}
+        assert weight == {r.label: by_run[r.run_id]["priority_weight"] for r in records}
+        assert check_order(records, weight) >= n_jobs - 2 * len(workers), json.dumps(
+            [r.__dict__ for r in records])
+        if policy is Policy.QA_SJF:  # shorter predicted, higher weight
+            by_pred = sorted(records, key=lambda r: r.predicted_s)
+            assert all(a.priority_weight >= b.priority_weight
+                       for a, b in zip(by_pred, by_pred[1:], strict=False))
+        else:  # submitted earlier, higher weight
+            by_sub = sorted(records, key=lambda r: r.submitted_s)
+            # (>=: two triggers within the 0.01 s resolution would tie)
+            assert all(a.priority_weight >= b.priority_weight
+                       for a, b in zip(by_sub, by_sub[1:], strict=False))
