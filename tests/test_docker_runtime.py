@@ -1,0 +1,167 @@
+"""The docker runtime for real: images built from the local base, stages and servers as
+containers started through Airflow, nothing left behind. Needs a Docker daemon; `.ci/run`
+starts one (scripts/start-docker.sh) where the machine allows, otherwise these skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from sqlalchemy import func, inspect, select
+
+from inferbench import containers
+from inferbench.netutil import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    started = subprocess.run(["bash", str(ROOT / "scripts" / "start-docker.sh")],
+                             capture_output=True, text=True, timeout=600)
+    if started.returncode != 0:
+        pytest.skip(f"no Docker daemon can be started here: {started.stderr[-500:]}")
+    return containers.client()
+
+
+@pytest.fixture(scope="session")
+def stage_image(docker_client) -> str:
+    """Built once per session; the classic builder's layer cache makes a rebuild quick."""
+    built = subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")],
+                           env={**os.environ, "SKIP_AIRFLOW_IMAGE": "1"},
+                           capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout + built.stderr[-3000:]
+    return "inferbench/stage:cpu"
+
+
+def _stage_operator(**kwargs):
+    from operators.stage import StageOperator
+
+    return StageOperator(task_id=f"t_{time.monotonic_ns()}", runtime="docker", **kwargs)
+
+
+def _context(run_id: str, spec: dict) -> dict:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    return {"run_id": run_id, "params": ParamsDict(spec), "ti": None}
+
+
+def test_a_failing_stage_container_fails_the_task_with_its_logs_and_is_removed(
+        docker_client, stage_image, tmp_path, monkeypatch):
+    from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+    from inferbench.spec import example_spec
+
+    monkeypatch.setenv("INFERBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("INFERBENCH_DB_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    run_id = f"docker-fail-{os.getpid()}"
+    spec = example_spec().model_dump(mode="json")
+    op = _stage_operator(stage="load", platform="onnxruntime", image=stage_image)
+    # No serve stage ran for this run, so load has no endpoint and exits non-zero.
+    with pytest.raises(DockerContainerFailedException) as failed:
+        op.execute(_context(run_id, spec))
+    assert any("no ready server" in str(line) for line in failed.value.logs)
+    assert containers.run_containers(docker_client, run_id) == []
+
+
+def test_on_kill_removes_a_running_stage_container(docker_client, stage_image, tmp_path,
+                                                   monkeypatch):
+    from inferbench.spec import example_spec
+
+    monkeypatch.setenv("INFERBENCH_HOME", str(tmp_path))
+    run_id = f"docker-kill-{os.getpid()}"
+    op = _stage_operator(stage="generate", image=stage_image, entrypoint=["sleep"])
+    op.stage_argv = lambda _run_id: ["x", "x", "x", "300"]  # the container sleeps
+    outcome: list[BaseException | None] = []
+
+    def execute() -> None:
+        try:
+            op.execute(_context(run_id, example_spec().model_dump(mode="json")))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the killed task's failure is expected
+            outcome.append(exc)
+
+    thread = threading.Thread(target=execute)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not containers.run_containers(docker_client, run_id):
+        assert time.monotonic() < deadline, "the stage container never started"
+        time.sleep(0.2)
+    op.on_kill()
+    thread.join(60)
+    assert not thread.is_alive() and outcome and outcome[0] is not None
+    assert containers.run_containers(docker_client, run_id) == []
+
+
+def _table_rows(url: str, run_id: str) -> dict[str, int]:
+    from inferbench import perfdb
+    from inferbench.perfdb import schema
+
+    engine = perfdb.engine(url)
+    counts = {}
+    with engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            if "run_id" in table.c:
+                counts[table.name] = conn.execute(select(func.count()).select_from(table).where(
+                    table.c.run_id == run_id)).scalar_one()
+    return counts
+
+
+def test_a_benchmark_with_runtime_docker_through_airflow_matches_the_local_schema(
+        docker_client, stage_image, tmp_path):
+    """One full benchmark through the real scheduler with every stage and the server in
+    containers; its rows fill the same tables as a local run's, and no container remains."""
+    home = tmp_path / "home"
+    env = {**os.environ, "INFERBENCH_HOME": str(home), "INFERBENCH_IMAGE": stage_image}
+    for key in ("INFERBENCH_DB_URL", "INFERBENCH_SPEC_JSON", "AIRFLOW_HOME") + tuple(
+            k for k in os.environ if k.startswith("AIRFLOW__")):
+        env.pop(key, None)
+    spec = str(ROOT / "examples" / "quick-onnxruntime.json")
+    port = str(free_port())
+
+    def inferbench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "inferbench", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=1200)
+
+    try:
+        docker_run = inferbench("run", spec, "--json", "--port", port, "--runtime", "docker")
+        assert docker_run.returncode == 0, docker_run.stdout + docker_run.stderr[-5000:]
+        result = json.loads(docker_run.stdout)
+        assert result["verdict"] == "VALID" and result["status"] == "complete"
+        endpoint = json.loads((home / "runs" / result["run_id"] / "platforms" / "onnxruntime"
+                               / "endpoint.json").read_text())
+        assert endpoint["runtime"] == "docker" and endpoint["container_id"]
+        # the teardown ran and kept the server's log (quiet when nothing went wrong)
+        assert endpoint["stopped_at"] and Path(endpoint["log"]).exists()
+
+        mismatch = inferbench("run", spec, "--json", "--port", port, "--runtime", "local")
+        assert mismatch.returncode == 1 and "inferbench down" in mismatch.stderr
+    finally:
+        down = inferbench("down")
+        assert down.returncode == 0, down.stderr
+    assert containers.run_containers(docker_client, result["run_id"]) == []
+
+    # The same spec with the local runtime, into the same database: the same tables get rows.
+    try:
+        local_run = inferbench("run", spec, "--json", "--port", port)
+        assert local_run.returncode == 0, local_run.stdout + local_run.stderr[-5000:]
+        local = json.loads(local_run.stdout)
+        from inferbench.embedded.postgres import database_url
+
+        url = database_url(home, "inferbench")
+        docker_rows, local_rows = _table_rows(url, result["run_id"]), _table_rows(url,
+                                                                                  local["run_id"])
+        assert {t for t, n in docker_rows.items() if n} == {t for t, n in local_rows.items() if n}
+        assert docker_rows["requests"] >= 100
+        from inferbench import perfdb
+
+        assert set(inspect(perfdb.engine(url)).get_table_names()) >= set(docker_rows)
+    finally:
+        inferbench("down")

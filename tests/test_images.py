@@ -1,0 +1,58 @@
+"""The images and the cluster file: upstream defaults a real user would pull, and a compose
+file that validates and refuses to start without its secrets."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import ROOT
+
+DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
+
+
+def test_there_are_stage_and_airflow_images():
+    assert {p.parent.name for p in DOCKERFILES} >= {"stage", "airflow"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_every_dockerfile_builds_from_an_overridable_upstream_base(dockerfile):
+    text = dockerfile.read_text()
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert default and default.group(1) == "python:3.11-slim-bookworm"
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms and all(f == "${BASE_IMAGE}" for f in froms)
+    # multi-stage: the final image copies the built environment, not the build tools
+    assert len(froms) == 2 and "COPY --from=build /opt/venv /opt/venv" in text
+
+
+def _compose(env_file, *args):
+    return subprocess.run(["docker-compose", "--env-file", str(env_file), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="docker-compose is installed by scripts/start-docker.sh")
+def test_compose_file_validates_and_refuses_to_start_without_secrets(tmp_path):
+    example = (ROOT / ".env.example").read_text()
+    refused = _compose(ROOT / ".env.example", "config", "-q")
+    assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr
+    filled = tmp_path / ".env"
+    filled.write_text(re.sub(r"^(POSTGRES_PASSWORD|AIRFLOW_ADMIN_PASSWORD|AIRFLOW_JWT_SECRET|"
+                             r"AIRFLOW_FERNET_KEY)=$", r"\1=s3cret", example, flags=re.M))
+    config = _compose(filled, "config")
+    assert config.returncode == 0, config.stderr
+    import yaml
+
+    services = yaml.safe_load(config.stdout)["services"]
+    assert set(services) >= {"postgres", "redis", "api-server", "scheduler", "dag-processor",
+                             "triggerer", "worker-0"}
+    worker = services["worker-0"]
+    assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert "--queues worker-0" in " ".join(worker["command"] if isinstance(
+        worker["command"], list) else [worker["command"]])
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
