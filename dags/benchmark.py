@@ -1,10 +1,13 @@
-"""InferBench benchmark: generate -> convert -> per platform (serve -> load -> collect, with a
-teardown that always stops the server) -> analyze.
+"""InferBench benchmark: generate -> convert -> per platform (configs -> measure, mapped over
+the spec's server configurations -> collect, with a teardown that always stops the servers)
+-> analyze.
 
 Trigger it from the UI (the form is the benchmark spec), over the REST API with the spec as
-DAG-run conf, or with `inferbench run SPEC.json`. Platforms run one after the other so two
-servers never share the machine; a platform the spec does not list is skipped.
-Nothing here touches a database or imports heavy libraries at parse time.
+DAG-run conf, or with `inferbench run SPEC.json`. Platforms run one after the other, and
+within a platform the server configurations (the spec's `server` grid: batching, queue
+delay, instances) run one at a time, so two servers never share the machine; a platform
+the spec does not list is skipped. Nothing here touches a database or imports heavy
+libraries at parse time.
 """
 
 from __future__ import annotations
@@ -14,6 +17,35 @@ from airflow.sdk import DAG, TaskGroup, TriggerRule
 from inferbench.spec import Platform
 from operators.params import spec_params
 from operators.stage import StageOperator
+
+# One entry per serving platform, benchmarked in this order.
+PLATFORMS: list[str] = [p.value for p in Platform]
+
+
+def platform_group(platform: str) -> tuple[StageOperator, list]:
+    """configs -> measure[config] (one at a time) -> collect -> stop (teardown).
+
+    `measure` serves, loads and stops one configuration inside one task: Airflow cannot
+    order mapped task-group instances, so a separate serve task of the next configuration
+    could start before this one's teardown; one task per configuration, at most one running
+    (max_active_tis_per_dagrun=1), keeps a single server on the machine."""
+    with TaskGroup(group_id=platform):
+        # none_failed: runs after the previous platform's teardown even if that platform
+        # was skipped, but never on a failed conversion.
+        configs = StageOperator(task_id="configs", stage="configs", platform=platform,
+                                trigger_rule=TriggerRule.NONE_FAILED)
+        measure = StageOperator.partial(
+            task_id="measure", stage="measure", platform=platform,
+            max_active_tis_per_dagrun=1, max_active_tis_per_dag=1,
+            map_index_template="{{ task.config_label }}",
+        ).expand_kwargs(configs.output)
+        # all_done: what the configurations that did run measured is kept.
+        collect = StageOperator(task_id="collect", stage="collect", platform=platform,
+                                trigger_rule=TriggerRule.ALL_DONE)
+        stop = StageOperator(task_id="stop", stage="stop", platform=platform)
+        configs >> measure >> collect >> stop.as_teardown(setups=configs)
+    return configs, [collect, stop]
+
 
 with DAG(
     dag_id="inferbench_benchmark",
@@ -32,19 +64,10 @@ with DAG(
     generate >> convert
 
     previous_stop = None
-    for platform in Platform:
-        with TaskGroup(group_id=platform.value):
-            # none_failed: runs after the previous platform's teardown even if that platform
-            # was skipped, but never on a failed conversion.
-            serve = StageOperator(task_id="serve", stage="serve", platform=platform.value,
-                                  trigger_rule=TriggerRule.NONE_FAILED)
-            load = StageOperator(task_id="load", stage="load", platform=platform.value)
-            collect = StageOperator(task_id="collect", stage="collect", platform=platform.value,
-                                    trigger_rule=TriggerRule.ALL_DONE)
-            stop = StageOperator(task_id="stop", stage="stop", platform=platform.value)
-            serve >> load >> collect >> stop.as_teardown(setups=serve)
-        convert >> serve
+    for name in PLATFORMS:
+        first, (collect, stop) = platform_group(name)
+        convert >> first
         if previous_stop is not None:
-            previous_stop >> serve
+            previous_stop >> first
         previous_stop = stop
         [collect, stop] >> analyze

@@ -72,6 +72,21 @@ class AirflowClient:
                                 "/taskInstances?limit=1000")
         return out["task_instances"]
 
+    def pools(self) -> dict[str, dict[str, Any]]:
+        out = self._call("GET", "/pools?limit=1000")
+        return {p["name"]: p for p in out["pools"]}
+
+    def set_pool(self, name: str, slots: int, description: str, create: bool) -> None:
+        body = {"name": name, "slots": slots, "description": description,
+                "include_deferred": False}
+        if create:
+            self._call("POST", "/pools", body)
+        else:
+            self._call("PATCH", f"/pools/{urllib.parse.quote(name)}", body)
+
+    def delete_pool(self, name: str) -> None:
+        self._call("DELETE", f"/pools/{urllib.parse.quote(name)}")
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float, poll_s: float = 2.0,
                      on_progress: Callable[[list[dict]], None] | None = None) -> str:
         deadline = time.monotonic() + timeout_s

@@ -34,7 +34,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from inferbench.stages import PLATFORM_STAGES, STAGES
+    from inferbench.stages import CONFIG_STAGES, PLATFORM_STAGES, STAGES
     from inferbench.stages.common import make_context
 
     if args.name not in STAGES:
@@ -43,9 +43,12 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         raise InferBenchError(f"stage {args.name!r} "
                               + ("needs --platform" if args.name in PLATFORM_STAGES
                                  else "takes no --platform"))
+    if args.config is not None and args.name not in CONFIG_STAGES:
+        raise InferBenchError(f"stage {args.name!r} takes no --config")
     ctx = make_context(args.run)
     func = STAGES[args.name]
-    result = func(ctx, args.platform) if args.platform else func(ctx)
+    extra = [] if args.config is None else [args.config]
+    result = func(ctx, args.platform, *extra) if args.platform else func(ctx)
     # The operator reads this line and pushes it to XCom.
     print("RESULT " + json.dumps(result, default=str), flush=True)
     return 0
@@ -69,14 +72,32 @@ def _dags_folder() -> Path:
     return root / "dags"
 
 
-def _start_embedded(port: int) -> str:
+def _use_runtime(home: Path, port: int, runtime: str) -> dict[str, str]:
+    """The stage runtime is the Airflow workers' environment, fixed when the stack starts;
+    refuse to silently keep another one running."""
+    from inferbench.containers import RUNTIME_ENV
+    from inferbench.netutil import poll_http_ok
+
+    marker = home / "runtime"
+    running = marker.read_text().strip() if marker.exists() else "local"
+    if running != runtime and poll_http_ok(f"http://127.0.0.1:{port}/api/v2/monitor/health",
+                                           0.5):
+        raise InferBenchError(f"the embedded stack is running with runtime {running!r}, not "
+                              f"{runtime!r}; fix: `inferbench down`, then start it again")
+    home.mkdir(parents=True, exist_ok=True)
+    marker.write_text(runtime)
+    os.environ[RUNTIME_ENV] = runtime
+    return {RUNTIME_ENV: runtime}
+
+
+def _start_embedded(port: int, runtime: str = "local") -> str:
     from inferbench import paths
     from inferbench.embedded.airflow import start_airflow
     from inferbench.embedded.postgres import ensure_postgres
 
     home = paths.home()
     ensure_postgres(home)
-    env = _embedded_env()
+    env = {**_embedded_env(), **_use_runtime(home, port, runtime)}
     os.environ.update(env)
     from inferbench import perfdb
 
@@ -85,7 +106,7 @@ def _start_embedded(port: int) -> str:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    url = _start_embedded(args.port)
+    url = _start_embedded(args.port, args.runtime)
     print(f"Airflow UI and REST API: {url}  (DAG {DAG_ID}); results DB: "
           f"{os.environ['INFERBENCH_DB_URL']}")
     return 0
@@ -116,7 +137,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from inferbench import paths
 
     say(f"starting the embedded Airflow + PostgreSQL (home {paths.home()}) ...")
-    url = _start_embedded(args.port)
+    url = _start_embedded(args.port, args.runtime)
     client = AirflowClient(url)
     client.unpause(DAG_ID)
     run_id = _new_run_id(spec.name)
@@ -126,10 +147,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def progress(task_instances: list[dict[str, Any]]) -> None:
         for ti in task_instances:
-            if ti.get("state") and seen.get(ti["task_id"]) != ti["state"]:
-                seen[ti["task_id"]] = ti["state"]
+            # Mapped tasks (one per server configuration) have one instance per map index.
+            index = ti.get("map_index", -1)
+            name = ti["task_id"] + (f"[{index}]" if index is not None and index >= 0 else "")
+            if ti.get("state") and seen.get(name) != ti["state"]:
+                seen[name] = ti["state"]
                 if ti["state"] not in ("scheduled", "queued"):
-                    say(f"  {ti['task_id']:<22} {ti['state']}")
+                    say(f"  {name:<22} {ti['state']}")
 
     state = client.wait_for_run(DAG_ID, run_id, timeout_s=args.timeout, on_progress=progress)
     summary = run_summary(run_id)
@@ -152,7 +176,9 @@ def run_summary(run_id: str) -> dict[str, Any]:
             raise InferBenchError(f"run {run_id!r} is not in the results database (did the "
                                   "generate task fail? see the Airflow task logs)")
         tables = queries.run_tables(conn, run_id)
+    labels = {(c["platform"], c["config_index"]): c["label"] for c in tables["server_configs"]}
     results = [{"platform": r["platform"], "batch_size": r["batch_size"],
+                "server_config": labels.get((r["platform"], r["config_index"])),
                 "throughput_rps": r["throughput_rps"], "latency_ms": r["latency_ms"],
                 "late_send_pct": r["late_send_pct"], "n_ok": r["n_ok"],
                 "n_failed": r["n_failed"], "meets_slo": r["meets_slo"],
@@ -164,9 +190,12 @@ def run_summary(run_id: str) -> dict[str, Any]:
         "report": run["report_path"],
         "throughput_rps": best["throughput_rps"] if best else None,
         "latency_ms": best["latency_ms"] if best else None,
-        "best": {"platform": best["platform"], "batch_size": best["batch_size"]} if best else None,
-        "deployments": [{k: d[k] for k in ("platform", "platform_version", "cold_start_s",
-                                           "status", "error")} for d in tables["deployments"]],
+        "best": {"platform": best["platform"], "batch_size": best["batch_size"],
+                 "server_config": best["server_config"]} if best else None,
+        "deployments": [{**{k: d[k] for k in ("platform", "platform_version", "cold_start_s",
+                                              "status", "error")},
+                         "server_config": labels.get((d["platform"], d["config_index"]))}
+                        for d in tables["deployments"]],
         "results": results,
     }
 
@@ -183,19 +212,25 @@ def format_summary(s: dict[str, Any]) -> str:
     header = f"  {'platform':<12} {'batch':>5} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} " \
              f"{'late %':>6} {'SLO':>4} verdict"
     lines += ["", header]
+    sweep = len({r.get("server_config") for r in s["results"]}) > 1
+    if sweep:  # a server sweep: say which configuration each row ran under
+        lines[-1] += "  server config"
     for r in s["results"]:
         lat = r["latency_ms"] or {}
         lines.append(
             f"  {r['platform']:<12} {r['batch_size']:>5} {r['throughput_rps']:>8.1f} "
             f"{_ms(lat.get('p50')):>8} {_ms(lat.get('p99')):>8} {r['late_send_pct']:>6.2f} "
-            f"{'yes' if r['meets_slo'] else 'no':>4} {r['verdict']}")
+            f"{'yes' if r['meets_slo'] else 'no':>4} {r['verdict']}"
+            + (f"  {r.get('server_config')}" if sweep else ""))
     for d in s["deployments"]:
         cold = f"{d['cold_start_s']:.2f} s" if d["cold_start_s"] is not None else "-"
-        lines.append(f"  {d['platform']}: {d['status']}, cold start {cold}, {d['platform_version']}"
+        name = f"{d['platform']} [{d.get('server_config')}]" if sweep else d["platform"]
+        lines.append(f"  {name}: {d['status']}, cold start {cold}, {d['platform_version']}"
                      + (f" - {d['error']}" if d["error"] else ""))
     if s.get("best"):
         lines.append(f"best within the SLO: {s['best']['platform']} at batch "
-                     f"{s['best']['batch_size']}")
+                     f"{s['best']['batch_size']}"
+                     + (f", server {s['best'].get('server_config')}" if sweep else ""))
     lines.append(f"report: {s['report']}")
     return "\n".join(lines)
 
@@ -210,6 +245,92 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     summary = run_summary(args.run_id)
     print(json.dumps(summary, default=str) if args.json else format_summary(summary))
     return 0
+
+
+def _add_runtime_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=("local", "docker"), default="local",
+                   help="where stages run: local processes, or containers of the stage image "
+                   "(build it with scripts/build-images.sh); fixed while the stack runs")
+# --- analysis commands (issue 4): report, leaderboard, recommend; all from PostgreSQL ---
+
+def _results_db():
+    from inferbench import perfdb
+    from inferbench.stages.common import db_url_from_env
+
+    if not os.environ.get("INFERBENCH_DB_URL"):
+        from inferbench import paths
+        from inferbench.embedded.postgres import ensure_postgres
+
+        ensure_postgres(paths.home())  # the embedded default: start it if it is down (< 1 s)
+        os.environ.update(_embedded_env())
+    return perfdb.engine(db_url_from_env())
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from inferbench import paths
+    from inferbench.reporting import build_run_report, build_sweep_report
+
+    if (args.run_id is None) == (args.sweep is None):
+        raise InferBenchError("give either RUN_ID or --sweep SWEEP_ID (one of them)")
+    with _results_db().connect() as conn:
+        if args.sweep:
+            out = Path(args.out or paths.home() / "sweeps" / args.sweep / "report")
+            path = build_sweep_report(conn, args.sweep, out)
+        else:
+            out = Path(args.out) if args.out else paths.RunDir(args.run_id).report_dir
+            path = build_run_report(conn, args.run_id, out)
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from analysis.leaderboard import DEFAULT_COLUMNS, format_html, format_table, sort_rows
+    from inferbench.perfdb import queries
+
+    with _results_db().connect() as conn:
+        columns, rows = queries.leaderboard_rows(conn)
+    rows = sort_rows(rows, args.sort, columns)[: args.limit]
+    shown = [c for c in DEFAULT_COLUMNS if c in columns]
+    if args.sort not in shown:
+        shown.insert(0, args.sort)
+    if args.html:
+        Path(args.html).write_text(format_html(rows, shown), encoding="utf-8")
+        print(f"leaderboard: {args.html} ({len(rows)} rows)")
+    else:
+        print(format_table(rows, shown))
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from analysis.recommend import recommend
+    from inferbench.perfdb import queries
+
+    with _results_db().connect() as conn:
+        records = queries.point_records(conn, sweep_id=args.sweep)
+    recs = recommend(records, slo_percentile=args.slo_percentile, slo_ms=args.slo_ms,
+                     budget_usd_per_hour=args.budget_usd_per_hour, top=args.top)
+    if args.json:
+        print(json.dumps([asdict(r) for r in recs], default=str))
+        return 0 if recs else 1
+    if not recs:
+        print(f"no configuration among {len(records)} points is VALID with "
+              f"p{args.slo_percentile:g} <= {args.slo_ms:g} ms"
+              + (f" within ${args.budget_usd_per_hour:g}/h" if args.budget_usd_per_hour
+                 else ""))
+        return 1
+    for r in recs:
+        print(f"{r.rank}. {r.label} on {r.hardware} (ranked by {r.ranked_by})")
+        for line in r.evidence:
+            print(f"     - {line}")
+    return 0
+def _cmd_load(args: argparse.Namespace) -> int:
+    from inferbench.load.standalone import format_load_summary, run_load
+
+    summary = run_load(args)
+    print(json.dumps(summary, default=str) if args.json else format_load_summary(summary))
+    return 0 if summary["verdict"] == "VALID" else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="Airflow api-server port")
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the run")
+    _add_runtime_option(p)
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("summary", help="print a finished run's summary from PostgreSQL")
     p.add_argument("run_id")
@@ -234,14 +356,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_summary)
     p = sub.add_parser("up", help="start the embedded PostgreSQL and Airflow")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    _add_runtime_option(p)
     p.set_defaults(func=_cmd_up)
     p = sub.add_parser("down", help="stop the embedded PostgreSQL and Airflow")
     p.set_defaults(func=_cmd_down)
+    p = sub.add_parser("load", help="benchmark an already-running endpoint (no Airflow) and "
+                       "print its summary")
+    from inferbench.load.load_args import add_arguments as _load_arguments
+
+    _load_arguments(p)
+    p.set_defaults(func=_cmd_load)
     p = sub.add_parser("stage", help="run one stage of a run (what the Airflow tasks call)")
     p.add_argument("name")
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("--platform")
+    p.add_argument("--config", type=int, help="server configuration index (see the spec's "
+                   "server section)")
     p.set_defaults(func=_cmd_stage)
+    p = sub.add_parser("report", help="regenerate the HTML report of a run (or a sweep) from "
+                       "PostgreSQL alone")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--sweep", help="report every run sharing this sweep_id")
+    p.add_argument("--out", help="output folder (default: the run's / sweep's report folder)")
+    p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("leaderboard", help="every measured point, sorted by any column")
+    p.add_argument("--sort", default="items_per_s", help="a column of the leaderboard view "
+                   "(lower-is-better ones such as p99_ms sort ascending)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--html", metavar="FILE", help="write an HTML table instead of printing")
+    p.set_defaults(func=_cmd_leaderboard)
+    p = sub.add_parser("recommend", help="top configurations within an SLO (and a budget), "
+                       "with the evidence")
+    p.add_argument("--slo-percentile", type=float, default=99.0)
+    p.add_argument("--slo-ms", type=float, required=True)
+    p.add_argument("--budget-usd-per-hour", type=float)
+    p.add_argument("--sweep", help="only the runs of this sweep")
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_recommend)
     return parser
 
 

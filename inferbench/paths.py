@@ -63,8 +63,14 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def endpoint_file(self, platform: str) -> Path:
-        return self.platform_dir(platform) / "endpoint.json"
+    def config_dir(self, platform: str, config: int = 0) -> Path:
+        """One server configuration's directory: its server's files, endpoint and points."""
+        path = self.platform_dir(platform) / f"config-{config}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
-    def load_file(self, platform: str) -> Path:
-        return self.platform_dir(platform) / "load.json"
+    def endpoint_file(self, platform: str, config: int = 0) -> Path:
+        return self.config_dir(platform, config) / "endpoint.json"
+
+    def load_file(self, platform: str, config: int = 0) -> Path:
+        return self.config_dir(platform, config) / "load.json"

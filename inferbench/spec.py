@@ -13,7 +13,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from inferbench.errors import InferBenchError
 
@@ -47,8 +54,32 @@ PLATFORM_FORMAT: dict[Platform, ModelFormat] = {
 
 
 class Arrival(StrEnum):
+    """How requests arrive; all but closed_loop are open loop (see inferbench/load/arrivals)."""
+
     CLOSED_LOOP = "closed_loop"
     POISSON = "poisson"
+    CONSTANT = "constant"
+    GAMMA = "gamma"
+    STEP = "step"
+    SPIKE = "spike"
+    RAMP = "ramp"
+    TRACE = "trace"
+
+
+# Which optional WorkloadSpec fields each arrival needs; any other optional field is refused.
+ARRIVAL_FIELDS: dict[Arrival, tuple[str, ...]] = {
+    Arrival.CLOSED_LOOP: ("concurrency",),
+    Arrival.POISSON: ("rate_rps",),
+    Arrival.CONSTANT: ("rate_rps",),
+    Arrival.GAMMA: ("rate_rps", "burstiness"),
+    Arrival.STEP: ("rate_rps", "peak_rate_rps", "change_at_s"),
+    Arrival.SPIKE: ("rate_rps", "peak_rate_rps", "change_at_s", "change_duration_s"),
+    Arrival.RAMP: ("rate_rps", "peak_rate_rps", "change_at_s", "change_duration_s"),
+    Arrival.TRACE: ("trace_path",),
+}
+_FIELD_EXAMPLE = {"concurrency": "4", "rate_rps": "50", "burstiness": "4",
+                  "peak_rate_rps": "200", "change_at_s": "5", "change_duration_s": "2",
+                  "trace_path": '"trace.csv"'}
 
 
 class _Strict(BaseModel):
@@ -98,32 +129,57 @@ class ModelSpec(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    """How requests arrive: a closed loop of `concurrency` clients, or open-loop Poisson."""
+    """How requests arrive: a closed loop of `concurrency` clients, or an open-loop process."""
 
-    arrival: Arrival = Field(description="closed_loop (fixed concurrency) or poisson (open loop).")
+    arrival: Arrival = Field(description="closed_loop (fixed concurrency) or an open-loop "
+                             "process: poisson, constant, gamma (bursts), step, spike, ramp "
+                             "(time-varying Poisson) or trace (replay of a CSV).")
     concurrency: int | None = Field(
         None, ge=1, le=1024, description="closed_loop only: requests in flight at all times."
     )
     rate_rps: float | None = Field(
-        None, gt=0, le=100_000, description="poisson only: mean arrival rate, requests/second."
+        None, gt=0, le=100_000, description="open loop (not trace): mean arrival rate, "
+        "requests/second; the base rate of step / spike / ramp."
     )
     seed: int = Field(0, ge=0, description="Seed of the arrival schedule and request data.")
+    burstiness: float | None = Field(
+        None, gt=0, le=100, description="gamma only: squared coefficient of variation of the "
+        "gaps between arrivals (1 = Poisson, > 1 burstier, < 1 smoother).")
+    peak_rate_rps: float | None = Field(
+        None, gt=0, le=100_000, description="step / spike / ramp only: the rate after the "
+        "step, during the spike, or at the end of the ramp (rate_rps is the base rate).")
+    change_at_s: float | None = Field(
+        None, ge=0, description="step / spike / ramp only: seconds into the point when the "
+        "rate starts to change.")
+    change_duration_s: float | None = Field(
+        None, gt=0, description="spike: how long the peak lasts; ramp: how long the rate "
+        "takes to go from rate_rps to peak_rate_rps (seconds).")
+    trace_path: str | None = Field(
+        None, min_length=1, description="trace only: CSV file of request timestamps in "
+        "seconds, optionally with an integer payload id as second column; replayed as is.")
+
+    @property
+    def open_loop(self) -> bool:
+        return self.arrival is not Arrival.CLOSED_LOOP
 
     @model_validator(mode="after")
     def _check_arrival_fields(self) -> WorkloadSpec:
-        if self.arrival is Arrival.CLOSED_LOOP:
-            if self.concurrency is None:
-                raise ValueError("arrival 'closed_loop' needs concurrency; fix: add e.g. "
-                                 '"concurrency": 4')
-            if self.rate_rps is not None:
-                raise ValueError(f"rate_rps {self.rate_rps!r} is only for arrival 'poisson'; "
-                                 "fix: remove it or set arrival to 'poisson'")
-        if self.arrival is Arrival.POISSON:
-            if self.rate_rps is None:
-                raise ValueError('arrival \'poisson\' needs rate_rps; fix: add e.g. "rate_rps": 50')
-            if self.concurrency is not None:
-                raise ValueError(f"concurrency {self.concurrency!r} is only for arrival "
-                                 "'closed_loop'; fix: remove it or set arrival to 'closed_loop'")
+        needed = ARRIVAL_FIELDS[self.arrival]
+        for name in needed:
+            if getattr(self, name) is None:
+                raise ValueError(f"arrival {self.arrival.value!r} needs {name}; fix: add e.g. "
+                                 f'"{name}": {_FIELD_EXAMPLE[name]}')
+        for name in _FIELD_EXAMPLE:
+            value = getattr(self, name)
+            if name not in needed and value is not None:
+                users = ", ".join(repr(a.value) for a, fs in ARRIVAL_FIELDS.items() if name in fs)
+                raise ValueError(f"{name} {value!r} is only for arrival {users}; fix: remove it "
+                                 "or set arrival to " + ("that" if "," not in users else
+                                                         "one of those"))
+        if self.peak_rate_rps is not None and self.rate_rps is not None \
+                and self.arrival is Arrival.SPIKE and self.peak_rate_rps < self.rate_rps:
+            raise ValueError(f"peak_rate_rps {self.peak_rate_rps!r} is below rate_rps "
+                             f"{self.rate_rps!r}; fix: a spike's peak must be >= the base rate")
         return self
 
 
@@ -134,6 +190,110 @@ class SloSpec(_Strict):
         99.0, gt=0, lt=100, description="Latency percentile the SLO is on, e.g. 99 for p99."
     )
     latency_ms: float = Field(gt=0, description="Upper bound for that percentile, milliseconds.")
+
+
+class ResourceSpec(_Strict):
+    """Limits of the containers a benchmark runs in (docker runtime; the local runtime runs
+    plain processes and ignores them)."""
+
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPUs for each serving "
+                               "container (a hard limit); stage containers get it as a share.")
+    memory_gb: float | None = Field(None, gt=0, le=4096, description="Memory limit of each "
+                                    "container, GiB.")
+MAX_QUEUE_DELAY_US = 10_000_000  # 10 s: beyond any sensible batching window
+MAX_INSTANCE_COUNT = 64
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+class ServerSpec(_Strict):
+    """Server-side batching and instances. A list in a field sweeps it: every combination
+    of the listed values is one server configuration, benchmarked one after the other."""
+
+    dynamic_batching: bool | list[bool] = Field(
+        False, description="Let the server merge concurrent requests into one batch; "
+        "[false, true] compares both.")
+    max_queue_delay_us: int | list[int] = Field(
+        0, description="Dynamic batching only: how long the server may hold a request to "
+        "fill a batch, microseconds; a list sweeps it, e.g. [0, 500, 2000].")
+    preferred_batch_sizes: list[int] | list[list[int]] = Field(
+        default_factory=list, description="Dynamic batching only (Triton): batch sizes the "
+        "batcher aims for, e.g. [4, 8]; a list of lists sweeps them, e.g. [[], [4, 8]].")
+    instance_count: int | list[int] = Field(
+        1, description="Model instances (inference workers) serving in parallel; a list "
+        "sweeps it, e.g. [1, 2].")
+    max_batch_size: int | None = Field(
+        None, ge=1, le=4096, description="Largest batch the server runs: Triton's "
+        "max_batch_size and the batcher's cap (rows). Default: the largest of batch_sizes; "
+        "raise it so dynamic batching can merge requests, e.g. 8 with batch_sizes [1].")
+    max_configs: int = Field(
+        16, ge=1, le=1024, description="Cap on the number of server configurations the "
+        "lists above may expand to (each one starts a server and runs every batch size).")
+
+    @field_validator("dynamic_batching", "max_queue_delay_us", "instance_count",
+                     "preferred_batch_sizes")
+    @classmethod
+    def _check_values(cls, value: Any, info) -> Any:
+        values = _as_list(value)
+        if isinstance(value, list) and not values and info.field_name != "preferred_batch_sizes":
+            raise ValueError("an empty list sweeps nothing; fix: give at least one value")
+        name = info.field_name
+        if name == "preferred_batch_sizes":
+            # A flat list is one setting; a list of lists is a sweep over settings.
+            settings = values if values and isinstance(values[0], list) else [values]
+            for sizes in settings:
+                if any(b < 1 for b in sizes) or len(set(sizes)) != len(sizes):
+                    raise ValueError(f"{sizes!r}: preferred batch sizes must be >= 1 and "
+                                     "distinct; fix: list each size once, e.g. [4, 8]")
+            values = [tuple(sorted(s)) for s in settings]
+        if name == "max_queue_delay_us" and any(
+                not 0 <= v <= MAX_QUEUE_DELAY_US for v in values):
+            raise ValueError(f"each delay must be 0..{MAX_QUEUE_DELAY_US} microseconds; "
+                             "fix: e.g. 500 for half a millisecond")
+        if name == "instance_count" and any(not 1 <= v <= MAX_INSTANCE_COUNT for v in values):
+            raise ValueError(f"each instance count must be 1..{MAX_INSTANCE_COUNT}")
+        if len(set(values)) != len(values):
+            raise ValueError("a value is listed twice; fix: list each once")
+        return value
+
+    @model_validator(mode="after")
+    def _check_batching_knobs(self) -> ServerSpec:
+        if True not in _as_list(self.dynamic_batching):
+            knobs = [f"max_queue_delay_us {self.max_queue_delay_us!r}"
+                     if _as_list(self.max_queue_delay_us) != [0] else "",
+                     f"preferred_batch_sizes {self.preferred_batch_sizes!r}"
+                     if self.preferred_batch_sizes else ""]
+            knobs = [k for k in knobs if k]
+            if knobs:
+                raise ValueError(
+                    f"{' and '.join(knobs)} only apply with dynamic batching, which is off; "
+                    "fix: set dynamic_batching to true (or [false, true] to compare)")
+        n = len(self.grid())
+        if n > self.max_configs:
+            raise ValueError(
+                f"the lists expand to {n} server configurations, more than max_configs "
+                f"{self.max_configs}; fix: sweep fewer values, or raise server.max_configs "
+                f"to {n} if you mean it (each configuration runs every batch size)")
+        return self
+
+    def grid(self) -> list[tuple[bool, int, tuple[int, ...], int]]:
+        """Every combination as (dynamic_batching, max_queue_delay_us, preferred_batch_sizes,
+        instance_count), in the order the lists give. Without dynamic batching the delay and
+        preferred sizes mean nothing, so such combinations collapse into one."""
+        prefs = self.preferred_batch_sizes
+        pref_settings = prefs if prefs and isinstance(prefs[0], list) else [prefs]
+        out: list[tuple[bool, int, tuple[int, ...], int]] = []
+        for batching in _as_list(self.dynamic_batching):
+            for delay in _as_list(self.max_queue_delay_us):
+                for sizes in pref_settings:
+                    for instances in _as_list(self.instance_count):
+                        config = ((True, delay, tuple(sorted(sizes)), instances) if batching
+                                  else (False, 0, (), instances))
+                        if config not in out:
+                            out.append(config)
+        return out
 
 
 class BenchmarkSpec(_Strict):
@@ -163,6 +323,14 @@ class BenchmarkSpec(_Strict):
                               "requests.")
     max_duration_s: float = Field(60.0, gt=0, description="Cap on one point; hitting it before "
                                   "both minimums are met makes the point INVALID.")
+    stability_windows: int = Field(
+        0, ge=0, le=20, description="If > 0, a point also waits until its last this many "
+        "measurement windows agree on throughput and p99 (within stability_tolerance_pct or "
+        "their sampling noise); not reached by max_duration_s makes it INVALID. 0: off.")
+    stability_window_s: float = Field(2.0, gt=0, description="Length of one measurement "
+                                      "window for the stability rule, seconds.")
+    stability_tolerance_pct: float = Field(10.0, gt=0, le=100, description="How far apart "
+                                           "the windows' throughput and p99 may be, percent.")
     request_timeout_s: float = Field(10.0, gt=0, description="A request slower than this counts "
                                      "as failed.")
     slo: SloSpec = Field(description="The SLO each configuration is judged against.")
@@ -176,6 +344,16 @@ class BenchmarkSpec(_Strict):
     conversion_atol: float = Field(1e-4, ge=0, description="Absolute tolerance when checking a "
                                    "converted model against the original.")
     conversion_rtol: float = Field(1e-3, ge=0, description="Relative tolerance of that check.")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Container "
+                                    "resource limits (docker runtime).")
+    sweep_id: str | None = Field(
+        None, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Label grouping the runs of one sweep (set by the nightly sweep; reports "
+        "and heat maps group by it).")
+    server: ServerSpec = Field(
+        default_factory=ServerSpec, description="Server-side batching and instances; a list "
+        "in a field sweeps it (the default: one configuration, no dynamic batching, one "
+        "instance).")
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> BenchmarkSpec:
@@ -194,14 +372,34 @@ class BenchmarkSpec(_Strict):
                     f"not in formats {[f.value for f in self.formats]!r}; fix: add "
                     f"{needed.value!r} to formats"
                 )
+        largest = self.server_max_batch_size
+        if largest < max(self.batch_sizes):
+            raise ValueError(
+                f"server.max_batch_size {largest!r} is below the largest of batch_sizes "
+                f"{self.batch_sizes!r}: the server would refuse those requests; fix: raise it "
+                f"to at least {max(self.batch_sizes)} or leave it out")
+        for config in self.server.grid():
+            if any(b > largest for b in config[2]):
+                raise ValueError(
+                    f"server.preferred_batch_sizes {list(config[2])!r} exceed the server's max "
+                    f"batch size {largest} (server.max_batch_size, default max(batch_sizes)); "
+                    f"fix: keep each preferred size <= {largest} or raise server.max_batch_size")
         if self.max_duration_s < self.min_duration_s:
             raise ValueError(f"max_duration_s {self.max_duration_s!r} is below min_duration_s "
                              f"{self.min_duration_s!r}; fix: raise max_duration_s")
         return self
 
+    @property
+    def server_max_batch_size(self) -> int:
+        """The largest batch the server runs (ServeContext.max_batch_size)."""
+        return self.server.max_batch_size or max(self.batch_sizes)
+
     def spec_hash(self) -> str:
         """A stable hash of the canonical JSON, stored with every result for provenance."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True,
+        data = self.model_dump(mode="json")
+        if self.server == ServerSpec():  # specs from before the server section keep their hash
+            del data["server"]
+        canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

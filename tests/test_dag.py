@@ -30,15 +30,20 @@ def test_benchmark_dag_shape(dagbag):
     assert dag.get_task("convert").upstream_task_ids == {"generate"}
     for platform in Platform:
         p = platform.value
-        serve, stop = dag.get_task(f"{p}.serve"), dag.get_task(f"{p}.stop")
-        assert serve.is_setup and stop.is_teardown
-        assert dag.get_task(f"{p}.load").upstream_task_ids == {f"{p}.serve"}
+        configs, stop = dag.get_task(f"{p}.configs"), dag.get_task(f"{p}.stop")
+        assert configs.is_setup and stop.is_teardown
+        measure = dag.get_task(f"{p}.measure")
+        # Mapped over the spec's server configurations, one running at a time.
+        assert measure.upstream_task_ids == {f"{p}.configs"}
+        assert type(measure).__name__ == "MappedOperator"
+        assert measure.partial_kwargs["max_active_tis_per_dagrun"] == 1
+        assert dag.get_task(f"{p}.collect").upstream_task_ids == {f"{p}.measure"}
         assert dag.get_task(f"{p}.collect").trigger_rule == "all_done"
         assert {f"{p}.collect", f"{p}.stop"} <= dag.get_task("analyze").upstream_task_ids
     # Platforms run one after the other: the second starts after the first's teardown.
     platforms = [p.value for p in Platform]
     for first, second in zip(platforms, platforms[1:], strict=False):
-        assert f"{first}.stop" in dag.get_task(f"{second}.serve").upstream_task_ids
+        assert f"{first}.stop" in dag.get_task(f"{second}.configs").upstream_task_ids
     assert dag.get_task("analyze").trigger_rule == "all_done"
     assert dag.max_active_runs == 1
 

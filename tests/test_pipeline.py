@@ -132,9 +132,136 @@ def test_full_dag_run_with_dag_test(inferbench_env, db_url):
     dagrun = dag.test(run_conf=spec)
     states = {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
     assert dagrun.state == "success", states
-    assert states["onnxruntime.load"] == "success" and states["triton.serve"] == "skipped"
+    assert states["onnxruntime.measure"] == "success" and states["triton.configs"] == "skipped"
     with perfdb.engine(db_url).connect() as conn:
         run = conn.execute(select(schema.runs).where(
             schema.runs.c.run_id == dagrun.run_id)).one()
         assert run.verdict == "VALID" and run.status == "complete", run.verdict_reasons
         assert count(conn, schema.results, dagrun.run_id) == 1
+
+
+def test_dag_sweeps_two_server_configs_one_server_at_a_time(inferbench_env, db_url):
+    """A server grid of two configurations (dynamic batching off / on with 2 ms of queue
+    delay) on one platform through dag.test: `measure` is mapped over both, both points are
+    stored under their labels, and the two servers' lifetimes do not overlap."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils import db as airflow_db
+    from conftest import ROOT
+
+    from inferbench.paths import RunDir
+    from inferbench.stages.common import read_json
+
+    airflow_db.initdb()
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["inferbench_benchmark"]
+    spec = {**SPEC, "batch_sizes": [1], "name": "dag-sweep",
+            "workload": {"arrival": "closed_loop", "concurrency": 4, "seed": 3},
+            "server": {"dynamic_batching": [False, True], "max_queue_delay_us": 2000}}
+    dagrun = dag.test(run_conf=spec)
+    tis = dagrun.get_task_instances()
+    states = {(ti.task_id, ti.map_index): ti.state for ti in tis}
+    assert dagrun.state == "success", states
+    assert states[("onnxruntime.measure", 0)] == states[("onnxruntime.measure", 1)] == "success"
+    assert ("onnxruntime.measure", 2) not in states
+    assert states[("triton.configs", -1)] == "skipped"
+    with perfdb.engine(db_url).connect() as conn:
+        run = conn.execute(select(schema.runs).where(
+            schema.runs.c.run_id == dagrun.run_id)).one()
+        assert run.status == "complete", run.verdict_reasons
+        rows = conn.execute(
+            select(schema.results.c.config_index, schema.server_configs.c.label,
+                   schema.server_configs.c.knobs, schema.results.c.n_ok)
+            .join(schema.server_configs, (schema.server_configs.c.run_id
+                                          == schema.results.c.run_id)
+                  & (schema.server_configs.c.platform == schema.results.c.platform)
+                  & (schema.server_configs.c.config_index
+                     == schema.results.c.config_index))
+            .where(schema.results.c.run_id == dagrun.run_id)
+            .order_by(schema.results.c.config_index)).all()
+    assert [(r.config_index, r.label) for r in rows] == [
+        (0, "db=off,inst=1"), (1, "db=on,delay=2000us,inst=1")]
+    assert rows[1].knobs == {"dynamic_batching": True, "max_queue_delay_us": 2000,
+                             "preferred_batch_sizes": [], "instance_count": 1}
+    assert all(r.n_ok >= SPEC["min_requests"] for r in rows)
+    # One server at a time: whichever configuration ran first, its server was stopped
+    # before the other's was started (the endpoint files keep both times), and the two
+    # mapped task instances did not overlap either. (dag.test picks their order freely.)
+    run_dir = RunDir(dagrun.run_id)
+    servers = [read_json(run_dir.endpoint_file("onnxruntime", c)) for c in (0, 1)]
+    assert [e["config_label"] for e in servers] == [r.label for r in rows]
+    earlier, later = sorted(servers, key=lambda e: e["started_at"])
+    assert earlier["stopped_at"] <= later["started_at"], servers
+    earlier, later = sorted((ti for ti in tis if ti.task_id == "onnxruntime.measure"),
+                            key=lambda ti: ti.start_date)
+    assert earlier.end_date <= later.start_date
+
+
+def test_a_failed_configuration_keeps_the_others_measurements(inferbench_env, db_url,
+                                                              monkeypatch):
+    """Two server configurations through the stages the DAG runs (measure per config, then
+    collect, stop, analyze); the second one's load dies: the first configuration's point is
+    kept and labelled, the second is marked failed, its server is stopped all the same."""
+    from inferbench.paths import RunDir
+    from inferbench.stages import load as load_stage
+    from inferbench.stages.common import read_json
+
+    spec = {**SPEC, "batch_sizes": [1], "name": "sweep-partial",
+            "workload": {"arrival": "closed_loop", "concurrency": 2, "seed": 3},
+            "server": {"instance_count": [1, 2]}}
+    original = load_stage.run_point
+    calls = {"n": 0}
+
+    def second_config_fails(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("server went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(load_stage, "run_point", second_config_fails)
+    ctx = make_context("sweep-partial", spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    configs = STAGES["configs"](ctx, "onnxruntime")
+    assert configs == [{"config": 0, "config_label": "db=off,inst=1"},
+                       {"config": 1, "config_label": "db=off,inst=2"}]
+    STAGES["measure"](ctx, "onnxruntime", 0)
+    with pytest.raises(ConnectionError):
+        STAGES["measure"](ctx, "onnxruntime", 1)
+    collected = STAGES["collect"](ctx, "onnxruntime")
+    assert [(c["label"], c["status"]) for c in collected["configs"]] == [
+        ("db=off,inst=1", "measured"), ("db=off,inst=2", "failed")]
+    STAGES["stop"](ctx, "onnxruntime")
+    endpoint = read_json(RunDir("sweep-partial").endpoint_file("onnxruntime", 1))
+    assert not group_alive(endpoint["pid"])
+    summary = STAGES["analyze"](ctx)
+    assert summary["status"] == "partial" and summary["verdict"] == "INVALID"
+    assert any(r.startswith("platform onnxruntime [db=off,inst=2] failed: ConnectionError")
+               for r in summary["reasons"]), summary["reasons"]
+    with perfdb.engine(db_url).connect() as conn:
+        results = conn.execute(select(schema.results.c.config_index).where(
+            schema.results.c.run_id == "sweep-partial")).scalars().all()
+        deployments = conn.execute(
+            select(schema.deployments.c.config_index, schema.deployments.c.status)
+            .where(schema.deployments.c.run_id == "sweep-partial")
+            .order_by(schema.deployments.c.config_index)).all()
+    assert results == [0]
+    assert [tuple(d) for d in deployments] == [(0, "measured"), (1, "failed")]
+
+
+def test_measure_stops_a_server_an_earlier_killed_configuration_left(inferbench_env):
+    """A measure task killed hard leaves its server running; the next configuration's
+    measure stops it before starting its own, so two servers never overlap."""
+    spec = {**SPEC, "batch_sizes": [1], "name": "sweep-leftover", "min_requests": 10,
+            "min_duration_s": 0.5, "warmup_s": 0,
+            "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3},
+            "server": {"instance_count": [1, 2]}}
+    ctx = make_context("sweep-leftover", spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    leftover = STAGES["serve"](ctx, "onnxruntime", 0)  # as if its measure task was killed
+    assert group_alive(leftover["pid"])
+    try:
+        result = STAGES["measure"](ctx, "onnxruntime", 1)
+        assert not group_alive(leftover["pid"]), "config 0's server outlived config 1's start"
+        assert result["label"] == "db=off,inst=2" and result["stopped"]
+    finally:
+        STAGES["stop"](ctx, "onnxruntime")

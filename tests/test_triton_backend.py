@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferbench.backends.base import Backend, LaunchPlan, ServeContext
+from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerConfig
 from inferbench.backends.triton import TritonBackend
 from inferbench.errors import InferBenchError
 from inferbench.spec import ModelSpec
@@ -99,18 +99,20 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _context(workdir: Path, onnx_path: Path) -> ServeContext:
+def _context(workdir: Path, onnx_path: Path,
+             server: ServerConfig | None = None) -> ServeContext:
     return ServeContext(
         model_name=MODEL_NAME, model_path=onnx_path, input_shape=tuple(SPEC.input_shape),
         num_outputs=SPEC.num_outputs, workdir=workdir, http_port=_free_port(),
         grpc_port=_free_port(), metrics_port=_free_port(), max_batch_size=MAX_BATCH, threads=1,
+        server=server or ServerConfig(),
     )
 
 
-def _start(workdir: Path, onnx_path: Path) -> Server:
+def _start(workdir: Path, onnx_path: Path, server: ServerConfig | None = None) -> Server:
     """Prepare, spawn in a new session, and wait for the model's readiness URL."""
     backend = TritonBackend()
-    ctx = _context(workdir, onnx_path)
+    ctx = _context(workdir, onnx_path, server)
     backend.prepare(ctx)
     plan = backend.launch_plan(ctx)
     log_path = workdir / "tritonserver.log"
@@ -334,3 +336,63 @@ def test_stopping_the_group_leaves_no_process(tmp_path: Path, onnx_model: Path) 
     shm = Path("/dev/shm")
     if shm.is_dir():
         assert not [p.name for p in shm.iterdir() if p.name.startswith(prefix)]
+
+
+def test_config_without_batching_is_one_instance_and_no_batcher(tmp_path: Path,
+                                                                onnx_model: Path) -> None:
+    from inferbench.backends.triton import scheduling
+
+    assert scheduling(_context(tmp_path, onnx_model)) == \
+        "instance_group [ { count: 1 kind: KIND_CPU } ]"
+
+
+def test_config_maps_the_server_config(tmp_path: Path, onnx_model: Path) -> None:
+    server = ServerConfig(dynamic_batching=True, max_queue_delay_us=500,
+                          preferred_batch_sizes=(4, 8), instance_count=2)
+    ctx = _context(tmp_path, onnx_model, server)
+    TritonBackend().prepare(ctx)
+    config = (tmp_path / "model_repository" / MODEL_NAME / "config.pbtxt").read_text()
+    assert "instance_group [ { count: 2 kind: KIND_CPU } ]\n" in config
+    assert ("dynamic_batching { max_queue_delay_microseconds: 500 "
+            "preferred_batch_size: [ 4, 8 ] }\n") in config
+    assert f"max_batch_size: {MAX_BATCH}\n" in config  # the batcher's largest batch
+
+
+def _model_stats(server: Server) -> dict:
+    url = f"{server.url}/v2/models/{MODEL_NAME}/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        (stats,) = json.loads(response.read())["model_stats"]
+    return stats
+
+
+def test_dynamic_batching_merges_concurrent_requests(tmp_path: Path, onnx_model: Path) -> None:
+    """Real Triton with its dynamic batcher on and two instances: 16 concurrent one-sample
+    requests are answered correctly, each with its own rows, in fewer model executions than
+    requests (Triton's statistics extension counts both)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server_config = ServerConfig(dynamic_batching=True, max_queue_delay_us=200_000,
+                                 preferred_batch_sizes=(MAX_BATCH,), instance_count=2)
+    running = _start(tmp_path, onnx_model, server_config)
+    try:
+        stubs = [n for _, n in _group_members(running.process.pid)
+                 if n == "triton_python_backend_stub"]
+        assert len(stubs) == 2, stubs  # one stub process per model instance
+        rng = np.random.default_rng(11)
+        inputs = [rng.standard_normal((1, *SPEC.input_shape), dtype=np.float32)
+                  for _ in range(16)]
+        before = _model_stats(running)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(lambda x: _infer(running, x)[1], inputs))
+        after = _model_stats(running)
+    finally:
+        _stop(running.process.pid)
+    expected = _reference(onnx_model, np.concatenate(inputs))
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result, expected[i:i + 1], rtol=0, atol=1e-5)
+    requests = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert requests == 16
+    # 200 ms of queue delay gathers up to 8 requests per execution; 16 separate executions
+    # would mean no batching happened at all.
+    assert 2 <= executions < 16, (executions, after["batch_stats"])

@@ -18,6 +18,34 @@ from inferbench.spec import ModelFormat
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """Server-side batching and instance knobs of one serving configuration.
+
+    Each platform maps them onto its own settings (Triton dynamic_batching and instance_group,
+    TorchServe batch_size / max_batch_delay, MLServer adaptive batching, the FastAPI server's
+    own batcher). The batcher's largest batch is `ServeContext.max_batch_size`.
+    """
+
+    dynamic_batching: bool = False
+    max_queue_delay_us: int = 0          # how long the batcher waits to fill a batch
+    preferred_batch_sizes: tuple[int, ...] = ()
+    instance_count: int = 1              # model instances (workers) serving in parallel
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """Cumulative server-side counters as the platform reports them.
+
+    Read before and after a measurement point; the difference splits the point's latency
+    into queue time and compute time on the server (the rest is transmit and client time).
+    """
+
+    requests: int        # inference requests the server completed
+    queue_ns: int        # total time those requests waited in the server's queue
+    compute_ns: int      # total time spent computing them (input + infer + output)
+
+
+@dataclass(frozen=True)
 class ServeContext:
     """Everything a backend needs to prepare and start one server."""
 
@@ -31,6 +59,7 @@ class ServeContext:
     metrics_port: int
     max_batch_size: int       # largest batch the benchmark will send
     threads: int = 1          # inference threads per model instance (same on every platform)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
 
 @dataclass
@@ -67,3 +96,8 @@ class Backend(ABC):
     def ready_path(self, ctx: ServeContext) -> str:
         """Readiness means the model itself is loaded, not only the server's HTTP port."""
         return f"/v2/models/{ctx.model_name}/ready"
+
+    def server_stats(self, ctx: ServeContext, base_url: str) -> ServerStats | None:
+        """Cumulative queue/compute counters of the running server, or None where the
+        platform exposes none (then the report shows client-side latency only)."""
+        return None

@@ -21,6 +21,11 @@ class OnnxRuntimeBackend(Backend):
             sys.executable, "-m", "inferbench.servers.onnxruntime_server",
             "--model-path", str(ctx.model_path), "--model-name", ctx.model_name,
             "--port", str(ctx.http_port), "--threads", str(ctx.threads),
+            "--instances", str(ctx.server.instance_count),
+            "--max-batch-size", str(ctx.max_batch_size),
+            # preferred_batch_sizes is a Triton knob; this batcher has the two basic ones.
+            *(["--dynamic-batching", "--max-queue-delay-us",
+               str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
         ])
 
     def version(self) -> str:

@@ -121,9 +121,25 @@ backend: "python"
 max_batch_size: {ctx.max_batch_size}
 input [ {tensor.format(_pbtxt_string(Backend.input_name), input_dims)} ]
 output [ {tensor.format(_pbtxt_string(Backend.output_name), ctx.num_outputs)} ]
-instance_group [ {{ count: 1 kind: KIND_CPU }} ]
+{scheduling(ctx)}
 {params}
 """
+
+
+def scheduling(ctx: ServeContext) -> str:
+    """instance_group and, when on, dynamic_batching of config.pbtxt from ctx.server.
+
+    The batcher's largest batch is the model's max_batch_size (ctx.max_batch_size); the
+    Python-backend model concatenates the requests Triton hands it into one ORT run."""
+    server = ctx.server
+    lines = [f"instance_group [ {{ count: {server.instance_count} kind: KIND_CPU }} ]"]
+    if server.dynamic_batching:
+        knobs = [f"max_queue_delay_microseconds: {server.max_queue_delay_us}"]
+        if server.preferred_batch_sizes:
+            sizes = ", ".join(str(b) for b in server.preferred_batch_sizes)
+            knobs.append(f"preferred_batch_size: [ {sizes} ]")
+        lines.append(f"dynamic_batching {{ {' '.join(knobs)} }}")
+    return "\n".join(lines)
 
 
 # The Python backend starts its stub through `bash -c` with the stub's and the model's

@@ -80,21 +80,37 @@ class TritonPythonModel:
         self._ort_output = self._session.get_outputs()[0].name
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        # No dynamic batching is configured, so each request carries one client batch;
-        # run them one by one and answer each with its own response (same order).
-        pb_utils = self._pb_utils
-        responses = []
-        for request in requests:
+        # With dynamic batching Triton hands over several requests at once (each with its
+        # own client batch): run them as one concatenated batch, the point of batching,
+        # and split the output back by each request's rows. Without it there is one.
+        pb_utils, np = self._pb_utils, self._np
+        batches, errors = [], {}
+        for i, request in enumerate(requests):
             try:
                 tensor = pb_utils.get_input_tensor_by_name(request, self._input_name)
-                batch = self._np.ascontiguousarray(tensor.as_numpy(), dtype=self._np.float32)
-                result = self._session.run([self._ort_output], {self._ort_input: batch})[0]
-                out = pb_utils.Tensor(self._output_name, result.astype(self._np.float32,
-                                                                      copy=False))
-                responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+                batches.append(np.ascontiguousarray(tensor.as_numpy(), dtype=np.float32))
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the others
+                errors[i] = f"{type(exc).__name__}: {exc}"
+                batches.append(None)
+        good = [b for b in batches if b is not None]
+        outputs: list[Any] = []
+        if good:
+            try:
+                merged = good[0] if len(good) == 1 else np.concatenate(good, axis=0)
+                result = self._session.run([self._ort_output], {self._ort_input: merged})[0]
+                result = result.astype(np.float32, copy=False)
+                outputs = np.split(result, np.cumsum([len(b) for b in good])[:-1], axis=0)
+            except Exception as exc:  # noqa: BLE001 - answer every request with the error
+                errors.update({i: f"{type(exc).__name__}: {exc}"
+                               for i, b in enumerate(batches) if b is not None})
+        responses, rows = [], iter(outputs)
+        for i in range(len(batches)):
+            if i in errors:
                 responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
+                    output_tensors=[], error=pb_utils.TritonError(errors[i])))
+                continue
+            out = pb_utils.Tensor(self._output_name, np.ascontiguousarray(next(rows)))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
         return responses
 
     def finalize(self) -> None:

@@ -24,6 +24,15 @@ from inferbench.errors import InferBenchError
 from inferbench.netutil import poll_http_ok, port_is_free
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
+WORKERS_ENV = "INFERBENCH_WORKERS"  # how many worker pools (GPU workers) to create
+SCHED_DEFAULTS = {"AIRFLOW__INFERBENCH__SCHED_POLICY": "qa_sjf",
+                  "AIRFLOW__INFERBENCH__SCHED_AGING_RATE": "0.1"}
+# Airflow imports airflow_local_settings from $AIRFLOW_HOME/config: the cluster policy that
+# places and orders scheduled runs (operators/scheduling.py).
+LOCAL_SETTINGS = """\
+# Written by inferbench (embedded Airflow): the job scheduling cluster policy.
+from operators.scheduling import task_instance_mutation_hook  # noqa: F401
+"""
 
 
 def _airflow_home(home: Path) -> Path:
@@ -66,8 +75,55 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # Job scheduling (issue 6): the worker pools, not max_active_runs, limit what runs at
+        # once, so many runs of one DAG may wait side by side for their pools; every waiting
+        # run must be examined each loop for priorities to decide who goes next.
+        "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "1024",
+        "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "256",
+        "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "256",
     }
+    # The scheduling policy's settings: the caller's environment wins over the defaults.
+    for key, default in SCHED_DEFAULTS.items():
+        env[key] = os.environ.get(key, default)
     return {**env, **(extra or {})}
+
+
+def worker_count() -> int:
+    raw = os.environ.get(WORKERS_ENV, "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InferBenchError(f"{WORKERS_ENV}={raw!r} is not a whole number >= 1; fix: set the "
+                              "number of GPU workers, e.g. 3 (default 1)")
+    return n
+
+
+def _write_local_settings(home: Path) -> None:
+    config = _airflow_home(home) / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    path = config / "airflow_local_settings.py"
+    if not path.exists() or path.read_text() != LOCAL_SETTINGS:
+        path.write_text(LOCAL_SETTINGS)
+
+
+def ensure_worker_pools(base_url: str, n: int) -> list[str]:
+    """Pools worker-0..n-1 with one slot each (a worker runs one job at a time); pools of
+    workers beyond n, left from an earlier start, are deleted so no job is placed there."""
+    from inferbench.airflow_api import AirflowClient
+    from inferbench.scheduling.policies import worker_names
+
+    client = AirflowClient(base_url)
+    wanted = worker_names(n)
+    existing = client.pools()
+    for name in wanted:
+        client.set_pool(name, 1, f"GPU worker {name}: one benchmark job at a time",
+                        create=name not in existing)
+    for name in existing:
+        if name.startswith("worker-") and name not in wanted:
+            client.delete_pool(name)
+    return wanted
 
 
 def _pids_file(home: Path) -> Path:
@@ -127,6 +183,8 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     logs = _airflow_home(home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _migrate(env, home)
+    _write_local_settings(home)
+    n_workers = worker_count()
     pids = {k: v for k, v in _read_pids(home).items() if _alive(v)}
     for name in COMPONENTS:
         if name in pids:
@@ -145,6 +203,7 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     if not poll_http_ok(health, timeout_s, interval_s=0.5):
         raise InferBenchError(f"the Airflow api-server did not answer at {health} within "
                               f"{timeout_s:.0f} s; see {logs / 'api-server.log'}")
+    ensure_worker_pools(base, n_workers)
     if wait_for_dag:
         from inferbench.airflow_api import AirflowClient
 

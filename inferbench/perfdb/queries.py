@@ -25,18 +25,21 @@ def run_tables(conn: Connection, run_id: str) -> dict[str, list[dict[str, Any]]]
     return {
         "models": _rows(conn, schema.models, run_id, ["model_name"]),
         "conversions": _rows(conn, schema.conversions, run_id, ["format"]),
-        "deployments": _rows(conn, schema.deployments, run_id, ["platform"]),
-        "points": _rows(conn, schema.points, run_id, ["platform", "point"]),
-        "results": _rows(conn, schema.results, run_id, ["platform", "point"]),
-        "provenance": _rows(conn, schema.provenance, run_id, ["platform"]),
+        "deployments": _rows(conn, schema.deployments, run_id, ["platform", "config_index"]),
+        "points": _rows(conn, schema.points, run_id, ["platform", "config_index", "point"]),
+        "results": _rows(conn, schema.results, run_id, ["platform", "config_index", "point"]),
+        "provenance": _rows(conn, schema.provenance, run_id, ["platform", "config_index"]),
+        "server_configs": _rows(conn, schema.server_configs, run_id,
+                                ["platform", "config_index"]),
     }
 
 
 def request_arrays(conn: Connection, run_id: str, platform: str,
-                   point: int) -> dict[str, np.ndarray]:
+                   point: int, config_index: int = 0) -> dict[str, np.ndarray]:
     t = schema.requests
     stmt = (select(t.c.scheduled_ns, t.c.sent_ns, t.c.first_byte_ns, t.c.done_ns, t.c.status)
-            .where(t.c.run_id == run_id, t.c.platform == platform, t.c.point == point)
+            .where(t.c.run_id == run_id, t.c.platform == platform,
+                   t.c.config_index == config_index, t.c.point == point)
             .order_by(t.c.seq))
     rows = conn.execute(stmt).all()
     cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
@@ -49,19 +52,85 @@ def request_arrays(conn: Connection, run_id: str, platform: str,
             "status": np.asarray(cols[4], dtype=np.int32)}
 
 
-def resource_summary(conn: Connection, run_id: str) -> dict[tuple[str, str], dict[str, float]]:
-    """Mean / max CPU % and max RSS per (platform, source)."""
+def resource_summary(conn: Connection, run_id: str) -> dict[tuple, dict[str, float]]:
+    """Mean / max CPU % and max RSS per (platform, source) and per
+    (platform, config_index, source)."""
     t = schema.resource_samples
-    rows = conn.execute(select(t.c.platform, t.c.source, t.c.cpu_pct, t.c.rss_bytes)
-                        .where(t.c.run_id == run_id)).all()
-    out: dict[tuple[str, str], dict[str, list]] = {}
-    for platform, source, cpu, rss in rows:
-        entry = out.setdefault((platform, source), {"cpu": [], "rss": []})
-        if cpu is not None:
-            entry["cpu"].append(cpu)
-        if rss is not None:
-            entry["rss"].append(rss)
+    rows = conn.execute(select(t.c.platform, t.c.config_index, t.c.source, t.c.cpu_pct,
+                               t.c.rss_bytes).where(t.c.run_id == run_id)).all()
+    out: dict[tuple, dict[str, list]] = {}
+    for platform, config_index, source, cpu, rss in rows:
+        for key in ((platform, source), (platform, config_index, source)):
+            entry = out.setdefault(key, {"cpu": [], "rss": []})
+            if cpu is not None:
+                entry["cpu"].append(cpu)
+            if rss is not None:
+                entry["rss"].append(rss)
     return {key: {"cpu_pct_mean": float(np.mean(v["cpu"])) if v["cpu"] else None,
                   "cpu_pct_max": float(np.max(v["cpu"])) if v["cpu"] else None,
                   "rss_bytes_max": int(np.max(v["rss"])) if v["rss"] else None}
             for key, v in out.items()}
+
+
+# --- analysis (issue 4): cross-run reads for the report, leaderboard and recommender ---
+
+def point_records(conn: Connection, *, run_ids: list[str] | None = None,
+                  sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """One flat dict per analysed point (see analysis/points.py) of the given runs, or of
+    every run of a sweep, or of all runs. Every results / points / runs column is carried,
+    so columns added later flow through to the analyses."""
+    from inferbench.spec import PLATFORM_FORMAT, Platform
+
+    r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
+    stmt = (select(r, p.c.arrival, p.c.concurrency, p.c.target_rate_rps, p.c.started_ns,
+                   p.c.ended_ns, p.c.complete, ru.c.name, ru.c.sweep_id, ru.c.hardware,
+                   ru.c.created_at, ru.c.quality_ok, ru.c.spec, m.c.model_name, m.c.family,
+                   m.c.hyperparams)
+            .join(p, (p.c.run_id == r.c.run_id) & (p.c.platform == r.c.platform)
+                  & (p.c.point == r.c.point))
+            .join(ru, ru.c.run_id == r.c.run_id)
+            .outerjoin(m, m.c.run_id == r.c.run_id)
+            .order_by(ru.c.created_at, r.c.run_id, r.c.platform, r.c.point))
+    if run_ids is not None:
+        stmt = stmt.where(r.c.run_id.in_(run_ids))
+    if sweep_id is not None:
+        stmt = stmt.where(ru.c.sweep_id == sweep_id)
+    out = []
+    for row in conn.execute(stmt):
+        rec = dict(row._mapping)
+        try:
+            rec["format"] = PLATFORM_FORMAT[Platform(rec["platform"])].value
+        except (ValueError, KeyError):  # a platform this checkout does not know
+            rec["format"] = None
+        out.append(rec)
+    return out
+
+
+def sweep_run_ids(conn: Connection, sweep_id: str) -> list[str]:
+    t = schema.runs
+    return list(conn.execute(select(t.c.run_id).where(t.c.sweep_id == sweep_id)
+                             .order_by(t.c.created_at)).scalars())
+
+
+def leaderboard_rows(conn: Connection) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names and rows of the `leaderboard` view (migration i4_analysis)."""
+    from sqlalchemy import text
+
+    result = conn.execute(text("SELECT * FROM leaderboard"))
+    return list(result.keys()), [dict(row._mapping) for row in result]
+
+
+def resource_series(conn: Connection, run_id: str, platform: str,
+                    source: str) -> dict[str, np.ndarray]:
+    """Time series of one sampler source, ordered by time (NULLs as NaN)."""
+    t = schema.resource_samples
+    rows = conn.execute(select(t.c.t_ns, t.c.cpu_pct, t.c.gpu_power_w)
+                        .where(t.c.run_id == run_id, t.c.platform == platform,
+                               t.c.source == source).order_by(t.c.t_ns)).all()
+    cols = list(zip(*rows, strict=True)) if rows else [[], [], []]
+
+    def arr(values) -> np.ndarray:
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+    return {"t_ns": np.asarray(cols[0], dtype=np.int64), "cpu_pct": arr(cols[1]),
+            "gpu_power_w": arr(cols[2])}

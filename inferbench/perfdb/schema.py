@@ -37,6 +37,12 @@ runs = Table(
     Column("report_path", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    # Added by migration i4_analysis (issue 4: analysis, report, leaderboard).
+    Column("sweep_id", String(80), index=True),  # groups the runs of one sweep
+    Column("hardware", String(200)),  # device the server ran on, e.g. "cpu:2vcpu" or a GPU name
+    Column("quality_ok", Boolean),  # data-quality expectations passed (analysis/quality.py)
+    Column("quality_reasons", JSON),  # failed expectations; the run is kept, marked
+    Column("analysis", JSON),  # per-run analysis facts: machine ceilings, model FLOPs/bytes
 )
 
 def _run_fk() -> ForeignKey:
@@ -71,6 +77,7 @@ deployments = Table(
     "deployments", metadata,
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("endpoint", Text),
     Column("platform_version", String(64)),
     Column("cold_start_s", Float),
@@ -82,6 +89,7 @@ points = Table(
     "points", metadata,
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("point", Integer, primary_key=True),
     Column("batch_size", Integer, nullable=False),
     Column("arrival", String(16), nullable=False),
@@ -101,6 +109,7 @@ requests = Table(
     "requests", metadata,
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("point", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("scheduled_ns", BigInteger, nullable=False),
@@ -116,6 +125,7 @@ resource_samples = Table(
     "resource_samples", metadata,
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("source", String(16), primary_key=True),  # server | client | gpu0, gpu1, ...
     Column("t_ns", BigInteger, primary_key=True),
     Column("cpu_pct", Float),
@@ -129,6 +139,7 @@ provenance = Table(
     "provenance", metadata,
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("platform", String(32), primary_key=True),  # '' for run-wide facts
+    Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("facts", JSON, nullable=False),
 )
 
@@ -137,6 +148,7 @@ results = Table(
     "results", metadata,
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("point", Integer, primary_key=True),
     Column("batch_size", Integer, nullable=False),
     Column("n_ok", Integer, nullable=False),
@@ -149,4 +161,39 @@ results = Table(
     Column("meets_slo", Boolean),
     Column("verdict", String(8), nullable=False),
     Column("reasons", JSON, nullable=False),
+    # Added by migration i4_analysis: cost / energy / CO2 per point (analysis/cost.py).
+    Column("usd_per_hour", Float),
+    Column("cost_per_million_usd", Float),
+    Column("energy_j_per_request", Float),
+    Column("energy_method", String(32)),  # nvml_power | rapl | estimate_cpu_tdp
+    Column("co2_g_per_request", Float),
+)
+
+# Scheduling decisions (issue 6): one row per scheduled DAG run, written when Airflow creates
+# the run's task instances (operators/scheduling.py). Not keyed to `runs`: the decision is
+# made before any stage has written a `runs` row, and stand-in jobs never write one.
+sched_jobs = Table(
+    "sched_jobs", metadata,
+    Column("dag_id", String(250), primary_key=True),
+    Column("run_id", String(250), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),  # decision order
+    Column("policy", String(16), nullable=False),
+    Column("worker", String(64), nullable=False),  # the Airflow pool
+    Column("predicted_s", Float, nullable=False),
+    Column("order_key", Float, nullable=False),  # smaller runs first
+    Column("priority_weight", BigInteger, nullable=False),  # of the job's first task
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("key_ref_at", DateTime(timezone=True), nullable=False),  # the key's reference time
+    Column("loads", JSON, nullable=False),  # what placement saw: worker -> [jobs, work_s]
+)
+
+# One row per server configuration a platform ran under (migration i3b_server_config): the
+# label names it in reports ("db=on,delay=500us,inst=2"), the knobs are its ServerConfig.
+server_configs = Table(
+    "server_configs", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True),
+    Column("label", String(200), nullable=False),
+    Column("knobs", JSON, nullable=False),
 )

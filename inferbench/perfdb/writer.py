@@ -31,7 +31,8 @@ def register_run(conn: Connection, run_id: str, spec: BenchmarkSpec) -> None:
     """Create the run's row (status running); a retry keeps its created_at."""
     stmt = insert(schema.runs).values(
         run_id=run_id, name=spec.name, spec=spec.model_dump(mode="json"),
-        spec_hash=spec.spec_hash(), status="running", created_at=now())
+        spec_hash=spec.spec_hash(), status="running", created_at=now(),
+        sweep_id=getattr(spec, "sweep_id", None))
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["run_id"],
         set_={"spec": stmt.excluded.spec, "spec_hash": stmt.excluded.spec_hash,
@@ -63,29 +64,30 @@ def replace_platform_measurements(
     conn: Connection, run_id: str, platform: str, *, deployment: Mapping[str, Any],
     points: list[Mapping[str, Any]], requests: Mapping[int, Mapping[str, np.ndarray]],
     samples: list[Mapping[str, Any]], provenance: Mapping[str, Any],
+    config_index: int = 0, server_config: Mapping[str, Any] | None = None,
 ) -> None:
-    """Everything one platform measured, replacing what an earlier try of the task wrote."""
+    """Everything one platform measured under one server configuration, replacing what an
+    earlier try of the task wrote. `server_config` is its label and knobs."""
+    key = {"run_id": run_id, "platform": platform, "config_index": config_index}
     for table in (schema.requests, schema.resource_samples, schema.points, schema.results,
-                  schema.deployments, schema.provenance):
-        conn.execute(delete(table).where(table.c.run_id == run_id,
-                                         table.c.platform == platform))
-    conn.execute(insert(schema.deployments).values(run_id=run_id, platform=platform,
-                                                   **deployment))
-    conn.execute(insert(schema.provenance).values(run_id=run_id, platform=platform,
-                                                  facts=dict(provenance)))
+                  schema.deployments, schema.provenance, schema.server_configs):
+        conn.execute(delete(table).where(*(table.c[k] == v for k, v in key.items())))
+    if server_config is not None:
+        conn.execute(insert(schema.server_configs).values(**key, **server_config))
+    conn.execute(insert(schema.deployments).values(**key, **deployment))
+    conn.execute(insert(schema.provenance).values(**key, facts=dict(provenance)))
     if points:
-        conn.execute(insert(schema.points), [
-            {"run_id": run_id, "platform": platform, **p} for p in points])
+        conn.execute(insert(schema.points), [{**key, **p} for p in points])
     for point, arrays in requests.items():
         n = len(arrays["status"])
         cols = [np.asarray(arrays[c]).tolist() for c in REQUEST_COLUMNS]
         for nullable in ("first_byte_ns", "done_ns"):  # -1 in memory means "never happened"
             col = cols[REQUEST_COLUMNS.index(nullable)]
             cols[REQUEST_COLUMNS.index(nullable)] = [v if v >= 0 else None for v in col]
-        rows = ((run_id, platform, point, seq, *(col[seq] for col in cols))
+        rows = ((run_id, platform, config_index, point, seq, *(col[seq] for col in cols))
                 for seq in range(n))
         _copy_rows(conn, schema.requests,
-                   ["run_id", "platform", "point", "seq", *REQUEST_COLUMNS], rows)
+                   ["run_id", "platform", "config_index", "point", "seq", *REQUEST_COLUMNS],
+                   rows)
     if samples:
-        conn.execute(insert(schema.resource_samples), [
-            {"run_id": run_id, "platform": platform, **s} for s in samples])
+        conn.execute(insert(schema.resource_samples), [{**key, **s} for s in samples])

@@ -23,5 +23,10 @@ STAGES: dict[str, Callable] = {
     "collect": _lazy("collect"),
     "stop": _lazy("serve", "stop"),
     "analyze": _lazy("analyze"),
+    "configs": _lazy("measure", "configs"),
+    "measure": _lazy("measure"),
 }
-PLATFORM_STAGES = ("serve", "load", "collect", "stop")
+PLATFORM_STAGES = ("serve", "load", "collect", "stop", "configs", "measure")
+# Stages that take a server configuration index (`--config`); collect and stop default to
+# every configuration of the platform.
+CONFIG_STAGES = ("serve", "load", "collect", "stop", "measure")

@@ -1,5 +1,6 @@
-"""analyze: from PostgreSQL alone, summarise every point, judge it, write the results rows,
-the run's verdict, the latency CDF and the HTML report.
+"""analyze: from PostgreSQL alone, summarise every point, judge it, price it (cost, energy,
+CO2), check data quality, count the model's FLOPs for the roofline, write the results rows and
+the run's verdict, then build the HTML report from the database (inferbench/reporting.py).
 
 It runs whatever happened upstream: a platform that failed makes the run `partial` and
 INVALID with the reason, while the points that were measured are still summarised.
@@ -10,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 
+from inferbench.errors import InferBenchError
 from inferbench.perfdb import queries, schema, writer
+from inferbench.server_grid import server_configs
 from inferbench.stages.common import StageContext
 
 
@@ -23,7 +26,7 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
     from analysis.verdict import judge_point
 
     spec = ctx.spec
-    open_loop = point["arrival"] == "poisson"
+    open_loop = point["arrival"] != "closed_loop"  # every other arrival process is open loop
     summary = summarize_point(arrays["scheduled_ns"], arrays["sent_ns"], arrays["done_ns"],
                               arrays["status"], started_ns=point["started_ns"],
                               ended_ns=point["ended_ns"], open_loop=open_loop,
@@ -41,7 +44,8 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
                    f"{point['host_stall_pct']:.2f} % of the time in stalls > "
                    f"{spec.late_send_threshold_ms:g} ms (the floor for late sends on this host)"]
     row = {
-        "run_id": ctx.run_id, "platform": point["platform"], "point": point["point"],
+        "run_id": ctx.run_id, "platform": point["platform"],
+        "config_index": point["config_index"], "point": point["point"],
         "batch_size": point["batch_size"], "n_ok": summary.n_ok, "n_failed": summary.n_failed,
         "duration_s": summary.duration_s, "throughput_rps": summary.throughput_rps,
         "late_send_pct": summary.late_send_pct,
@@ -52,72 +56,155 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
     return row, latency_ms
 
 
-def _unmeasured_platforms(ctx: StageContext, deployments: list[dict]) -> list[str]:
-    measured = {d["platform"] for d in deployments if d["status"] == "measured"}
-    return [p.value for p in ctx.spec.platforms if p.value not in measured]
+def _deployment_name(ctx: StageContext, platform: str, config_index: int) -> str:
+    """"triton", or "triton [db=on,delay=500us,inst=1]" when the spec sweeps the server."""
+    configs = server_configs(ctx.spec)
+    if len(configs) == 1:
+        return platform
+    label = next((c.label for c in configs if c.index == config_index), f"#{config_index}")
+    return f"{platform} [{label}]"
+
+
+def _unmeasured_deployments(ctx: StageContext, deployments: list[dict]) -> list[str]:
+    measured = {(d["platform"], d["config_index"]) for d in deployments
+                if d["status"] == "measured"}
+    return [_deployment_name(ctx, p.value, c.index) for p in ctx.spec.platforms
+            for c in server_configs(ctx.spec) if (p.value, c.index) not in measured]
+
+
+def _hardware(tables: dict[str, list[dict]]) -> str:
+    from analysis.cost import hardware_name
+
+    facts = next((p["facts"] for p in tables["provenance"] if p["platform"] == ""),
+                 next((p["facts"] for p in tables["provenance"]), {}))
+    return hardware_name(facts.get("gpus"), facts.get("cpu_logical_cores"))
+
+
+def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
+                 price, grid_g_per_kwh: float) -> dict[str, Any]:
+    """Price, cost per million requests, energy and CO2 of one point. Energy: NVML power
+    samples integrated over the point on GPU hosts; otherwise an estimate from the server's
+    CPU use (labelled as such). RAPL is not sampled by the resource sampler yet."""
+    from analysis.cost import (
+        co2_g,
+        cost_per_million_requests,
+        energy_estimate_cpu_j,
+        energy_from_power_j,
+    )
+
+    out: dict[str, Any] = {"usd_per_hour": price.usd_per_hour if price else None}
+    out["cost_per_million_usd"] = cost_per_million_requests(out["usd_per_hour"],
+                                                            row["throughput_rps"])
+    lo, hi = point["started_ns"], point["ended_ns"]
+    energy_j, method = None, None
+    with ctx.db.connect() as conn:
+        gpu = queries.resource_series(conn, ctx.run_id, point["platform"], "gpu0")
+        server = queries.resource_series(conn, ctx.run_id, point["platform"], "server")
+    in_gpu = (gpu["t_ns"] >= lo) & (gpu["t_ns"] <= hi) & np.isfinite(gpu["gpu_power_w"])
+    in_cpu = (server["t_ns"] >= lo) & (server["t_ns"] <= hi) & np.isfinite(server["cpu_pct"])
+    if in_gpu.sum() >= 2:
+        energy_j, method = energy_from_power_j(gpu["t_ns"][in_gpu],
+                                               gpu["gpu_power_w"][in_gpu]), "nvml_power"
+    elif in_cpu.any():
+        energy_j = energy_estimate_cpu_j(float(server["cpu_pct"][in_cpu].mean()),
+                                         (hi - lo) / 1e9)
+        method = "estimate_cpu_tdp"
+    per_request = energy_j / row["n_ok"] if energy_j is not None and row["n_ok"] else None
+    out.update(energy_j_per_request=per_request, energy_method=method,
+               co2_g_per_request=co2_g(per_request, grid_g_per_kwh)
+               if per_request is not None else None)
+    return out
+
+
+def _analysis_facts(tables: dict[str, list[dict]]) -> dict[str, Any]:
+    """Model FLOPs/bytes from the ONNX graph and this machine's CPU ceilings (roofline)."""
+    from analysis.roofline import count_graph, measure_cpu_ceilings
+
+    facts: dict[str, Any] = {"cpu_ceilings": measure_cpu_ceilings()}
+    onnx_conv = next((c for c in tables["conversions"] if c["format"] == "onnx"), None)
+    if onnx_conv:
+        try:
+            cost = count_graph(onnx_conv["artifact_path"])
+            facts["model_cost"] = {"flops": cost.flops, "bytes": cost.bytes,
+                                   "flops_by_op": cost.flops_by_op}
+        except Exception as exc:  # noqa: BLE001 - a roofline gap must not lose the run
+            facts["model_cost_error"] = f"{type(exc).__name__}: {exc}"
+    return facts
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    from analysis.plots import latency_cdf_png
-    from analysis.report import render_report
+    import os
+
+    from analysis.cost import load_grid_intensity, load_prices, match_price
+    from analysis.quality import validate_run
     from analysis.verdict import judge_run
+    from inferbench.reporting import build_run_report
 
     with ctx.db.connect() as conn:
-        run_row = queries.run_row(conn, ctx.run_id)
         tables = queries.run_tables(conn, ctx.run_id)
-        arrays = {(p["platform"], p["point"]): queries.request_arrays(
-            conn, ctx.run_id, p["platform"], p["point"]) for p in tables["points"]}
-        resources = queries.resource_summary(conn, ctx.run_id)
-    results, series = [], {}
+        arrays = {(p["platform"], p["config_index"], p["point"]): queries.request_arrays(
+            conn, ctx.run_id, p["platform"], p["point"], p["config_index"])
+            for p in tables["points"]}
+    hardware = _hardware(tables)
+    price = match_price(hardware, load_prices(), os.environ.get("INFERBENCH_INSTANCE"))
+    region = os.environ.get("INFERBENCH_GRID_REGION", "world").lower()
+    grid = load_grid_intensity()
+    if region not in grid:
+        raise InferBenchError(f"INFERBENCH_GRID_REGION {region!r} is not in "
+                              f"analysis/data/grid_intensity.csv; known: {', '.join(grid)}")
+    results, quality_points = [], []
     for point in tables["points"]:
-        row, latency_ms = _summarise_point(ctx, point, arrays[(point["platform"],
-                                                               point["point"])])
-        row["arrival"], row["concurrency"] = point["arrival"], point["concurrency"]
-        row["target_rate_rps"] = point["target_rate_rps"]
-        server = resources.get((point["platform"], "server"), {})
-        row["server_cpu_pct_mean"] = server.get("cpu_pct_mean")
+        point_arrays = arrays[(point["platform"], point["config_index"], point["point"])]
+        row, latency_ms = _summarise_point(ctx, point, point_arrays)
+        row["deployment"] = _deployment_name(ctx, point["platform"], point["config_index"])
+        row.update(_cost_energy(ctx, row, point, price, grid[region]))
         results.append(row)
-        series[f"{point['platform']} batch {point['batch_size']}"] = latency_ms
-    failed = _unmeasured_platforms(ctx, tables["deployments"])
-    labelled = {f"{r['platform']} batch {r['batch_size']}": r for r in results}
+        quality_points.append({
+            "label": f"{row['deployment']} batch {point['batch_size']}",
+            "latencies_ms": latency_ms, "latency_ms": row["latency_ms"],
+            "throughput_rps": row["throughput_rps"], "n_ok": row["n_ok"],
+            "n_failed": row["n_failed"], "n_requests": len(point_arrays["status"]),
+            "target_rate_rps": point["target_rate_rps"]})
+    # Great Expectations when installed (extra `quality`), else its pure-function twin.
+    from analysis import quality_ge
+
+    quality_engine = "great_expectations" if quality_ge.available() else "analysis.quality"
+    quality_ok, quality_reasons = (quality_ge.validate_run_ge if quality_ge.available()
+                                   else validate_run)(quality_points)
+    failed = _unmeasured_deployments(ctx, tables["deployments"])
+    labelled = {f"{r['deployment']} batch {r['batch_size']}": r for r in results}
     verdict, reasons = judge_run([(label, r["verdict"]) for label, r in labelled.items()],
                                  failed)
     if verdict != "VALID":  # say why, not only which
-        errors = {d["platform"]: d.get("error") for d in tables["deployments"]}
+        errors = {_deployment_name(ctx, d["platform"], d["config_index"]): d.get("error")
+                  for d in tables["deployments"]}
         reasons = [f"point {label} is INVALID: " + "; ".join(r["reasons"])
                    for label, r in labelled.items() if r["verdict"] != "VALID"]
         reasons += [f"platform {name} failed: "
                     + (errors.get(name) or "no measurements were collected") for name in failed]
         if not labelled and not failed:
             reasons.append("no points were measured")
+    if not quality_ok:  # kept and marked, not dropped: the reasons say what failed
+        reasons = [*reasons, *(f"data quality: {q}" for q in quality_reasons)]
     status = "partial" if failed else "complete"
 
-    report_dir = ctx.run_dir.report_dir
-    report_dir.mkdir(parents=True, exist_ok=True)
-    images = []
-    if any(len(v) for v in series.values()):
-        cdf = latency_cdf_png({k: v for k, v in series.items() if len(v)},
-                              report_dir / "latency_cdf.png",
-                              title=f"Latency CDF - {ctx.spec.name}",
-                              slo_ms=ctx.spec.slo.latency_ms)
-        images.append(("Latency from the scheduled send, per platform and batch size", cdf))
-    run_info = {**(run_row or {}), "status": status, "verdict": verdict,
-                "verdict_reasons": reasons}
-    provenance = {}
-    for p in tables["provenance"]:
-        provenance.update({f"{p['platform']}: {k}" if k.startswith("platform") else k: v
-                           for k, v in p["facts"].items()})
-    report_path = render_report({
-        "run": run_info, "results": results, "conversions": tables["conversions"],
-        "deployments": tables["deployments"], "provenance": provenance, "images": images,
-    }, report_dir)
-
-    db_rows = [{c.name: r[c.name] for c in schema.results.columns} for r in results]
+    db_rows = [{c.name: r.get(c.name) for c in schema.results.columns} for r in results]
     with ctx.db.begin() as conn:
         conn.execute(delete(schema.results).where(schema.results.c.run_id == ctx.run_id))
         if db_rows:
             conn.execute(insert(schema.results), db_rows)
         writer.finish_run(conn, ctx.run_id, status=status, verdict=verdict, reasons=reasons,
-                          report_path=str(report_path))
+                          report_path=None)
+        conn.execute(update(schema.runs).where(schema.runs.c.run_id == ctx.run_id).values(
+            hardware=hardware, quality_ok=quality_ok, quality_reasons=quality_reasons,
+            analysis={**_analysis_facts(tables), "quality_engine": quality_engine}))
+    report_dir = ctx.run_dir.report_dir
+    with ctx.db.connect() as conn:
+        report_path = build_run_report(conn, ctx.run_id, report_dir)
+    with ctx.db.begin() as conn:
+        conn.execute(update(schema.runs).where(schema.runs.c.run_id == ctx.run_id)
+                     .values(report_path=str(report_path)))
+    # The Airflow task log carries this line: the report's path, for the user to open.
+    print(f"report: {report_path}", flush=True)
     return {"run_id": ctx.run_id, "status": status, "verdict": verdict, "reasons": reasons,
-            "report": str(report_path), "points": len(results)}
+            "report": str(report_path), "points": len(results), "quality_ok": quality_ok}

@@ -1,6 +1,7 @@
-"""collect: gather one platform's measurements and provenance into PostgreSQL, in one
-transaction. It runs whether or not serve/load succeeded: what was measured is always
-kept, and the deployment row says whether the platform was measured, partial or failed."""
+"""collect: gather one platform's measurements and provenance into PostgreSQL, one
+transaction per server configuration. It runs whether or not serve/load succeeded: what was
+measured is always kept, and each configuration's deployment row says whether it was
+measured, partial or failed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from inferbench.metrics.provenance import collect_provenance
 from inferbench.perfdb import writer
+from inferbench.server_grid import server_configs
 from inferbench.stages.common import StageContext, read_json
 
 
@@ -27,10 +29,22 @@ def deployment_status(endpoint: dict | None, load: dict | None,
     return "measured", None
 
 
-def run(ctx: StageContext, platform: str) -> dict:
-    pdir = ctx.run_dir.platform_dir(platform)
-    endpoint = read_json(ctx.run_dir.endpoint_file(platform))
-    load = read_json(ctx.run_dir.load_file(platform))
+def run(ctx: StageContext, platform: str, config: int | None = None) -> dict:
+    """Every configuration of the platform (or only `config`)."""
+    configs = [c for c in server_configs(ctx.spec) if config is None or c.index == config]
+    results = [_collect_config(ctx, platform, c) for c in configs]
+    return {"platform": platform, "configs": results,
+            "status": results[0]["status"] if len(results) == 1 else
+            ",".join(sorted({r["status"] for r in results})),
+            "points": sum(r["points"] for r in results),
+            "requests": sum(r["requests"] for r in results)}
+
+
+def _collect_config(ctx: StageContext, platform: str, labelled) -> dict:
+    config = labelled.index
+    pdir = ctx.run_dir.config_dir(platform, config)
+    endpoint = read_json(ctx.run_dir.endpoint_file(platform, config))
+    load = read_json(ctx.run_dir.load_file(platform, config))
     status, error = deployment_status(endpoint, load, len(ctx.spec.batch_sizes))
     points, requests = [], {}
     for p in (load or {}).get("points", []):
@@ -48,6 +62,7 @@ def run(ctx: StageContext, platform: str) -> dict:
         "spec_hash": ctx.spec.spec_hash(),
         "model_seed": ctx.spec.model.seed,
         "workload_seed": ctx.spec.workload.seed,
+        "server_config": labelled.label,
     }
     deployment = {"endpoint": (endpoint or {}).get("url"),
                   "platform_version": (endpoint or {}).get("platform_version"),
@@ -56,6 +71,9 @@ def run(ctx: StageContext, platform: str) -> dict:
     with ctx.db.begin() as conn:
         writer.replace_platform_measurements(
             conn, ctx.run_id, platform, deployment=deployment, points=points,
-            requests=requests, samples=samples, provenance=provenance)
-    return {"platform": platform, "status": status, "points": len(points),
+            requests=requests, samples=samples, provenance=provenance,
+            config_index=config,
+            server_config={"label": labelled.label, "knobs": labelled.knobs()})
+    return {"config": config, "label": labelled.label, "status": status,
+            "points": len(points),
             "requests": int(sum(len(r["status"]) for r in requests.values()))}

@@ -14,10 +14,10 @@ import numpy as np
 from inferbench.backends import get_backend
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
+from inferbench.load.arrivals import schedule_for
 from inferbench.load.runner import Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
-from inferbench.spec import Arrival
 from inferbench.stages.common import StageContext, read_json, write_json
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
@@ -49,29 +49,34 @@ def check_response(request: Request, batch_size: int, num_outputs: int) -> None:
                               f"shape {(batch_size, num_outputs)}")
 
 
-def run(ctx: StageContext, platform: str) -> dict:
-    endpoint = read_json(ctx.run_dir.endpoint_file(platform))
+def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
+    endpoint = read_json(ctx.run_dir.endpoint_file(platform, config))
     if not endpoint or endpoint.get("status") != "ready":
         raise InferBenchError(f"platform {platform!r} has no ready server in run {ctx.run_id!r}"
                               " (see the serve task's log)")
     spec, workload = ctx.spec, ctx.spec.workload
-    pdir = ctx.run_dir.platform_dir(platform)
+    pdir = ctx.run_dir.config_dir(platform, config)
     points_dir = pdir / "points"
     points_dir.mkdir(exist_ok=True)
-    summary: dict = {"platform": platform, "points": [], "samples_file": "samples.json"}
+    summary: dict = {"platform": platform, "config": config, "points": [],
+                     "samples_file": "samples.json"}
     samples: list[dict] = []
-    rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s)
+    rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s,
+                    spec.stability_windows, spec.stability_window_s, spec.stability_tolerance_pct)
     try:
         for index, batch_size in enumerate(spec.batch_sizes):
             requests = build_requests(ctx, endpoint, batch_size)
             check_response(requests[0], batch_size, spec.model.num_outputs)
             stall_pct = host_stall_pct(spec.late_send_threshold_ms)
-            with ResourceSampler(endpoint["pid"]) as sampler:
+            # A server in its own container is not visible from this stage's container: its
+            # process samples are missing there (host-wide samples are still taken).
+            with ResourceSampler(endpoint.get("pid")) as sampler:
                 records = run_point(
                     requests,
-                    concurrency=workload.concurrency if workload.arrival is Arrival.CLOSED_LOOP
+                    concurrency=None if workload.open_loop else workload.concurrency,
+                    # Same seeds as before for poisson: the logged schedule is unchanged.
+                    schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
                     else None,
-                    rate_rps=workload.rate_rps if workload.arrival is Arrival.POISSON else None,
                     seed=workload.seed + index, warmup_s=spec.warmup_s, rule=rule,
                     request_timeout_s=spec.request_timeout_s)
             samples.extend(sampler.samples)
@@ -82,14 +87,15 @@ def run(ctx: StageContext, platform: str) -> dict:
                 "started_ns": records.started_ns, "ended_ns": records.ended_ns,
                 "stop_reason": records.stop_reason, "complete": records.complete,
                 "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
-                "n_requests": len(records)})
+                "n_requests": len(records), "stable": records.stable,
+                "stability_reasons": records.stability_reasons})
             (pdir / "samples.json").write_text(json.dumps(samples))
-            write_json(ctx.run_dir.load_file(platform), summary)
+            write_json(ctx.run_dir.load_file(platform, config), summary)
     except Exception as exc:
         summary["error"] = f"{type(exc).__name__}: {exc}"
         (pdir / "samples.json").write_text(json.dumps(samples))
-        write_json(ctx.run_dir.load_file(platform), summary)
+        write_json(ctx.run_dir.load_file(platform, config), summary)
         raise
-    return {"platform": platform,
+    return {"platform": platform, "config": config,
             "points": [{k: p[k] for k in ("point", "batch_size", "n_requests", "stop_reason")}
                        for p in summary["points"]]}

@@ -1,4 +1,5 @@
-"""serve: start one platform's server, wait until its model is ready, time the cold start.
+"""serve: start one platform's server under one server configuration (batching,
+instances), wait until its model is ready, time the cold start.
 
 The endpoint file is written as soon as the process exists, so the teardown task can stop
 the server even if readiness never comes. `stop` is that teardown.
@@ -9,17 +10,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from inferbench import containers, paths
 from inferbench.backends import get_backend
-from inferbench.backends.base import ServeContext
+from inferbench.backends.base import LaunchPlan, ServeContext
 from inferbench.backends.process import spawn, stop_group, wait_ready
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
+from inferbench.server_grid import server_config, server_configs
 from inferbench.stages.common import StageContext, read_json, write_json
 
 READY_TIMEOUT_S = 180.0
 
 
-def serve_context(ctx: StageContext, platform: str) -> ServeContext:
+def serve_context(ctx: StageContext, platform: str, config: int = 0) -> ServeContext:
     backend = get_backend(platform)
     conversions = read_json(ctx.run_dir.model_dir / "conversions.json") or {}
     converted = conversions.get(backend.model_format.value)
@@ -31,30 +34,39 @@ def serve_context(ctx: StageContext, platform: str) -> ServeContext:
     return ServeContext(
         model_name=model.name, model_path=Path(converted["artifact_path"]),
         input_shape=tuple(model.input_shape), num_outputs=model.num_outputs,
-        workdir=ctx.run_dir.platform_dir(platform), http_port=free_port(),
+        workdir=ctx.run_dir.config_dir(platform, config), http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
-        max_batch_size=max(ctx.spec.batch_sizes))
+        max_batch_size=ctx.spec.server_max_batch_size,
+        server=server_config(ctx.spec, config).config)
 
 
-def run(ctx: StageContext, platform: str) -> dict:
+def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     backend = get_backend(platform)
-    sctx = serve_context(ctx, platform)
+    labelled = server_config(ctx.spec, config)
+    sctx = serve_context(ctx, platform, config)
     backend.prepare(sctx)
     plan = backend.launch_plan(sctx)
     log_path = sctx.workdir / "server.log"
-    endpoint_file = ctx.run_dir.endpoint_file(platform)
+    endpoint_file = ctx.run_dir.endpoint_file(platform, config)
     base_url = f"http://127.0.0.1:{sctx.http_port}"
-    started = time.perf_counter()
-    process = spawn(plan, log_path)
     endpoint = {"platform": platform, "url": base_url, "model_name": sctx.model_name,
-                "protocol": backend.protocol, "pid": process.pid, "log": str(log_path),
+                "protocol": backend.protocol, "log": str(log_path),
+                "config": config, "config_label": labelled.label,
                 "platform_version": backend.version(), "status": "starting",
-                "started_at": time.time()}
-    write_json(endpoint_file, endpoint)
+                "runtime": containers.runtime_from_env()}
+    ready_url = base_url + backend.ready_path(sctx)
+    started = time.perf_counter()
+    endpoint["started_at"] = time.time()
     try:
-        wait_ready(base_url + backend.ready_path(sctx), process, READY_TIMEOUT_S, log_path)
+        if endpoint["runtime"] == "docker":
+            _start_container(ctx, platform, config, plan, endpoint, endpoint_file, ready_url)
+        else:
+            process = spawn(plan, log_path)
+            endpoint["pid"] = process.pid
+            write_json(endpoint_file, endpoint)
+            wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
     except Exception as exc:
-        stop_group(process.pid)
+        _stop_server(ctx, platform, config, endpoint)
         endpoint.update(status="failed", error=str(exc))
         write_json(endpoint_file, endpoint)
         raise
@@ -64,12 +76,74 @@ def run(ctx: StageContext, platform: str) -> dict:
     return endpoint
 
 
-def stop(ctx: StageContext, platform: str) -> dict:
-    endpoint_file = ctx.run_dir.endpoint_file(platform)
-    endpoint = read_json(endpoint_file)
-    if endpoint is None:
-        return {"platform": platform, "stopped": False, "reason": "never started"}
-    was_running = stop_group(int(endpoint["pid"]))
-    endpoint["stopped_at"] = time.time()
+def _server_role(platform: str, config: int) -> str:
+    return f"server:{platform}:{config}"
+
+
+def _start_container(ctx: StageContext, platform: str, config: int, plan: LaunchPlan,
+                     endpoint: dict, endpoint_file: Path, ready_url: str) -> None:
+    """The docker runtime: the server runs in its own container from the stage image (the
+    launch plan's argv is the same as a local process's, in the same image layout)."""
+    from inferbench.netutil import poll_http_ok
+
+    client = containers.client()
+    resources = ctx.spec.resources
+    spec = containers.ContainerSpec(
+        image=containers.image_from_env(), command=plan.argv, entrypoint=[],
+        run_id=ctx.run_id, role=_server_role(platform, config), home=paths.home(),
+        environment=plan.env,
+        limits=containers.Limits(cpus=resources.cpus, memory_gb=resources.memory_gb))
+    kwargs = spec.create_kwargs()
+    if plan.cwd is not None:
+        kwargs["working_dir"] = str(plan.cwd)
+    container = client.containers.run(**kwargs)
+    endpoint["container_id"] = container.id
     write_json(endpoint_file, endpoint)
-    return {"platform": platform, "stopped": was_running}
+
+    def still_running() -> None:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            logs = container.logs(tail=20).decode(errors="replace")
+            raise InferBenchError(f"server container exited before it was ready; last log "
+                                  f"lines:\n{logs}")
+
+    if not poll_http_ok(ready_url, READY_TIMEOUT_S, check=still_running):
+        raise InferBenchError(f"server container not ready at {ready_url} after "
+                              f"{READY_TIMEOUT_S:.0f} s")
+
+
+def _stop_server(ctx: StageContext, platform: str, config: int, endpoint: dict) -> bool:
+    """Stop whatever serves one configuration; True if something was still running."""
+    if "pid" in endpoint:
+        return stop_group(int(endpoint["pid"]))
+    if endpoint.get("runtime") != "docker":
+        return False
+    client = containers.client()
+    was_running = False
+    # By label, not only by the recorded id: a serve task killed between starting the
+    # container and writing its id still leaves nothing behind.
+    for container in containers.run_containers(client, ctx.run_id):
+        if container.labels.get(containers.LABEL_ROLE) != _server_role(platform, config):
+            continue
+        was_running = was_running or container.status == "running"
+        with open(endpoint["log"], "ab") as log:  # keep the server's log with the run
+            log.write(container.logs())
+        containers.remove(container)
+    return was_running
+
+
+def stop(ctx: StageContext, platform: str, config: int | None = None) -> dict:
+    """Stop the server of one configuration, or (config None: the teardown task) of every
+    configuration of this platform that may still run."""
+    indices = [config] if config is not None else [c.index for c in server_configs(ctx.spec)]
+    stopped = {}
+    for index in indices:
+        endpoint_file = ctx.run_dir.endpoint_file(platform, index)
+        endpoint = read_json(endpoint_file)
+        if endpoint is None:
+            continue  # never started
+        stopped[index] = _stop_server(ctx, platform, index, endpoint)
+        endpoint.setdefault("stopped_at", time.time())
+        write_json(endpoint_file, endpoint)
+    result = {"platform": platform, "stopped": any(stopped.values()), "configs": stopped}
+    return result if stopped else {**result, "reason": "never started"}
