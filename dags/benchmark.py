@@ -12,11 +12,18 @@ libraries at parse time.
 
 from __future__ import annotations
 
+import os
+
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
 from inferbench.spec import Platform
 from operators.params import spec_params
 from operators.stage import StageOperator
+
+# As many benchmarks at once as there are GPU workers (INFERBENCH_WORKERS, default 1): the
+# job scheduler puts each run in one worker's pool (one slot), so two runs never share a
+# worker; a single machine runs one benchmark at a time.
+MAX_ACTIVE_RUNS = max(1, int(os.environ.get("INFERBENCH_WORKERS", "1") or "1"))
 
 # One entry per serving platform, benchmarked in this order.
 PLATFORMS: list[str] = [p.value for p in Platform]
@@ -52,7 +59,7 @@ with DAG(
     description="Benchmark a generated model on serving platforms under a workload",
     schedule=None,
     catchup=False,
-    max_active_runs=1,  # one benchmark at a time on a single machine: runs never interfere
+    max_active_runs=MAX_ACTIVE_RUNS,
     params=spec_params(),
     tags=["inferbench"],
     doc_md=__doc__,

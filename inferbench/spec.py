@@ -53,6 +53,20 @@ PLATFORM_FORMAT: dict[Platform, ModelFormat] = {
 }
 
 
+class Transport(StrEnum):
+    """How the load stage talks KServe V2 to a server."""
+
+    HTTP = "http"
+    GRPC = "grpc"
+
+
+# Which transports each platform's server speaks. Checked against `workload.transport`.
+PLATFORM_TRANSPORTS: dict[Platform, frozenset[Transport]] = {
+    Platform.TRITON: frozenset({Transport.HTTP, Transport.GRPC}),
+    Platform.ONNXRUNTIME: frozenset({Transport.HTTP}),
+}
+
+
 class Arrival(StrEnum):
     """How requests arrive; all but closed_loop are open loop (see inferbench/load/arrivals)."""
 
@@ -157,6 +171,9 @@ class WorkloadSpec(_Strict):
     trace_path: str | None = Field(
         None, min_length=1, description="trace only: CSV file of request timestamps in "
         "seconds, optionally with an integer payload id as second column; replayed as is.")
+    transport: Transport = Field(
+        Transport.HTTP, description="KServe V2 over http (binary tensor extension) or grpc "
+        "(inference.GRPCInferenceService; Triton only).")
 
     @property
     def open_loop(self) -> bool:
@@ -372,6 +389,13 @@ class BenchmarkSpec(_Strict):
                     f"not in formats {[f.value for f in self.formats]!r}; fix: add "
                     f"{needed.value!r} to formats"
                 )
+        transport = self.workload.transport
+        unable = [p.value for p in self.platforms if transport not in PLATFORM_TRANSPORTS[p]]
+        if unable:
+            able = [p.value for p, ts in PLATFORM_TRANSPORTS.items() if transport in ts]
+            raise ValueError(
+                f"workload.transport {transport.value!r} is not spoken by platforms {unable!r} "
+                f"(only by {able!r}); fix: use \"http\" or list only those platforms")
         largest = self.server_max_batch_size
         if largest < max(self.batch_sizes):
             raise ValueError(
@@ -399,6 +423,8 @@ class BenchmarkSpec(_Strict):
         data = self.model_dump(mode="json")
         if self.server == ServerSpec():  # specs from before the server section keep their hash
             del data["server"]
+        if self.workload.transport is Transport.HTTP:  # likewise specs from before transport
+            del data["workload"]["transport"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -15,7 +15,8 @@ Settings (Airflow config section [inferbench], so also AIRFLOW__INFERBENCH__* va
 - sched_dags: comma-separated DAG ids whose runs are scheduled (default: the benchmark DAG
   and the stand-in job DAG)
 Workers are the Airflow pools named worker-0, worker-1, ... (slots = 1 each); `inferbench
-up` creates them (INFERBENCH_WORKERS, default 1).
+up` creates them (INFERBENCH_WORKERS, default 1); in the cluster, airflow-init does, and
+each worker-N Celery worker listens on the queue of the same name, which the hook sets too.
 
 A job's first task (a root of the DAG) gets the job's weight; its later tasks get a boost
 over every first task, so a job that holds a worker keeps it between its tasks. That is a
@@ -173,4 +174,8 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
     continuation = bool(getattr(task, "upstream_task_ids", None))
     task_instance.pool = decision.worker
     task_instance.pool_slots = 1
+    # The worker's Celery queue has the pool's name (docker-compose.yaml: `--queues
+    # worker-N`), so in the cluster the task also runs on that worker's host; the
+    # LocalExecutor of the embedded default ignores queues.
+    task_instance.queue = decision.worker
     task_instance.priority_weight = priority_weight(decision.order_key, continuation)

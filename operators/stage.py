@@ -145,7 +145,17 @@ class StageOperator(DockerOperator):
         if container.limits.cpus:
             self.cpus = container.limits.cpus  # the provider applies it as CPU shares
         self.log.info("running stage %r in %s", self.stage, image)
-        lines = super().execute(context) or []
+        from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+        try:
+            lines = super().execute(context) or []
+        except DockerContainerFailedException as exc:
+            # The provider streams the container's output at INFO, which a quiet log level
+            # drops: the failure's own lines go into the task log at ERROR, whatever the level.
+            tail = [str(line).rstrip() for line in (exc.logs or [])][-30:]
+            self.log.error("stage %r failed in its container; last lines:\n%s", self.stage,
+                           "\n".join(tail))
+            raise
         return parse_result(lines if isinstance(lines, list) else [lines])
 
     def _run_local(self, argv: list[str], env: dict[str, str]) -> Any:

@@ -39,19 +39,35 @@ def count(conn, table, run_id: str) -> int:
                         .where(table.c.run_id == run_id)).scalar_one()
 
 
-def run_stages(run_id: str, spec: dict) -> dict:
+def run_stages(run_id: str, spec: dict, platform: str = "onnxruntime") -> dict:
     ctx = make_context(run_id, spec_json=json.dumps(spec))
     for stage in ("generate", "convert"):
         STAGES[stage](ctx)
     try:
-        endpoint = STAGES["serve"](ctx, "onnxruntime")
+        endpoint = STAGES["serve"](ctx, platform)
         assert endpoint["status"] == "ready" and endpoint["cold_start_s"] > 0
-        STAGES["load"](ctx, "onnxruntime")
+        STAGES["load"](ctx, platform)
     finally:
-        STAGES["collect"](ctx, "onnxruntime")
-        STAGES["stop"](ctx, "onnxruntime")
+        STAGES["collect"](ctx, platform)
+        STAGES["stop"](ctx, platform)
     assert not group_alive(endpoint["pid"]), "the server outlived its teardown"
     return STAGES["analyze"](ctx)
+
+
+@pytest.mark.triton
+def test_triton_over_grpc_through_the_stages(inferbench_env, db_url):
+    """workload.transport = grpc: the load stage drives Triton's gRPC port, and the run
+    lands in the same tables with the same checks as over HTTP."""
+    spec = {**SPEC, "name": "pipeline-grpc", "formats": ["onnx"], "platforms": ["triton"],
+            "batch_sizes": [2], "workload": {**SPEC["workload"], "transport": "grpc"}}
+    summary = run_stages("pipeline-grpc", spec, "triton")
+    assert summary["verdict"] == "VALID", summary["reasons"]
+    with perfdb.engine(db_url).connect() as conn:
+        (result,) = conn.execute(select(schema.results).where(
+            schema.results.c.run_id == "pipeline-grpc")).all()
+        assert result.n_failed == 0 and result.n_ok >= 40
+        assert 20 < result.throughput_rps < 60
+        assert count(conn, schema.requests, "pipeline-grpc") == result.n_ok
 
 
 def test_stages_write_a_complete_valid_run(inferbench_env, db_url):

@@ -11,9 +11,11 @@ ARRIVALS = "closed_loop, poisson, constant, gamma, step, spike, ramp, trace"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", required=True, help="base URL (http://host:port) for "
-                   "kserve-v2* / tfserving-rest, the full URL for http-json / http-raw")
+                   "kserve-v2* / tfserving-rest, grpc://host:port for kserve-v2-grpc, the "
+                   "full URL for http-json / http-raw")
     p.add_argument("--protocol", default="kserve-v2", help="kserve-v2 (binary tensors), "
-                   "kserve-v2-json, http-json, http-raw, tfserving-rest")
+                   "kserve-v2-json, kserve-v2-grpc (Triton's gRPC port), http-json, "
+                   "http-raw, tfserving-rest")
     p.add_argument("--model", default="", help="model name (kserve-v2*, tfserving-rest)")
     p.add_argument("--input-name", default=None, help="input tensor name (kserve-v2*: read "
                    "from the model's metadata when not given)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from inferbench.load import stability
 from inferbench.load.arrivals import Schedule, poisson_offsets_ns
+from inferbench.load.grpc_transport import GRPC_SCHEME, GrpcPool, split_grpc_url
 from inferbench.load.http import Connection, ConnectionPool, Response, encode_http_request
 
 # Two ways to wake up for a send (measured side by side in benchmarks/issuer_timing.py):
@@ -287,6 +288,24 @@ async def _run_phase(pool: ConnectionPool, raws: list[bytes], phase: _Phase, *,
         await _open_loop(pool, raws, phase, schedule(seed), timeout_s)
 
 
+def _transport(requests: list[Request], clock: _Clock,
+               timeout_s: float) -> tuple[ConnectionPool | GrpcPool, list[bytes]]:
+    """The connection pool for the requests' server and the bytes each send writes: raw
+    HTTP/1.1 messages, or serialized gRPC messages for grpc:// URLs."""
+    if requests and requests[0].url.startswith(GRPC_SCHEME + "://"):
+        targets = {split_grpc_url(r.url) for r in requests}
+        if len(targets) != 1:
+            raise ValueError(f"all requests of a point go to one method, got {sorted(targets)}")
+        target, method = targets.pop()
+        return GrpcPool(target, method, clock.now, timeout_s), [r.body for r in requests]
+    encoded = [encode_http_request(r.url, r.body, r.headers) for r in requests]
+    hosts = {(host, port) for host, port, _ in encoded}
+    if len(hosts) != 1:
+        raise ValueError(f"all requests of a point go to one server, got {sorted(hosts)}")
+    (host, port), raws = hosts.pop(), [raw for _, _, raw in encoded]
+    return ConnectionPool(host, port, clock.now), raws
+
+
 async def run_point_async(requests: list[Request], *, concurrency: int | None = None,
                           rate_rps: float | None = None, schedule: ScheduleFactory | None = None,
                           seed: int, warmup_s: float, rule: StopRule,
@@ -303,12 +322,7 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
         def schedule(seed: int, rate_rps: float = rate_rps) -> Schedule:
             return Schedule(poisson_offsets_ns(rate_rps, seed))
     clock = _Clock()
-    encoded = [encode_http_request(r.url, r.body, r.headers) for r in requests]
-    hosts = {(host, port) for host, port, _ in encoded}
-    if len(hosts) != 1:
-        raise ValueError(f"all requests of a point go to one server, got {sorted(hosts)}")
-    (host, port), raws = hosts.pop(), [raw for _, _, raw in encoded]
-    pool = ConnectionPool(host, port, clock.now)
+    pool, raws = _transport(requests, clock, request_timeout_s)
     try:
         if warmup_s > 0:
             warm = _Phase(clock, StopRule(warmup_s, 0, warmup_s), record=False)

@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from inferbench.errors import InferBenchError
 from inferbench.load.arrivals import schedule_for
 from inferbench.load.protocols import Target, get_protocol
+from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
+from inferbench.load.protocols.kserve_grpc import model_metadata as grpc_model_metadata
 from inferbench.load.runner import PhaseRecords, StopRule, run_point
 from inferbench.spec import WorkloadSpec
 
@@ -82,7 +84,10 @@ def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.
             raise InferBenchError(f"--input-shape {args.input_shape!r} is not a comma list of "
                                   "integers; fix: e.g. 3,32,32") from None
     if kserve and (shape is None or input_name is None or output_name is None):
-        meta = _v2_metadata(args.endpoint, args.model)
+        if args.protocol == KServeV2Grpc.name:
+            meta = grpc_model_metadata(args.endpoint, args.model)
+        else:
+            meta = _v2_metadata(args.endpoint, args.model)
         first = meta["inputs"][0]
         input_name = input_name or first["name"]
         output_name = output_name or meta["outputs"][0]["name"]

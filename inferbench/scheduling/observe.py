@@ -37,9 +37,11 @@ def job_record(run_id: str, label: str, submitted_s: float, predicted_s: float,
                task_instances: Sequence[dict]) -> JobRecord:
     """One job from its task instances as the REST API returns them (all must be done)."""
     pools = {ti["pool"] for ti in task_instances}
-    if len(pools) != 1:
-        raise InferBenchError(f"run {run_id!r}: tasks in pools {sorted(pools)!r}; a job must "
-                              "keep to one worker")
+    queues = {ti.get("queue") for ti in task_instances}
+    if len(pools) != 1 or queues != pools:
+        raise InferBenchError(f"run {run_id!r}: tasks in pools {sorted(pools)!r}, queues "
+                              f"{sorted(map(str, queues))!r}; a job must keep to one worker "
+                              "(its pool and its queue)")
     if any(ti["state"] != "success" or not ti["end_date"] for ti in task_instances):
         states = {ti["task_id"]: ti["state"] for ti in task_instances}
         raise InferBenchError(f"run {run_id!r} did not succeed: {states!r}")

@@ -18,32 +18,68 @@ from inferbench.load.arrivals import schedule_for
 from inferbench.load.runner import Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
+from inferbench.spec import Transport
 from inferbench.stages.common import StageContext, read_json, write_json
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
 
 
-def build_requests(ctx: StageContext, endpoint: dict, batch_size: int) -> list[Request]:
-    backend = get_backend(endpoint["platform"])
-    url = f"{endpoint['url']}/v2/models/{endpoint['model_name']}/infer"
+def _batches(ctx: StageContext, batch_size: int) -> list[np.ndarray]:
+    """The seeded inputs of one point (the same for either transport)."""
     rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
     shape = (batch_size, *ctx.spec.model.input_shape)
+    return [rng.standard_normal(shape, dtype=np.float32) for _ in range(DISTINCT_PAYLOADS)]
+
+
+def build_requests(ctx: StageContext, endpoint: dict, batch_size: int) -> list[Request]:
+    backend = get_backend(endpoint["platform"])
+    if ctx.spec.workload.transport is Transport.GRPC:
+        protocol, target = _grpc_target(endpoint, backend)
+        return [protocol.build(target, batch) for batch in _batches(ctx, batch_size)]
+    url = f"{endpoint['url']}/v2/models/{endpoint['model_name']}/infer"
     requests = []
-    for _ in range(DISTINCT_PAYLOADS):
-        body, headers = v2protocol.encode_request(
-            backend.input_name, rng.standard_normal(shape, dtype=np.float32),
-            backend.output_name)
+    for batch in _batches(ctx, batch_size):
+        body, headers = v2protocol.encode_request(backend.input_name, batch,
+                                                  backend.output_name)
         requests.append(Request(url, body, headers))
     return requests
 
 
+def _grpc_target(endpoint: dict, backend) -> tuple:
+    from inferbench.load.protocols import Target
+    from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
+
+    if not endpoint.get("grpc_url"):
+        raise InferBenchError(f"platform {endpoint['platform']!r} has no gRPC endpoint; fix: "
+                              'set workload.transport to "http"')
+    return KServeV2Grpc(), Target(endpoint["grpc_url"], endpoint["model_name"],
+                                  backend.input_name, backend.output_name)
+
+
 def check_response(request: Request, batch_size: int, num_outputs: int) -> None:
     """One request before measuring: a misconfigured server fails here, not as 100 % errors."""
+    if request.url.startswith("grpc://"):
+        return _check_grpc_response(request, batch_size, num_outputs)
     req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
     with urllib.request.urlopen(req, timeout=30) as response:
         outputs = v2protocol.decode_response(
             response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
     shapes = {k: v.shape for k, v in outputs.items()}
+    if (batch_size, num_outputs) not in shapes.values():
+        raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
+                              f"shape {(batch_size, num_outputs)}")
+
+
+def _check_grpc_response(request: Request, batch_size: int, num_outputs: int) -> None:
+    from tritonclient.grpc import service_pb2
+
+    from inferbench.load.grpc_transport import split_grpc_url
+    from inferbench.load.protocols.kserve_grpc import decode_outputs, unary_call
+
+    address, method = split_grpc_url(request.url)
+    response = unary_call(f"grpc://{address}", method, request.body,
+                          service_pb2.ModelInferResponse, 30.0)
+    shapes = {k: v.shape for k, v in decode_outputs(response).items()}
     if (batch_size, num_outputs) not in shapes.values():
         raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
                               f"shape {(batch_size, num_outputs)}")

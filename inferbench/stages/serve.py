@@ -17,6 +17,7 @@ from inferbench.backends.process import spawn, stop_group, wait_ready
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
 from inferbench.server_grid import server_config, server_configs
+from inferbench.spec import PLATFORM_TRANSPORTS, Platform, Transport
 from inferbench.stages.common import StageContext, read_json, write_json
 
 READY_TIMEOUT_S = 180.0
@@ -54,6 +55,8 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
                 "config": config, "config_label": labelled.label,
                 "platform_version": backend.version(), "status": "starting",
                 "runtime": containers.runtime_from_env()}
+    if Transport.GRPC in PLATFORM_TRANSPORTS[Platform(platform)]:
+        endpoint["grpc_url"] = f"grpc://127.0.0.1:{sctx.grpc_port}"
     ready_url = base_url + backend.ready_path(sctx)
     started = time.perf_counter()
     endpoint["started_at"] = time.time()

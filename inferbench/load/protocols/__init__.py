@@ -6,10 +6,12 @@ from inferbench.errors import InferBenchError
 from inferbench.load.protocols.base import Protocol, Target
 from inferbench.load.protocols.generic import HttpJson, HttpRaw
 from inferbench.load.protocols.kserve import KServeV2Binary, KServeV2Json
+from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
 from inferbench.load.protocols.tfserving import TfServingRest
 
 PROTOCOLS: dict[str, type[Protocol]] = {
-    cls.name: cls for cls in (KServeV2Binary, KServeV2Json, HttpJson, HttpRaw, TfServingRest)
+    cls.name: cls for cls in (KServeV2Binary, KServeV2Json, KServeV2Grpc, HttpJson, HttpRaw,
+                               TfServingRest)
 }
 
 

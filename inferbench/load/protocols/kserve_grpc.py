@@ -1,0 +1,123 @@
+"""KServe / Triton V2 over gRPC (`inference.GRPCInferenceService`), the protocol Triton's own
+clients and perf_analyzer use by default.
+
+Messages are the V2 protobufs as tritonclient ships them (`tritonclient.grpc.service_pb2`);
+tensors travel as `raw_input_contents` (bytes, no per-element encoding). The endpoint is
+`grpc://HOST:PORT` (Triton's --grpc-port). Requests are serialized once before the run and
+sent by the gRPC transport of the issuer (load/grpc_transport.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from inferbench.errors import InferBenchError
+from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, grpc_module
+from inferbench.load.protocols.base import Protocol, Target
+from inferbench.load.runner import Request
+
+SERVICE = "inference.GRPCInferenceService"
+INFER_METHOD = f"/{SERVICE}/ModelInfer"
+METADATA_METHOD = f"/{SERVICE}/ModelMetadata"
+_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
+              np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32"}
+_NUMPY = {v: k for k, v in _DATATYPES.items()}
+
+
+def _pb2():
+    try:
+        from tritonclient.grpc import service_pb2
+    except ImportError:
+        raise InferBenchError("the kserve-v2-grpc protocol needs tritonclient's gRPC "
+                              "messages; fix: pip install -e '.[grpc]'") from None
+    return service_pb2
+
+
+def grpc_address(url: str) -> str:
+    """host:port of a grpc://HOST:PORT endpoint, with a message that says how to fix it."""
+    parts = urlsplit(url)
+    if parts.scheme != GRPC_SCHEME or not parts.hostname or not parts.port:
+        raise InferBenchError(f"--endpoint {url!r} is not a gRPC endpoint; fix: give "
+                              "grpc://HOST:PORT (Triton's --grpc-port)")
+    return f"{parts.hostname}:{parts.port}"
+
+
+def unary_call(url: str, method: str, request: Any, response_type: Any,
+               timeout_s: float) -> Any:
+    """One call outside the timed run (metadata, probe): `request` a message or its bytes;
+    errors name the fix."""
+    grpc = grpc_module()
+    with grpc.insecure_channel(grpc_address(url)) as channel:
+        call = channel.unary_unary(
+            method, request_serializer=lambda m: m if isinstance(m, bytes)
+            else m.SerializeToString(), response_deserializer=response_type.FromString)
+        try:
+            return call(request, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise InferBenchError(f"{url}{method} failed: {exc.code().name}: {exc.details()}; "
+                                  "fix: start the server, or check --endpoint and --model") \
+                from None
+
+
+def model_metadata(url: str, model: str) -> dict[str, Any]:
+    """The model's inputs and outputs in the shape of the HTTP metadata JSON."""
+    pb2 = _pb2()
+    meta = unary_call(url, METADATA_METHOD, pb2.ModelMetadataRequest(name=model),
+                  pb2.ModelMetadataResponse, 10.0)
+    return {"name": meta.name,
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                       for t in meta.inputs],
+            "outputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                        for t in meta.outputs]}
+
+
+def decode_outputs(response: Any) -> dict[str, np.ndarray]:
+    out = {}
+    for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=False):
+        dtype = _NUMPY.get(tensor.datatype)
+        if dtype is None:
+            raise InferBenchError(f"output {tensor.name!r} has datatype {tensor.datatype!r}; "
+                                  f"supported: {', '.join(_NUMPY)}")
+        out[tensor.name] = np.frombuffer(raw, dtype=dtype).reshape(list(tensor.shape))
+    return out
+
+
+class KServeV2Grpc(Protocol):
+    name = "kserve-v2-grpc"
+
+    def request_message(self, target: Target, batch: np.ndarray) -> Any:
+        pb2 = _pb2()
+        if batch.dtype not in _DATATYPES:
+            raise InferBenchError(f"input dtype {batch.dtype} is not supported; supported: "
+                                  f"{', '.join(map(str, _DATATYPES))}")
+        request = pb2.ModelInferRequest(model_name=target.model)
+        tensor = request.inputs.add()
+        tensor.name, tensor.datatype = target.input_name, _DATATYPES[batch.dtype]
+        tensor.shape.extend(batch.shape)
+        request.outputs.add().name = target.output_name
+        request.raw_input_contents.append(np.ascontiguousarray(batch).tobytes())
+        return request
+
+    def build(self, target: Target, batch: np.ndarray) -> Request:
+        grpc_address(target.url)
+        body = self.request_message(target, batch).SerializeToString()
+        return Request(f"{target.url.rstrip('/')}{INFER_METHOD}", body, {})
+
+    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
+        if status != OK_STATUS:
+            raise InferBenchError(f"gRPC ModelInfer answered status {status}; fix: check "
+                                  "--model and the input shape")
+        outputs = decode_outputs(_pb2().ModelInferResponse.FromString(body))
+        if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
+            shapes = {k: v.shape for k, v in outputs.items()}
+            raise InferBenchError(f"the server answered outputs {shapes}, expected a first "
+                                  f"dimension of {batch_size} (the batch size)")
+
+    def probe(self, target: Target, batch: np.ndarray) -> None:
+        pb2 = _pb2()
+        response = unary_call(target.url, INFER_METHOD, self.request_message(target, batch),
+                          pb2.ModelInferResponse, 30.0)
+        self.check(OK_STATUS, {}, response.SerializeToString(), len(batch))
