@@ -135,8 +135,10 @@ def test_a_benchmark_with_runtime_docker_through_airflow_matches_the_local_schem
         assert docker_run.returncode == 0, docker_run.stdout + docker_run.stderr[-5000:]
         result = json.loads(docker_run.stdout)
         assert result["verdict"] == "VALID" and result["status"] == "complete"
-        endpoint = json.loads((home / "runs" / result["run_id"] / "platforms" / "onnxruntime"
-                               / "endpoint.json").read_text())
+        from inferbench.paths import RunDir
+
+        endpoint = json.loads(RunDir(result["run_id"], home / "runs").endpoint_file(
+            "onnxruntime").read_text())
         assert endpoint["runtime"] == "docker" and endpoint["container_id"]
         # the teardown ran and kept the server's log (quiet when nothing went wrong)
         assert endpoint["stopped_at"] and Path(endpoint["log"]).exists()
