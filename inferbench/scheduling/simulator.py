@@ -52,11 +52,14 @@ def simulate(jobs: Sequence[SimJob], n_workers: int, policy: Policy,
              aging_rate: float = DEFAULT_AGING_RATE, gap_s: float = 1.0,
              eligible_delay_s: float = 1.0,
              placements: Mapping[str, str] | None = None,
-             last_worker: str | None = None) -> list[SimResult]:
+             last_worker: str | None = None,
+             available_from: Mapping[str, float] | None = None) -> list[SimResult]:
     """Run the jobs; `placements` (label -> worker) replays recorded placements instead of
-    placing (to check ordering alone against a real run)."""
+    placing (to check ordering alone against a real run); `available_from` (worker -> time)
+    holds a worker back until then (a replay: when the real scheduler first started a task
+    there)."""
     workers = worker_names(n_workers)
-    free_at = dict.fromkeys(workers, 0.0)
+    free_at = {w: (available_from or {}).get(w, 0.0) for w in workers}
     running: dict[str, tuple[SimJob, float] | None] = dict.fromkeys(workers)
     queues: dict[str, list] = {w: [] for w in workers}  # heap of (-weight, submitted, i)
     placed: dict[str, list[SimJob]] = {w: [] for w in workers}  # waiting on each worker
@@ -71,6 +74,10 @@ def simulate(jobs: Sequence[SimJob], n_workers: int, policy: Policy,
         heapq.heappush(events, (job.submitted_s, 1, seq, job))
         seq += 1
     index = {j.label: i for i, j in enumerate(jobs)}
+    for w, t in free_at.items():
+        if t > 0:  # a held-back worker looks at its queue the moment it is available
+            heapq.heappush(events, (t, 3, seq, w))
+            seq += 1
 
     def try_start(w: str, now: float) -> None:
         nonlocal seq
@@ -142,7 +149,8 @@ def replay(records: Sequence[Mapping], n_workers: int, policy: Policy,
     worker, submitted_s, start_s, end_s, predicted_s; optional decided_s, the time the
     cluster policy keyed the job): its submission times, placements and
     measured task durations, with the scheduler gap set to the median gap measured between
-    consecutive jobs on a worker. Returns the simulated per-worker order and that gap."""
+    consecutive jobs on a worker, and each worker held back until the real scheduler first
+    started a task on it. Returns the simulated per-worker order and that gap."""
     by_worker: dict[str, list[Mapping]] = {}
     for r in sorted(records, key=lambda r: r["start_s"]):
         by_worker.setdefault(r["worker"], []).append(r)
@@ -151,7 +159,11 @@ def replay(records: Sequence[Mapping], n_workers: int, policy: Policy,
     gap = gaps[len(gaps) // 2] if gaps else 1.0
     jobs = [SimJob(r["label"], r["submitted_s"], r["predicted_s"], r["end_s"] - r["start_s"],
                    r.get("decided_s")) for r in records]
+    # After a burst of triggers the scheduler's first loops are slow (it is still creating
+    # runs): when it first started a task on each worker is measured, like the durations.
+    first_start = {w: js[0]["start_s"] for w, js in by_worker.items()}
     sim = simulate(jobs, n_workers, policy, aging_rate, gap_s=gap,
                    eligible_delay_s=eligible_delay_s,
-                   placements={r["label"]: r["worker"] for r in records})
+                   placements={r["label"]: r["worker"] for r in records},
+                   available_from=first_start)
     return orders(sim), gap

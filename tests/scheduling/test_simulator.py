@@ -56,3 +56,13 @@ def test_at_scale_queue_aware_sjf_beats_round_robin_fcfs():
     mean = {p: jct_stats([r.jct_s for r in simulate(mix, 100, p)])["mean_s"] for p in Policy}
     assert len({r.label for r in simulate(mix, 100, Policy.QA_SJF)}) == 3000
     assert mean[Policy.QA_SJF] < mean[Policy.RR_SJF] < mean[Policy.RR_FCFS]
+
+
+def test_a_held_back_worker_starts_the_best_job_waiting_then():
+    """The replay's `available_from`: both jobs wait for the worker, so SJF runs the shorter
+    one first although the longer one was submitted (and eligible) earlier."""
+    mix = [SimJob("long", T0, 5, 5), SimJob("short", T0 + 0.5, 1, 1)]
+    res = simulate(mix, 1, Policy.RR_SJF, gap_s=0, eligible_delay_s=0,
+                   available_from={"worker-0": T0 + 2})
+    assert orders(res) == {"worker-0": ["short", "long"]}
+    assert [(r.label, r.start_s - T0) for r in res] == [("short", 2.0), ("long", 3.0)]
