@@ -75,7 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         old_server = Path(tmp) / "server_before_batcher.py"
         old_server.write_text(old_source)
-        new = [sys.executable, "-m", "inferbench.servers.onnxruntime_server"]
+        new = [sys.executable, "-m", "inferbench.servers.fastapi_server", "--runtime",
+               "onnxruntime"]
         variants = {
             "before the batcher": [sys.executable, str(old_server)],
             "batching off, 1 instance": new,

@@ -44,12 +44,14 @@ class Platform(StrEnum):
 
     TRITON = "triton"
     ONNXRUNTIME = "onnxruntime"
+    TORCHSCRIPT = "torchscript"
 
 
 # Which converted format each platform serves. Checked against `formats` at validation.
 PLATFORM_FORMAT: dict[Platform, ModelFormat] = {
     Platform.TRITON: ModelFormat.ONNX,
     Platform.ONNXRUNTIME: ModelFormat.ONNX,
+    Platform.TORCHSCRIPT: ModelFormat.TORCHSCRIPT,
 }
 
 
@@ -64,6 +66,7 @@ class Transport(StrEnum):
 PLATFORM_TRANSPORTS: dict[Platform, frozenset[Transport]] = {
     Platform.TRITON: frozenset({Transport.HTTP, Transport.GRPC}),
     Platform.ONNXRUNTIME: frozenset({Transport.HTTP}),
+    Platform.TORCHSCRIPT: frozenset({Transport.HTTP}),
 }
 
 

@@ -1,11 +1,13 @@
-"""The project's own server: ONNX Runtime behind FastAPI, speaking KServe V2 over HTTP.
+"""The project's own server: a model runtime (ONNX Runtime or TorchScript, see
+runtimes.py) behind FastAPI, speaking KServe V2 over HTTP.
 
 By default one model instance: inference runs on a single dedicated thread (like a Triton
-model with one instance), so requests queue in the server the same way on both platforms.
-`--instances N` gives N sessions on N threads; `--dynamic-batching` merges concurrent
-requests (up to `--max-batch-size` rows, waiting at most `--max-queue-delay-us`) through
-`inferbench.servers.batcher`.
-Run: python -m inferbench.servers.onnxruntime_server --model-path M.onnx --model-name m
+model with one instance), so requests queue in the server the same way on every platform.
+`--instances N` gives N model instances on N threads; `--dynamic-batching` merges
+concurrent requests (up to `--max-batch-size` rows, waiting at most `--max-queue-delay-us`)
+through `inferbench.servers.batcher`.
+Run: python -m inferbench.servers.fastapi_server --runtime onnxruntime --model-path M.onnx \
+    --model-name m
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import argparse
 from contextlib import asynccontextmanager
 
 import numpy as np
-import onnxruntime as ort
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -22,22 +23,20 @@ from fastapi.responses import JSONResponse
 from inferbench.backends.base import ServerConfig
 from inferbench.load import v2protocol
 from inferbench.servers.batcher import DynamicBatcher
+from inferbench.servers.runtimes import load_instances
 
 
 def build_app(model_path: str, model_name: str, threads: int = 1,
-              server: ServerConfig | None = None, max_batch_size: int = 1) -> FastAPI:
+              server: ServerConfig | None = None, max_batch_size: int = 1,
+              runtime: str = "onnxruntime", input_shape: list[int] | None = None) -> FastAPI:
     server = server or ServerConfig()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # One session per instance, as Triton loads one model per instance.
-    sessions = [ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
-                for _ in range(server.instance_count)]
-    session = sessions[0]
-    input_meta = {i.name: i for i in session.get_inputs()}
-    output_names = [o.name for o in session.get_outputs()]
+    instances = load_instances(runtime, model_path, threads, server.instance_count,
+                               input_shape)
+    first = instances[0]
+    input_shapes = dict(first.inputs)
+    output_names = first.output_names
     batcher = DynamicBatcher(
-        [lambda feeds, s=s: s.run(output_names, feeds) for s in sessions],
+        [inst.run for inst in instances],
         dynamic_batching=server.dynamic_batching, max_batch_size=max_batch_size,
         max_delay_us=server.max_queue_delay_us)
 
@@ -47,7 +46,7 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         yield
         await batcher.stop()
 
-    app = FastAPI(title="InferBench ONNX Runtime server", docs_url=None, redoc_url=None,
+    app = FastAPI(title=f"InferBench {first.platform} server", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
 
     @app.get("/v2/health/live")
@@ -64,9 +63,9 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         if name != model_name:
             return JSONResponse({"error": f"unknown model {name!r}"}, status_code=404)
         return JSONResponse({
-            "name": model_name, "platform": "onnxruntime", "versions": [ort.__version__],
-            "inputs": [{"name": i.name, "datatype": "FP32", "shape": _shape(i.shape)}
-                       for i in input_meta.values()],
+            "name": model_name, "platform": first.platform, "versions": [first.version],
+            "inputs": [{"name": name, "datatype": "FP32", "shape": shape}
+                       for name, shape in input_shapes.items()],
             "outputs": [{"name": n, "datatype": "FP32"} for n in output_names],
         })
 
@@ -88,9 +87,10 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         try:
             tensors, header = v2protocol.decode_request(
                 body, request.headers.get(v2protocol.HEADER_LENGTH))
-            feeds = {k: v for k, v in tensors.items() if k in input_meta}
-            if set(feeds) != set(input_meta):
-                raise ValueError(f"expected inputs {sorted(input_meta)}, got {sorted(tensors)}")
+            feeds = {k: v for k, v in tensors.items() if k in input_shapes}
+            if set(feeds) != set(input_shapes):
+                raise ValueError(f"expected inputs {sorted(input_shapes)}, got "
+                                 f"{sorted(tensors)}")
         except (ValueError, KeyError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         results = await batcher.submit(feeds)
@@ -104,13 +104,13 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
     return app
 
 
-def _shape(shape: list) -> list[int]:
-    return [d if isinstance(d, int) else -1 for d in shape]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runtime", default="onnxruntime",
+                        help="onnxruntime (an .onnx file) or torchscript (a .pt file)")
     parser.add_argument("--model-path", required=True)
+    parser.add_argument("--input-shape", default=None,
+                        help="one sample's shape, e.g. 3,32,32 (torchscript needs it)")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     server = ServerConfig(dynamic_batching=args.dynamic_batching,
                           max_queue_delay_us=args.max_queue_delay_us,
                           instance_count=args.instances)
+    shape = [int(x) for x in args.input_shape.split(",")] if args.input_shape else None
     app = build_app(args.model_path, args.model_name, args.threads, server,
-                    args.max_batch_size)
+                    args.max_batch_size, args.runtime, shape)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -1,0 +1,36 @@
+"""A model runtime behind the project's own FastAPI server (inferbench.servers.fastapi_server):
+one backend class per runtime, the same server, batcher and protocol for each."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version as dist_version
+from typing import ClassVar
+
+from inferbench.backends.base import Backend, LaunchPlan, ServeContext
+
+
+class FastApiRuntimeBackend(Backend):
+    runtime: ClassVar[str]  # a key of inferbench.servers.runtimes.RUNTIMES
+    runtime_distribution: ClassVar[str]  # the package whose version is the platform's
+
+    def prepare(self, ctx: ServeContext) -> None:
+        pass  # serves the converted model file in place
+
+    def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
+        return LaunchPlan(argv=[
+            sys.executable, "-m", "inferbench.servers.fastapi_server",
+            "--runtime", self.runtime,
+            "--model-path", str(ctx.model_path), "--model-name", ctx.model_name,
+            "--input-shape", ",".join(map(str, ctx.input_shape)),
+            "--port", str(ctx.http_port), "--threads", str(ctx.threads),
+            "--instances", str(ctx.server.instance_count),
+            "--max-batch-size", str(ctx.max_batch_size),
+            # preferred_batch_sizes is a Triton knob; this batcher has the two basic ones.
+            *(["--dynamic-batching", "--max-queue-delay-us",
+               str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
+        ])
+
+    def version(self) -> str:
+        return (f"{self.runtime_distribution} {dist_version(self.runtime_distribution)} + "
+                f"fastapi {dist_version('fastapi')}")

@@ -1,0 +1,90 @@
+"""Conformance of every serving platform that runs on this machine: the same model and the
+same input give the same outputs (within the spec's conversion tolerance) on each; the model
+is ready when the serve stage says so, its cold start is recorded, and the teardown leaves no
+process of the server behind. Each platform runs for real, started by the serve stage."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+
+from inferbench.backends import get_backend
+from inferbench.backends.process import group_alive
+from inferbench.load import v2protocol
+from inferbench.stages import STAGES
+from inferbench.stages.common import make_context
+
+pytestmark = pytest.mark.integration
+
+LOCAL_PLATFORMS = ["onnxruntime", "torchscript", "triton"]
+SPEC = {
+    "name": "conformance",
+    "model": {"family": "cnn", "depth": 1, "width": 8, "input_shape": [3, 16, 16]},
+    "formats": ["onnx", "torchscript"],
+    "platforms": LOCAL_PLATFORMS,
+    "batch_sizes": [3],
+    "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 5},
+    "slo": {"percentile": 99, "latency_ms": 100},
+}
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def converted(pg_home, db_url):
+    """One generated and converted model for every platform."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INFERBENCH_HOME", str(pg_home))
+        mp.setenv("INFERBENCH_DB_URL", db_url)
+        ctx = make_context("conformance", spec_json=json.dumps(SPEC))
+        STAGES["generate"](ctx)
+        STAGES["convert"](ctx)
+        yield ctx
+
+
+def reference_outputs(ctx, batch: np.ndarray) -> np.ndarray:
+    """The original PyTorch model's answer, rebuilt from the spec (same seed)."""
+    import torch
+
+    from inferbench.models.generator import build_model
+
+    model = build_model(ctx.spec.model).eval()
+    with torch.inference_mode():
+        return model(torch.from_numpy(batch)).numpy()
+
+
+@pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
+def test_platform_conforms(converted, platform):
+    ctx = converted
+    backend = get_backend(platform)
+    batch = np.random.default_rng(11).standard_normal((3, 3, 16, 16), dtype=np.float32)
+    endpoint = STAGES["serve"](ctx, platform)
+    try:
+        assert endpoint["status"] == "ready" and endpoint["cold_start_s"] > 0
+        assert endpoint["platform_version"]
+        base = endpoint["url"]
+        with urllib.request.urlopen(f"{base}/v2/models/{endpoint['model_name']}/ready",
+                                    timeout=10) as ready:
+            assert ready.status == 200  # ready means the model, not just the port
+        body, headers = v2protocol.encode_request(backend.input_name, batch,
+                                                  backend.output_name)
+        request = urllib.request.Request(f"{base}/v2/models/{endpoint['model_name']}/infer",
+                                         data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            outputs = v2protocol.decode_response(
+                response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
+        np.testing.assert_allclose(outputs[backend.output_name], reference_outputs(ctx, batch),
+                                   rtol=0, atol=ATOL)
+    finally:
+        STAGES["stop"](ctx, platform)
+    assert not group_alive(endpoint["pid"]), f"{platform}: the server outlived its teardown"
+
+
+def test_unknown_platform_lists_the_known_ones():
+    from inferbench.errors import InferBenchError
+
+    with pytest.raises(InferBenchError) as err:
+        get_backend("tensorrt-llm")
+    assert all(p in str(err.value) for p in LOCAL_PLATFORMS)
