@@ -107,6 +107,22 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                         for label, r in at_slo.items()])],
                      "images": images})
 
+    from analysis.server_split import split_rows
+
+    split = split_rows(records, lambda r: config_label(r, with_load=True))
+    sections.append({"id": "server-split", "title": "Where the time goes: queue / compute / "
+                     "transmit and client",
+                     "notes": ["Mean latency from the scheduled send, split by the server's own "
+                               "counters over the point (Triton's statistics extension; the "
+                               "FastAPI server's batcher): time in the server's queue, time "
+                               "computing, and the rest (transmission, protocol handling, "
+                               "client delay). Means only: tails do not add up."]
+                     + ([] if split else ["No server reported statistics for these points."]),
+                     "tables": [_table(["configuration", "server requests", "mean (ms)",
+                                        "queue (ms)", "compute (ms)", "rest (ms)",
+                                        "queue / compute / rest (%)"], split)],
+                     "images": []})
+
     cost_rows = [[config_label(r, with_load=True), r.get("run_id"), r.get("hardware"),
                   r.get("usd_per_hour"), r.get("cost_per_million_usd"),
                   r.get("energy_j_per_request"), r.get("energy_method"),

@@ -17,7 +17,7 @@ from inferbench.perfdb import schema
 pytestmark = pytest.mark.integration
 
 SECTIONS = ("verdict", "results", "recommendations", "latency", "load", "cost", "roofline",
-            "heatmaps", "quality", "leaderboard", "plots")
+            "heatmaps", "quality", "leaderboard", "plots", "server-split")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,7 @@ def test_report_regenerates_from_postgres_with_every_section(sweep_run, inferben
     for section in SECTIONS:
         assert f'<section id="{section}">' in html, section
     assert html.index('id="verdict"') < html.index('id="results"')
+    assert "No server reported statistics" not in html  # the FastAPI server reports them
     assert "estimate_cpu_tdp" in html and "http://" not in html.split("<body>")[1]
     assert len(re.findall("data:image/png;base64,", html)) >= 5  # CDF, KDE, load, roofline, heat
     assert cli.main(["report", "--sweep", "analysis-db-sweep", "--out",
@@ -89,3 +90,22 @@ def test_leaderboard_and_recommend_commands(sweep_run, inferbench_env, tmp_path,
     assert (rc, len(recs)) == ((0, min(eligible, 3)) if eligible else (1, 0))
     assert all(r["latency_ms"] <= 500 and r["verdict"] == "VALID" for r in recs)
     assert cli.main(["recommend", "--slo-ms", "0.001", "--sweep", "analysis-db-sweep"]) == 1
+
+
+def test_points_carry_the_servers_queue_and_compute_time(sweep_run, db_url):
+    """The load stage read the server's counters around each point: every measured request
+    (and nothing of the warm-up) is in them, and compute time is positive."""
+    p, r = schema.points, schema.results
+    with perfdb.engine(db_url).connect() as conn:
+        rows = conn.execute(select(p.c.point, p.c.server_requests, p.c.server_queue_ms,
+                                   p.c.server_compute_ms, r.c.n_ok, r.c.latency_ms)
+                            .join(r, (r.c.run_id == p.c.run_id) & (r.c.point == p.c.point)
+                                  & (r.c.platform == p.c.platform))
+                            .where(p.c.run_id == "analysis-db-run")).all()
+    assert len(rows) == 2
+    for row in rows:
+        # Requests still in flight when the point's reading was taken count in the next
+        # reading; at most the concurrency of an open loop at 40 rps is a handful.
+        assert abs(row.server_requests - row.n_ok) <= 5, row
+        assert row.server_queue_ms >= 0 and row.server_compute_ms > 0
+        assert row.server_queue_ms + row.server_compute_ms <= row.latency_ms["mean"]

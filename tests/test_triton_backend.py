@@ -365,6 +365,20 @@ def test_grpc_errors_name_the_fix(server: Server, capsys) -> None:
     assert code == 1 and "grpc://HOST:PORT" in capsys.readouterr().err
 
 
+def test_statistics_extension_counts_queue_and_compute(server: Server) -> None:
+    """The counters the load stage reads around each point, from real Triton."""
+    backend = TritonBackend()
+    before = backend.server_stats(server.url, MODEL_NAME)
+    assert before is not None
+    batch = np.zeros((2, *SPEC.input_shape), dtype=np.float32)
+    for _ in range(3):
+        _infer(server, batch)
+    after = backend.server_stats(server.url, MODEL_NAME)
+    assert after.requests == before.requests + 3
+    assert after.compute_ns > before.compute_ns and after.queue_ns >= before.queue_ns
+    assert backend.server_stats(server.url, "no-such-model") is None
+
+
 def test_oversized_batch_is_rejected(server: Server) -> None:
     batch = np.zeros((MAX_BATCH + 1, *SPEC.input_shape), dtype=np.float32)
     with pytest.raises(urllib.error.HTTPError) as caught:

@@ -97,7 +97,14 @@ class Backend(ABC):
         """Readiness means the model itself is loaded, not only the server's HTTP port."""
         return f"/v2/models/{ctx.model_name}/ready"
 
-    def server_stats(self, ctx: ServeContext, base_url: str) -> ServerStats | None:
+    # Whether the server answers GET /v2/models/{name}/stats (backends/server_stats.py).
+    has_model_stats: ClassVar[bool] = False
+
+    def server_stats(self, base_url: str, model_name: str) -> ServerStats | None:
         """Cumulative queue/compute counters of the running server, or None where the
         platform exposes none (then the report shows client-side latency only)."""
-        return None
+        if not self.has_model_stats:
+            return None
+        from inferbench.backends.server_stats import read_model_stats
+
+        return read_model_stats(base_url, model_name)

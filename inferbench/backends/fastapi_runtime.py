@@ -13,6 +13,7 @@ from inferbench.backends.base import Backend, LaunchPlan, ServeContext
 class FastApiRuntimeBackend(Backend):
     runtime: ClassVar[str]  # a key of inferbench.servers.runtimes.RUNTIMES
     runtime_distribution: ClassVar[str]  # the package whose version is the platform's
+    has_model_stats = True  # the batcher's counters
 
     def prepare(self, ctx: ServeContext) -> None:
         pass  # serves the converted model file in place

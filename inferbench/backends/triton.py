@@ -183,6 +183,7 @@ def _server_env() -> dict[str, str]:
 
 
 class TritonBackend(Backend):
+    has_model_stats = True  # the statistics extension
     name = "triton"
     model_format = ModelFormat.ONNX
 

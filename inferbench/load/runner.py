@@ -310,11 +310,13 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
                           rate_rps: float | None = None, schedule: ScheduleFactory | None = None,
                           seed: int, warmup_s: float, rule: StopRule,
                           request_timeout_s: float, spin_ns: int = _SPIN_NS,
-                          start_at_ns: int | None = None) -> PhaseRecords:
+                          start_at_ns: int | None = None,
+                          on_measure_start: Callable[[], None] | None = None) -> PhaseRecords:
     """Warm up, then measure one point. Exactly one of concurrency (closed loop), rate_rps
     (open-loop Poisson) or schedule (any open-loop process, see arrivals.schedule_for).
     `start_at_ns` (wall clock) fixes the measurement's origin: issuers in several processes
-    share one schedule origin that way (see load/multiprocess.py)."""
+    share one schedule origin that way (see load/multiprocess.py). `on_measure_start` runs
+    between warm-up and measurement (e.g. to read the server's counters)."""
     if sum(x is not None for x in (concurrency, rate_rps, schedule)) != 1:
         raise ValueError("give exactly one of concurrency (closed loop), rate_rps or schedule "
                          "(open loop)")
@@ -330,6 +332,8 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
             # The warm-up uses its own seed stream so the measured arrivals are the logged ones.
             await _run_phase(pool, raws, warm, concurrency=concurrency, schedule=schedule,
                              seed=seed + 1_000_003, timeout_s=request_timeout_s)
+        if on_measure_start is not None:
+            on_measure_start()
         if start_at_ns is not None:
             await _sleep_until(clock, start_at_ns, spin_ns)
         phase = _Phase(clock, rule, record=True)

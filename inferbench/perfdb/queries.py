@@ -82,12 +82,12 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     from inferbench.spec import PLATFORM_FORMAT, Platform
 
     r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
-    stmt = (select(r, p.c.arrival, p.c.concurrency, p.c.target_rate_rps, p.c.started_ns,
-                   p.c.ended_ns, p.c.complete, ru.c.name, ru.c.sweep_id, ru.c.hardware,
+    point_columns = [c for c in p.c if c.name not in r.c]  # the key is in results too
+    stmt = (select(r, *point_columns, ru.c.name, ru.c.sweep_id, ru.c.hardware,
                    ru.c.created_at, ru.c.quality_ok, ru.c.spec, m.c.model_name, m.c.family,
                    m.c.hyperparams)
             .join(p, (p.c.run_id == r.c.run_id) & (p.c.platform == r.c.platform)
-                  & (p.c.point == r.c.point))
+                  & (p.c.config_index == r.c.config_index) & (p.c.point == r.c.point))
             .join(ru, ru.c.run_id == r.c.run_id)
             .outerjoin(m, m.c.run_id == r.c.run_id)
             .order_by(ru.c.created_at, r.c.run_id, r.c.platform, r.c.point))

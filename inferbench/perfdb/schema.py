@@ -103,6 +103,11 @@ points = Table(
     # Share of a 1 s busy loop, run just before the point, lost to host stalls > the late
     # threshold: the floor for late sends on this host, whatever the generator does.
     Column("host_stall_pct", Float),
+    # The server's own view of the point (backends/server_stats.py): requests it completed,
+    # and their mean queue and compute time; NULL where the platform reports none.
+    Column("server_requests", Integer),
+    Column("server_queue_ms", Float),
+    Column("server_compute_ms", Float),
 )
 
 requests = Table(

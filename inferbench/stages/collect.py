@@ -40,6 +40,9 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> dict:
             "requests": sum(r["requests"] for r in results)}
 
 
+SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
+
+
 def _collect_config(ctx: StageContext, platform: str, labelled) -> dict:
     config = labelled.index
     pdir = ctx.run_dir.config_dir(platform, config)
@@ -49,10 +52,12 @@ def _collect_config(ctx: StageContext, platform: str, labelled) -> dict:
     points, requests = [], {}
     for p in (load or {}).get("points", []):
         requests[p["point"]] = dict(np.load(pdir / "points" / f"{p['point']}.npz"))
-        points.append({k: p[k] for k in ("point", "batch_size", "arrival", "concurrency",
-                                          "target_rate_rps", "started_ns", "ended_ns",
-                                          "stop_reason", "complete", "client_cpu_s",
-                                          "host_stall_pct")})
+        points.append({**{k: p[k] for k in ("point", "batch_size", "arrival", "concurrency",
+                                             "target_rate_rps", "started_ns", "ended_ns",
+                                             "stop_reason", "complete", "client_cpu_s",
+                                             "host_stall_pct")},
+                       # absent from a load.json of before these columns: no server split
+                       **{k: p.get(k) for k in SERVER_SPLIT_KEYS}})
     samples_file = pdir / "samples.json"
     samples = json.loads(samples_file.read_text()) if samples_file.exists() else []
     provenance = {

@@ -12,6 +12,7 @@ import urllib.request
 import numpy as np
 
 from inferbench.backends import get_backend
+from inferbench.backends.server_stats import split_ms
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
@@ -106,6 +107,8 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
             stall_pct = host_stall_pct(spec.late_send_threshold_ms)
             # A server in its own container is not visible from this stage's container: its
             # process samples are missing there (host-wide samples are still taken).
+            backend = get_backend(platform)
+            stats_before: list = []
             with ResourceSampler(endpoint.get("pid")) as sampler:
                 records = run_point(
                     requests,
@@ -114,7 +117,12 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
                     schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
                     else None,
                     seed=workload.seed + index, warmup_s=spec.warmup_s, rule=rule,
-                    request_timeout_s=spec.request_timeout_s)
+                    request_timeout_s=spec.request_timeout_s,
+                    on_measure_start=lambda: stats_before.append(
+                        backend.server_stats(endpoint["url"], endpoint["model_name"])))
+            server_split = split_ms(stats_before[0] if stats_before else None,
+                                    backend.server_stats(endpoint["url"],
+                                                         endpoint["model_name"]))
             samples.extend(sampler.samples)
             np.savez(points_dir / f"{index}.npz", **records.arrays())
             summary["points"].append({
@@ -124,7 +132,7 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
                 "stop_reason": records.stop_reason, "complete": records.complete,
                 "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
                 "n_requests": len(records), "stable": records.stable,
-                "stability_reasons": records.stability_reasons})
+                "stability_reasons": records.stability_reasons, **server_split})
             (pdir / "samples.json").write_text(json.dumps(samples))
             write_json(ctx.run_dir.load_file(platform, config), summary)
     except Exception as exc:

@@ -1,0 +1,58 @@
+"""Server-side statistics: read a server's cumulative queue / compute counters over HTTP.
+
+Both platforms that expose them answer `GET /v2/models/{name}/stats` with a `model_stats`
+list: Triton's statistics extension (`inference_stats.queue`, `compute_input`,
+`compute_infer`, `compute_output`, each {count, ns}; `success.count` requests) and the
+project's FastAPI server (its batcher's `request_count`, `queue_ns`, `compute_ns`, named
+after Triton's). A point's difference of two readings splits its latency into queue time,
+compute time, and the rest (transmit, HTTP handling, client).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from inferbench.backends.base import ServerStats
+
+COMPUTE_PARTS = ("compute_input", "compute_infer", "compute_output")
+
+
+def parse_model_stats(payload: Mapping[str, Any]) -> ServerStats:
+    """ServerStats from either dialect of the statistics answer."""
+    (stats,) = payload["model_stats"][:1] or [None]
+    if stats is None:
+        raise ValueError("no model_stats in the answer")
+    inference = stats.get("inference_stats")
+    if inference is not None:  # Triton
+        return ServerStats(
+            requests=int(inference["success"]["count"]),
+            queue_ns=int(inference["queue"]["ns"]),
+            compute_ns=sum(int(inference[part]["ns"]) for part in COMPUTE_PARTS))
+    return ServerStats(requests=int(stats["request_count"]), queue_ns=int(stats["queue_ns"]),
+                       compute_ns=int(stats["compute_ns"]))
+
+
+def read_model_stats(base_url: str, model_name: str, timeout_s: float = 5.0
+                     ) -> ServerStats | None:
+    """The counters now, or None when the server does not answer them (the point is then
+    reported without a server-side split, never failed for it)."""
+    url = f"{base_url.rstrip('/')}/v2/models/{model_name}/stats"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return parse_model_stats(json.loads(response.read()))
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def split_ms(before: ServerStats | None, after: ServerStats | None) -> dict[str, Any]:
+    """Per-request mean queue and compute time (ms) between two readings."""
+    if before is None or after is None or after.requests <= before.requests:
+        return {"server_requests": None, "server_queue_ms": None, "server_compute_ms": None}
+    n = after.requests - before.requests
+    return {"server_requests": n,
+            "server_queue_ms": (after.queue_ns - before.queue_ns) / n / 1e6,
+            "server_compute_ms": (after.compute_ns - before.compute_ns) / n / 1e6}

@@ -1,0 +1,54 @@
+"""The transmit / queue / compute split of a point, on known inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.server_split import LatencySplit, latency_split, split_rows
+from inferbench.backends.base import ServerStats
+from inferbench.backends.server_stats import parse_model_stats, split_ms
+
+
+def test_rest_is_mean_minus_queue_minus_compute():
+    s = LatencySplit(mean_ms=10.0, queue_ms=2.5, compute_ms=5.0)
+    assert s.rest_ms == 2.5
+    assert s.shares_pct() == (25.0, 50.0, 25.0)
+    # Clocks of server and client can disagree slightly: never a negative rest.
+    assert LatencySplit(1.0, 0.6, 0.5).rest_ms == 0.0
+
+
+def test_points_without_server_statistics_are_left_out():
+    rows = [{"label": "a", "latency_ms": {"mean": 4.0}, "server_requests": 100,
+             "server_queue_ms": 1.0, "server_compute_ms": 2.0},
+            {"label": "b", "latency_ms": {"mean": 4.0}}]
+    assert latency_split(rows[1]) is None
+    assert split_rows(rows, lambda r: r["label"]) == [["a", 100, 4.0, 1.0, 2.0, 1.0,
+                                                        "25 / 50 / 25"]]
+
+
+def test_triton_statistics_extension_is_parsed():
+    payload = {"model_stats": [{"name": "m", "inference_count": 12, "execution_count": 3,
+                                "inference_stats": {
+                                    "success": {"count": 10, "ns": 90_000_000},
+                                    "queue": {"count": 10, "ns": 20_000_000},
+                                    "compute_input": {"count": 10, "ns": 1_000_000},
+                                    "compute_infer": {"count": 10, "ns": 50_000_000},
+                                    "compute_output": {"count": 10, "ns": 2_000_000}}}]}
+    assert parse_model_stats(payload) == ServerStats(10, 20_000_000, 53_000_000)
+
+
+def test_fastapi_server_counters_are_parsed():
+    payload = {"model_stats": [{"name": "m", "request_count": 4, "queue_ns": 8,
+                                "compute_ns": 12, "execution_count": 2}]}
+    assert parse_model_stats(payload) == ServerStats(4, 8, 12)
+    with pytest.raises(ValueError):
+        parse_model_stats({"model_stats": []})
+
+
+def test_split_of_two_readings_is_the_per_request_mean_between_them():
+    before, after = ServerStats(10, 1_000_000, 4_000_000), ServerStats(60, 26_000_000,
+                                                                        104_000_000)
+    assert split_ms(before, after) == {"server_requests": 50, "server_queue_ms": 0.5,
+                                       "server_compute_ms": 2.0}
+    empty = {"server_requests": None, "server_queue_ms": None, "server_compute_ms": None}
+    assert split_ms(None, after) == empty and split_ms(after, after) == empty
