@@ -100,6 +100,11 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     samples: list[dict] = []
     rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s,
                     spec.stability_windows, spec.stability_window_s, spec.stability_tolerance_pct)
+    backend = get_backend(platform)
+
+    def read_server_stats():
+        return backend.server_stats(endpoint["url"], endpoint["model_name"])
+
     try:
         for index, batch_size in enumerate(spec.batch_sizes):
             requests = build_requests(ctx, endpoint, batch_size)
@@ -107,8 +112,7 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
             stall_pct = host_stall_pct(spec.late_send_threshold_ms)
             # A server in its own container is not visible from this stage's container: its
             # process samples are missing there (host-wide samples are still taken).
-            backend = get_backend(platform)
-            stats_before: list = []
+            stats_before: list = []  # the server's counters once warm-up is over
             with ResourceSampler(endpoint.get("pid")) as sampler:
                 records = run_point(
                     requests,
@@ -118,11 +122,10 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
                     else None,
                     seed=workload.seed + index, warmup_s=spec.warmup_s, rule=rule,
                     request_timeout_s=spec.request_timeout_s,
-                    on_measure_start=lambda: stats_before.append(
-                        backend.server_stats(endpoint["url"], endpoint["model_name"])))
+                    on_measure_start=lambda readings=stats_before: readings.append(
+                        read_server_stats()))
             server_split = split_ms(stats_before[0] if stats_before else None,
-                                    backend.server_stats(endpoint["url"],
-                                                         endpoint["model_name"]))
+                                    read_server_stats())
             samples.extend(sampler.samples)
             np.savez(points_dir / f"{index}.npz", **records.arrays())
             summary["points"].append({
