@@ -45,6 +45,7 @@ class Platform(StrEnum):
     TRITON = "triton"
     ONNXRUNTIME = "onnxruntime"
     TORCHSCRIPT = "torchscript"
+    OPENVINO = "openvino"
 
 
 # Which converted format each platform serves. Checked against `formats` at validation.
@@ -52,6 +53,7 @@ PLATFORM_FORMAT: dict[Platform, ModelFormat] = {
     Platform.TRITON: ModelFormat.ONNX,
     Platform.ONNXRUNTIME: ModelFormat.ONNX,
     Platform.TORCHSCRIPT: ModelFormat.TORCHSCRIPT,
+    Platform.OPENVINO: ModelFormat.ONNX,
 }
 
 
@@ -67,6 +69,7 @@ PLATFORM_TRANSPORTS: dict[Platform, frozenset[Transport]] = {
     Platform.TRITON: frozenset({Transport.HTTP, Transport.GRPC}),
     Platform.ONNXRUNTIME: frozenset({Transport.HTTP}),
     Platform.TORCHSCRIPT: frozenset({Transport.HTTP}),
+    Platform.OPENVINO: frozenset({Transport.HTTP}),
 }
 
 

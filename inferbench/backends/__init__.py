@@ -9,10 +9,12 @@ from inferbench.errors import InferBenchError
 def _registry() -> dict[str, type[Backend]]:
     # Imported here so listing platforms never imports a platform's heavy dependencies.
     from inferbench.backends.onnxruntime import OnnxRuntimeBackend
+    from inferbench.backends.openvino import OpenVinoBackend
     from inferbench.backends.torchscript import TorchScriptBackend
     from inferbench.backends.triton import TritonBackend
 
-    return {cls.name: cls for cls in (TritonBackend, OnnxRuntimeBackend, TorchScriptBackend)}
+    return {cls.name: cls for cls in (TritonBackend, OnnxRuntimeBackend, TorchScriptBackend,
+                                          OpenVinoBackend)}
 
 
 def get_backend(name: str) -> Backend:

@@ -21,7 +21,7 @@ from inferbench.spec import Arrival, BenchmarkSpec, ModelFormat, Platform
 # duration_s in the conversions table), rounded up. They only need to be right in ratio:
 # SJF orders by them and history rescales them.
 PLATFORM_STARTUP_S: dict[Platform, float] = {Platform.TRITON: 8.0, Platform.ONNXRUNTIME: 3.0,
-                                             Platform.TORCHSCRIPT: 4.0}
+                                             Platform.TORCHSCRIPT: 4.0, Platform.OPENVINO: 4.0}
 CONVERT_S: dict[ModelFormat, float] = {ModelFormat.ONNX: 6.0, ModelFormat.TORCHSCRIPT: 2.0}
 CONVERT_PER_BLOCK_S = 0.5  # exporters trace every block: deeper models convert longer
 GENERATE_S = 3.0

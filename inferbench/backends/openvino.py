@@ -1,0 +1,16 @@
+"""OpenVINO (its CPU plugin, f32 inference precision) on the ONNX model, behind the
+project's own FastAPI server. This is OpenVINO's runtime, not OpenVINO Model Server (a
+separate C++ server that is not packaged on PyPI): the server, batcher and protocol are the
+same as for onnxruntime and torchscript, so the runtimes compare on equal terms."""
+
+from __future__ import annotations
+
+from inferbench.backends.fastapi_runtime import FastApiRuntimeBackend
+from inferbench.spec import ModelFormat
+
+
+class OpenVinoBackend(FastApiRuntimeBackend):
+    name = "openvino"
+    model_format = ModelFormat.ONNX
+    runtime = "openvino"
+    runtime_distribution = "openvino"
