@@ -66,8 +66,9 @@ def overlaps(jobs: Sequence[JobRecord]) -> list[tuple[str, str, str]]:
     return found
 
 
-def worker_orders(jobs: Sequence[JobRecord]) -> dict[str, list[str]]:
-    """Each worker's jobs (labels) in the order they started."""
+def worker_orders(jobs: Sequence) -> dict[str, list[str]]:
+    """Each worker's jobs (labels) in the order they started (anything with label, worker
+    and start_s: a JobRecord, a simulator's SimResult)."""
     out: dict[str, list[str]] = {}
     for j in sorted(jobs, key=lambda j: j.start_s):
         out.setdefault(j.worker, []).append(j.label)

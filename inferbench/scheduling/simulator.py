@@ -14,6 +14,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from inferbench.scheduling.observe import worker_orders
 from inferbench.scheduling.policies import (
     DEFAULT_AGING_RATE,
     Policy,
@@ -135,11 +136,8 @@ def simulate(jobs: Sequence[SimJob], n_workers: int, policy: Policy,
     return results
 
 
-def orders(results: Sequence[SimResult]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for r in sorted(results, key=lambda r: r.start_s):
-        out.setdefault(r.worker, []).append(r.label)
-    return out
+# Each worker's jobs in start order: the same reading for simulated and real records.
+orders = worker_orders
 
 
 def replay(records: Sequence[Mapping], n_workers: int, policy: Policy,
