@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -57,13 +58,16 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
         assert one["throughput_rps"] > 0
         assert 0 < one["latency_ms"]["p50"] <= one["latency_ms"]["p99"]
         assert os.path.exists(one["report"])
+        # The analyze task's log in Airflow names the report (what a UI user clicks through to).
+        analyze_log = Path(home, "airflow", "logs", "dag_id=inferbench_benchmark",
+                           f"run_id={one['run_id']}", "task_id=analyze", "attempt=1.log")
+        assert f"report: {one['report']}" in analyze_log.read_text()
 
         second = inferbench("run", spec, "--json", "--port", port, env=env)
         assert second.returncode == 0, second.stdout + second.stderr[-5000:]
         two = json.loads(second.stdout)
         assert two["run_id"] != one["run_id"] and two["report"] != one["report"]
 
-        from pathlib import Path
 
         from inferbench import perfdb
         from inferbench.embedded.postgres import database_url

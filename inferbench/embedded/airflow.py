@@ -74,7 +74,9 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # INFO: task logs carry the stages' own lines (the analyze task's `report: PATH`);
+        # at WARNING a successful task's log is empty.
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Job scheduling (issue 6): the worker pools, not max_active_runs, limit what runs at
         # once, so many runs of one DAG may wait side by side for their pools; every waiting
         # run must be examined each loop for priorities to decide who goes next.
