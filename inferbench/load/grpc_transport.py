@@ -27,6 +27,10 @@ GRPC_STATUS_BASE = 1000
 OK_STATUS = 200
 
 
+def is_grpc_url(url: str) -> bool:
+    return url.startswith(GRPC_SCHEME + "://")
+
+
 def split_grpc_url(url: str) -> tuple[str, str]:
     """('host:port', '/package.Service/Method') of a grpc:// request URL."""
     parts = urlsplit(url)
@@ -51,7 +55,6 @@ class GrpcConnection:
 
     def __init__(self, pool: GrpcPool) -> None:
         self.pool = pool
-        self.closed = False
 
     def send(self, raw: bytes) -> asyncio.Future:
         pool = self.pool

@@ -23,7 +23,7 @@ import numpy as np
 
 from inferbench.load import stability
 from inferbench.load.arrivals import Schedule, poisson_offsets_ns
-from inferbench.load.grpc_transport import GRPC_SCHEME, GrpcPool, split_grpc_url
+from inferbench.load.grpc_transport import GrpcPool, is_grpc_url, split_grpc_url
 from inferbench.load.http import Connection, ConnectionPool, Response, encode_http_request
 
 # Two ways to wake up for a send (measured side by side in benchmarks/issuer_timing.py):
@@ -292,7 +292,7 @@ def _transport(requests: list[Request], clock: _Clock,
                timeout_s: float) -> tuple[ConnectionPool | GrpcPool, list[bytes]]:
     """The connection pool for the requests' server and the bytes each send writes: raw
     HTTP/1.1 messages, or serialized gRPC messages for grpc:// URLs."""
-    if requests and requests[0].url.startswith(GRPC_SCHEME + "://"):
+    if requests and is_grpc_url(requests[0].url):
         targets = {split_grpc_url(r.url) for r in requests}
         if len(targets) != 1:
             raise ValueError(f"all requests of a point go to one method, got {sorted(targets)}")

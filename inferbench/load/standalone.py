@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from inferbench.errors import InferBenchError
+from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
 from inferbench.load.protocols import Target, get_protocol
 from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
@@ -33,7 +34,6 @@ FLAGS = {"rate_rps": "--rate", "concurrency": "--concurrency", "burstiness": "--
          "peak_rate_rps": "--peak-rate", "change_at_s": "--change-at",
          "change_duration_s": "--change-duration", "trace_path": "--trace", "seed": "--seed",
          "arrival": "--arrival"}
-_DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 
 
 def workload_from_args(args: argparse.Namespace) -> WorkloadSpec:
@@ -91,7 +91,7 @@ def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.
         first = meta["inputs"][0]
         input_name = input_name or first["name"]
         output_name = output_name or meta["outputs"][0]["name"]
-        dtype = _DTYPES.get(first.get("datatype", "FP32"), np.float32)
+        dtype = v2protocol.DTYPES.get(first.get("datatype", "FP32"), np.float32)
         if shape is None:
             # The metadata shape includes the batch dimension (-1) when the model batches.
             dims = first["shape"][1:] if first["shape"] and first["shape"][0] == -1 \

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-_DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
-_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+# The V2 datatypes the load generator and the project's server speak, both ways; every
+# protocol (HTTP binary, HTTP JSON, gRPC) uses these two tables.
+DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+DATATYPE_NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
 def encode_request(input_name: str, array: np.ndarray, output_name: str) -> tuple[bytes, dict]:
@@ -26,7 +28,7 @@ def encode_request(input_name: str, array: np.ndarray, output_name: str) -> tupl
         "inputs": [{
             "name": input_name,
             "shape": list(array.shape),
-            "datatype": _NAMES[array.dtype],
+            "datatype": DATATYPE_NAMES[array.dtype],
             "parameters": {"binary_data_size": len(raw)},
         }],
         "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
@@ -47,7 +49,7 @@ def _tensors(entries: list[dict[str, Any]], blob: bytes) -> dict[str, np.ndarray
     """Tensors of a header's inputs/outputs, binary ones cut from `blob` in order."""
     tensors, offset = {}, 0
     for entry in entries:
-        dtype = _DTYPES[entry["datatype"]]
+        dtype = DTYPES[entry["datatype"]]
         size = (entry.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             data = np.frombuffer(blob, dtype=dtype, count=size // np.dtype(dtype).itemsize,
@@ -72,7 +74,7 @@ def encode_response(model_name: str, outputs: dict[str, np.ndarray], binary: boo
     for name, array in outputs.items():
         array = np.ascontiguousarray(array)
         entry: dict[str, Any] = {"name": name, "shape": list(array.shape),
-                                 "datatype": _NAMES[array.dtype]}
+                                 "datatype": DATATYPE_NAMES[array.dtype]}
         if binary:
             raw = array.tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}

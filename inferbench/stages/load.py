@@ -12,10 +12,12 @@ import urllib.request
 import numpy as np
 
 from inferbench.backends import get_backend
+from inferbench.backends.base import Backend
 from inferbench.backends.server_stats import split_ms
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
+from inferbench.load.grpc_transport import is_grpc_url, split_grpc_url
 from inferbench.load.runner import Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
@@ -32,8 +34,8 @@ def _batches(ctx: StageContext, batch_size: int) -> list[np.ndarray]:
     return [rng.standard_normal(shape, dtype=np.float32) for _ in range(DISTINCT_PAYLOADS)]
 
 
-def build_requests(ctx: StageContext, endpoint: dict, batch_size: int) -> list[Request]:
-    backend = get_backend(endpoint["platform"])
+def build_requests(ctx: StageContext, endpoint: dict, backend: Backend,
+                   batch_size: int) -> list[Request]:
     if ctx.spec.workload.transport is Transport.GRPC:
         protocol, target = _grpc_target(endpoint, backend)
         return [protocol.build(target, batch) for batch in _batches(ctx, batch_size)]
@@ -46,7 +48,7 @@ def build_requests(ctx: StageContext, endpoint: dict, batch_size: int) -> list[R
     return requests
 
 
-def _grpc_target(endpoint: dict, backend) -> tuple:
+def _grpc_target(endpoint: dict, backend: Backend) -> tuple:
     from inferbench.load.protocols import Target
     from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
 
@@ -59,31 +61,28 @@ def _grpc_target(endpoint: dict, backend) -> tuple:
 
 def check_response(request: Request, batch_size: int, num_outputs: int) -> None:
     """One request before measuring: a misconfigured server fails here, not as 100 % errors."""
-    if request.url.startswith("grpc://"):
-        return _check_grpc_response(request, batch_size, num_outputs)
-    req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
-    with urllib.request.urlopen(req, timeout=30) as response:
-        outputs = v2protocol.decode_response(
-            response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
+    outputs = _send_once_grpc(request) if is_grpc_url(request.url) else _send_once_http(request)
     shapes = {k: v.shape for k, v in outputs.items()}
     if (batch_size, num_outputs) not in shapes.values():
         raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
                               f"shape {(batch_size, num_outputs)}")
 
 
-def _check_grpc_response(request: Request, batch_size: int, num_outputs: int) -> None:
+def _send_once_http(request: Request) -> dict[str, np.ndarray]:
+    req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
+    with urllib.request.urlopen(req, timeout=30) as response:
+        return v2protocol.decode_response(
+            response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
+
+
+def _send_once_grpc(request: Request) -> dict[str, np.ndarray]:
     from tritonclient.grpc import service_pb2
 
-    from inferbench.load.grpc_transport import split_grpc_url
     from inferbench.load.protocols.kserve_grpc import decode_outputs, unary_call
 
     address, method = split_grpc_url(request.url)
-    response = unary_call(f"grpc://{address}", method, request.body,
-                          service_pb2.ModelInferResponse, 30.0)
-    shapes = {k: v.shape for k, v in decode_outputs(response).items()}
-    if (batch_size, num_outputs) not in shapes.values():
-        raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
-                              f"shape {(batch_size, num_outputs)}")
+    return decode_outputs(unary_call(f"grpc://{address}", method, request.body,
+                                     service_pb2.ModelInferResponse, 30.0))
 
 
 def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
@@ -107,7 +106,7 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
 
     try:
         for index, batch_size in enumerate(spec.batch_sizes):
-            requests = build_requests(ctx, endpoint, batch_size)
+            requests = build_requests(ctx, endpoint, backend, batch_size)
             check_response(requests[0], batch_size, spec.model.num_outputs)
             stall_pct = host_stall_pct(spec.late_send_threshold_ms)
             # A server in its own container is not visible from this stage's container: its

@@ -11,9 +11,6 @@ from inferbench.load import v2protocol
 from inferbench.load.protocols.base import Protocol, Target, require_ok
 from inferbench.load.runner import Request
 
-_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
-              np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32"}
-
 
 def infer_url(target: Target) -> str:
     return f"{target.url.rstrip('/')}/v2/models/{target.model}/infer"
@@ -53,7 +50,7 @@ class KServeV2Json(KServeV2Binary):
 
     def build(self, target: Target, batch: np.ndarray) -> Request:
         header = {"inputs": [{"name": target.input_name, "shape": list(batch.shape),
-                              "datatype": _DATATYPES[batch.dtype],
+                              "datatype": v2protocol.DATATYPE_NAMES[batch.dtype],
                               "data": batch.ravel().tolist()}],
                   "outputs": [{"name": target.output_name}]}
         return Request(infer_url(target), json.dumps(header, separators=(",", ":")).encode(),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from inferbench.errors import InferBenchError
+from inferbench.load import v2protocol
 from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, grpc_module
 from inferbench.load.protocols.base import Protocol, Target
 from inferbench.load.runner import Request
@@ -22,9 +23,6 @@ from inferbench.load.runner import Request
 SERVICE = "inference.GRPCInferenceService"
 INFER_METHOD = f"/{SERVICE}/ModelInfer"
 METADATA_METHOD = f"/{SERVICE}/ModelMetadata"
-_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64",
-              np.dtype(np.int64): "INT64", np.dtype(np.int32): "INT32"}
-_NUMPY = {v: k for k, v in _DATATYPES.items()}
 
 
 def _pb2():
@@ -66,7 +64,7 @@ def model_metadata(url: str, model: str) -> dict[str, Any]:
     """The model's inputs and outputs in the shape of the HTTP metadata JSON."""
     pb2 = _pb2()
     meta = unary_call(url, METADATA_METHOD, pb2.ModelMetadataRequest(name=model),
-                  pb2.ModelMetadataResponse, 10.0)
+                      pb2.ModelMetadataResponse, 10.0)
     return {"name": meta.name,
             "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
                        for t in meta.inputs],
@@ -77,10 +75,10 @@ def model_metadata(url: str, model: str) -> dict[str, Any]:
 def decode_outputs(response: Any) -> dict[str, np.ndarray]:
     out = {}
     for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=False):
-        dtype = _NUMPY.get(tensor.datatype)
+        dtype = v2protocol.DTYPES.get(tensor.datatype)
         if dtype is None:
             raise InferBenchError(f"output {tensor.name!r} has datatype {tensor.datatype!r}; "
-                                  f"supported: {', '.join(_NUMPY)}")
+                                  f"supported: {', '.join(v2protocol.DTYPES)}")
         out[tensor.name] = np.frombuffer(raw, dtype=dtype).reshape(list(tensor.shape))
     return out
 
@@ -90,12 +88,12 @@ class KServeV2Grpc(Protocol):
 
     def request_message(self, target: Target, batch: np.ndarray) -> Any:
         pb2 = _pb2()
-        if batch.dtype not in _DATATYPES:
+        if batch.dtype not in v2protocol.DATATYPE_NAMES:
             raise InferBenchError(f"input dtype {batch.dtype} is not supported; supported: "
-                                  f"{', '.join(map(str, _DATATYPES))}")
+                                  f"{', '.join(map(str, v2protocol.DATATYPE_NAMES))}")
         request = pb2.ModelInferRequest(model_name=target.model)
         tensor = request.inputs.add()
-        tensor.name, tensor.datatype = target.input_name, _DATATYPES[batch.dtype]
+        tensor.name, tensor.datatype = target.input_name, v2protocol.DATATYPE_NAMES[batch.dtype]
         tensor.shape.extend(batch.shape)
         request.outputs.add().name = target.output_name
         request.raw_input_contents.append(np.ascontiguousarray(batch).tobytes())
@@ -119,5 +117,5 @@ class KServeV2Grpc(Protocol):
     def probe(self, target: Target, batch: np.ndarray) -> None:
         pb2 = _pb2()
         response = unary_call(target.url, INFER_METHOD, self.request_message(target, batch),
-                          pb2.ModelInferResponse, 30.0)
+                              pb2.ModelInferResponse, 30.0)
         self.check(OK_STATUS, {}, response.SerializeToString(), len(batch))
