@@ -85,11 +85,16 @@ def run_inferbench(url: str, rate: float, duration: float, seed: int) -> dict:
     body, headers = v2_body()
     r = run_point([Request(url, body, headers)], rate_rps=rate, seed=seed, warmup_s=1.0,
                   rule=StopRule(duration, 0, duration), request_timeout_s=10)
-    a = r.arrays()
+    return inferbench_result(r)
+
+
+def inferbench_result(records) -> dict:
+    """The table row of our own generator's records (one process or several)."""
+    a = records.arrays()
     ok = (a["status"] == 200) & (a["done_ns"] >= 0)
     out = result((a["sent_ns"] - a["scheduled_ns"]) > LATE_NS,
                  (a["done_ns"] - a["scheduled_ns"])[ok] / 1e6, int(ok.sum()),
-                 (r.ended_ns - r.started_ns) / 1e9)
+                 (records.ended_ns - records.started_ns) / 1e9)
     out["late_fitted_pct"] = fitted_late_pct(a["sent_ns"] - a["scheduled_ns"])
     return out
 
@@ -105,12 +110,7 @@ def run_inferbench_2proc(url: str, rate: float, duration: float, seed: int) -> d
                             schedule=lambda s: Schedule(poisson_offsets_ns(rate, s)),
                             processes=2, seed=seed, warmup_s=1.0,
                             rule=StopRule(duration, 0, duration), request_timeout_s=10)
-    a = r.arrays()
-    ok = (a["status"] == 200) & (a["done_ns"] >= 0)
-    out = result((a["sent_ns"] - a["scheduled_ns"]) > LATE_NS,
-                 (a["done_ns"] - a["scheduled_ns"])[ok] / 1e6, int(ok.sum()),
-                 (r.ended_ns - r.started_ns) / 1e9)
-    out["late_fitted_pct"] = fitted_late_pct(a["sent_ns"] - a["scheduled_ns"])
+    out = inferbench_result(r)
     out["children_cpu_s"] = r.client_cpu_s  # process_time() of the parent misses them
     return out
 

@@ -33,8 +33,10 @@ import heapq
 import json
 import selectors
 import signal
+import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,6 +290,38 @@ class ReferenceServer:
             ready.set_result(bound)
         async with server:
             await stop
+
+
+class ReferenceServerProcess:
+    """The reference server started as its own process on a free port, and its HTTP log
+    interface: what tests and benchmarks/loadgen drive their tools at."""
+
+    def __init__(self, service_ms: float, workers: int = 1, *extra: str,
+                 ready_timeout_s: float = 30.0) -> None:
+        from inferbench.netutil import free_port, poll_http_ok
+
+        port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "inferbench.servers.reference_server", "--port", str(port),
+             "--service-ms", str(service_ms), "--workers", str(workers), *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        self.infer_url = f"{self.url}/v2/models/reference/infer"
+        if not poll_http_ok(f"{self.url}/v2/health/ready", ready_timeout_s):
+            self.stop()
+            raise RuntimeError(f"reference server did not start within {ready_timeout_s:g} s")
+
+    def log(self) -> dict[str, np.ndarray]:
+        with urllib.request.urlopen(f"{self.url}/log", timeout=30) as response:
+            return parse_log(response.read().decode())
+
+    def clear_log(self) -> None:
+        req = urllib.request.Request(f"{self.url}/log", method="DELETE")
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
 def main(argv: list[str] | None = None) -> int:
