@@ -9,11 +9,8 @@ same VALID / INVALID rules as a pipeline run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import numpy as np
@@ -23,8 +20,6 @@ from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
 from inferbench.load.protocols import Target, get_protocol
-from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
-from inferbench.load.protocols.kserve_grpc import model_metadata as grpc_model_metadata
 from inferbench.load.runner import PhaseRecords, StopRule, run_point
 from inferbench.spec import WorkloadSpec
 
@@ -55,20 +50,6 @@ def workload_from_args(args: argparse.Namespace) -> WorkloadSpec:
         raise InferBenchError("bad load options:\n" + "\n".join(lines)) from None
 
 
-def _v2_metadata(url: str, model: str) -> dict[str, Any]:
-    meta_url = f"{url.rstrip('/')}/v2/models/{model}"
-    try:
-        with urllib.request.urlopen(meta_url, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise InferBenchError(f"model {model!r}: {meta_url} answered HTTP {exc.code}; fix: "
-                              "check --model") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise InferBenchError(f"--endpoint {url!r}: no model metadata at {meta_url} ({exc}); "
-                              "fix: start the server, or give --input-name and "
-                              "--input-shape") from None
-
-
 def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.ndarray]]:
     if args.batch_size < 1:
         raise InferBenchError(f"--batch-size {args.batch_size!r} must be >= 1")
@@ -84,10 +65,7 @@ def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.
             raise InferBenchError(f"--input-shape {args.input_shape!r} is not a comma list of "
                                   "integers; fix: e.g. 3,32,32") from None
     if kserve and (shape is None or input_name is None or output_name is None):
-        if args.protocol == KServeV2Grpc.name:
-            meta = grpc_model_metadata(args.endpoint, args.model)
-        else:
-            meta = _v2_metadata(args.endpoint, args.model)
+        meta = get_protocol(args.protocol).model_metadata(args.endpoint, args.model)
         first = meta["inputs"][0]
         input_name = input_name or first["name"]
         output_name = output_name or meta["outputs"][0]["name"]

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,13 @@ class Protocol(ABC):
     @abstractmethod
     def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
         """Raise InferBenchError, naming what is wrong, unless this is a good answer."""
+
+    def model_metadata(self, url: str, model: str) -> dict[str, Any]:
+        """The model's inputs and outputs as KServe V2 metadata JSON (name, datatype, shape),
+        for protocols that can ask the server; others need them given."""
+        raise InferBenchError(f"protocol {self.name!r} cannot ask the server for the model's "
+                              "inputs; fix: give --input-name, --output-name and "
+                              "--input-shape")
 
     def probe(self, target: Target, batch: np.ndarray) -> None:
         """Send one request now (outside the timed run) and check its answer: a misconfigured

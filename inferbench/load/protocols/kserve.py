@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +34,19 @@ class KServeV2Binary(Protocol):
     def build(self, target: Target, batch: np.ndarray) -> Request:
         body, headers = v2protocol.encode_request(target.input_name, batch, target.output_name)
         return Request(infer_url(target), body, {**headers, **target.extra_headers})
+
+    def model_metadata(self, url: str, model: str) -> dict[str, Any]:
+        meta_url = f"{url.rstrip('/')}/v2/models/{model}"
+        try:
+            with urllib.request.urlopen(meta_url, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise InferBenchError(f"model {model!r}: {meta_url} answered HTTP {exc.code}; "
+                                  "fix: check --model") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise InferBenchError(f"--endpoint {url!r}: no model metadata at {meta_url} "
+                                  f"({exc}); fix: start the server, or give --input-name and "
+                                  "--input-shape") from None
 
     def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
         require_ok(status, body, "KServe V2 infer")

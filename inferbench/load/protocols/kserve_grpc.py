@@ -114,6 +114,9 @@ class KServeV2Grpc(Protocol):
             raise InferBenchError(f"the server answered outputs {shapes}, expected a first "
                                   f"dimension of {batch_size} (the batch size)")
 
+    def model_metadata(self, url: str, model: str) -> dict[str, Any]:
+        return model_metadata(url, model)
+
     def probe(self, target: Target, batch: np.ndarray) -> None:
         pb2 = _pb2()
         response = unary_call(target.url, INFER_METHOD, self.request_message(target, batch),
