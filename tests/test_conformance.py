@@ -13,7 +13,7 @@ import pytest
 
 from inferbench.backends import get_backend
 from inferbench.backends.process import group_alive
-from inferbench.load import v2protocol
+from inferbench.load.protocols import Target, get_protocol
 from inferbench.stages import STAGES
 from inferbench.stages.common import make_context
 
@@ -65,16 +65,14 @@ def test_platform_conforms(converted, platform):
         assert endpoint["status"] == "ready" and endpoint["cold_start_s"] > 0
         assert endpoint["platform_version"]
         base = endpoint["url"]
-        with urllib.request.urlopen(f"{base}/v2/models/{endpoint['model_name']}/ready",
-                                    timeout=10) as ready:
+        with urllib.request.urlopen(base + endpoint["ready_path"], timeout=10) as ready:
             assert ready.status == 200  # ready means the model, not just the port
-        body, headers = v2protocol.encode_request(backend.input_name, batch,
-                                                  backend.output_name)
-        request = urllib.request.Request(f"{base}/v2/models/{endpoint['model_name']}/infer",
-                                         data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            outputs = v2protocol.decode_response(
-                response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
+        # Through the platform's own client, as the load stage talks to it.
+        protocol = get_protocol(backend.protocol)
+        target = Target(base, endpoint["model_name"], backend.input_name, backend.output_name)
+        status, headers, body = protocol.send_once(protocol.build(target, batch))
+        protocol.check(status, headers, body, len(batch))
+        outputs = protocol.decode(headers, body)
         np.testing.assert_allclose(outputs[backend.output_name], reference_outputs(ctx, batch),
                                    rtol=0, atol=ATOL)
     finally:

@@ -3,8 +3,9 @@
 A backend knows how to lay out its model repository and which process to start; the
 shared lifecycle (spawn in its own process group, wait for readiness, time the cold start,
 stop the whole group) lives in `inferbench.backends.process`, so every platform is started,
-timed and stopped the same way. All platforms in the spine speak the KServe V2 HTTP
-protocol, so one load-generator client serves them all.
+timed and stopped the same way. A backend names the load generator's client for its
+endpoint (`protocol`, and `grpc_protocol` where it serves gRPC too); the load stage and
+the conformance suite talk to every platform through that client.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ class Backend(ABC):
 
     name: ClassVar[str]
     model_format: ClassVar[ModelFormat]
-    protocol: ClassVar[str] = "kserve_v2_http"
+    # Names in inferbench.load.protocols.PROTOCOLS: the client of the HTTP endpoint, and of
+    # the gRPC one for platforms that also serve gRPC (spec.PLATFORM_TRANSPORTS).
+    protocol: ClassVar[str] = "kserve-v2"
+    grpc_protocol: ClassVar[str | None] = None
     input_name: ClassVar[str] = "input"
     output_name: ClassVar[str] = "output"
 

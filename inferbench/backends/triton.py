@@ -185,6 +185,7 @@ def _server_env() -> dict[str, str]:
 class TritonBackend(Backend):
     has_model_stats = True  # the statistics extension
     name = "triton"
+    grpc_protocol = "kserve-v2-grpc"
     model_format = ModelFormat.ONNX
 
     @staticmethod

@@ -7,7 +7,6 @@ rewritten after every point, so a failure later keeps what was already measured.
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import numpy as np
 
@@ -15,9 +14,8 @@ from inferbench.backends import get_backend
 from inferbench.backends.base import Backend
 from inferbench.backends.server_stats import split_ms
 from inferbench.errors import InferBenchError
-from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
-from inferbench.load.grpc_transport import is_grpc_url, split_grpc_url
+from inferbench.load.protocols import Protocol, Target, get_protocol
 from inferbench.load.runner import Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
@@ -34,55 +32,34 @@ def _batches(ctx: StageContext, batch_size: int) -> list[np.ndarray]:
     return [rng.standard_normal(shape, dtype=np.float32) for _ in range(DISTINCT_PAYLOADS)]
 
 
-def build_requests(ctx: StageContext, endpoint: dict, backend: Backend,
-                   batch_size: int) -> list[Request]:
+def protocol_target(ctx: StageContext, endpoint: dict, backend: Backend
+                    ) -> tuple[Protocol, Target]:
+    """The backend's client for the spec's transport, aimed at the served model."""
     if ctx.spec.workload.transport is Transport.GRPC:
-        protocol, target = _grpc_target(endpoint, backend)
-        return [protocol.build(target, batch) for batch in _batches(ctx, batch_size)]
-    url = f"{endpoint['url']}/v2/models/{endpoint['model_name']}/infer"
-    requests = []
-    for batch in _batches(ctx, batch_size):
-        body, headers = v2protocol.encode_request(backend.input_name, batch,
-                                                  backend.output_name)
-        requests.append(Request(url, body, headers))
-    return requests
+        if not endpoint.get("grpc_url") or backend.grpc_protocol is None:
+            raise InferBenchError(f"platform {endpoint['platform']!r} has no gRPC endpoint; "
+                                  'fix: set workload.transport to "http"')
+        name, url = backend.grpc_protocol, endpoint["grpc_url"]
+    else:
+        name, url = backend.protocol, endpoint["url"]
+    return get_protocol(name), Target(url, endpoint["model_name"], backend.input_name,
+                                      backend.output_name)
 
 
-def _grpc_target(endpoint: dict, backend: Backend) -> tuple:
-    from inferbench.load.protocols import Target
-    from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
-
-    if not endpoint.get("grpc_url"):
-        raise InferBenchError(f"platform {endpoint['platform']!r} has no gRPC endpoint; fix: "
-                              'set workload.transport to "http"')
-    return KServeV2Grpc(), Target(endpoint["grpc_url"], endpoint["model_name"],
-                                  backend.input_name, backend.output_name)
+def build_requests(ctx: StageContext, protocol: Protocol, target: Target,
+                   batch_size: int) -> list[Request]:
+    return [protocol.build(target, batch) for batch in _batches(ctx, batch_size)]
 
 
-def check_response(request: Request, batch_size: int, num_outputs: int) -> None:
+def check_response(protocol: Protocol, request: Request, batch_size: int,
+                   num_outputs: int) -> None:
     """One request before measuring: a misconfigured server fails here, not as 100 % errors."""
-    outputs = _send_once_grpc(request) if is_grpc_url(request.url) else _send_once_http(request)
-    shapes = {k: v.shape for k, v in outputs.items()}
+    status, headers, body = protocol.send_once(request)
+    protocol.check(status, headers, body, batch_size)
+    shapes = {k: v.shape for k, v in protocol.decode(headers, body).items()}
     if (batch_size, num_outputs) not in shapes.values():
         raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
                               f"shape {(batch_size, num_outputs)}")
-
-
-def _send_once_http(request: Request) -> dict[str, np.ndarray]:
-    req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
-    with urllib.request.urlopen(req, timeout=30) as response:
-        return v2protocol.decode_response(
-            response.read(), response.headers.get(v2protocol.HEADER_LENGTH))
-
-
-def _send_once_grpc(request: Request) -> dict[str, np.ndarray]:
-    from tritonclient.grpc import service_pb2
-
-    from inferbench.load.protocols.kserve_grpc import decode_outputs, unary_call
-
-    address, method = split_grpc_url(request.url)
-    return decode_outputs(unary_call(f"grpc://{address}", method, request.body,
-                                     service_pb2.ModelInferResponse, 30.0))
 
 
 def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
@@ -100,14 +77,15 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s,
                     spec.stability_windows, spec.stability_window_s, spec.stability_tolerance_pct)
     backend = get_backend(platform)
+    protocol, target = protocol_target(ctx, endpoint, backend)
 
     def read_server_stats():
         return backend.server_stats(endpoint["url"], endpoint["model_name"])
 
     try:
         for index, batch_size in enumerate(spec.batch_sizes):
-            requests = build_requests(ctx, endpoint, backend, batch_size)
-            check_response(requests[0], batch_size, spec.model.num_outputs)
+            requests = build_requests(ctx, protocol, target, batch_size)
+            check_response(protocol, requests[0], batch_size, spec.model.num_outputs)
             stall_pct = host_stall_pct(spec.late_send_threshold_ms)
             # A server in its own container is not visible from this stage's container: its
             # process samples are missing there (host-wide samples are still taken).

@@ -57,7 +57,8 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
                 "runtime": containers.runtime_from_env()}
     if Transport.GRPC in PLATFORM_TRANSPORTS[Platform(platform)]:
         endpoint["grpc_url"] = f"grpc://127.0.0.1:{sctx.grpc_port}"
-    ready_url = base_url + backend.ready_path(sctx)
+    endpoint["ready_path"] = backend.ready_path(sctx)
+    ready_url = base_url + endpoint["ready_path"]
     started = time.perf_counter()
     endpoint["started_at"] = time.time()
     try:

@@ -52,20 +52,32 @@ class Protocol(ABC):
                               "inputs; fix: give --input-name, --output-name and "
                               "--input-shape")
 
-    def probe(self, target: Target, batch: np.ndarray) -> None:
-        """Send one request now (outside the timed run) and check its answer: a misconfigured
-        endpoint fails here with a clear message instead of as 100 % errors."""
-        request = self.build(target, batch)
+    def decode(self, headers: dict[str, str], body: bytes) -> dict[str, np.ndarray]:
+        """The output tensors of a good answer, by name (the pre-run check compares their
+        shapes, the conformance suite their values)."""
+        raise InferBenchError(f"protocol {self.name!r} answers are not tensors this client "
+                              "can decode")
+
+    def send_once(self, request: Request, timeout_s: float = 30.0
+                  ) -> tuple[int, dict[str, str], bytes]:
+        """Send one prepared request now, outside any timed run: status, headers (lower-case
+        names) and body. Errors that mean the endpoint is not there name the fix."""
         req = urllib.request.Request(request.url, data=request.body, headers=request.headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as response:
+            with urllib.request.urlopen(req, timeout=timeout_s) as response:
                 status, headers, body = response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             status, headers, body = exc.code, dict(exc.headers), exc.read()
         except (urllib.error.URLError, OSError) as exc:
             raise InferBenchError(f"endpoint {request.url!r} is not reachable ({exc}); fix: "
                                   "start the server or correct --endpoint") from None
-        self.check(status, {k.lower(): v for k, v in headers.items()}, body, len(batch))
+        return status, {k.lower(): v for k, v in headers.items()}, body
+
+    def probe(self, target: Target, batch: np.ndarray) -> None:
+        """Send one request now (outside the timed run) and check its answer: a misconfigured
+        endpoint fails here with a clear message instead of as 100 % errors."""
+        status, headers, body = self.send_once(self.build(target, batch))
+        self.check(status, headers, body, len(batch))
 
 
 def require_ok(status: int, body: bytes, what: str) -> None:

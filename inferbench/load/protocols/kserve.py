@@ -48,15 +48,16 @@ class KServeV2Binary(Protocol):
                                   f"({exc}); fix: start the server, or give --input-name and "
                                   "--input-shape") from None
 
-    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
-        require_ok(status, body, "KServe V2 infer")
+    def decode(self, headers: dict[str, str], body: bytes) -> dict[str, np.ndarray]:
         try:
-            outputs = v2protocol.decode_response(
-                body, headers.get(v2protocol.HEADER_LENGTH.lower()))
+            return v2protocol.decode_response(body, headers.get(v2protocol.HEADER_LENGTH.lower()))
         except (ValueError, KeyError) as exc:
             raise InferBenchError(f"not a KServe V2 infer response ({exc}): {body[:200]!r}") \
                 from None
-        _check_outputs(outputs, batch_size, "the server")
+
+    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
+        require_ok(status, body, "KServe V2 infer")
+        _check_outputs(self.decode(headers, body), batch_size, "the server")
 
 
 class KServeV2Json(KServeV2Binary):

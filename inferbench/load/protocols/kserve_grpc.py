@@ -16,7 +16,7 @@ import numpy as np
 
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
-from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, grpc_module
+from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, grpc_module, split_grpc_url
 from inferbench.load.protocols.base import Protocol, Target
 from inferbench.load.runner import Request
 
@@ -104,11 +104,14 @@ class KServeV2Grpc(Protocol):
         body = self.request_message(target, batch).SerializeToString()
         return Request(f"{target.url.rstrip('/')}{INFER_METHOD}", body, {})
 
+    def decode(self, headers: dict[str, str], body: bytes) -> dict[str, np.ndarray]:
+        return decode_outputs(_pb2().ModelInferResponse.FromString(body))
+
     def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
         if status != OK_STATUS:
             raise InferBenchError(f"gRPC ModelInfer answered status {status}; fix: check "
                                   "--model and the input shape")
-        outputs = decode_outputs(_pb2().ModelInferResponse.FromString(body))
+        outputs = self.decode(headers, body)
         if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
             shapes = {k: v.shape for k, v in outputs.items()}
             raise InferBenchError(f"the server answered outputs {shapes}, expected a first "
@@ -117,8 +120,9 @@ class KServeV2Grpc(Protocol):
     def model_metadata(self, url: str, model: str) -> dict[str, Any]:
         return model_metadata(url, model)
 
-    def probe(self, target: Target, batch: np.ndarray) -> None:
-        pb2 = _pb2()
-        response = unary_call(target.url, INFER_METHOD, self.request_message(target, batch),
-                              pb2.ModelInferResponse, 30.0)
-        self.check(OK_STATUS, {}, response.SerializeToString(), len(batch))
+    def send_once(self, request: Request, timeout_s: float = 30.0
+                  ) -> tuple[int, dict[str, str], bytes]:
+        address, method = split_grpc_url(request.url)
+        response = unary_call(f"{GRPC_SCHEME}://{address}", method, request.body,
+                              _pb2().ModelInferResponse, timeout_s)
+        return OK_STATUS, {}, response.SerializeToString()
