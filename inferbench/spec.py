@@ -37,6 +37,7 @@ class ModelFamily(StrEnum):
 class ModelFormat(StrEnum):
     TORCHSCRIPT = "torchscript"
     ONNX = "onnx"
+    SAVEDMODEL = "savedmodel"  # TensorFlow SavedModel (needs the tensorflow extra)
 
 
 class Platform(StrEnum):
@@ -46,6 +47,9 @@ class Platform(StrEnum):
     ONNXRUNTIME = "onnxruntime"
     TORCHSCRIPT = "torchscript"
     OPENVINO = "openvino"
+    TORCHSERVE = "torchserve"
+    MLSERVER = "mlserver"
+    TFSERVING = "tfserving"  # TensorFlow Serving; runs only from its Docker image
 
 
 # Which converted format each platform serves. Checked against `formats` at validation.
@@ -54,6 +58,9 @@ PLATFORM_FORMAT: dict[Platform, ModelFormat] = {
     Platform.ONNXRUNTIME: ModelFormat.ONNX,
     Platform.TORCHSCRIPT: ModelFormat.TORCHSCRIPT,
     Platform.OPENVINO: ModelFormat.ONNX,
+    Platform.TORCHSERVE: ModelFormat.TORCHSCRIPT,
+    Platform.MLSERVER: ModelFormat.ONNX,
+    Platform.TFSERVING: ModelFormat.SAVEDMODEL,
 }
 
 
@@ -70,6 +77,12 @@ PLATFORM_TRANSPORTS: dict[Platform, frozenset[Transport]] = {
     Platform.ONNXRUNTIME: frozenset({Transport.HTTP}),
     Platform.TORCHSCRIPT: frozenset({Transport.HTTP}),
     Platform.OPENVINO: frozenset({Transport.HTTP}),
+    # TorchServe's gRPC API takes its own messages (inference.proto), not KServe V2.
+    Platform.TORCHSERVE: frozenset({Transport.HTTP}),
+    # MLServer's gRPC front end is KServe V2 (inference.GRPCInferenceService).
+    Platform.MLSERVER: frozenset({Transport.HTTP, Transport.GRPC}),
+    # TF Serving's REST predict API and its gRPC PredictionService (not KServe V2).
+    Platform.TFSERVING: frozenset({Transport.HTTP, Transport.GRPC}),
 }
 
 

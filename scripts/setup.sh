@@ -17,6 +17,12 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
 fi
 
+# TorchServe's frontend is Java (17 or later).
+if ! command -v java >/dev/null 2>&1; then
+    echo "installing Java 17 for TorchServe (apt)"
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
@@ -33,3 +39,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
         || { echo "error: dependency installation failed (see pip output above)" >&2; exit 1; }
     echo "$wanted" > "$stamp"
 fi
+# MLServer pins fastapi<0.116, which .venv cannot hold: its own venv (.venvs/mlserver), about
+# a minute the first time, a stamp check after.
+.venv/bin/python -m inferbench.sidevenv create mlserver

@@ -8,13 +8,17 @@ from inferbench.errors import InferBenchError
 
 def _registry() -> dict[str, type[Backend]]:
     # Imported here so listing platforms never imports a platform's heavy dependencies.
+    from inferbench.backends.mlserver import MLServerBackend
     from inferbench.backends.onnxruntime import OnnxRuntimeBackend
     from inferbench.backends.openvino import OpenVinoBackend
+    from inferbench.backends.tfserving import TfServingBackend
     from inferbench.backends.torchscript import TorchScriptBackend
+    from inferbench.backends.torchserve import TorchServeBackend
     from inferbench.backends.triton import TritonBackend
 
     return {cls.name: cls for cls in (TritonBackend, OnnxRuntimeBackend, TorchScriptBackend,
-                                          OpenVinoBackend)}
+                                          OpenVinoBackend, TorchServeBackend, MLServerBackend,
+                                          TfServingBackend)}
 
 
 def get_backend(name: str) -> Backend:

@@ -104,9 +104,12 @@ class Backend(ABC):
     # Whether the server answers GET /v2/models/{name}/stats (backends/server_stats.py).
     has_model_stats: ClassVar[bool] = False
 
-    def server_stats(self, base_url: str, model_name: str) -> ServerStats | None:
+    def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
+                     ) -> ServerStats | None:
         """Cumulative queue/compute counters of the running server, or None where the
-        platform exposes none (then the report shows client-side latency only)."""
+        platform exposes none (then the report shows client-side latency only).
+        `metrics_url` is the server's metrics port (http://HOST:PORT), for platforms that
+        count on a Prometheus endpoint."""
         if not self.has_model_stats:
             return None
         from inferbench.backends.server_stats import read_model_stats

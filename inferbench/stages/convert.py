@@ -52,6 +52,10 @@ def _export_torchscript(model, example, path: Path) -> str:
 
 def _runner(fmt: ModelFormat, path: Path):
     """A function batch -> outputs that runs the converted artifact the way a server would."""
+    if fmt is ModelFormat.SAVEDMODEL:
+        from inferbench.models.tf_port import load_savedmodel
+
+        return load_savedmodel(path)
     if fmt is ModelFormat.ONNX:
         import onnxruntime as ort
 
@@ -63,8 +67,17 @@ def _runner(fmt: ModelFormat, path: Path):
     return lambda x: loaded(torch.from_numpy(x)).detach().numpy()
 
 
+def _export_savedmodel(model, example, path: Path) -> str:
+    # TensorFlow is imported only here: a run without the savedmodel format never loads it.
+    from inferbench.models.tf_port import export_savedmodel
+
+    return export_savedmodel(model, example, path)
+
+
 EXPORTERS = {ModelFormat.ONNX: (_export_onnx, "model.onnx"),
-             ModelFormat.TORCHSCRIPT: (_export_torchscript, "model.torchscript.pt")}
+             ModelFormat.TORCHSCRIPT: (_export_torchscript, "model.torchscript.pt"),
+             # A directory: saved_model.pb + variables/ (TF Serving's version directory).
+             ModelFormat.SAVEDMODEL: (_export_savedmodel, "savedmodel")}
 
 
 def run(ctx: StageContext) -> dict:

@@ -80,7 +80,8 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     protocol, target = protocol_target(ctx, endpoint, backend)
 
     def read_server_stats():
-        return backend.server_stats(endpoint["url"], endpoint["model_name"])
+        return backend.server_stats(endpoint["url"], endpoint["model_name"],
+                                    endpoint.get("metrics_url"))
 
     try:
         for index, batch_size in enumerate(spec.batch_sizes):

@@ -55,6 +55,7 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
                 "config": config, "config_label": labelled.label,
                 "platform_version": backend.version(), "status": "starting",
                 "runtime": containers.runtime_from_env()}
+    endpoint["metrics_url"] = f"http://127.0.0.1:{sctx.metrics_port}"
     if Transport.GRPC in PLATFORM_TRANSPORTS[Platform(platform)]:
         endpoint["grpc_url"] = f"grpc://127.0.0.1:{sctx.grpc_port}"
     endpoint["ready_path"] = backend.ready_path(sctx)

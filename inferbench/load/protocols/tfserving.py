@@ -16,6 +16,10 @@ from inferbench.load.protocols.base import Protocol, Target, require_ok
 from inferbench.load.runner import Request
 
 
+# The output of a single-output signature, as inferbench/models/tf_port.py names it.
+SINGLE_OUTPUT_NAME = "output"
+
+
 class TfServingRest(Protocol):
     name = "tfserving-rest"
 
@@ -24,12 +28,34 @@ class TfServingRest(Protocol):
         body = json.dumps({"instances": batch.tolist()}, separators=(",", ":")).encode()
         return Request(url, body, {"Content-Type": "application/json", **target.extra_headers})
 
-    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
-        require_ok(status, body, "TF-Serving predict")
+    def _predictions(self, body: bytes) -> list:
         try:
             predictions = json.loads(body)["predictions"]
         except (ValueError, KeyError, TypeError):
             raise InferBenchError(f"not a TF-Serving predict answer: {body[:200]!r}") from None
+        if not isinstance(predictions, list):
+            raise InferBenchError(f"TF-Serving predictions are not a list: {body[:200]!r}")
+        return predictions
+
+    def decode(self, headers: dict[str, str], body: bytes) -> dict[str, np.ndarray]:
+        """The row format's answer by output name. With several outputs each prediction is
+        an object keyed by output name; with one output TF Serving drops the name, and the
+        values are returned under SINGLE_OUTPUT_NAME, the name InferBench's SavedModel
+        export gives its one output. Values come back as float32 (JSON has no dtype; every
+        canonical model answers float32)."""
+        predictions = self._predictions(body)
+        try:
+            if predictions and all(isinstance(p, dict) for p in predictions):
+                return {name: np.asarray([p[name] for p in predictions], dtype=np.float32)
+                        for name in predictions[0]}
+            return {SINGLE_OUTPUT_NAME: np.asarray(predictions, dtype=np.float32)}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InferBenchError(f"TF-Serving predictions are not tensors ({exc}): "
+                                  f"{body[:200]!r}") from None
+
+    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
+        require_ok(status, body, "TF-Serving predict")
+        predictions = self._predictions(body)
         if len(predictions) != batch_size:
             raise InferBenchError(f"TF-Serving predict answered {len(predictions)} predictions "
                                   f"for a batch of {batch_size}")

@@ -1,0 +1,173 @@
+"""MLServer (Seldon) 1.7.1 serving the ONNX model through a custom ONNX Runtime runtime.
+
+MLServer pins fastapi<0.116 / starlette<0.47, which the project's own environment cannot
+hold, so it runs from a side virtual environment (`inferbench.sidevenv`, name "mlserver"),
+created on first use or ahead of time by scripts/setup.sh. Nothing of inferbench runs in
+that environment: the runtime (`mlserver_runtime.py`) is copied into the model directory,
+where MLServer imports it from.
+
+The layout `prepare` writes, under the platform's workdir:
+
+    mlserver/settings.json                    server: ports, workers, metrics
+    mlserver/<model>/model-settings.json      model: runtime, ONNX path, threads, batching
+    mlserver/<model>/inferbench_onnx_runtime.py
+
+MLServer's REST front end does not implement the binary tensor extension, so the load
+generator speaks plain V2 JSON to it ("kserve-v2-json"); its gRPC front end is the KServe
+V2 `inference.GRPCInferenceService`, with raw tensor contents, like Triton's.
+
+Server-side split: MLServer 1.7.1 exposes no per-request queue or compute time (see
+`server_stats`), so the report shows client-side latency only for this platform.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from inferbench import sidevenv
+from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
+from inferbench.errors import InferBenchError
+from inferbench.spec import ModelFormat
+
+SIDE_ENV = "mlserver"
+RUNTIME_MODULE = "inferbench_onnx_runtime"
+RUNTIME_CLASS = "OnnxRuntimeModel"
+
+
+def repository(ctx: ServeContext) -> Path:
+    return ctx.workdir / "mlserver"
+
+
+def server_settings(ctx: ServeContext) -> dict[str, Any]:
+    """settings.json: the server-wide settings."""
+    repo = repository(ctx)
+    return {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": ctx.http_port,
+        "grpc_port": ctx.grpc_port,
+        "metrics_port": ctx.metrics_port,
+        "metrics_endpoint": "/metrics",
+        # In 1.7.1 parallel_workers=0 runs inference inline in the server's asyncio event
+        # loop (the one process that also parses HTTP/gRPC), while N >= 1 starts N worker
+        # processes, each with its own copy of the model, fed over multiprocessing queues
+        # (the default is 1). A worker per model instance is what instance_count means on
+        # the other platforms (Triton instance_group, the FastAPI server's instances), and
+        # 1 keeps MLServer's default architecture for a single instance.
+        "parallel_workers": ctx.server.instance_count,
+        # Workers share Prometheus counters through files here (and MLServer would create
+        # .metrics / .envs in its working directory otherwise).
+        "metrics_dir": str(repo / ".metrics"),
+        "environments_dir": str(repo / ".envs"),
+        "model_repository_root": str(repo),
+        "load_models_at_startup": True,
+        "server_name": "mlserver",
+    }
+
+
+def model_settings(ctx: ServeContext, onnx_path: Path) -> dict[str, Any]:
+    """model-settings.json of the served model."""
+    settings: dict[str, Any] = {
+        "name": ctx.model_name,
+        "implementation": f"{RUNTIME_MODULE}.{RUNTIME_CLASS}",
+        "platform": "onnxruntime",
+        "inputs": [{"name": Backend.input_name, "datatype": "FP32",
+                    "shape": [-1, *ctx.input_shape]}],
+        "outputs": [{"name": Backend.output_name, "datatype": "FP32",
+                     "shape": [-1, ctx.num_outputs]}],
+        "parameters": {
+            # The ONNX file in place: the dynamo exporter may keep weights in a
+            # `.onnx.data` file beside it, which a copy would have to follow.
+            "uri": str(onnx_path),
+            "extra": {"intra_op_threads": ctx.threads},
+        },
+    }
+    settings.update(batching(ctx))
+    return settings
+
+
+def batching(ctx: ServeContext) -> dict[str, Any]:
+    """MLServer's adaptive batching fields, from ctx.server.
+
+    MLServer batches when max_batch_size > 1 and max_batch_time > 0 (seconds); otherwise
+    each request runs alone. Its max_batch_size counts requests, not rows: requests of
+    batch b are merged up to max_batch_size of them (max_batch_size * b rows). The
+    benchmark's largest batch is used as the request count, which equals the row limit
+    of the other platforms for single-row requests. preferred_batch_sizes is a Triton knob
+    with no MLServer counterpart."""
+    server = ctx.server
+    if not server.dynamic_batching:
+        return {"max_batch_size": 0, "max_batch_time": 0.0}
+    # A zero delay would switch the batcher off (mlserver/batching/hooks.py); one
+    # microsecond keeps it on and takes what is already queued.
+    return {"max_batch_size": ctx.max_batch_size,
+            "max_batch_time": max(server.max_queue_delay_us, 1) / 1e6}
+
+
+def _server_env() -> dict[str, str]:
+    # The side environment's own packages only: nothing of the main venv on its path.
+    return {"PYTHONPATH": "", "PYTHONNOUSERSITE": "1"}
+
+
+class MLServerBackend(Backend):
+    name = "mlserver"
+    model_format = ModelFormat.ONNX
+    protocol = "kserve-v2-json"
+
+    def prepare(self, ctx: ServeContext) -> None:
+        onnx_path = ctx.model_path.resolve()
+        if not onnx_path.is_file():
+            raise InferBenchError(f"ONNX model {onnx_path} does not exist; the convert stage "
+                                  "must run before the mlserver platform is prepared")
+        sidevenv.ensure(SIDE_ENV)  # minutes the first time on a host, then instant
+        repo = repository(ctx)
+        # From an empty repository: MLServer loads every model-settings.json it finds.
+        if repo.exists():
+            shutil.rmtree(repo)
+        model_dir = repo / ctx.model_name
+        model_dir.mkdir(parents=True)
+        (repo / "settings.json").write_text(json.dumps(server_settings(ctx), indent=2) + "\n")
+        (model_dir / "model-settings.json").write_text(
+            json.dumps(model_settings(ctx, onnx_path), indent=2) + "\n")
+        (model_dir / f"{RUNTIME_MODULE}.py").write_text(
+            files("inferbench.backends").joinpath("mlserver_runtime.py").read_text())
+
+    def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
+        return LaunchPlan(argv=[str(sidevenv.bin_dir(SIDE_ENV) / "mlserver"), "start",
+                                str(repository(ctx))],
+                          env=_server_env(), ready_path=self.ready_path(ctx),
+                          cwd=repository(ctx))
+
+    def version(self) -> str:
+        return _version()
+
+    def server_stats(self, base_url: str, model_name: str) -> ServerStats | None:
+        """None: MLServer 1.7.1 has no queue or compute time to split latency with.
+
+        Its /metrics (metrics port) holds model_infer_request_success/failure counters,
+        the REST and gRPC front ends' request-duration histograms (whole handler time,
+        queueing and inference together), and two histograms of queue *lengths* sampled
+        when a request arrives (batch_request_queue: the adaptive batcher's queue;
+        parallel_request_queue: requests in flight per worker). None of them times the
+        wait apart from the inference, so no faithful split exists."""
+        return None
+
+
+def _version() -> str:
+    """`mlserver X (onnxruntime Y)` as installed in the side environment."""
+    versions = _side_versions()
+    if not versions:  # not created yet: ask again next time rather than cache "unknown"
+        _side_versions.cache_clear()
+    return (f"mlserver {versions.get('mlserver', 'unknown')} "
+            f"(onnxruntime {versions.get('onnxruntime', 'unknown')})")
+
+
+@functools.cache
+def _side_versions() -> dict[str, str]:
+    # A subprocess in the side environment (~0.1 s), once per process.
+    return sidevenv.distribution_versions(SIDE_ENV, ["mlserver", "onnxruntime"])

@@ -1,0 +1,74 @@
+"""MLServer runtime serving an ONNX model with ONNX Runtime (the "mlserver" platform).
+
+Copied by `MLServerBackend.prepare` into the model's directory as `inferbench_onnx_runtime.py`
+and named by model-settings.json's `implementation`. MLServer puts the folder of
+model-settings.json on sys.path while it imports the implementation (`ModelSettings.
+implementation` in mlserver/settings.py), in the main process and in each parallel worker.
+
+It runs inside MLServer's own virtual environment (inferbench.sidevenv "mlserver"), so it
+must not import inferbench; only mlserver, onnxruntime and numpy are available there.
+
+Batching is MLServer's (adaptive batching, model-settings.json max_batch_size /
+max_batch_time): when on, `predict` receives the merged request, whose input holds the
+concatenated rows of every request in the batch, and MLServer splits the flat output back
+by each request's rows. So the output must be encoded flat (NumpyCodec does) with the
+batch dimension first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.errors import InferenceError
+from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
+from mlserver.utils import get_model_uri
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+def decode_batch(request_input: RequestInput) -> np.ndarray:
+    """The request's tensor as contiguous FP32, batch dimension first.
+
+    JSON requests carry `data` as a (possibly nested) list; gRPC requests with
+    `raw_input_contents` have had their bytes unpacked into `data` by MLServer before the
+    runtime sees them (mlserver/raw.py), so both arrive as `data` with a `shape`."""
+    if request_input.datatype != "FP32":
+        raise InferenceError(f"input {request_input.name!r} has datatype "
+                             f"{request_input.datatype!r}; this model takes FP32")
+    array = NumpyCodec.decode_input(request_input)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    """The same ONNX Runtime settings as every other platform of the benchmark."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+class OnnxRuntimeModel(MLModel):
+    async def load(self) -> bool:
+        path = await get_model_uri(self._settings)
+        extra = (self._settings.parameters.extra if self._settings.parameters else None) or {}
+        self._session = ort.InferenceSession(
+            path, sess_options=session_options(int(extra.get("intra_op_threads", 1))),
+            providers=["CPUExecutionProvider"])
+        self._ort_input = self._session.get_inputs()[0].name
+        self._ort_output = self._session.get_outputs()[0].name
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        inputs = [i for i in payload.inputs if i.name == INPUT_NAME] or payload.inputs[:1]
+        if not inputs:
+            raise InferenceError(f"the request has no input (expected {INPUT_NAME!r})")
+        batch = decode_batch(inputs[0])
+        (result,) = self._session.run([self._ort_output], {self._ort_input: batch})
+        output = np.ascontiguousarray(result, dtype=np.float32)
+        return InferenceResponse(
+            model_name=self.name, model_version=self.version, id=payload.id,
+            outputs=[NumpyCodec.encode_output(OUTPUT_NAME, output)])

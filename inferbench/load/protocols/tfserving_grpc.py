@@ -1,0 +1,64 @@
+"""TF Serving's gRPC Predict (`tensorflow.serving.PredictionService/Predict`), the API its
+own clients use (TF Serving's --port).
+
+Messages come from `inferbench.load.tfserving_pb` (hand-written descriptors with the official
+package names and field numbers), not from tensorflow-serving-api, which would pull the
+whole of TensorFlow into the load generator. The input travels as a TensorProto with the
+values in tensor_content, which is what tf.make_tensor_proto writes for an ndarray. The
+endpoint is grpc://HOST:PORT; requests are serialized once before the run and sent by the
+issuer's gRPC transport (load/grpc_transport.py), like kserve-v2-grpc.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from inferbench.errors import InferBenchError
+from inferbench.load import tfserving_pb
+from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, split_grpc_url
+from inferbench.load.protocols.base import Protocol, Target
+from inferbench.load.protocols.kserve_grpc import grpc_address, unary_call
+from inferbench.load.runner import Request
+
+SIGNATURE = "serving_default"
+
+
+class TfServingGrpc(Protocol):
+    name = "tfserving-grpc"
+
+    def request_message(self, target: Target, batch: np.ndarray) -> Any:
+        pb = tfserving_pb.messages()
+        request = pb.PredictRequest()
+        request.model_spec.name = target.model
+        request.model_spec.signature_name = SIGNATURE
+        request.inputs[target.input_name].CopyFrom(tfserving_pb.tensor_proto(batch))
+        request.output_filter.append(target.output_name)
+        return request
+
+    def build(self, target: Target, batch: np.ndarray) -> Request:
+        grpc_address(target.url)
+        body = self.request_message(target, batch).SerializeToString()
+        return Request(f"{target.url.rstrip('/')}{tfserving_pb.PREDICT_METHOD}", body, {})
+
+    def decode(self, headers: dict[str, str], body: bytes) -> dict[str, np.ndarray]:
+        response = tfserving_pb.messages().PredictResponse.FromString(body)
+        return {name: tfserving_pb.to_ndarray(t) for name, t in response.outputs.items()}
+
+    def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
+        if status != OK_STATUS:
+            raise InferBenchError(f"gRPC Predict answered status {status}; fix: check "
+                                  "--model, the signature's input name and the input shape")
+        outputs = self.decode(headers, body)
+        if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
+            shapes = {k: v.shape for k, v in outputs.items()}
+            raise InferBenchError(f"the server answered outputs {shapes}, expected a first "
+                                  f"dimension of {batch_size} (the batch size)")
+
+    def send_once(self, request: Request, timeout_s: float = 30.0
+                  ) -> tuple[int, dict[str, str], bytes]:
+        address, method = split_grpc_url(request.url)
+        response = unary_call(f"{GRPC_SCHEME}://{address}", method, request.body,
+                              tfserving_pb.messages().PredictResponse, timeout_s)
+        return OK_STATUS, {}, response.SerializeToString()
