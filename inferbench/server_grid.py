@@ -27,7 +27,8 @@ class LabelledConfig:
         return {"dynamic_batching": c.dynamic_batching,
                 "max_queue_delay_us": c.max_queue_delay_us,
                 "preferred_batch_sizes": list(c.preferred_batch_sizes),
-                "instance_count": c.instance_count}
+                "instance_count": c.instance_count,
+                "openvino_precision": c.openvino_precision}
 
 
 def label(config: ServerConfig) -> str:
@@ -37,6 +38,8 @@ def label(config: ServerConfig) -> str:
         if config.preferred_batch_sizes:
             parts.append("pref=" + "+".join(map(str, config.preferred_batch_sizes)))
     parts.append(f"inst={config.instance_count}")
+    if config.openvino_precision != "f32":
+        parts.append(f"ov={config.openvino_precision}")
     return ",".join(parts)
 
 
@@ -45,7 +48,8 @@ def server_configs(spec: BenchmarkSpec) -> list[LabelledConfig]:
     out = []
     for index, (batching, delay_us, preferred, instances) in enumerate(spec.server.grid()):
         config = ServerConfig(dynamic_batching=batching, max_queue_delay_us=delay_us,
-                              preferred_batch_sizes=preferred, instance_count=instances)
+                              preferred_batch_sizes=preferred, instance_count=instances,
+                              openvino_precision=spec.server.openvino_precision)
         out.append(LabelledConfig(index, label(config), config))
     return out
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -264,6 +264,10 @@ class ServerSpec(_Strict):
         None, ge=1, le=4096, description="Largest batch the server runs: Triton's "
         "max_batch_size and the batcher's cap (rows). Default: the largest of batch_sizes; "
         "raise it so dynamic batching can merge requests, e.g. 8 with batch_sizes [1].")
+    openvino_precision: Literal["f32", "bf16"] = Field(
+        "f32", description="OpenVINO only: the CPU plugin's inference precision. f32 gives "
+        "the other platforms' outputs; bf16 (fast on CPUs with AMX / AVX-512 BF16) trades "
+        "accuracy for speed, so its outputs differ beyond the conversion tolerance.")
     max_configs: int = Field(
         16, ge=1, le=1024, description="Cap on the number of server configurations the "
         "lists above may expand to (each one starts a server and runs every batch size).")
@@ -427,6 +431,11 @@ class BenchmarkSpec(_Strict):
                     f"server.preferred_batch_sizes {list(config[2])!r} exceed the server's max "
                     f"batch size {largest} (server.max_batch_size, default max(batch_sizes)); "
                     f"fix: keep each preferred size <= {largest} or raise server.max_batch_size")
+        if self.server.openvino_precision != "f32" and Platform.OPENVINO not in self.platforms:
+            raise ValueError(
+                f"server.openvino_precision {self.server.openvino_precision!r} applies to "
+                "platform 'openvino' only, which is not in platforms; fix: add \"openvino\" "
+                "to platforms or drop server.openvino_precision")
         if self.max_duration_s < self.min_duration_s:
             raise ValueError(f"max_duration_s {self.max_duration_s!r} is below min_duration_s "
                              f"{self.min_duration_s!r}; fix: raise max_duration_s")
@@ -444,6 +453,8 @@ class BenchmarkSpec(_Strict):
             del data["server"]
         if self.workload.transport is Transport.HTTP:  # likewise specs from before transport
             del data["workload"]["transport"]
+        if "server" in data and self.server.openvino_precision == "f32":  # and precision
+            del data["server"]["openvino_precision"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -19,7 +19,7 @@ from inferbench.stages.common import make_context
 
 pytestmark = pytest.mark.integration
 
-LOCAL_PLATFORMS = ["onnxruntime", "torchscript", "openvino", "triton", "torchserve"]
+LOCAL_PLATFORMS = ["onnxruntime", "torchscript", "openvino", "triton", "torchserve", "mlserver"]
 SPEC = {
     "name": "conformance",
     "model": {"family": "cnn", "depth": 1, "width": 8, "input_shape": [3, 16, 16]},

@@ -62,7 +62,8 @@ def test_batching_off_collapses_the_delays_it_ignores():
                                           "db=on,delay=1000us,inst=1"]
     assert configs[2].config == ServerConfig(dynamic_batching=True, max_queue_delay_us=1000)
     assert configs[2].knobs() == {"dynamic_batching": True, "max_queue_delay_us": 1000,
-                                  "preferred_batch_sizes": [], "instance_count": 1}
+                                  "preferred_batch_sizes": [], "instance_count": 1,
+                                  "openvino_precision": "f32"}
 
 
 def test_preferred_sizes_one_setting_or_a_sweep():

@@ -31,6 +31,7 @@ class ServerConfig:
     max_queue_delay_us: int = 0          # how long the batcher waits to fill a batch
     preferred_batch_sizes: tuple[int, ...] = ()
     instance_count: int = 1              # model instances (workers) serving in parallel
+    openvino_precision: str = "f32"      # OpenVINO's inference precision (f32 or bf16)
 
 
 @dataclass(frozen=True)

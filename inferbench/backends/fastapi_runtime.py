@@ -27,6 +27,8 @@ class FastApiRuntimeBackend(Backend):
             "--port", str(ctx.http_port), "--threads", str(ctx.threads),
             "--instances", str(ctx.server.instance_count),
             "--max-batch-size", str(ctx.max_batch_size),
+            *(["--precision", ctx.server.openvino_precision] if self.runtime == "openvino"
+              else []),
             # preferred_batch_sizes is a Triton knob; this batcher has the two basic ones.
             *(["--dynamic-batching", "--max-queue-delay-us",
                str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),

@@ -149,12 +149,16 @@ class MLServerBackend(Backend):
     def server_stats(self, base_url: str, model_name: str) -> ServerStats | None:
         """None: MLServer 1.7.1 has no queue or compute time to split latency with.
 
-        Its /metrics (metrics port) holds model_infer_request_success/failure counters,
-        the REST and gRPC front ends' request-duration histograms (whole handler time,
-        queueing and inference together), and two histograms of queue *lengths* sampled
-        when a request arrives (batch_request_queue: the adaptive batcher's queue;
-        parallel_request_queue: requests in flight per worker). None of them times the
-        wait apart from the inference, so no faithful split exists."""
+        Its /metrics (metrics port) holds model_infer_request_success/failure counters;
+        model_infer_request_duration, a Summary around the data plane's whole predict
+        call (the adaptive batcher's wait, the dispatch to a worker process, the worker's
+        queue and the inference together); the REST and gRPC front ends' handler-duration
+        histograms (rest_server_request_duration_seconds, grpc_server_handling_seconds);
+        and two histograms of queue *lengths* sampled when a request arrives
+        (batch_request_queue: the adaptive batcher's queue; parallel_request_queue:
+        requests in flight on the worker). None of them times the wait apart from the
+        inference, so no faithful split exists (total server time would be, but the
+        interface splits queue from compute)."""
         return None
 
 

@@ -31,7 +31,7 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
               runtime: str = "onnxruntime", input_shape: list[int] | None = None) -> FastAPI:
     server = server or ServerConfig()
     instances = load_instances(runtime, model_path, threads, server.instance_count,
-                               input_shape)
+                               input_shape, precision=server.openvino_precision)
     first = instances[0]
     input_shapes = dict(first.inputs)
     output_names = first.output_names
@@ -119,10 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dynamic-batching", action="store_true")
     parser.add_argument("--max-batch-size", type=int, default=1)
     parser.add_argument("--max-queue-delay-us", type=int, default=0)
+    parser.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                        help="inference precision (openvino only)")
     args = parser.parse_args(argv)
     server = ServerConfig(dynamic_batching=args.dynamic_batching,
                           max_queue_delay_us=args.max_queue_delay_us,
-                          instance_count=args.instances)
+                          instance_count=args.instances, openvino_precision=args.precision)
     shape = [int(x) for x in args.input_shape.split(",")] if args.input_shape else None
     app = build_app(args.model_path, args.model_name, args.threads, server,
                     args.max_batch_size, args.runtime, shape)

@@ -8,8 +8,8 @@ from inferbench.load.protocols.generic import HttpJson, HttpRaw
 from inferbench.load.protocols.kserve import KServeV2Binary, KServeV2Json
 from inferbench.load.protocols.kserve_grpc import KServeV2Grpc
 from inferbench.load.protocols.tfserving import TfServingRest
-from inferbench.load.protocols.torchserve import TorchServeRaw
 from inferbench.load.protocols.tfserving_grpc import TfServingGrpc
+from inferbench.load.protocols.torchserve import TorchServeRaw
 
 PROTOCOLS: dict[str, type[Protocol]] = {
     cls.name: cls for cls in (KServeV2Binary, KServeV2Json, KServeV2Grpc, HttpJson, HttpRaw,

@@ -15,7 +15,6 @@ from inferbench.errors import InferBenchError
 from inferbench.load.protocols.base import Protocol, Target, require_ok
 from inferbench.load.runner import Request
 
-
 # The output of a single-output signature, as inferbench/models/tf_port.py names it.
 SINGLE_OUTPUT_NAME = "output"
 
