@@ -150,6 +150,7 @@ def test_launch_plan_runs_mlserver_from_the_side_environment(tmp_path):
                          str(tmp_path / "mlserver")]
     assert plan.ready_path == f"/v2/models/{MODEL}/ready"
     assert backend.protocol == "kserve-v2-json"
+    assert backend.grpc_protocol == "kserve-v2-grpc"
     assert backend.server_stats("http://127.0.0.1:1", MODEL) is None
 
 
@@ -336,7 +337,7 @@ def test_live_server_http_grpc_batching_and_clean_stop(tmp_path, onnx_model):
         np.testing.assert_allclose(http.decode(headers, body)["output"], expected,
                                    rtol=0, atol=1e-5)
 
-        grpc = get_protocol("kserve-v2-grpc")
+        grpc = get_protocol(backend.grpc_protocol)
         gtarget = Target(f"grpc://127.0.0.1:{ctx.grpc_port}", MODEL, "input", "output")
         status, headers, body = grpc.send_once(grpc.build(gtarget, x))
         grpc.check(status, headers, body, 3)

@@ -70,6 +70,9 @@ class LaunchPlan:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # A serving image of the platform's own (docker runtime only), e.g. the official Triton
+    # image on GPU hosts; None: the server runs from the stage image like the stages.
+    image: str | None = None
     ready_path: str = "/v2/health/ready"
     cwd: Path | None = None
 

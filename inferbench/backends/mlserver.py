@@ -118,6 +118,7 @@ class MLServerBackend(Backend):
     name = "mlserver"
     model_format = ModelFormat.ONNX
     protocol = "kserve-v2-json"
+    grpc_protocol = "kserve-v2-grpc"  # its gRPC front end: raw tensor contents, like Triton's
 
     def prepare(self, ctx: ServeContext) -> None:
         onnx_path = ctx.model_path.resolve()

@@ -21,6 +21,14 @@ launcher, `pytriton/triton.py` and `pytriton/server/triton_server.py`):
   `prepare` assembles a backend directory in the workdir (the backend library, its
   `triton_python_backend_utils.py` and the matching stub; about 3 MB) and
   `--backend-directory` points there (the default is /opt/tritonserver/backends).
+
+On GPU hosts the real target is NVIDIA's Triton image with its own backends: with
+INFERBENCH_TRITON_IMAGE set (e.g. nvcr.io/nvidia/tritonserver:24.09-py3; the docker runtime
+runs it as the serving container), the repository is generated for the image's
+onnxruntime backend instead (the ONNX file in `1/`, instances on the GPU when the worker has
+one), and INFERBENCH_TRITON_ACCELERATOR=tensorrt lets that backend build TensorRT engines
+(Triton's `gpu_execution_accelerator`), which needs no separate plan file. This path cannot
+run on a machine without the image; its repository and launch are unit-tested.
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ from importlib.metadata import PackageNotFoundError, distribution
 from importlib.resources import files
 from pathlib import Path
 
+from inferbench import containers
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext
 from inferbench.errors import InferBenchError
 from inferbench.spec import ModelFormat
 
 _DIST = "nvidia-pytriton"
+IMAGE_ENV = "INFERBENCH_TRITON_IMAGE"
+ACCELERATOR_ENV = "INFERBENCH_TRITON_ACCELERATOR"
+ACCELERATORS = ("", "tensorrt")
 _STUB = "triton_python_backend_stub"
 
 
@@ -126,13 +138,37 @@ output [ {tensor.format(_pbtxt_string(Backend.output_name), ctx.num_outputs)} ]
 """
 
 
-def scheduling(ctx: ServeContext) -> str:
+def image_model_config(ctx: ServeContext, gpu: bool, accelerator: str = "") -> str:
+    """config.pbtxt for the Triton image's onnxruntime backend (the model in `1/model.onnx`)."""
+    input_dims = ", ".join(str(d) for d in ctx.input_shape)
+    tensor = "{{ name: {} data_type: TYPE_FP32 dims: [ {} ] }}"
+    lines = [
+        f"name: {_pbtxt_string(ctx.model_name)}",
+        'backend: "onnxruntime"',
+        f"max_batch_size: {ctx.max_batch_size}",
+        f"input [ {tensor.format(_pbtxt_string(Backend.input_name), input_dims)} ]",
+        f"output [ {tensor.format(_pbtxt_string(Backend.output_name), ctx.num_outputs)} ]",
+        scheduling(ctx, "KIND_GPU" if gpu else "KIND_CPU"),
+        # The same thread budget as every other platform (the backend's own parameter).
+        'parameters: { key: "intra_op_thread_count" value: { string_value: '
+        f'"{ctx.threads}" }} }}',
+    ]
+    if accelerator == "tensorrt":
+        if not gpu:
+            raise InferBenchError(f"{ACCELERATOR_ENV}=tensorrt needs a GPU, and this worker "
+                                  "has none; fix: unset it, or run on a GPU worker")
+        lines.append('optimization { execution_accelerators { gpu_execution_accelerator: '
+                     '[ { name: "tensorrt" } ] } }')
+    return "\n".join(lines) + "\n"
+
+
+def scheduling(ctx: ServeContext, kind: str = "KIND_CPU") -> str:
     """instance_group and, when on, dynamic_batching of config.pbtxt from ctx.server.
 
     The batcher's largest batch is the model's max_batch_size (ctx.max_batch_size); the
     Python-backend model concatenates the requests Triton hands it into one ORT run."""
     server = ctx.server
-    lines = [f"instance_group [ {{ count: {server.instance_count} kind: KIND_CPU }} ]"]
+    lines = [f"instance_group [ {{ count: {server.instance_count} kind: {kind} }} ]"]
     if server.dynamic_batching:
         knobs = [f"max_queue_delay_microseconds: {server.max_queue_delay_us}"]
         if server.preferred_batch_sizes:
@@ -197,7 +233,6 @@ class TritonBackend(Backend):
         return ctx.workdir / "backends"
 
     def prepare(self, ctx: ServeContext) -> None:
-        _check_workdir(ctx)
         onnx_path = ctx.model_path.resolve()
         if not onnx_path.is_file():
             raise InferBenchError(f"ONNX model {onnx_path} does not exist; the convert stage "
@@ -209,6 +244,10 @@ class TritonBackend(Backend):
             shutil.rmtree(repo)
         model_dir = repo / ctx.model_name
         (model_dir / "1").mkdir(parents=True)
+        if _image() is not None:
+            self._prepare_for_image(ctx, onnx_path, model_dir)
+            return
+        _check_workdir(ctx)
         # The ONNX file is referenced in place, not copied: the dynamo exporter writes
         # weights to a `.onnx.data` file beside it, which a copy would have to follow.
         (model_dir / "config.pbtxt").write_text(
@@ -225,7 +264,25 @@ class TritonBackend(Backend):
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(_stub_for_this_python(), python_backend / _STUB)
 
+    @staticmethod
+    def _prepare_for_image(ctx: ServeContext, onnx_path: Path, model_dir: Path) -> None:
+        # The image's onnxruntime backend reads `1/model.onnx`; the dynamo exporter's
+        # external weights (`model.onnx.data`) keep their name beside it, as the ONNX file
+        # refers to them by that name.
+        for part in onnx_path.parent.glob(onnx_path.name + "*"):
+            shutil.copy2(part, model_dir / "1" / part.name.replace(onnx_path.name, "model.onnx",
+                                                                    1))
+        (model_dir / "config.pbtxt").write_text(
+            image_model_config(ctx, gpu=containers.gpu_count() > 0, accelerator=_accelerator()))
+
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
+        image = _image()
+        if image is not None:
+            gpu = containers.gpu_count() > 0
+            return LaunchPlan(argv=["tritonserver", f"--model-repository={self.repository(ctx)}",
+                                    *self._endpoint_flags(ctx),
+                                    f"--allow-gpu-metrics={'true' if gpu else 'false'}"],
+                              image=image, ready_path=self.ready_path(ctx))
         _check_workdir(ctx)
         argv = [
             str(_binary()),
@@ -235,23 +292,44 @@ class TritonBackend(Backend):
             # prefix; two servers on one host (a stale one, parallel tests) would collide.
             # The HTTP port is unique among live servers on this host.
             f"--backend-config=python,shm-region-prefix-name=inferbench_{ctx.http_port}_",
-            "--http-address=127.0.0.1", f"--http-port={ctx.http_port}",
-            "--grpc-address=127.0.0.1", f"--grpc-port={ctx.grpc_port}",
-            "--metrics-address=127.0.0.1", f"--metrics-port={ctx.metrics_port}",
-            "--allow-metrics=true",
+            *self._endpoint_flags(ctx),
             "--allow-gpu-metrics=false",
-            "--strict-readiness=true",
-            "--exit-on-error=true",
             # The config is complete; auto-complete would start an extra stub just to ask
             # model.py for a config (slower cold start, and it would change nothing).
             "--disable-auto-complete-config",
-            "--log-verbose=0",
         ]
         return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=ctx.workdir)
 
+    @staticmethod
+    def _endpoint_flags(ctx: ServeContext) -> list[str]:
+        """Ports, metrics, readiness and error handling: the same from the wheel and image."""
+        return [
+            "--http-address=127.0.0.1", f"--http-port={ctx.http_port}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={ctx.grpc_port}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={ctx.metrics_port}",
+            "--allow-metrics=true",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--log-verbose=0",
+        ]
+
     def version(self) -> str:
-        return _version()
+        image = _image()
+        return f"tritonserver image {image}" if image is not None else _version()
+
+
+def _image() -> str | None:
+    """The official Triton image to serve from, when this worker is configured for it."""
+    return os.environ.get(IMAGE_ENV) or None
+
+
+def _accelerator() -> str:
+    accelerator = os.environ.get(ACCELERATOR_ENV, "")
+    if accelerator not in ACCELERATORS:
+        raise InferBenchError(f"environment {ACCELERATOR_ENV}={accelerator!r} is invalid; "
+                              "expected 'tensorrt' or empty (plain onnxruntime)")
+    return accelerator
 
 
 @functools.cache

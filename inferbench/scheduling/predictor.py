@@ -25,7 +25,10 @@ PLATFORM_STARTUP_S: dict[Platform, float] = {Platform.TRITON: 8.0, Platform.ONNX
                                              Platform.TORCHSERVE: 8.0,
                                              # A guess, not measured (the image cannot run
                                              # here): container start + SavedModel load.
-                                             Platform.TFSERVING: 6.0}
+                                             Platform.TFSERVING: 6.0,
+                                             # 3.6-4.9 s measured (1-2 workers, batching
+                                             # on and off): mlserver start + worker spawn.
+                                             Platform.MLSERVER: 5.0}
 # savedmodel: measured here, ~0.5 s per small model after a ~9 s first TensorFlow import.
 CONVERT_S: dict[ModelFormat, float] = {ModelFormat.ONNX: 6.0, ModelFormat.TORCHSCRIPT: 2.0,
                                        ModelFormat.SAVEDMODEL: 10.0}

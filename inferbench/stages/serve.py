@@ -65,6 +65,11 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     try:
         if endpoint["runtime"] == "docker":
             _start_container(ctx, platform, config, plan, endpoint, endpoint_file, ready_url)
+        elif plan.image is not None:
+            raise InferBenchError(
+                f"platform {platform!r} is configured to serve from the image {plan.image!r}, "
+                "which needs the docker runtime; fix: set INFERBENCH_RUNTIME=docker, or unset "
+                "the platform's image setting to serve locally")
         else:
             process = spawn(plan, log_path)
             endpoint["pid"] = process.pid
@@ -94,7 +99,7 @@ def _start_container(ctx: StageContext, platform: str, config: int, plan: Launch
     client = containers.client()
     resources = ctx.spec.resources
     spec = containers.ContainerSpec(
-        image=containers.image_from_env(), command=plan.argv, entrypoint=[],
+        image=plan.image or containers.image_from_env(), command=plan.argv, entrypoint=[],
         run_id=ctx.run_id, role=_server_role(platform, config), home=paths.home(),
         environment=plan.env,
         limits=containers.Limits(cpus=resources.cpus, memory_gb=resources.memory_gb))
