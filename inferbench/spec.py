@@ -191,8 +191,8 @@ class WorkloadSpec(_Strict):
         None, min_length=1, description="trace only: CSV file of request timestamps in "
         "seconds, optionally with an integer payload id as second column; replayed as is.")
     transport: Transport = Field(
-        Transport.HTTP, description="KServe V2 over http (binary tensor extension) or grpc "
-        "(inference.GRPCInferenceService; Triton only).")
+        Transport.HTTP, description="http (each platform's own HTTP API) or grpc (triton "
+        "and mlserver: KServe V2 GRPCInferenceService; tfserving: PredictionService).")
 
     @property
     def open_loop(self) -> bool:

@@ -35,7 +35,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     # its index and find-links settings (mirrors, a local CPU wheel) from the machine's config.
     .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
     .venv/bin/pip install -q --disable-pip-version-check -e ".[all]" 2>&1 | grep -v '^WARNING: Location' || true
-    .venv/bin/python -c 'import torch, airflow, onnxruntime, pgserver, pytriton, fastapi' \
+    # TF Serving's own protos, for the tests that check the gRPC client's messages against
+    # them byte for byte. --no-deps: the package asks for `tensorflow`, whose CPU build is
+    # installed as tensorflow-cpu (pip check names this one mismatch).
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps "tensorflow-serving-api==2.21.0" 2>&1 | grep -v '^WARNING: Location' || true
+    .venv/bin/python -c 'import torch, airflow, onnxruntime, pgserver, pytriton, fastapi, ts, tensorflow_serving' \
         || { echo "error: dependency installation failed (see pip output above)" >&2; exit 1; }
     echo "$wanted" > "$stamp"
 fi

@@ -151,7 +151,7 @@ def test_launch_plan_runs_mlserver_from_the_side_environment(tmp_path):
     assert plan.ready_path == f"/v2/models/{MODEL}/ready"
     assert backend.protocol == "kserve-v2-json"
     assert backend.grpc_protocol == "kserve-v2-grpc"
-    assert backend.server_stats("http://127.0.0.1:1", MODEL) is None
+    assert backend.server_stats("http://127.0.0.1:1", MODEL, "http://127.0.0.1:2") is None
 
 
 # --- the side environment -----------------------------------------------------------------

@@ -147,7 +147,8 @@ class MLServerBackend(Backend):
     def version(self) -> str:
         return _version()
 
-    def server_stats(self, base_url: str, model_name: str) -> ServerStats | None:
+    def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
+                     ) -> ServerStats | None:
         """None: MLServer 1.7.1 has no queue or compute time to split latency with.
 
         Its /metrics (metrics port) holds model_infer_request_success/failure counters;
