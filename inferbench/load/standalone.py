@@ -54,7 +54,7 @@ def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.
     if args.batch_size < 1:
         raise InferBenchError(f"--batch-size {args.batch_size!r} must be >= 1")
     kserve = args.protocol.startswith("kserve-v2")
-    if kserve and not args.model:
+    if get_protocol(args.protocol).needs_model and not args.model:
         raise InferBenchError(f"--protocol {args.protocol} needs --model; fix: add --model NAME")
     input_name, output_name, dtype = args.input_name, args.output_name, np.float32
     shape = None

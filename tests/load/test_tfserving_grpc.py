@@ -191,3 +191,28 @@ def test_build_refuses_an_http_endpoint():
 
     with pytest.raises(InferBenchError, match="grpc://HOST:PORT"):
         get_protocol("tfserving-grpc").build(Target("http://127.0.0.1:8501", "m"), BATCH)
+
+
+def test_inferbench_load_drives_the_predict_service(predict_fixture_server, capsys):
+    """`inferbench load --protocol tfserving-grpc`, the stand-alone use, end to end."""
+    import json
+
+    from inferbench.cli import main
+
+    url, seen = predict_fixture_server
+    code = main(["load", "--endpoint", url, "--protocol", "tfserving-grpc", "--model", "m",
+                 "--input-name", "input", "--output-name", "output", "--input-shape", "4",
+                 "--batch-size", "2", "--rate", "50", "--duration", "0.5",
+                 "--min-requests", "10", "--warmup", "0", "--stability-windows", "0",
+                 "--max-late-pct", "100", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code in (0, 1) and summary["n_ok"] >= 10 and summary["n_failed"] == 0
+    assert seen[-1].inputs["input"].tensor_shape.dim[0].size == 2
+
+
+def test_inferbench_load_asks_for_the_model_name(capsys):
+    from inferbench.cli import main
+
+    code = main(["load", "--endpoint", "grpc://127.0.0.1:9", "--protocol", "tfserving-grpc",
+                 "--input-shape", "4", "--rate", "5"])
+    assert code == 1 and "needs --model; fix: add --model NAME" in capsys.readouterr().err

@@ -36,6 +36,7 @@ class Protocol(ABC):
     """Build request bytes for a batch; check a response."""
 
     name: str = ""
+    needs_model: bool = True  # the request names the model (False: the URL is the endpoint)
 
     @abstractmethod
     def build(self, target: Target, batch: np.ndarray) -> Request:

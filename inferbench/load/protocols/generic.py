@@ -15,6 +15,7 @@ class HttpJson(Protocol):
     """POST {"inputs": <nested lists>} to the URL as given; any 200 JSON answer is good."""
 
     name = "http-json"
+    needs_model = False
 
     def build(self, target: Target, batch: np.ndarray) -> Request:
         body = json.dumps({"inputs": batch.tolist()}, separators=(",", ":")).encode()
@@ -34,6 +35,7 @@ class HttpRaw(Protocol):
     """POST the batch's raw bytes (application/octet-stream); any 200 answer is good."""
 
     name = "http-raw"
+    needs_model = False
 
     def build(self, target: Target, batch: np.ndarray) -> Request:
         return Request(target.url, np.ascontiguousarray(batch).tobytes(),
