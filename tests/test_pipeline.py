@@ -196,7 +196,8 @@ def test_dag_sweeps_two_server_configs_one_server_at_a_time(inferbench_env, db_u
     assert [(r.config_index, r.label) for r in rows] == [
         (0, "db=off,inst=1"), (1, "db=on,delay=2000us,inst=1")]
     assert rows[1].knobs == {"dynamic_batching": True, "max_queue_delay_us": 2000,
-                             "preferred_batch_sizes": [], "instance_count": 1}
+                             "preferred_batch_sizes": [], "instance_count": 1,
+                             "openvino_precision": "f32"}
     assert all(r.n_ok >= SPEC["min_requests"] for r in rows)
     # One server at a time: whichever configuration ran first, its server was stopped
     # before the other's was started (the endpoint files keep both times), and the two
