@@ -1,11 +1,15 @@
 """Conformance of every serving platform that runs on this machine: the same model and the
 same input give the same outputs (within the spec's conversion tolerance) on each; the model
 is ready when the serve stage says so, its cold start is recorded, and the teardown leaves no
-process of the server behind. Each platform runs for real, started by the serve stage."""
+process of the server behind, also when the server's main process crashed first (its
+children: Triton's stubs, TorchServe's Java frontend and Python workers, MLServer's workers).
+Each platform runs for real, started by the serve stage."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.request
 
 import numpy as np
@@ -78,6 +82,36 @@ def test_platform_conforms(converted, platform):
     finally:
         STAGES["stop"](ctx, platform)
     assert not group_alive(endpoint["pid"]), f"{platform}: the server outlived its teardown"
+
+
+def _group_members(pgid: int) -> list[str]:
+    """Live (non-zombie) processes of a process group, as "pid name" strings."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["pid", "name", "status"]):
+        try:
+            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != "zombie":
+                members.append(f"{proc.info['pid']} {proc.info['name']}")
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+@pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
+def test_teardown_after_a_crash_leaves_no_process(converted, platform):
+    ctx = converted
+    endpoint = STAGES["serve"](ctx, platform)
+    pid = endpoint["pid"]
+    try:
+        children = [m for m in _group_members(pid) if not m.startswith(f"{pid} ")]
+        os.kill(pid, signal.SIGKILL)  # the server's main process dies, its children do not
+        os.waitpid(pid, 0)
+    finally:
+        STAGES["stop"](ctx, platform)
+    assert not _group_members(pid), (f"{platform}: left behind after a crash and the "
+                                     f"teardown: {_group_members(pid)} (children were "
+                                     f"{children})")
 
 
 def test_unknown_platform_lists_the_known_ones():

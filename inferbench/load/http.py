@@ -9,6 +9,7 @@ response parser only looks for the status, the body length and the end of the bo
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -131,9 +132,13 @@ class Connection(asyncio.Protocol):
 
 
 # select() only takes file descriptors below 1024 (FD_SETSIZE); the issuer's loop runs on it,
-# so the pool stays well below. A request that finds every connection busy at the limit
-# fails (recorded with status 0) instead of crashing the event loop.
+# so the pool stays well below, counting connections still being opened (a burst of sends
+# all finding the pool busy would otherwise open far more at once), and never hands the
+# loop a socket whose descriptor select() cannot watch (the process holds other descriptors
+# too). A request that finds no connection at the limit fails (recorded with status 0, the
+# server not keeping up) instead of crashing the event loop.
 MAX_CONNECTIONS = 900
+SELECT_FD_LIMIT = 1024
 
 
 class ConnectionPool:
@@ -146,6 +151,7 @@ class ConnectionPool:
         self.loop = asyncio.get_running_loop()
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
+        self.opening = 0  # connections being opened, not yet in `all`
 
     def try_acquire(self) -> Connection | None:
         while self.idle:
@@ -158,11 +164,27 @@ class ConnectionPool:
         conn = self.try_acquire()
         if conn is not None:
             return conn
-        if len(self.all) >= self.max_connections:
+        if len(self.all) + self.opening >= self.max_connections:
             raise ConnectionRefusedError(f"all {self.max_connections} connections are busy: "
                                          "the server is not keeping up")
-        _, conn = await self.loop.create_connection(lambda: Connection(self), self.host,
-                                                    self.port)
+        self.opening += 1
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if sock.fileno() >= SELECT_FD_LIMIT:
+                sock.close()
+                raise ConnectionRefusedError(
+                    f"no file descriptor below {SELECT_FD_LIMIT} is free for a connection: "
+                    "the server is not keeping up")
+            sock.setblocking(False)
+            try:
+                await self.loop.sock_connect(sock, (self.host, self.port))
+                _, conn = await self.loop.create_connection(lambda: Connection(self),
+                                                            sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+        finally:
+            self.opening -= 1
         self.all.add(conn)
         return conn
 

@@ -107,3 +107,45 @@ def test_a_server_that_falls_behind_gives_failed_requests_not_a_crash(reference_
                         rule=StopRule(1.0, 0, 1.0), request_timeout_s=1.5)
     status = records.arrays()["status"]
     assert (status == 0).sum() > 100 and (status == 200).sum() >= 5
+
+
+def test_a_burst_of_new_connections_stays_within_the_pool_limit():
+    """Connections still being opened count toward the limit: 50 sends that all find the
+    pool empty at once open 10 connections, not 50 (select() caps descriptors at 1024)."""
+    import asyncio
+    import socket
+
+    from inferbench.load.http import ConnectionPool
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)  # accepts in the kernel; never answers: connections stay busy
+
+    async def burst():
+        pool = ConnectionPool("127.0.0.1", listener.getsockname()[1], lambda: 0,
+                              max_connections=10)
+        results = await asyncio.gather(*(pool.acquire() for _ in range(50)),
+                                       return_exceptions=True)
+        pool.close()
+        return results
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        listener.close()
+    refused = [r for r in results if isinstance(r, ConnectionRefusedError)]
+    assert len(results) - len(refused) == 10 and len(refused) == 40
+
+
+def test_no_socket_beyond_what_select_can_watch(reference_server, monkeypatch):
+    """A connection whose descriptor select() could not watch is refused (status 0), not
+    handed to the event loop, which would crash the whole point."""
+    import os
+
+    server = reference_server(100.0, 1)
+    limit = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 8
+    monkeypatch.setattr("inferbench.load.http.SELECT_FD_LIMIT", limit)
+    records = run_point([v2_request(server.url)], rate_rps=200, seed=2, warmup_s=0,
+                        rule=StopRule(1.0, 0, 1.0), request_timeout_s=1.5)
+    status = records.arrays()["status"]
+    assert (status == 0).sum() > 100 and (status == 200).sum() >= 3
