@@ -353,6 +353,11 @@ def one(tool: str, url: str, rate: float, duration: float, seed: int) -> dict:
     return out
 
 
+def _num(value: float | None, digits: int) -> str:
+    """A table cell: the number, or "-" where the tool gave none (e.g. no request done)."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="100,200,400,800,1600")
@@ -390,12 +395,10 @@ def main() -> None:
                     print(f"| {rate:g} | {tool} | error: {r['error']} | | | | |", flush=True)
                     alive.discard(tool)
                     continue
-                p99 = "-" if r["p99_ms"] is None else f"{r['p99_ms']:.2f}"
                 extra = f" ({r['loadgen_result']})" if "loadgen_result" in r else ""
-                fitted = r.get("late_fitted_pct")
-                print(f"| {rate:g} | {tool}{extra} | {r['late_pct']:.2f} | "
-                      f"{'-' if fitted is None else f'{fitted:.2f}'} | "
-                      f"{r['achieved_rps']:.1f} | {p99} | {r['cpu_ms_per_request']:.3f} |",
+                print(f"| {rate:g} | {tool}{extra} | {_num(r['late_pct'], 2)} | "
+                      f"{_num(r.get('late_fitted_pct'), 2)} | {_num(r['achieved_rps'], 1)} | "
+                      f"{_num(r['p99_ms'], 2)} | {_num(r['cpu_ms_per_request'], 3)} |",
                       flush=True)
                 if r["late_pct"] <= 1.0 and r["achieved_rps"] >= 0.95 * rate:
                     best[tool] = rate

@@ -101,6 +101,10 @@ class PhaseRecords:
         }
 
 
+# How far past the common origin (start_at_ns) an issuer may finish its warm-up.
+_MAX_ORIGIN_OVERRUN_S = 0.25
+
+
 class _Clock:
     """Monotonic clock reported as wall-clock ns: monotonic for intervals, wall for storage."""
 
@@ -335,6 +339,14 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
         if on_measure_start is not None:
             on_measure_start()
         if start_at_ns is not None:
+            overrun_s = (clock.now() - start_at_ns) / 1e9
+            if overrun_s > _MAX_ORIGIN_OVERRUN_S:
+                # Measuring from a common origin already this far behind would offer the
+                # point's whole schedule at once, or nothing once the cap has passed.
+                raise RuntimeError(
+                    f"the warm-up ended {overrun_s:.1f} s after the issuers' common start: its "
+                    "answers came back too slowly (the server is not keeping up with the "
+                    "offered rate); fix: lower the rate, or use one issuer process")
             await _sleep_until(clock, start_at_ns, spin_ns)
         phase = _Phase(clock, rule, record=True)
         phase.spin_ns = spin_ns
