@@ -71,3 +71,22 @@ def test_old_rows_become_config_0_and_a_second_config_fits(fresh_db_url):
         )).scalars().all()
         assert "config_index" not in columns
     engine.dispose()
+
+
+def test_long_version_strings_are_stored_after_i3d(fresh_db_url):
+    """A deployment whose platform version is longer than the old 64 characters (a Triton
+    image reference, TorchServe's components) is stored, not a failed collect stage."""
+    migrate_to(fresh_db_url, "i3c_server_stats")
+    migrate_to(fresh_db_url, "head")
+    engine = create_engine(fresh_db_url)
+    version = "tritonserver image " + "a-long-image-reference/" * 5 + "tritonserver:24.09-py3"
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO runs (run_id, name, spec, spec_hash, status, created_at) VALUES "
+            "('r1', 'n', '{}', 'h', 'complete', :t)"), {"t": datetime.now(UTC)})
+        conn.execute(insert(schema.deployments).values(
+            run_id="r1", platform="triton", config_index=0, endpoint="http://h:1",
+            platform_version=version, cold_start_s=1.0, status="measured"))
+        stored = conn.execute(select(schema.deployments.c.platform_version)).scalar_one()
+    engine.dispose()
+    assert len(version) > 64 and stored == version

@@ -52,6 +52,27 @@ def batch_means_se(values: np.ndarray, batches: int = 20) -> float:
     return float(means.std(ddof=1) / math.sqrt(batches))
 
 
+def gap_row(rho: float, ok: dict[str, np.ndarray], log: dict[str, np.ndarray],
+            gap_ms: float) -> str:
+    """The measured - exact gap as the sum of its parts: mean(done - scheduled) minus
+    mean(completion - arrival) is late send + in + server write + out, over the same
+    requests (the server logged each of ours once: the counts must agree)."""
+    if ok["sent_ns"].size != log["arrival_ns"].size:
+        return (f"| {rho:.1f} | {gap_ms:.3f} | counts differ ({ok['sent_ns'].size} answered, "
+                f"{log['arrival_ns'].size} logged) | | | |")
+
+    def mean_ms(x: np.ndarray) -> float:
+        return float(x.astype(np.float64).mean() / 1e6)
+
+    base = int(ok["scheduled_ns"][0])  # absolute ns do not fit a float64's mantissa
+    late = mean_ms(ok["sent_ns"] - ok["scheduled_ns"])
+    inbound = mean_ms(log["arrival_ns"] - base) - mean_ms(ok["sent_ns"] - base)
+    write = mean_ms(log["written_ns"] - log["completion_ns"])
+    outbound = mean_ms(ok["done_ns"] - base) - mean_ms(log["written_ns"] - base)
+    return (f"| {rho:.1f} | {gap_ms:.3f} | {late:.3f} | {inbound:.3f} | {write:.3f} | "
+            f"{outbound:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=60.0)
@@ -68,6 +89,7 @@ def main() -> None:
           "run (+-2 SE) | server-seen rate (req/s) | KS D vs Exp (1 % critical) | late sends "
           "(%) | server write late p99 (ms) |")
     print("|" + "---:|" * 13)
+    gaps_rows = []
     with reference_server(d_ms, 1) as server:
         request = [Request(server.infer_url, body, headers)]
         for rho in (float(x) for x in args.rhos.split(",")):
@@ -103,7 +125,17 @@ def main() -> None:
                   f"{closed_ms:.3f} | {100 * (exact_ms / closed_ms - 1):+.2f} % | "
                   f"+-{spread_pct:.1f} % | {seen_rate:.1f} | {ks:.4f} ({crit:.4f}) | "
                   f"{late_pct:.2f} | {write_late:.2f} |", flush=True)
+            gaps_rows.append(gap_row(rho, {k: v[ok] for k, v in a.items()}, log,
+                                     measured_ms - exact_ms))
     print(f"load average after: {load_average()}")
+    print()
+    print("Where measured - exact goes (means over the point's requests, ms; one host, one "
+          "clock):")
+    print("| rho | measured - exact | late send (scheduled -> sent) | in (sent -> server "
+          "arrival) | server write (completion -> written) | out (written -> client done) |")
+    print("|" + "---:|" * 6)
+    for row in gaps_rows:
+        print(row)
 
 
 if __name__ == "__main__":

@@ -196,10 +196,13 @@ def parse_prometheus_stats(text: str, model_name: str) -> ServerStats | None:
 
 @functools.cache
 def _version() -> str:
+    """`torchserve 0.12.0 (torch 2.13.0+cpu, java 17.0.15)`."""
     try:
-        java = subprocess.run(["java", "-version"], capture_output=True, text=True,
-                              check=False, timeout=30).stderr.splitlines()[0]
+        first = subprocess.run(["java", "-version"], capture_output=True, text=True,
+                               check=False, timeout=30).stderr.splitlines()[0]
+        # e.g. `openjdk version "17.0.15" 2025-04-15`: the quoted part is the version.
+        java = first.split('"')[1] if first.count('"') >= 2 else first.strip()
     except (OSError, subprocess.TimeoutExpired, IndexError):
-        java = "java unknown"
+        java = "unknown"
     return (f"torchserve {dist_version('torchserve')} (torch {dist_version('torch')}, "
-            f"{java.strip()})")
+            f"java {java})")

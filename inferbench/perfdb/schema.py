@@ -65,7 +65,7 @@ conversions = Table(
     Column("run_id", String(250), _run_fk(), primary_key=True),
     Column("format", String(32), primary_key=True),
     Column("artifact_path", Text, nullable=False),
-    Column("tool", String(64), nullable=False),  # which exporter produced it
+    Column("tool", Text, nullable=False),  # which exporter produced it
     Column("max_abs_diff", Float, nullable=False),
     Column("atol", Float, nullable=False),
     Column("rtol", Float, nullable=False),
@@ -79,7 +79,7 @@ deployments = Table(
     Column("platform", String(32), primary_key=True),
     Column("config_index", Integer, primary_key=True, server_default="0"),
     Column("endpoint", Text),
-    Column("platform_version", String(64)),
+    Column("platform_version", Text),
     Column("cold_start_s", Float),
     Column("status", String(16), nullable=False),  # measured | partial | failed
     Column("error", Text),
