@@ -113,10 +113,12 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     sections.append({"id": "server-split", "title": "Where the time goes: queue / compute / "
                      "transmit and client",
                      "notes": ["Mean latency from the scheduled send, split by the server's own "
-                               "counters over the point (Triton's statistics extension; the "
-                               "FastAPI server's batcher): time in the server's queue, time "
-                               "computing, and the rest (transmission, protocol handling, "
-                               "client delay). Means only: tails do not add up."]
+                               "counters over the point (Triton's statistics extension, the "
+                               "FastAPI server's batcher, TorchServe's frontend counters): "
+                               "time in the server's queue, time computing, and the rest "
+                               "(transmission, protocol handling, client delay). Means only: "
+                               "tails do not add up. Platforms without such counters "
+                               "(MLServer, TF Serving) are not listed."]
                      + ([] if split else ["No server reported statistics for these points."]),
                      "tables": [_table(["configuration", "server requests", "mean (ms)",
                                         "queue (ms)", "compute (ms)", "rest (ms)",
