@@ -58,6 +58,11 @@ def stop_group(pid: int, grace_s: float = 10.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    # SIGKILL is delivered at once but a loaded host takes a moment to tear the processes
+    # down: return only when the group is gone, so "stopped" means nothing is left.
+    deadline = time.monotonic() + 5.0
+    while group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     _reap(pid)
     return True
 

@@ -148,7 +148,10 @@ class TorchServeBackend(Backend):
             env={"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
                  # TorchServe writes its logs and metrics logs under the working directory.
                  "LOG_LOCATION": str(ctx.workdir / "logs"),
-                 "METRICS_LOCATION": str(ctx.workdir / "logs")},
+                 "METRICS_LOCATION": str(ctx.workdir / "logs"),
+                 # The launcher refuses to start while the pid file of another TorchServe
+                 # exists in the temp directory (/tmp/.model_server.pid): one per server.
+                 "TMPDIR": str(ctx.workdir)},
             cwd=ctx.workdir)
 
     def ready_path(self, ctx: ServeContext) -> str:
