@@ -81,6 +81,15 @@ class Protocol(ABC):
         self.check(status, headers, body, len(batch))
 
 
+def check_batch_outputs(outputs: dict[str, np.ndarray], batch_size: int,
+                        who: str = "the server") -> None:
+    """Every output tensor of a good answer has the batch as its first dimension."""
+    if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
+        shapes = {k: v.shape for k, v in outputs.items()}
+        raise InferBenchError(f"{who} answered outputs {shapes}, expected a first dimension "
+                              f"of {batch_size} (the batch size)")
+
+
 def require_ok(status: int, body: bytes, what: str) -> None:
     if status != 200:
         raise InferBenchError(f"{what} answered HTTP {status}: {body[:300]!r}; fix: check "

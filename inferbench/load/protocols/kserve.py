@@ -11,19 +11,12 @@ import numpy as np
 
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
-from inferbench.load.protocols.base import Protocol, Target, require_ok
+from inferbench.load.protocols.base import Protocol, Target, check_batch_outputs, require_ok
 from inferbench.load.runner import Request
 
 
 def infer_url(target: Target) -> str:
     return f"{target.url.rstrip('/')}/v2/models/{target.model}/infer"
-
-
-def _check_outputs(outputs: dict[str, np.ndarray], batch_size: int, url: str) -> None:
-    if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
-        shapes = {k: v.shape for k, v in outputs.items()}
-        raise InferBenchError(f"{url} answered outputs {shapes}, expected a first dimension "
-                              f"of {batch_size} (the batch size)")
 
 
 class KServeV2Binary(Protocol):
@@ -57,7 +50,7 @@ class KServeV2Binary(Protocol):
 
     def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
         require_ok(status, body, "KServe V2 infer")
-        _check_outputs(self.decode(headers, body), batch_size, "the server")
+        check_batch_outputs(self.decode(headers, body), batch_size)
 
 
 class KServeV2Json(KServeV2Binary):

@@ -17,7 +17,7 @@ import numpy as np
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, grpc_module, split_grpc_url
-from inferbench.load.protocols.base import Protocol, Target
+from inferbench.load.protocols.base import Protocol, Target, check_batch_outputs
 from inferbench.load.runner import Request
 
 SERVICE = "inference.GRPCInferenceService"
@@ -111,11 +111,7 @@ class KServeV2Grpc(Protocol):
         if status != OK_STATUS:
             raise InferBenchError(f"gRPC ModelInfer answered status {status}; fix: check "
                                   "--model and the input shape")
-        outputs = self.decode(headers, body)
-        if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
-            shapes = {k: v.shape for k, v in outputs.items()}
-            raise InferBenchError(f"the server answered outputs {shapes}, expected a first "
-                                  f"dimension of {batch_size} (the batch size)")
+        check_batch_outputs(self.decode(headers, body), batch_size)
 
     def model_metadata(self, url: str, model: str) -> dict[str, Any]:
         return model_metadata(url, model)

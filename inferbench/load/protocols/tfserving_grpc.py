@@ -18,7 +18,7 @@ import numpy as np
 from inferbench.errors import InferBenchError
 from inferbench.load import tfserving_pb
 from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, split_grpc_url
-from inferbench.load.protocols.base import Protocol, Target
+from inferbench.load.protocols.base import Protocol, Target, check_batch_outputs
 from inferbench.load.protocols.kserve_grpc import grpc_address, unary_call
 from inferbench.load.runner import Request
 
@@ -50,11 +50,7 @@ class TfServingGrpc(Protocol):
         if status != OK_STATUS:
             raise InferBenchError(f"gRPC Predict answered status {status}; fix: check "
                                   "--model, the signature's input name and the input shape")
-        outputs = self.decode(headers, body)
-        if not outputs or any(v.shape[:1] != (batch_size,) for v in outputs.values()):
-            shapes = {k: v.shape for k, v in outputs.items()}
-            raise InferBenchError(f"the server answered outputs {shapes}, expected a first "
-                                  f"dimension of {batch_size} (the batch size)")
+        check_batch_outputs(self.decode(headers, body), batch_size)
 
     def send_once(self, request: Request, timeout_s: float = 30.0
                   ) -> tuple[int, dict[str, str], bytes]:
