@@ -42,7 +42,8 @@ def gaussian_kde(values: np.ndarray, grid: np.ndarray,
                  bandwidth: float | None = None) -> np.ndarray:
     """Gaussian kernel density of ``values`` evaluated on ``grid`` (integrates to 1).
 
-    Own implementation (no scipy in the environment): mean over samples of
+    Own implementation, so the analyses need only numpy (scipy is installed only with the
+    optional `quality` extra, through Great Expectations): mean over samples of
     N(grid; x_i, h^2). ``bandwidth`` defaults to :func:`silverman_bandwidth`. Evaluated in
     chunks so a million requests do not need a million x grid matrix at once.
     """

@@ -5,7 +5,7 @@ Pure function over point records (see :mod:`analysis.points`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,32 @@ def _sort_key(row: Mapping[str, Any]) -> tuple:
     return (1, 0.0, -items_per_s(row), row["_lat"], str(row.get("run_id")))
 
 
+def _eligible(rows: Iterable[Mapping[str, Any]], slo_percentile: float, slo_ms: float,
+              budget_usd_per_hour: float | None) -> Iterator[tuple[Mapping[str, Any], float]]:
+    """The rows that are VALID, within the SLO and within the budget (when given), each with
+    its latency at the SLO percentile."""
+    for row in rows:
+        if row.get("verdict") != "VALID":
+            continue
+        lat = latency_at(row, slo_percentile)
+        if lat is None or lat > slo_ms:
+            continue
+        price = row.get("usd_per_hour")
+        if budget_usd_per_hour is not None and (price is None or price > budget_usd_per_hour):
+            continue
+        yield row, lat
+
+
+def best_point(rows: Iterable[Mapping[str, Any]], *, slo_percentile: float, slo_ms: float,
+               budget_usd_per_hour: float | None = None) -> Mapping[str, Any] | None:
+    """The point :func:`recommend` ranks first, as the caller's own row (so columns the
+    recommender does not read, such as a run's server configuration, stay with it); None
+    when no point is VALID and within the SLO (and the budget)."""
+    best = min(_eligible(rows, slo_percentile, slo_ms, budget_usd_per_hour),
+               key=lambda pair: _sort_key({**pair[0], "_lat": pair[1]}), default=None)
+    return None if best is None else best[0]
+
+
 def recommend(rows: Iterable[Mapping[str, Any]], *, slo_percentile: float, slo_ms: float,
               budget_usd_per_hour: float | None = None, top: int = 3) -> list[Recommendation]:
     """The ``top`` configurations (platform, format, hardware, batch size, offered load) that
@@ -56,15 +82,7 @@ def recommend(rows: Iterable[Mapping[str, Any]], *, slo_percentile: float, slo_m
     rows = list(rows)
     config_label = labeller(rows)
     candidates: dict[tuple, dict[str, Any]] = {}
-    for row in rows:
-        if row.get("verdict") != "VALID":
-            continue
-        lat = latency_at(row, slo_percentile)
-        if lat is None or lat > slo_ms:
-            continue
-        price = row.get("usd_per_hour")
-        if budget_usd_per_hour is not None and (price is None or price > budget_usd_per_hour):
-            continue
+    for row, lat in _eligible(rows, slo_percentile, slo_ms, budget_usd_per_hour):
         cand = {**row, "_lat": lat}
         key = config_key(row, with_load=True)
         if key not in candidates or _sort_key(cand) < _sort_key(candidates[key]):

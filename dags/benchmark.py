@@ -13,10 +13,12 @@ libraries at parse time.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
-from inferbench.spec import Platform
+from inferbench.pipeline import BENCHMARK_DAG_ID, Stage
+from inferbench.platforms import Platform
 from operators.params import spec_params
 from operators.stage import StageOperator
 
@@ -29,6 +31,11 @@ MAX_ACTIVE_RUNS = max(1, int(os.environ.get("INFERBENCH_WORKERS", "1") or "1"))
 PLATFORMS: list[str] = [p.value for p in Platform]
 
 
+def stage_task(stage: Stage, **kwargs: Any) -> StageOperator:
+    """One stage as one task, named after the stage."""
+    return StageOperator(task_id=stage.value, stage=stage, **kwargs)
+
+
 def platform_group(platform: str) -> tuple[StageOperator, list]:
     """configs -> measure[config] (one at a time) -> collect -> stop (teardown).
 
@@ -39,23 +46,22 @@ def platform_group(platform: str) -> tuple[StageOperator, list]:
     with TaskGroup(group_id=platform):
         # none_failed: runs after the previous platform's teardown even if that platform
         # was skipped, but never on a failed conversion.
-        configs = StageOperator(task_id="configs", stage="configs", platform=platform,
-                                trigger_rule=TriggerRule.NONE_FAILED)
+        configs = stage_task(Stage.CONFIGS, platform=platform,
+                             trigger_rule=TriggerRule.NONE_FAILED)
         measure = StageOperator.partial(
-            task_id="measure", stage="measure", platform=platform,
+            task_id=Stage.MEASURE.value, stage=Stage.MEASURE, platform=platform,
             max_active_tis_per_dagrun=1, max_active_tis_per_dag=1,
             map_index_template="{{ task.config_label }}",
         ).expand_kwargs(configs.output)
         # all_done: what the configurations that did run measured is kept.
-        collect = StageOperator(task_id="collect", stage="collect", platform=platform,
-                                trigger_rule=TriggerRule.ALL_DONE)
-        stop = StageOperator(task_id="stop", stage="stop", platform=platform)
+        collect = stage_task(Stage.COLLECT, platform=platform, trigger_rule=TriggerRule.ALL_DONE)
+        stop = stage_task(Stage.STOP, platform=platform)
         configs >> measure >> collect >> stop.as_teardown(setups=configs)
     return configs, [collect, stop]
 
 
 with DAG(
-    dag_id="inferbench_benchmark",
+    dag_id=BENCHMARK_DAG_ID,
     description="Benchmark a generated model on serving platforms under a workload",
     schedule=None,
     catchup=False,
@@ -64,10 +70,10 @@ with DAG(
     tags=["inferbench"],
     doc_md=__doc__,
 ) as dag:
-    generate = StageOperator(task_id="generate", stage="generate")
-    convert = StageOperator(task_id="convert", stage="convert")
-    analyze = StageOperator(task_id="analyze", stage="analyze",
-                            trigger_rule=TriggerRule.ALL_DONE)  # partial results still count
+    generate = stage_task(Stage.GENERATE)
+    convert = stage_task(Stage.CONVERT)
+    # all_done: partial results still count.
+    analyze = stage_task(Stage.ANALYZE, trigger_rule=TriggerRule.ALL_DONE)
     generate >> convert
 
     previous_stop = None

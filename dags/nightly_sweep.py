@@ -16,6 +16,8 @@ from pathlib import Path
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, task
 
+from inferbench.pipeline import BENCHMARK_DAG_ID
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SWEEP = "examples/sweep-nightly.json"  # relative paths are from the checkout root
 
@@ -46,6 +48,6 @@ with DAG(
         return [{"trigger_run_id": r.run_id, "conf": r.conf} for r in runs]
 
     TriggerDagRunOperator.partial(
-        task_id="trigger", trigger_dag_id="inferbench_benchmark", wait_for_completion=False,
+        task_id="trigger", trigger_dag_id=BENCHMARK_DAG_ID, wait_for_completion=False,
         max_active_tis_per_dagrun=1,  # in the expanded (shortest first) order
     ).expand_kwargs(expand())

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from inferbench.errors import InferBenchError
+from inferbench.pipeline import BENCHMARK_DAG_ID as DAG_ID
 
-DAG_ID = "inferbench_benchmark"
 DEFAULT_PORT = 8080
 
 
@@ -34,23 +34,16 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from inferbench.stages import CONFIG_STAGES, PLATFORM_STAGES, STAGES
+    from inferbench.pipeline import result_line, validate_stage_args
+    from inferbench.stages import run_stage
     from inferbench.stages.common import make_context
 
-    if args.name not in STAGES:
-        raise InferBenchError(f"unknown stage {args.name!r}; stages: {', '.join(STAGES)}")
-    if (args.name in PLATFORM_STAGES) != (args.platform is not None):
-        raise InferBenchError(f"stage {args.name!r} "
-                              + ("needs --platform" if args.name in PLATFORM_STAGES
-                                 else "takes no --platform"))
-    if args.config is not None and args.name not in CONFIG_STAGES:
-        raise InferBenchError(f"stage {args.name!r} takes no --config")
-    ctx = make_context(args.run)
-    func = STAGES[args.name]
-    extra = [] if args.config is None else [args.config]
-    result = func(ctx, args.platform, *extra) if args.platform else func(ctx)
+    # Checked before the context is built: a wrong name or option fails without touching
+    # the run directory or the database.
+    stage = validate_stage_args(args.name, args.platform, args.config)
+    result = run_stage(stage, make_context(args.run), args.platform, args.config)
     # The operator reads this line and pushes it to XCom.
-    print("RESULT " + json.dumps(result, default=str), flush=True)
+    print(result_line(result), flush=True)
     return 0
 
 
@@ -166,6 +159,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_summary(run_id: str) -> dict[str, Any]:
+    from analysis.recommend import best_point
     from inferbench import perfdb
     from inferbench.perfdb import queries
     from inferbench.stages.common import db_url_from_env
@@ -183,7 +177,13 @@ def run_summary(run_id: str) -> dict[str, Any]:
                 "late_send_pct": r["late_send_pct"], "n_ok": r["n_ok"],
                 "n_failed": r["n_failed"], "meets_slo": r["meets_slo"],
                 "verdict": r["verdict"], "reasons": r["reasons"]} for r in tables["results"]]
-    best = pick_best(results)
+    # The recommender's rule (VALID, within the run's SLO, cheapest per request, else most
+    # items/s), so the summary's best point is the one the report's recommendations rank first.
+    slo = run["spec"]["slo"]
+    best_row = best_point(tables["results"], slo_percentile=slo["percentile"],
+                          slo_ms=slo["latency_ms"])
+    best = next((shown for shown, raw in zip(results, tables["results"], strict=True)
+                 if raw is best_row), None)
     return {
         "run_id": run_id, "name": run["name"], "status": run["status"],
         "verdict": run["verdict"], "reasons": run["verdict_reasons"],
@@ -198,12 +198,6 @@ def run_summary(run_id: str) -> dict[str, Any]:
                         for d in tables["deployments"]],
         "results": results,
     }
-
-
-def pick_best(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The configuration to recommend: VALID and within the SLO, highest throughput."""
-    candidates = [r for r in results if r["verdict"] == "VALID" and r["meets_slo"]]
-    return max(candidates, key=lambda r: r["throughput_rps"], default=None)
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -251,7 +245,7 @@ def _add_runtime_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=("local", "docker"), default="local",
                    help="where stages run: local processes, or containers of the stage image "
                    "(build it with scripts/build-images.sh); fixed while the stack runs")
-# --- analysis commands (issue 4): report, leaderboard, recommend; all from PostgreSQL ---
+# --- analysis commands: report, leaderboard, recommend; all from PostgreSQL ---
 
 def _results_db():
     from inferbench import perfdb
@@ -366,12 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _load_arguments(p)
     p.set_defaults(func=_cmd_load)
-    p = sub.add_parser("stage", help="run one stage of a run (what the Airflow tasks call)")
-    p.add_argument("name")
+    from inferbench.pipeline import CONFIG_STAGES, PLATFORM_STAGES, Stage, stage_help
+
+    # No argparse `choices` for the name: a wrong one goes through the same check as the
+    # operator's, with the project's message and exit code.
+    p = sub.add_parser("stage", help="run one stage of a run (what the Airflow tasks call)",
+                       epilog=stage_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="STAGE", help=f"one of: {', '.join(Stage)}")
     p.add_argument("--run", required=True, help="run id")
-    p.add_argument("--platform")
+    p.add_argument("--platform", help=f"serving platform, for {', '.join(PLATFORM_STAGES)}")
     p.add_argument("--config", type=int, help="server configuration index (see the spec's "
-                   "server section)")
+                   f"server section), for {', '.join(CONFIG_STAGES)}")
     p.set_defaults(func=_cmd_stage)
     p = sub.add_parser("report", help="regenerate the HTML report of a run (or a sweep) from "
                        "PostgreSQL alone")

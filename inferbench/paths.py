@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,14 +64,47 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def config_dir(self, platform: str, config: int = 0) -> Path:
-        """One server configuration's directory: its server's files, endpoint and points."""
+    def config_files(self, platform: str, config: int = 0) -> ConfigFiles:
+        """One server configuration's files (its directory is created here)."""
         path = self.platform_dir(platform) / f"config-{config}"
         path.mkdir(parents=True, exist_ok=True)
-        return path
+        return ConfigFiles(path)
+
+    def config_dir(self, platform: str, config: int = 0) -> Path:
+        """One server configuration's directory: its server's files, endpoint and points."""
+        return self.config_files(platform, config).dir
 
     def endpoint_file(self, platform: str, config: int = 0) -> Path:
-        return self.config_dir(platform, config) / "endpoint.json"
+        return self.config_files(platform, config).endpoint
 
     def load_file(self, platform: str, config: int = 0) -> Path:
-        return self.config_dir(platform, config) / "load.json"
+        return self.config_files(platform, config).load
+
+
+@dataclass(frozen=True)
+class ConfigFiles:
+    """The files of one server configuration of one platform (`platforms/P/config-N/`):
+    the serve stage writes the endpoint and the server's own files, the load stage the
+    summary, the per-point request records and the resource samples."""
+
+    dir: Path
+
+    @property
+    def endpoint(self) -> Path:
+        return self.dir / "endpoint.json"
+
+    @property
+    def load(self) -> Path:
+        return self.dir / "load.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.dir / "samples.json"
+
+    @property
+    def points_dir(self) -> Path:
+        return self.dir / "points"
+
+    def point_records(self, point: int) -> Path:
+        """One measurement point's per-request records (numpy .npz)."""
+        return self.points_dir / f"{point}.npz"

@@ -4,15 +4,33 @@ A pure function of the spec: the DAG maps over its result, the stages look a con
 up by index, and the label (e.g. "db=on,delay=500us,inst=2") names it in the database and
 the report. Order and labels are stable, so a configuration's index means the same thing in
 every task of a run.
+
+A stage resolves the configuration it works on once, into a `ResolvedConfig` (which
+configuration, on which platform, and where its files live in the run directory), and hands
+that object down to serve, load, stop and collect; nothing below the stage's entry point
+expands the grid again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from inferbench.backends.base import ServerConfig
 from inferbench.errors import InferBenchError
+from inferbench.paths import ConfigFiles, RunDir
 from inferbench.spec import BenchmarkSpec
+
+
+class Knobs(TypedDict):
+    """A configuration's knobs as JSON-ready values (stored beside its label)."""
+
+    dynamic_batching: bool
+    max_queue_delay_us: int
+    preferred_batch_sizes: list[int]
+    instance_count: int
+    openvino_precision: str
 
 
 @dataclass(frozen=True)
@@ -21,7 +39,7 @@ class LabelledConfig:
     label: str
     config: ServerConfig
 
-    def knobs(self) -> dict:
+    def knobs(self) -> Knobs:
         """The knobs as JSON-ready values (stored beside the label)."""
         c = self.config
         return {"dynamic_batching": c.dynamic_batching,
@@ -54,11 +72,66 @@ def server_configs(spec: BenchmarkSpec) -> list[LabelledConfig]:
     return out
 
 
-def server_config(spec: BenchmarkSpec, index: int) -> LabelledConfig:
-    configs = server_configs(spec)
-    if not 0 <= index < len(configs):
+def _check_index(labels: Sequence[str], index: int) -> None:
+    if not 0 <= index < len(labels):
         raise InferBenchError(
             f"server configuration {index!r} does not exist: the spec expands to "
-            f"{len(configs)} ({', '.join(c.label for c in configs)}); fix: use an index "
-            f"0..{len(configs) - 1}")
+            f"{len(labels)} ({', '.join(labels)}); fix: use an index 0..{len(labels) - 1}")
+
+
+def server_config(spec: BenchmarkSpec, index: int) -> LabelledConfig:
+    configs = server_configs(spec)
+    _check_index([c.label for c in configs], index)
+    return configs[index]
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """One server configuration of one platform in one run, resolved once per task.
+
+    Everything below a stage's entry point takes this instead of (spec, platform, index):
+    which configuration it is (index, label, knobs) and where its files are. What exists
+    only once a server starts (ports, the converted model's path) is resolved by the serve
+    stage into the backend's `ServeContext`.
+    """
+
+    platform: str
+    labelled: LabelledConfig
+    files: ConfigFiles
+
+    @property
+    def index(self) -> int:
+        return self.labelled.index
+
+    @property
+    def label(self) -> str:
+        return self.labelled.label
+
+    @property
+    def server(self) -> ServerConfig:
+        return self.labelled.config
+
+    def knobs(self) -> Knobs:
+        return self.labelled.knobs()
+
+
+def resolve_configs(spec: BenchmarkSpec, run_dir: RunDir, platform: str
+                    ) -> list[ResolvedConfig]:
+    """Every configuration of `platform` in grid order, with its files (directories are
+    created, as the stages always found them)."""
+    return [ResolvedConfig(platform, c, run_dir.config_files(platform, c.index))
+            for c in server_configs(spec)]
+
+
+def resolve_config(spec: BenchmarkSpec, run_dir: RunDir, platform: str, index: int
+                   ) -> ResolvedConfig:
+    """One configuration; an index outside the grid is an error that lists the grid."""
+    labelled = server_config(spec, index)
+    return ResolvedConfig(platform, labelled, run_dir.config_files(platform, index))
+
+
+def pick(configs: Sequence[ResolvedConfig], index: int) -> ResolvedConfig:
+    """The configuration `index` of an already resolved grid (same error as
+    `server_config` for an index outside it)."""
+    _check_index([c.label for c in configs], index)
     return configs[index]

@@ -24,6 +24,10 @@ from pydantic import (
 
 from inferbench.errors import InferBenchError
 
+# The platform names, and the formats and transports platforms are described by, live with
+# the platform descriptors (inferbench/platforms.py); importing them from here still works.
+from inferbench.platforms import ModelFormat, Platform, Transport, descriptor, descriptors
+
 
 class ModelFamily(StrEnum):
     """Block types of the canonical model generator."""
@@ -32,58 +36,6 @@ class ModelFamily(StrEnum):
     CNN = "cnn"
     LSTM = "lstm"
     ATTENTION = "attention"
-
-
-class ModelFormat(StrEnum):
-    TORCHSCRIPT = "torchscript"
-    ONNX = "onnx"
-    SAVEDMODEL = "savedmodel"  # TensorFlow SavedModel (needs the tensorflow extra)
-
-
-class Platform(StrEnum):
-    """Serving platforms; each has one module in inferbench/backends."""
-
-    TRITON = "triton"
-    ONNXRUNTIME = "onnxruntime"
-    TORCHSCRIPT = "torchscript"
-    OPENVINO = "openvino"
-    TORCHSERVE = "torchserve"
-    MLSERVER = "mlserver"
-    TFSERVING = "tfserving"  # TensorFlow Serving; runs only from its Docker image
-
-
-# Which converted format each platform serves. Checked against `formats` at validation.
-PLATFORM_FORMAT: dict[Platform, ModelFormat] = {
-    Platform.TRITON: ModelFormat.ONNX,
-    Platform.ONNXRUNTIME: ModelFormat.ONNX,
-    Platform.TORCHSCRIPT: ModelFormat.TORCHSCRIPT,
-    Platform.OPENVINO: ModelFormat.ONNX,
-    Platform.TORCHSERVE: ModelFormat.TORCHSCRIPT,
-    Platform.MLSERVER: ModelFormat.ONNX,
-    Platform.TFSERVING: ModelFormat.SAVEDMODEL,
-}
-
-
-class Transport(StrEnum):
-    """How the load stage talks KServe V2 to a server."""
-
-    HTTP = "http"
-    GRPC = "grpc"
-
-
-# Which transports each platform's server speaks. Checked against `workload.transport`.
-PLATFORM_TRANSPORTS: dict[Platform, frozenset[Transport]] = {
-    Platform.TRITON: frozenset({Transport.HTTP, Transport.GRPC}),
-    Platform.ONNXRUNTIME: frozenset({Transport.HTTP}),
-    Platform.TORCHSCRIPT: frozenset({Transport.HTTP}),
-    Platform.OPENVINO: frozenset({Transport.HTTP}),
-    # TorchServe's gRPC API takes its own messages (inference.proto), not KServe V2.
-    Platform.TORCHSERVE: frozenset({Transport.HTTP}),
-    # MLServer's gRPC front end is KServe V2 (inference.GRPCInferenceService).
-    Platform.MLSERVER: frozenset({Transport.HTTP, Transport.GRPC}),
-    # TF Serving's REST predict API and its gRPC PredictionService (not KServe V2).
-    Platform.TFSERVING: frozenset({Transport.HTTP, Transport.GRPC}),
-}
 
 
 class Arrival(StrEnum):
@@ -191,8 +143,8 @@ class WorkloadSpec(_Strict):
         None, min_length=1, description="trace only: CSV file of request timestamps in "
         "seconds, optionally with an integer payload id as second column; replayed as is.")
     transport: Transport = Field(
-        Transport.HTTP, description="http (each platform's own HTTP API) or grpc (triton "
-        "and mlserver: KServe V2 GRPCInferenceService; tfserving: PredictionService).")
+        Transport.HTTP, description="http (each platform's own HTTP API) or grpc (the "
+        "platform's gRPC service, on the platforms that have one; validation names them).")
 
     @property
     def open_loop(self) -> bool:
@@ -405,7 +357,7 @@ class BenchmarkSpec(_Strict):
         if any(b < 1 or b > 4096 for b in self.batch_sizes):
             raise ValueError(f"batch_sizes {self.batch_sizes!r}: each must be 1..4096")
         for platform in self.platforms:
-            needed = PLATFORM_FORMAT[platform]
+            needed = descriptor(platform).model_format
             if needed not in self.formats:
                 raise ValueError(
                     f"platform {platform.value!r} serves the {needed.value!r} format, which is "
@@ -413,9 +365,10 @@ class BenchmarkSpec(_Strict):
                     f"{needed.value!r} to formats"
                 )
         transport = self.workload.transport
-        unable = [p.value for p in self.platforms if transport not in PLATFORM_TRANSPORTS[p]]
+        unable = [p.value for p in self.platforms
+                  if transport not in descriptor(p).transports]
         if unable:
-            able = [p.value for p, ts in PLATFORM_TRANSPORTS.items() if transport in ts]
+            able = [p.value for p, d in descriptors().items() if transport in d.transports]
             raise ValueError(
                 f"workload.transport {transport.value!r} is not spoken by platforms {unable!r} "
                 f"(only by {able!r}); fix: use \"http\" or list only those platforms")

@@ -1,6 +1,7 @@
 """Airflow glue of the job scheduler: a cluster policy (`task_instance_mutation_hook`) that
-puts every task of a scheduled DAG run into its worker's pool and gives it the run's
-priority weight.
+puts every task of a scheduled DAG run into its worker's pool and queue and gives it the
+run's priority weight, and `record_decision`, which the run's tasks call to write the
+decision into the results database.
 
 Why a cluster policy and not a PriorityWeightStrategy plugin: a strategy only returns a
 priority weight; placement means setting the task instance's *pool*, which only the mutation
@@ -9,11 +10,36 @@ are created (the api-server for REST triggers, the scheduler for cron runs and m
 expansions) and is re-applied whenever Airflow refreshes a task instance from its task, so
 one mechanism carries both decisions and nothing in the DAG files has to know about it.
 
+Where a decision is made and kept. The hook runs inside the Airflow transaction that
+creates the run's task instances and works only through that transaction's session and
+Airflow's ORM models (Pool, DagRun, TaskInstance, Variable), never Airflow's table layout:
+1. It predicts the job's length (the predictor reads past runs from the results database:
+   a read, done before any lock is taken).
+2. It locks the worker pools' rows (SELECT ... FOR NO KEY UPDATE, as Airflow's scheduler
+   does in its critical section), so decisions are made one at a time and each sees the
+   ones before it committed: two runs triggered at the same moment cannot both take the
+   same idle worker. The scheduler's own pool lock is NOWAIT, so at worst it skips a loop.
+3. It reads the active runs of the scheduled DAGs (DagRun, with their first task's start
+   from TaskInstance) and their decisions, and decides (inferbench/scheduling/decisions.py).
+4. It keeps the decision as an Airflow Variable, one per run (`decision_key`), added to the
+   same session: the decision exists exactly when the run's task instances do (a rolled-back
+   creation leaves nothing behind), later decisions and re-applications read it back, and
+   the next decision deletes the Variables of runs that have ended.
+The results database is written by the run's own tasks: `record_decision(context)` reads the
+run's Variable through the Task SDK (in Airflow 3 the way a task reaches Airflow's state) and
+upserts the decision into `sched_jobs` (a no-op when it is already there). Every task may
+call it, so the record does not depend on which task runs first, and a run cleared and
+placed again gets its new decision recorded.
+Why not a field of the task instance: a running task sees neither its pool nor its priority
+weight, and XComs are cleared when their task starts. Why not write the results database in
+the hook: the hook runs in the request that creates the run, so a slow or unreachable
+results database would block or fail run creation, and a rolled-back creation would leave a
+decision behind for a run that does not exist.
+
 Settings (Airflow config section [inferbench], so also AIRFLOW__INFERBENCH__* variables):
 - sched_policy: rr_fcfs | rr_sjf | qa_sjf (default qa_sjf)
 - sched_aging_rate: seconds of predicted length a job gains per second waited (default 0.1)
-- sched_dags: comma-separated DAG ids whose runs are scheduled (default: the benchmark DAG
-  and the stand-in job DAG)
+- sched_dags: comma-separated DAG ids whose runs are scheduled (default: the benchmark DAG)
 Workers are the Airflow pools named worker-0, worker-1, ... (slots = 1 each); `inferbench
 up` creates them (INFERBENCH_WORKERS, default 1); in the cluster, airflow-init does, and
 each worker-N Celery worker listens on the queue of the same name, which the hook sets too.
@@ -25,14 +51,17 @@ strong preference, not a lock: see benchmarks/scheduling/README.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inferbench.errors import InferBenchError
+from inferbench.pipeline import BENCHMARK_DAG_ID, DB_ENV
+from inferbench.scheduling.decisions import ActiveJob, Decision, decide
 from inferbench.scheduling.policies import (
     DEFAULT_AGING_RATE,
     DEFAULT_POLICY,
@@ -40,16 +69,19 @@ from inferbench.scheduling.policies import (
     parse_policy,
     priority_weight,
 )
-from inferbench.scheduling.store import Decision
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
 SECTION = "inferbench"
-DEFAULT_SCHED_DAGS = ("inferbench_benchmark", "inferbench_sched_job")
+DEFAULT_SCHED_DAGS = (BENCHMARK_DAG_ID,)
 WORKER_POOL_PREFIX = "worker-"
-DB_ENV = "INFERBENCH_DB_URL"
-_CACHE_SIZE = 4096
-_decisions: OrderedDict[tuple[str, str], Decision] = OrderedDict()
+DECISION_VARIABLE_PREFIX = "inferbench_sched__"
+
+RunKey = tuple[str, str]  # (dag_id, run_id)
 
 
 def _conf(key: str, fallback: str) -> str:
@@ -77,43 +109,37 @@ def scheduled_dags() -> set[str]:
     return {d.strip() for d in raw.split(",") if d.strip()}
 
 
-@lru_cache(maxsize=1)
-def _metadata_engine():
-    """Our own engine on Airflow's metadata DB: reads only, and never the caller's session
-    (the hook runs inside Airflow's transaction that is creating the run)."""
-    from airflow.configuration import conf
-    from sqlalchemy import create_engine
-
-    return create_engine(conf.get("database", "sql_alchemy_conn"), pool_pre_ping=True)
+def decision_key(dag_id: str, run_id: str) -> str:
+    """The Airflow Variable that holds a run's decision. Hashed: run ids carry ':' and '+',
+    and a DAG id and run id together can exceed the 250 characters of a Variable key (the
+    Variable's description names the run)."""
+    digest = hashlib.sha256(f"{dag_id}\n{run_id}".encode()).hexdigest()[:32]
+    return DECISION_VARIABLE_PREFIX + digest
 
 
-def _sort_workers(names: list[str]) -> list[str]:
-    return sorted(names, key=lambda n: int(n[len(WORKER_POOL_PREFIX):]))
+def _results_url() -> str:
+    url = os.environ.get(DB_ENV)
+    if not url:
+        raise InferBenchError(f"the scheduling policy needs the results database: {DB_ENV} "
+                              "is not set in this Airflow component's environment; fix: set "
+                              "it (`inferbench up` does) or remove airflow_local_settings.py")
+    return url
 
 
-def airflow_state(dag_ids: set[str]) -> tuple[list[str], dict[tuple[str, str], float | None]]:
-    """The worker pools, and the active (queued or running) runs of the scheduled DAGs with
-    the start time of their first task (None while nothing has started)."""
-    from sqlalchemy import bindparam, text
+@lru_cache(maxsize=4)
+def _results_engine(url: str) -> Engine:
+    """One engine per URL for the life of the Airflow component (the hook runs once per new
+    run, in long-lived processes)."""
+    from inferbench import perfdb
 
-    with _metadata_engine().connect() as conn:
-        pools = [r[0] for r in conn.execute(text(
-            "SELECT pool FROM slot_pool WHERE pool LIKE :p"), {"p": WORKER_POOL_PREFIX + "%"})
-            if r[0][len(WORKER_POOL_PREFIX):].isdigit()]
-        rows = conn.execute(text(
-            "SELECT dr.dag_id, dr.run_id, MIN(ti.start_date) FROM dag_run dr "
-            "LEFT JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
-            "WHERE dr.state IN ('queued', 'running') AND dr.dag_id IN :dags "
-            "GROUP BY dr.dag_id, dr.run_id").bindparams(bindparam("dags", expanding=True)),
-            {"dags": sorted(dag_ids)}).all()
-    active = {(d, r): (s.timestamp() if s is not None else None) for d, r, s in rows}
-    return _sort_workers(pools), active
+    return perfdb.engine(url)
 
 
 def job_spec(conf: dict[str, Any]) -> tuple[Any, float]:
     """The spec of a run and the time scale of its prediction. The benchmark DAG's conf is
-    the spec itself (missing fields take the DAG's defaults, as its Params do); a stand-in
-    job's conf wraps it: {"spec": {...}, "time_scale": 0.05, ...}."""
+    the spec itself (missing fields take the DAG's defaults, as its Params do); a conf may
+    instead wrap a spec it stands in for, {"spec": {...}, "time_scale": 0.05, ...} (the
+    scheduling benchmark's stand-in jobs, benchmarks/scheduling/dags/sched_job.py)."""
     from inferbench.spec import example_spec, parse_spec
 
     if "spec" in conf:
@@ -124,52 +150,173 @@ def job_spec(conf: dict[str, Any]) -> tuple[Any, float]:
 
 
 def predicted_seconds(conf: dict[str, Any], results_url: str) -> float:
-    from inferbench import perfdb
     from inferbench.scheduling.history import similar_runs
     from inferbench.scheduling.predictor import predict
 
     spec, scale = job_spec(conf)
-    with perfdb.engine(results_url).connect() as conn:
+    with _results_engine(results_url).connect() as conn:
         history = similar_runs(conn, spec)
     return predict(spec, history).total_s * scale
 
 
-def decision_for(dag_id: str, run_id: str, conf: dict[str, Any]) -> Decision:
-    cached = _decisions.get((dag_id, run_id))
-    if cached is not None:
-        return cached
-    from inferbench import perfdb
-    from inferbench.scheduling.store import decide
+# --- Airflow's side: reads and writes through the session that is creating the run --------
 
-    url = os.environ.get(DB_ENV)
-    if not url:
-        raise InferBenchError(f"the scheduling policy needs the results database: {DB_ENV} "
-                              "is not set in the Airflow components' environment; fix: set "
-                              "it (`inferbench up` does) or remove airflow_local_settings.py")
-    predicted = predicted_seconds(conf, url)
-    workers, active = airflow_state(scheduled_dags())
+def _sort_workers(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: int(n[len(WORKER_POOL_PREFIX):]))
+
+
+def _lock_workers(session: Session) -> list[str]:
+    """The worker pools, their rows locked until the caller's transaction ends."""
+    from airflow.models.pool import Pool
+    from sqlalchemy import select
+
+    names = session.scalars(
+        select(Pool.pool).where(Pool.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))
+        .order_by(Pool.pool).with_for_update(key_share=True)).all()
+    return _sort_workers([n for n in names if n[len(WORKER_POOL_PREFIX):].isdigit()])
+
+
+def _pending_variables(session: Session) -> dict[str, Any]:
+    """Decision Variables added in this transaction and not flushed yet (the scheduler may
+    create several runs in one transaction; a run's later task instances come after its
+    first one decided)."""
+    from airflow.models.variable import Variable
+
+    return {obj.key: obj for obj in session.new
+            if isinstance(obj, Variable) and obj.key.startswith(DECISION_VARIABLE_PREFIX)}
+
+
+def _read(variable: Any) -> Decision | None:
+    try:
+        return Decision.from_json(variable.val)
+    except InferBenchError as e:  # edited by hand: decide again, and overwrite it
+        log.warning("ignoring Airflow Variable %s: %s", variable.key, e)
+        return None
+
+
+def _kept(session: Session, keys: list[str]) -> dict[str, Decision]:
+    """The decisions kept under these Variable keys (in this transaction or committed)."""
+    from airflow.models.variable import Variable
+    from sqlalchemy import select
+
+    found = dict(_pending_variables(session))
+    missing = [k for k in keys if k not in found]
+    if missing:
+        found.update((v.key, v) for v in session.scalars(
+            select(Variable).where(Variable.key.in_(missing))))
+    decisions = {k: _read(found[k]) for k in keys if k in found}
+    return {k: d for k, d in decisions.items() if d is not None}
+
+
+def _active_runs(session: Session, dag_ids: set[str]) -> dict[RunKey, float | None]:
+    """The queued or running runs of these DAGs, with the start of their first task (None
+    while nothing has started)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import and_, func, select
+
+    rows = session.execute(
+        select(DagRun.dag_id, DagRun.run_id, func.min(TaskInstance.start_date))
+        .outerjoin(TaskInstance, and_(TaskInstance.dag_id == DagRun.dag_id,
+                                      TaskInstance.run_id == DagRun.run_id))
+        .where(DagRun.dag_id.in_(sorted(dag_ids)),
+               DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]))
+        .group_by(DagRun.dag_id, DagRun.run_id)).all()
+    return {(d, r): (s.timestamp() if s is not None else None) for d, r, s in rows}
+
+
+def _last_worker(session: Session, dag_ids: set[str], dag_run: Any) -> str | None:
+    """The worker of the newest run placed before this one (round-robin continues there)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import and_, select
+
+    return session.scalar(
+        select(TaskInstance.pool)
+        .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id,
+                           DagRun.run_id == TaskInstance.run_id))
+        .where(DagRun.dag_id.in_(sorted(dag_ids)), DagRun.id != dag_run.id,
+               TaskInstance.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))
+        .order_by(DagRun.id.desc()).limit(1))
+
+
+def _keep(session: Session, decision: Decision, active_keys: set[str]) -> None:
+    """Keep the decision in its run's Variable; delete those of runs no longer active."""
+    from airflow.models.variable import Variable
+    from sqlalchemy import delete, select
+
+    key = decision_key(decision.dag_id, decision.run_id)
+    description = (f"InferBench scheduling decision of {decision.dag_id} run "
+                   f"{decision.run_id}: {decision.worker}, predicted {decision.predicted_s:.1f}"
+                   f" s ({decision.policy}). Deleted once the run has ended.")
+    existing = _pending_variables(session).get(key) or session.scalar(
+        select(Variable).where(Variable.key == key))
+    if existing is not None:
+        existing.set_val(decision.to_json())
+        existing.description = description
+    else:
+        session.add(Variable(key=key, val=decision.to_json(), description=description))
+    session.execute(
+        delete(Variable)
+        .where(Variable.key.startswith(DECISION_VARIABLE_PREFIX, autoescape=True),
+               Variable.key.not_in(sorted(active_keys | {key})))
+        .execution_options(synchronize_session=False))
+
+
+def _decide_in(session: Session, dag_run: Any) -> Decision:
+    dag_id, run_id = dag_run.dag_id, dag_run.run_id
+    key = decision_key(dag_id, run_id)
+    kept = _kept(session, [key])
+    if key in kept:
+        return kept[key]
+    predicted = predicted_seconds(dict(dag_run.conf or {}), _results_url())
+    workers = _lock_workers(session)
     if not workers:
         raise InferBenchError("no worker pools (worker-0, worker-1, ...) exist in Airflow; "
                               "fix: run `inferbench up` or create them with "
                               "`airflow pools set worker-0 1 'GPU worker 0'`")
-    with perfdb.engine(url).begin() as conn:
-        decision = decide(conn, dag_id=dag_id, run_id=run_id, predicted_s=predicted,
-                          policy=policy(), aging_rate=aging_rate(), workers=workers,
-                          active=active, now_s=time.time())
-    _decisions[(dag_id, run_id)] = decision
-    while len(_decisions) > _CACHE_SIZE:
-        _decisions.popitem(last=False)
+    kept = _kept(session, [key])  # decided by another transaction while we waited
+    if key in kept:
+        return kept[key]
+    dag_ids = scheduled_dags()
+    started = _active_runs(session, dag_ids)
+    started.pop((dag_id, run_id), None)
+    keys = {run: decision_key(*run) for run in started}
+    decided = _kept(session, list(keys.values()))
+    active = [ActiveJob(decided[keys[run]], start) for run, start in started.items()
+              if keys[run] in decided]
+    decision = decide(dag_id=dag_id, run_id=run_id, predicted_s=predicted, policy=policy(),
+                      aging_rate=aging_rate(), workers=workers, active=active,
+                      last_worker=_last_worker(session, dag_ids, dag_run), now_s=time.time())
+    _keep(session, decision, set(keys.values()))
     log.info("scheduled %s/%s on %s (predicted %.1f s, policy %s, weight %d)", dag_id,
              run_id, decision.worker, decision.predicted_s, decision.policy,
              decision.priority_weight)
     return decision
 
 
+def decision_for(dag_run: Any) -> Decision:
+    """The run's decision: the one kept for it, or a new one made and kept in the session
+    that holds `dag_run` (Airflow's transaction creating or refreshing its tasks)."""
+    from sqlalchemy.orm import object_session
+
+    session = object_session(dag_run)
+    if session is None:  # a detached run: decide in a transaction of our own
+        from airflow.utils.session import create_session
+
+        with create_session() as own, own.no_autoflush:
+            return _decide_in(own, dag_run)
+    # No autoflush: Airflow is in the middle of adding the run's task instances.
+    with session.no_autoflush:
+        return _decide_in(session, dag_run)
+
+
 def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
     """Cluster policy: the run's worker pool and priority weight on each of its tasks."""
     if dag_run is None or dag_run.dag_id not in scheduled_dags():
         return  # TaskInstance.__init__ calls us without a run; the creator calls again
-    decision = decision_for(dag_run.dag_id, dag_run.run_id, dict(dag_run.conf or {}))
+    decision = decision_for(dag_run)
     task = getattr(task_instance, "task", None)
     continuation = bool(getattr(task, "upstream_task_ids", None))
     task_instance.pool = decision.worker
@@ -179,3 +326,40 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
     # LocalExecutor of the embedded default ignores queues.
     task_instance.queue = decision.worker
     task_instance.priority_weight = priority_weight(decision.order_key, continuation)
+
+
+# --- the task's side ------------------------------------------------------------------------
+
+def record_decision(context: Mapping[str, Any]) -> Decision | None:
+    """Record the scheduling decision of the running task's DAG run in the results database
+    (table sched_jobs). Call it from a task's execute: `record_decision(context)`.
+
+    Returns the decision, or None when the run has none (a DAG the policy does not
+    schedule, or no cluster policy installed); raises when there is one but the results
+    database is not configured. Cheap to repeat: an unchanged decision is not rewritten."""
+    from airflow.sdk import Variable
+
+    from inferbench import perfdb
+    from inferbench.scheduling.store import record
+
+    ti = context.get("ti")
+    if ti is None:  # executed outside a DAG run (a test, `operator.execute` by hand)
+        return None
+    raw = Variable.get(decision_key(ti.dag_id, ti.run_id), default=None)
+    if raw is None:
+        return None
+    decision = Decision.from_json(raw)
+    url = os.environ.get(DB_ENV)
+    if not url:
+        raise InferBenchError(f"cannot record the scheduling decision of {ti.dag_id}/"
+                              f"{ti.run_id}: {DB_ENV} is not set in the worker's environment; "
+                              "fix: set it to the results database URL")
+    engine = perfdb.engine(url)
+    try:
+        with engine.begin() as conn:
+            if record(conn, decision):
+                log.info("recorded the scheduling decision: %s (predicted %.1f s, weight %d)",
+                         decision.worker, decision.predicted_s, decision.priority_weight)
+    finally:
+        engine.dispose()
+    return decision

@@ -4,12 +4,14 @@ the brief fixes: generate -> convert -> per platform serve/load/collect + teardo
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
 
+from inferbench.pipeline import BENCHMARK_DAG_ID, STAGE_TRAITS, Stage
 from inferbench.spec import Platform, json_schema
 
 
@@ -26,12 +28,18 @@ def test_dags_import_without_errors(dagbag):
 
 
 def test_benchmark_dag_shape(dagbag):
-    dag = dagbag.dags["inferbench_benchmark"]
+    dag = dagbag.dags[BENCHMARK_DAG_ID]
+    # Every task is a stage, named after it (serve and load run inside measure); the
+    # teardown is a stage that stops servers.
+    assert {t.task_id.rsplit(".", 1)[-1] for t in dag.tasks} <= set(Stage)
+    assert all(t.task_id.rsplit(".", 1)[-1] == t.stage for t in dag.tasks
+               if type(t).__name__ == "StageOperator")
     assert dag.get_task("convert").upstream_task_ids == {"generate"}
     for platform in Platform:
         p = platform.value
         configs, stop = dag.get_task(f"{p}.configs"), dag.get_task(f"{p}.stop")
         assert configs.is_setup and stop.is_teardown
+        assert STAGE_TRAITS[stop.stage].controls_servers
         measure = dag.get_task(f"{p}.measure")
         # Mapped over the spec's server configurations, one running at a time.
         assert measure.upstream_task_ids == {f"{p}.configs"}
@@ -69,6 +77,26 @@ def test_dag_file_parses_without_heavy_imports():
     proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags" / "benchmark.py")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dag_folder_parses_without_the_docker_sdk():
+    """The local runtime never needs docker: parsing every DAG (what the dag-processor does
+    every few tens of seconds) loads neither the docker SDK nor the Docker provider's
+    operator or hook. Airflow's own provider discovery imports each installed provider's
+    package and its `get_provider_info` whatever the DAGs do; nothing more may appear."""
+    code = ("import sys; from airflow.dag_processing.dagbag import DagBag; "
+            "bag = DagBag(dag_folder=sys.argv[1]); "
+            "assert not bag.import_errors, bag.import_errors; "
+            "assert 'inferbench_benchmark' in bag.dags; "
+            "discovery = {'airflow.providers.docker', "
+            "'airflow.providers.docker.get_provider_info'}; "
+            "loaded = sorted(m for m in sys.modules if m == 'docker' "
+            "or m.startswith(('docker.', 'airflow.providers.docker')) and m not in discovery); "
+            "print(loaded); sys.exit(1 if loaded else 0)")
+    env = {**os.environ, "INFERBENCH_RUNTIME": "local"}
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "dags")], env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
 
 
 def test_bad_conf_is_rejected_by_the_params(dagbag):

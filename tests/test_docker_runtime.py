@@ -18,6 +18,7 @@ from sqlalchemy import func, inspect, select
 
 from inferbench import containers
 from inferbench.netutil import free_port
+from inferbench.pipeline import DB_ENV, SPEC_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -47,6 +48,17 @@ def _stage_operator(**kwargs):
     return StageOperator(task_id=f"t_{time.monotonic_ns()}", runtime="docker", **kwargs)
 
 
+def _sleeping_runner(image: str):
+    """A docker runner whose stage container only sleeps."""
+    from operators.runners import DockerRunner
+
+    class Sleeping(DockerRunner):
+        def command(self, call):
+            return ["300"]
+
+    return Sleeping(image=image, entrypoint=["sleep"])
+
+
 def _context(run_id: str, spec: dict) -> dict:
     from airflow.sdk.definitions.param import ParamsDict
 
@@ -55,19 +67,19 @@ def _context(run_id: str, spec: dict) -> dict:
 
 def test_a_failing_stage_container_fails_the_task_with_its_logs_and_is_removed(
         docker_client, stage_image, tmp_path, monkeypatch):
-    from airflow.providers.docker.exceptions import DockerContainerFailedException
-
     from inferbench.spec import example_spec
+    from operators.runners import StageContainerFailed
 
     monkeypatch.setenv("INFERBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("INFERBENCH_DB_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv(DB_ENV, "postgresql+psycopg://nobody@127.0.0.1:1/none")
     run_id = f"docker-fail-{os.getpid()}"
     spec = example_spec().model_dump(mode="json")
     op = _stage_operator(stage="load", platform="onnxruntime", image=stage_image)
     # No serve stage ran for this run, so load has no endpoint and exits non-zero.
-    with pytest.raises(DockerContainerFailedException) as failed:
+    with pytest.raises(StageContainerFailed) as failed:
         op.execute(_context(run_id, spec))
-    assert any("no ready server" in str(line) for line in failed.value.logs)
+    assert failed.value.returncode != 0
+    assert any("no ready server" in line for line in failed.value.tail)
     assert containers.run_containers(docker_client, run_id) == []
 
 
@@ -77,8 +89,8 @@ def test_on_kill_removes_a_running_stage_container(docker_client, stage_image, t
 
     monkeypatch.setenv("INFERBENCH_HOME", str(tmp_path))
     run_id = f"docker-kill-{os.getpid()}"
-    op = _stage_operator(stage="generate", image=stage_image, entrypoint=["sleep"])
-    op.stage_argv = lambda _run_id: ["x", "x", "x", "300"]  # the container sleeps
+    op = _stage_operator(stage="generate", image=stage_image)
+    op.make_runner = lambda _runtime: _sleeping_runner(stage_image)
     outcome: list[BaseException | None] = []
 
     def execute() -> None:
@@ -120,7 +132,7 @@ def test_a_benchmark_with_runtime_docker_through_airflow_matches_the_local_schem
     containers; its rows fill the same tables as a local run's, and no container remains."""
     home = tmp_path / "home"
     env = {**os.environ, "INFERBENCH_HOME": str(home), "INFERBENCH_IMAGE": stage_image}
-    for key in ("INFERBENCH_DB_URL", "INFERBENCH_SPEC_JSON", "AIRFLOW_HOME") + tuple(
+    for key in (DB_ENV, SPEC_ENV, "AIRFLOW_HOME") + tuple(
             k for k in os.environ if k.startswith("AIRFLOW__")):
         env.pop(key, None)
     spec = str(ROOT / "examples" / "quick-onnxruntime.json")

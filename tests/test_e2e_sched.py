@@ -1,12 +1,16 @@
 """The scheduling policies through the real Airflow scheduler (embedded PostgreSQL,
 scheduler, dag-processor, api-server, LocalExecutor): placement and order checked from the
-task instances' recorded timestamps and pools, and no two jobs overlapping on a worker."""
+task instances' recorded timestamps and pools, and no two jobs overlapping on a worker.
+The jobs are the scheduling benchmark's stand-in DAG, driven by its harness
+(benchmarks/scheduling/), which records each decision from the job's task."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +26,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 TIME_SCALE = 0.02  # jobs of 1-6 s
 WAITING_MARGIN_S = 3.0  # a job counts as waiting once its run is this old (scheduler loops)
+
+
+def load_harness():
+    """benchmarks/ is not an installed package: load the harness from its file."""
+    path = ROOT / "benchmarks" / "scheduling" / "harness.py"
+    spec = importlib.util.spec_from_file_location("inferbench_sched_harness", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
@@ -56,16 +70,15 @@ def check_order(records, weight_of) -> int:
 
 
 def test_policies_place_and_order_through_the_real_scheduler(sched_home):
-    from inferbench.scheduling.harness import decisions, run_mix, start_stack
-
+    harness = load_harness()
     workers = worker_names(2)
     port = free_port()
     previous = None  # round-robin continues from the last decision, whatever its policy
     for policy, n_jobs, seed in ((Policy.QA_SJF, 8, 11), (Policy.RR_FCFS, 6, 12)):
-        url = start_stack(sched_home, ROOT / "dags", port, policy.value, len(workers))
+        url = harness.start_stack(sched_home, port, policy.value, len(workers))
         jobs = job_mix(n_jobs, seed=seed, time_scale=TIME_SCALE)
-        records = run_mix(url, jobs, TIME_SCALE, timeout_s=300, say=lambda _m: None)
-        decided = decisions([r.run_id for r in records])
+        records = harness.run_mix(url, jobs, TIME_SCALE, timeout_s=300, say=lambda _m: None)
+        decided = harness.decisions([r.run_id for r in records])
         assert [d["policy"] for d in decided] == [policy.value] * n_jobs
         by_run = {d["run_id"]: d for d in decided}
         # Airflow ran every job in the pool the policy chose.

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +276,7 @@ def test_runtime_decodes_runs_and_batches(tmp_path, onnx_model):
     runtime_dir = tmp_path / "runtime"
     runtime_dir.mkdir()
     (runtime_dir / "inferbench_onnx_runtime.py").write_text(
-        (Path(mls.__file__).parent / "mlserver_runtime.py").read_text())
+        files("inferbench.servers").joinpath("mlserver_runtime.py").read_text())
     result = subprocess.run([str(sidevenv.python("mlserver")), "-c", RUNTIME_CHECK,
                              str(runtime_dir), str(path)],
                             capture_output=True, text=True, timeout=120)

@@ -264,9 +264,13 @@ def test_a_failed_configuration_keeps_the_others_measurements(inferbench_env, db
     assert [tuple(d) for d in deployments] == [(0, "measured"), (1, "failed")]
 
 
-def test_measure_stops_a_server_an_earlier_killed_configuration_left(inferbench_env):
+def test_measure_stops_a_server_an_earlier_killed_configuration_left(inferbench_env,
+                                                                    monkeypatch):
     """A measure task killed hard leaves its server running; the next configuration's
-    measure stops it before starting its own, so two servers never overlap."""
+    measure stops it before starting its own, so two servers never overlap. Serve, load
+    and stop work on the configuration measure resolved: the grid is expanded once."""
+    from inferbench import server_grid
+
     spec = {**SPEC, "batch_sizes": [1], "name": "sweep-leftover", "min_requests": 10,
             "min_duration_s": 0.5, "warmup_s": 0,
             "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3},
@@ -276,8 +280,13 @@ def test_measure_stops_a_server_an_earlier_killed_configuration_left(inferbench_
         STAGES[stage](ctx)
     leftover = STAGES["serve"](ctx, "onnxruntime", 0)  # as if its measure task was killed
     assert group_alive(leftover["pid"])
+    expansions = []
+    expand = server_grid.server_configs
+    monkeypatch.setattr(server_grid, "server_configs",
+                        lambda spec: expansions.append(spec) or expand(spec))
     try:
         result = STAGES["measure"](ctx, "onnxruntime", 1)
+        assert len(expansions) == 1
         assert not group_alive(leftover["pid"]), "config 0's server outlived config 1's start"
         assert result["label"] == "db=off,inst=2" and result["stopped"]
     finally:

@@ -9,7 +9,14 @@ import pytest
 
 from inferbench.backends.base import ServerConfig
 from inferbench.errors import InferBenchError
-from inferbench.server_grid import server_config, server_configs
+from inferbench.paths import RunDir
+from inferbench.server_grid import (
+    pick,
+    resolve_config,
+    resolve_configs,
+    server_config,
+    server_configs,
+)
 from inferbench.spec import example_spec, parse_spec
 
 ROOT_EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
@@ -79,6 +86,33 @@ def test_lookup_by_index_and_a_bad_index():
     assert server_config(spec, 1).config == ServerConfig(instance_count=2)
     with pytest.raises(InferBenchError, match=r"configuration 2 does not exist.*0\.\.1"):
         server_config(spec, 2)
+
+
+def test_a_configuration_resolves_once_with_its_files(tmp_path):
+    """What serve, load, stop and collect are handed: the configuration and where its
+    files are, in the run directory layout the stages have always used."""
+    spec = parse_spec(spec_with({"instance_count": [1, 2]}))
+    run_dir = RunDir("run:1", tmp_path)
+    every = resolve_configs(spec, run_dir, "onnxruntime")
+    assert [(r.platform, r.index, r.label) for r in every] == [
+        ("onnxruntime", 0, "db=off,inst=1"), ("onnxruntime", 1, "db=off,inst=2")]
+    second = every[1]
+    assert second.server == ServerConfig(instance_count=2)
+    assert second.knobs() == server_configs(spec)[1].knobs()
+    files = second.files
+    assert files.dir == tmp_path / "run_1" / "platforms" / "onnxruntime" / "config-1"
+    assert files.dir.is_dir()
+    assert files.endpoint == run_dir.endpoint_file("onnxruntime", 1) == files.dir / "endpoint.json"
+    assert files.load == run_dir.load_file("onnxruntime", 1) == files.dir / "load.json"
+    assert files.samples == files.dir / "samples.json"
+    assert files.point_records(3) == files.dir / "points" / "3.npz"
+    assert resolve_config(spec, run_dir, "onnxruntime", 1) == second
+    assert pick(every, 0) is every[0]
+    for bad in (2, -1):
+        with pytest.raises(InferBenchError, match=r"does not exist.*db=off,inst=2.*0\.\.1"):
+            pick(every, bad)
+        with pytest.raises(InferBenchError, match=r"does not exist"):
+            resolve_config(spec, run_dir, "onnxruntime", bad)
 
 
 @pytest.mark.parametrize(("server", "expected"), [

@@ -80,6 +80,36 @@ def test_platform_needs_its_format():
     assert "platform 'triton' serves the 'onnx' format" in msg and "add 'onnx'" in msg
 
 
+def test_every_platform_needs_the_format_its_descriptor_names():
+    # The check reads each backend's descriptor: a platform is accepted exactly when the
+    # format its descriptor names is listed.
+    from inferbench.platforms import descriptors
+
+    for platform, facts in descriptors().items():
+        data = {**demo(), "platforms": [platform.value], "formats": [facts.model_format.value]}
+        assert parse_spec(data).platforms == [platform]
+        others = [f for f in ("onnx", "torchscript", "savedmodel") if f != facts.model_format]
+        msg = error_of({**data, "formats": others})
+        assert f"serves the {facts.model_format.value!r} format" in msg
+
+
+def test_grpc_transport_only_for_platforms_that_speak_it():
+    data = demo()  # triton and onnxruntime; onnxruntime serves HTTP only
+    data["workload"] = {**data["workload"], "transport": "grpc"}
+    msg = error_of(data)
+    assert "workload.transport 'grpc' is not spoken by platforms ['onnxruntime']" in msg
+    assert "(only by ['triton', 'mlserver', 'tfserving'])" in msg and "fix" in msg
+    data["platforms"] = ["triton"]
+    assert parse_spec(data).workload.transport.value == "grpc"
+
+
+def test_platform_names_still_import_from_the_spec():
+    from inferbench import platforms, spec
+
+    assert (spec.Platform, spec.ModelFormat, spec.Transport) == (
+        platforms.Platform, platforms.ModelFormat, platforms.Transport)
+
+
 def test_missing_required_field():
     data = demo()
     del data["slo"]

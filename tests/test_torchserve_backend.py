@@ -68,6 +68,22 @@ def test_no_counters_before_the_first_request():
     assert parse_prometheus_stats("# TYPE QueueTime gauge\n", "m") is None
 
 
+def test_counters_from_a_captured_torchserve_0_12_answer():
+    # GET /metrics of a live TorchServe 0.12 (metrics_mode=prometheus) after 5 requests to
+    # model "cnn": every default metric, labels with trailing commas, empty families.
+    text = (Path(__file__).parent / "data" / "torchserve_0.12_metrics.txt").read_text()
+    stats = parse_prometheus_stats(text, "cnn")
+    assert (stats.requests, stats.queue_ns) == (5, 4_225_183_478)
+    assert stats.compute_ns == pytest.approx(270_640_934, abs=1)  # 4495824.413 us - queue
+    assert parse_prometheus_stats(text, "other") is None
+
+
+def test_malformed_metrics_text_is_a_value_error():
+    # server_stats catches ValueError and reports the point without a server-side split.
+    with pytest.raises(ValueError):
+        parse_prometheus_stats('ts_inference_requests_total{model_name="m"} x\n', "m")
+
+
 class _Context:
     """The attributes of ts.context.Context the handler uses."""
 
@@ -85,7 +101,7 @@ class _Context:
 
 def test_handler_runs_a_server_batch_as_one_and_splits_the_answers(tmp_path):
     torch = pytest.importorskip("torch")
-    from inferbench.backends import torchserve_handler
+    from inferbench.servers import torchserve_handler
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
     torch.jit.trace(model, torch.zeros(1, 3, 4, 4)).save(str(tmp_path / "m.pt"))

@@ -240,11 +240,12 @@ def test_prepare_writes_repository_and_backend(tmp_path: Path, onnx_model: Path)
     ctx = _context(tmp_path, onnx_model)
     backend.prepare(ctx)
     model_dir = tmp_path / "model_repository" / MODEL_NAME
-    config = (model_dir / "config.pbtxt").read_text()
-    assert 'backend: "python"' in config
-    assert f"max_batch_size: {MAX_BATCH}" in config
-    assert "dims: [ 3, 16, 16 ]" in config and f"dims: [ {SPEC.num_outputs} ]" in config
-    assert "KIND_CPU" in config and str(onnx_model.resolve()) in config
+    config = _config(model_dir / "config.pbtxt")
+    assert (config.backend, config.max_batch_size) == ("python", MAX_BATCH)
+    assert list(config.input[0].dims) == [3, 16, 16]
+    assert list(config.output[0].dims) == [SPEC.num_outputs]
+    assert [g.Kind.Name(g.kind) for g in config.instance_group] == ["KIND_CPU"]
+    assert config.parameters["onnx_path"].string_value == str(onnx_model.resolve())
     assert "import inferbench" not in (model_dir / "1" / "model.py").read_text()
     stub = tmp_path / "backends" / "python" / "triton_python_backend_stub"
     assert os.access(stub, os.X_OK)
@@ -415,12 +416,24 @@ def test_stopping_the_group_leaves_no_process(tmp_path: Path, onnx_model: Path) 
         assert not [p.name for p in shm.iterdir() if p.name.startswith(prefix)]
 
 
+def _config(path: Path):
+    """config.pbtxt parsed as Triton parses it."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
 def test_config_without_batching_is_one_instance_and_no_batcher(tmp_path: Path,
                                                                 onnx_model: Path) -> None:
+    from tritonclient.grpc import model_config_pb2
+
     from inferbench.backends.triton import scheduling
 
-    assert scheduling(_context(tmp_path, onnx_model)) == \
-        "instance_group [ { count: 1 kind: KIND_CPU } ]"
+    config = model_config_pb2.ModelConfig()
+    scheduling(config, _context(tmp_path, onnx_model))
+    assert [(g.count, g.Kind.Name(g.kind)) for g in config.instance_group] == [(1, "KIND_CPU")]
+    assert not config.HasField("dynamic_batching")
 
 
 def test_config_maps_the_server_config(tmp_path: Path, onnx_model: Path) -> None:
@@ -428,11 +441,11 @@ def test_config_maps_the_server_config(tmp_path: Path, onnx_model: Path) -> None
                           preferred_batch_sizes=(4, 8), instance_count=2)
     ctx = _context(tmp_path, onnx_model, server)
     TritonBackend().prepare(ctx)
-    config = (tmp_path / "model_repository" / MODEL_NAME / "config.pbtxt").read_text()
-    assert "instance_group [ { count: 2 kind: KIND_CPU } ]\n" in config
-    assert ("dynamic_batching { max_queue_delay_microseconds: 500 "
-            "preferred_batch_size: [ 4, 8 ] }\n") in config
-    assert f"max_batch_size: {MAX_BATCH}\n" in config  # the batcher's largest batch
+    config = _config(tmp_path / "model_repository" / MODEL_NAME / "config.pbtxt")
+    assert [(g.count, g.Kind.Name(g.kind)) for g in config.instance_group] == [(2, "KIND_CPU")]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.max_batch_size == MAX_BATCH  # the batcher's largest batch
 
 
 def _model_stats(server: Server) -> dict:

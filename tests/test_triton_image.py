@@ -24,6 +24,14 @@ def _ctx(tmp_path, **server) -> ServeContext:
                         server=ServerConfig(**server))
 
 
+def _config(path):
+    """config.pbtxt parsed as Triton parses it."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
 @pytest.fixture
 def image(monkeypatch):
     monkeypatch.setenv(IMAGE_ENV, IMAGE)
@@ -37,12 +45,12 @@ def test_repository_for_the_onnxruntime_backend_on_the_gpu(tmp_path, image, monk
     model_dir = ctx.workdir / "model_repository" / "cnn"
     assert (model_dir / "1" / "model.onnx").read_bytes() == b"onnx"
     assert (model_dir / "1" / "model.onnx.data").read_bytes() == b"weights"
-    config = (model_dir / "config.pbtxt").read_text()
-    assert 'backend: "onnxruntime"' in config and "max_batch_size: 8" in config
-    assert "instance_group [ { count: 2 kind: KIND_GPU } ]" in config
-    assert "dynamic_batching { max_queue_delay_microseconds: 500 }" in config
-    assert 'key: "intra_op_thread_count" value: { string_value: "2" }' in config
-    assert "tensorrt" not in config
+    config = _config(model_dir / "config.pbtxt")
+    assert (config.backend, config.max_batch_size) == ("onnxruntime", 8)
+    assert [(g.count, g.Kind.Name(g.kind)) for g in config.instance_group] == [(2, "KIND_GPU")]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.parameters["intra_op_thread_count"].string_value == "2"
+    assert not config.HasField("optimization")  # no TensorRT
     assert not (ctx.workdir / "backends").exists()  # no Python backend from the wheel
 
 
@@ -51,8 +59,9 @@ def test_tensorrt_accelerator_needs_and_uses_the_gpu(tmp_path, image, monkeypatc
     monkeypatch.setenv("INFERBENCH_GPUS", "1")
     ctx = _ctx(tmp_path)
     TritonBackend().prepare(ctx)
-    config = (ctx.workdir / "model_repository" / "cnn" / "config.pbtxt").read_text()
-    assert 'gpu_execution_accelerator: [ { name: "tensorrt" } ]' in config
+    config = _config(ctx.workdir / "model_repository" / "cnn" / "config.pbtxt")
+    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert [a.name for a in accelerators] == ["tensorrt"]
     monkeypatch.setenv("INFERBENCH_GPUS", "none")
     with pytest.raises(InferBenchError, match="needs a GPU"):
         TritonBackend().prepare(_ctx(tmp_path))
@@ -62,8 +71,8 @@ def test_cpu_worker_gets_cpu_instances(tmp_path, image, monkeypatch):
     monkeypatch.setenv("INFERBENCH_GPUS", "none")
     ctx = _ctx(tmp_path)
     TritonBackend().prepare(ctx)
-    config = (ctx.workdir / "model_repository" / "cnn" / "config.pbtxt").read_text()
-    assert "kind: KIND_CPU" in config
+    config = _config(ctx.workdir / "model_repository" / "cnn" / "config.pbtxt")
+    assert [g.Kind.Name(g.kind) for g in config.instance_group] == ["KIND_CPU"]
 
 
 def test_launch_runs_the_image_with_the_same_endpoints(tmp_path, image, monkeypatch):
@@ -80,6 +89,8 @@ def test_launch_runs_the_image_with_the_same_endpoints(tmp_path, image, monkeypa
 
 def test_an_image_plan_is_refused_by_the_local_runtime(tmp_path, image, monkeypatch):
     from inferbench.backends.base import LaunchPlan
+    from inferbench.paths import ConfigFiles
+    from inferbench.server_grid import LabelledConfig, ResolvedConfig
     from inferbench.stages import serve
 
     monkeypatch.setenv("INFERBENCH_RUNTIME", "local")
@@ -91,7 +102,8 @@ def test_an_image_plan_is_refused_by_the_local_runtime(tmp_path, image, monkeypa
     plan = LaunchPlan(argv=["tritonserver"], image=IMAGE)
     monkeypatch.setattr(serve, "serve_context", lambda *_a, **_k: ctx)
     monkeypatch.setattr(serve, "get_backend", lambda _p: _ImageBackend(plan))
-    monkeypatch.setattr(serve, "server_config", lambda *_a: _Labelled())
+    monkeypatch.setattr(serve, "resolve_config", lambda *_a: ResolvedConfig(
+        "triton", LabelledConfig(0, "db=off,inst=1", ServerConfig()), ConfigFiles(tmp_path)))
     monkeypatch.setattr(serve, "write_json", lambda *_a: None)
     stage = Stage()
     stage.run_dir = _RunDir(tmp_path)
@@ -109,10 +121,6 @@ class _ImageBackend(TritonBackend):
 
     def launch_plan(self, ctx):
         return self._plan
-
-
-class _Labelled:
-    label = "db=off,inst=1"
 
 
 class _RunDir:

@@ -21,9 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+# harness.py sits beside this script (its folder is sys.path[0] when run as one).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import decisions, run_mix, start_stack  # noqa: E402
 
 from inferbench.netutil import free_port  # noqa: E402
-from inferbench.scheduling.harness import decisions, run_mix, start_stack  # noqa: E402
 from inferbench.scheduling.jobmix import job_mix  # noqa: E402
 from inferbench.scheduling.observe import jct_stats, overlaps, worker_orders  # noqa: E402
 
@@ -48,7 +51,7 @@ def main() -> int:
     try:
         for policy in args.policies.split(","):
             t0 = time.time()
-            url = start_stack(home, ROOT / "dags", port, policy, args.workers, args.aging_rate)
+            url = start_stack(home, port, policy, args.workers, args.aging_rate)
             run_mix(url, warmup, 0.01, say=lambda _m: None)
             print(f"[{policy}] stack up and warm in {time.time() - t0:.0f} s", flush=True)
             records = run_mix(url, jobs, args.time_scale,

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from inferbench.backends.base import Backend
 from inferbench.errors import InferBenchError
 
 
-def _registry() -> dict[str, type[Backend]]:
-    # Imported here so listing platforms never imports a platform's heavy dependencies.
+@functools.cache
+def backend_classes() -> Mapping[str, type[Backend]]:
+    """Every backend class by platform name (the values of `inferbench.platforms.Platform`;
+    tests/test_platforms.py holds the two lists equal)."""
+    # Imported on first use, not at module top: this package runs whenever any of its
+    # modules is imported (base, process), and those must not pull in every platform. The
+    # backend modules import no platform library at their top (tests/test_platforms.py
+    # checks it), so listing them stays cheap.
     from inferbench.backends.mlserver import MLServerBackend
     from inferbench.backends.onnxruntime import OnnxRuntimeBackend
     from inferbench.backends.openvino import OpenVinoBackend
@@ -16,16 +26,16 @@ def _registry() -> dict[str, type[Backend]]:
     from inferbench.backends.torchserve import TorchServeBackend
     from inferbench.backends.triton import TritonBackend
 
-    return {cls.name: cls for cls in (TritonBackend, OnnxRuntimeBackend, TorchScriptBackend,
-                                          OpenVinoBackend, TorchServeBackend, MLServerBackend,
-                                          TfServingBackend)}
+    return MappingProxyType({cls.name: cls for cls in (
+        TritonBackend, OnnxRuntimeBackend, TorchScriptBackend, OpenVinoBackend,
+        TorchServeBackend, MLServerBackend, TfServingBackend)})
 
 
 def get_backend(name: str) -> Backend:
-    registry = _registry()
+    registry = backend_classes()
     try:
         return registry[name]()
     except KeyError:
         raise InferBenchError(
-            f"unknown serving platform {name!r}; known platforms: {', '.join(sorted(registry))}"
-        ) from None
+            f"unknown serving platform {name!r}; known platforms: {', '.join(sorted(registry))}; "
+            "fix: use one of those") from None

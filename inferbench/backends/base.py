@@ -3,9 +3,11 @@
 A backend knows how to lay out its model repository and which process to start; the
 shared lifecycle (spawn in its own process group, wait for readiness, time the cold start,
 stop the whole group) lives in `inferbench.backends.process`, so every platform is started,
-timed and stopped the same way. A backend names the load generator's client for its
-endpoint (`protocol`, and `grpc_protocol` where it serves gRPC too); the load stage and
-the conformance suite talk to every platform through that client.
+timed and stopped the same way. Each backend class carries its platform's facts in one
+`PlatformDescriptor` (inferbench/platforms.py): the format it serves, the transports it
+speaks with the load generator's client for each, its start-up estimate and the devices it
+runs on. The load stage and the conformance suite talk to every platform through those
+clients; the spec, the scheduler and the result queries read the same descriptor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from inferbench.spec import ModelFormat
+from inferbench.platforms import ModelFormat, PlatformDescriptor, Transport
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,11 @@ class LaunchPlan:
 
 
 class Backend(ABC):
-    """A serving platform. Subclasses register themselves in `inferbench.backends.REGISTRY`."""
+    """A serving platform. Each subclass is listed in `inferbench.backends.backend_classes`
+    under its `name` (a `Platform` value) and describes itself in `descriptor`."""
 
     name: ClassVar[str]
-    model_format: ClassVar[ModelFormat]
-    # Names in inferbench.load.protocols.PROTOCOLS: the client of the HTTP endpoint, and of
-    # the gRPC one for platforms that also serve gRPC (spec.PLATFORM_TRANSPORTS).
-    protocol: ClassVar[str] = "kserve-v2"
-    grpc_protocol: ClassVar[str | None] = None
+    descriptor: ClassVar[PlatformDescriptor]
     input_name: ClassVar[str] = "input"
     output_name: ClassVar[str] = "output"
 
@@ -100,6 +99,21 @@ class Backend(ABC):
     @abstractmethod
     def version(self) -> str:
         """The platform's version string, stored as provenance."""
+
+    # Shorthands for the descriptor's facts that the stages read on every run.
+    @property
+    def model_format(self) -> ModelFormat:
+        return self.descriptor.model_format
+
+    @property
+    def protocol(self) -> str:
+        """The load generator's client of the HTTP endpoint."""
+        return self.descriptor.protocols[Transport.HTTP]
+
+    @property
+    def grpc_protocol(self) -> str | None:
+        """The client of the gRPC endpoint, or None where the platform serves no gRPC."""
+        return self.descriptor.protocols.get(Transport.GRPC)
 
     def ready_path(self, ctx: ServeContext) -> str:
         """Readiness means the model itself is loaded, not only the server's HTTP port."""

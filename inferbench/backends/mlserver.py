@@ -3,8 +3,8 @@
 MLServer pins fastapi<0.116 / starlette<0.47, which the project's own environment cannot
 hold, so it runs from a side virtual environment (`inferbench.sidevenv`, name "mlserver"),
 created on first use or ahead of time by scripts/setup.sh. Nothing of inferbench runs in
-that environment: the runtime (`mlserver_runtime.py`) is copied into the model directory,
-where MLServer imports it from.
+that environment: the runtime (`inferbench/servers/mlserver_runtime.py`) is copied into the
+model directory, where MLServer imports it from.
 
 The layout `prepare` writes, under the platform's workdir:
 
@@ -32,7 +32,7 @@ from typing import Any
 from inferbench import sidevenv
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
 from inferbench.errors import InferBenchError
-from inferbench.spec import ModelFormat
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 SIDE_ENV = "mlserver"
 RUNTIME_MODULE = "inferbench_onnx_runtime"
@@ -116,9 +116,17 @@ def _server_env() -> dict[str, str]:
 
 class MLServerBackend(Backend):
     name = "mlserver"
-    model_format = ModelFormat.ONNX
-    protocol = "kserve-v2-json"
-    grpc_protocol = "kserve-v2-grpc"  # its gRPC front end: raw tensor contents, like Triton's
+    descriptor = PlatformDescriptor(
+        model_format=ModelFormat.ONNX,
+        # REST: plain V2 JSON (no binary tensor extension); gRPC: KServe V2
+        # GRPCInferenceService with raw tensor contents, like Triton's.
+        protocols={Transport.HTTP: "kserve-v2-json", Transport.GRPC: "kserve-v2-grpc"},
+        # 3.6-4.9 s measured (1-2 workers, batching on and off): mlserver start + worker spawn.
+        startup_s=5.0,
+        # The project's runtime asks ONNX Runtime for its CPUExecutionProvider only.
+        devices={DeviceKind.CPU: "ONNX Runtime's CPU execution provider, in MLServer's side "
+                 "virtual environment"},
+    )
 
     def prepare(self, ctx: ServeContext) -> None:
         onnx_path = ctx.model_path.resolve()
@@ -136,7 +144,7 @@ class MLServerBackend(Backend):
         (model_dir / "model-settings.json").write_text(
             json.dumps(model_settings(ctx, onnx_path), indent=2) + "\n")
         (model_dir / f"{RUNTIME_MODULE}.py").write_text(
-            files("inferbench.backends").joinpath("mlserver_runtime.py").read_text())
+            files("inferbench.servers").joinpath("mlserver_runtime.py").read_text())
 
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
         return LaunchPlan(argv=[str(sidevenv.bin_dir(SIDE_ENV) / "mlserver"), "start",

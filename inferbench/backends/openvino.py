@@ -6,11 +6,17 @@ same as for onnxruntime and torchscript, so the runtimes compare on equal terms.
 from __future__ import annotations
 
 from inferbench.backends.fastapi_runtime import FastApiRuntimeBackend
-from inferbench.spec import ModelFormat
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 
 class OpenVinoBackend(FastApiRuntimeBackend):
     name = "openvino"
-    model_format = ModelFormat.ONNX
+    descriptor = PlatformDescriptor(
+        model_format=ModelFormat.ONNX,
+        protocols={Transport.HTTP: "kserve-v2"},
+        startup_s=4.0,
+        # servers/runtimes.py compiles for OpenVINO's "CPU" device only.
+        devices={DeviceKind.CPU: "OpenVINO's CPU plugin (f32 unless server.openvino_precision)"},
+    )
     runtime = "openvino"
     runtime_distribution = "openvino"

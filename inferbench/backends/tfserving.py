@@ -57,7 +57,7 @@ from pathlib import Path
 from inferbench import containers
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
 from inferbench.errors import InferBenchError
-from inferbench.spec import ModelFormat
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 IMAGE_ENV = "INFERBENCH_TFSERVING_IMAGE"
 # The release matching tensorflow-cpu 2.21 (the exporter) and tensorflow-serving-api 2.21.0.
@@ -110,9 +110,16 @@ def batching_parameters(ctx: ServeContext) -> str:
 
 class TfServingBackend(Backend):
     name = "tfserving"
-    model_format = ModelFormat.SAVEDMODEL
-    protocol = "tfserving-rest"
-    grpc_protocol = "tfserving-grpc"
+    descriptor = PlatformDescriptor(
+        model_format=ModelFormat.SAVEDMODEL,
+        # Its REST predict API and its gRPC PredictionService (neither is KServe V2).
+        protocols={Transport.HTTP: "tfserving-rest", Transport.GRPC: "tfserving-grpc"},
+        # A guess, not measured (the image cannot run here): container start + SavedModel load.
+        startup_s=6.0,
+        # No GPU: the default image is the CPU build and `docker run` requests no GPU.
+        devices={DeviceKind.CPU: f"only from its Docker image ({IMAGE_ENV}, default "
+                 f"{DEFAULT_IMAGE}), started by the local runtime; no binary exists outside it"},
+    )
 
     @staticmethod
     def model_root(ctx: ServeContext) -> Path:

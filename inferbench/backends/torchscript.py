@@ -4,11 +4,18 @@ server: PyTorch's own runtime, served like ONNX Runtime so the two compare on eq
 from __future__ import annotations
 
 from inferbench.backends.fastapi_runtime import FastApiRuntimeBackend
-from inferbench.spec import ModelFormat
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 
 class TorchScriptBackend(FastApiRuntimeBackend):
     name = "torchscript"
-    model_format = ModelFormat.TORCHSCRIPT
+    descriptor = PlatformDescriptor(
+        model_format=ModelFormat.TORCHSCRIPT,
+        protocols={Transport.HTTP: "kserve-v2"},
+        startup_s=4.0,
+        # servers/runtimes.py loads the module with map_location="cpu"; the project installs
+        # torch's CPU wheel.
+        devices={DeviceKind.CPU: "PyTorch on the CPU"},
+    )
     runtime = "torchscript"
     runtime_distribution = "torch"

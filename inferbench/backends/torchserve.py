@@ -1,9 +1,9 @@
 """TorchServe 0.12: its Java frontend (queueing, batching, HTTP) and Python workers.
 
 `prepare` builds the model archive with torch-model-archiver from the TorchScript model
-and the project's handler (`torchserve_handler.py`: raw float32 tensors in and out) and
-writes config.properties, which registers the model at start-up with the benchmark's
-server configuration:
+and the project's handler (`inferbench/servers/torchserve_handler.py`: raw float32 tensors
+in and out) and writes config.properties, which registers the model at start-up with the
+benchmark's server configuration:
 
 - instance_count -> minWorkers = maxWorkers (worker processes, each with its own model);
 - dynamic batching -> batchSize (TorchServe counts *requests*, each of which may carry a
@@ -42,7 +42,7 @@ from pathlib import Path
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
-from inferbench.spec import ModelFormat
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 HANDLER_FILE = "torchserve_handler.py"
 SETTINGS_FILE = "inferbench.json"  # read by the handler (torchserve_handler.SETTINGS_FILE)
@@ -101,8 +101,15 @@ def config_properties(ctx: ServeContext, model_store: Path, ports: dict[str, int
 
 class TorchServeBackend(Backend):
     name = "torchserve"
-    model_format = ModelFormat.TORCHSCRIPT
-    protocol = "torchserve"
+    descriptor = PlatformDescriptor(
+        model_format=ModelFormat.TORCHSCRIPT,
+        # HTTP only: TorchServe's gRPC API takes its own messages (inference.proto), for
+        # which the load generator has no client.
+        protocols={Transport.HTTP: "torchserve"},
+        startup_s=8.0,
+        # The project's handler loads the model with map_location="cpu".
+        devices={DeviceKind.CPU: "TorchServe's Python workers, PyTorch on the CPU"},
+    )
 
     @staticmethod
     def model_store(ctx: ServeContext) -> Path:
@@ -121,7 +128,7 @@ class TorchServeBackend(Backend):
         build = ctx.workdir / "archive-src"
         build.mkdir(exist_ok=True)
         handler = build / HANDLER_FILE
-        handler.write_text(files("inferbench.backends").joinpath(HANDLER_FILE).read_text())
+        handler.write_text(files("inferbench.servers").joinpath(HANDLER_FILE).read_text())
         settings = build / SETTINGS_FILE
         settings.write_text(json.dumps({"input_shape": list(ctx.input_shape),
                                         "threads": ctx.threads}))
@@ -176,23 +183,34 @@ class TorchServeBackend(Backend):
 
 def parse_prometheus_stats(text: str, model_name: str) -> ServerStats | None:
     """ServerStats of one model from TorchServe's Prometheus text; None before its first
-    request (the counters appear only then)."""
-    wanted = {"ts_inference_requests_total": 0.0, "ts_queue_latency_microseconds": 0.0,
+    request (the counters appear only then). Raises ValueError on text that is not the
+    Prometheus exposition format."""
+    try:
+        # Imported here: ~70 ms, and only reading the counters needs it.
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        raise InferBenchError("reading TorchServe's metrics needs prometheus-client, which is "
+                              "not installed; fix: pip install 'inferbench[torchserve]'") from None
+    # Keyed by family name without `_total`: the parser drops that suffix from counter
+    # families (and adds it to the samples of counters named without it).
+    wanted = {"ts_inference_requests": 0.0, "ts_queue_latency_microseconds": 0.0,
               "ts_inference_latency_microseconds": 0.0}
     seen = set()
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
+    for family in text_string_to_metric_families(text):
+        name = family.name.removesuffix("_total")
+        if name not in wanted:
             continue
-        name, _, rest = line.partition("{")
-        if name not in wanted or f'model_name="{model_name}"' not in rest:
-            continue
-        wanted[name] += float(rest.rsplit("}", 1)[1].split()[0])
-        seen.add(name)
+        for sample in family.samples:
+            # Summed over the model's versions; `_created` samples are timestamps.
+            if (sample.labels.get("model_name") == model_name
+                    and not sample.name.endswith("_created")):
+                wanted[name] += sample.value
+                seen.add(name)
     if len(seen) < len(wanted):
         return None
     queue_us = wanted["ts_queue_latency_microseconds"]
     total_us = wanted["ts_inference_latency_microseconds"]
-    return ServerStats(requests=int(wanted["ts_inference_requests_total"]),
+    return ServerStats(requests=int(wanted["ts_inference_requests"]),
                        queue_ns=int(queue_us * 1000),
                        compute_ns=int(max(total_us - queue_us, 0.0) * 1000))
 

@@ -1,8 +1,8 @@
 """Triton Inference Server: the real `tritonserver` binary bundled in the nvidia-pytriton wheel.
 
 That build ships only the Python backend, so the ONNX model is served by a Python-backend
-model (`triton_model.py`, copied into the repository as `1/model.py`) that runs ONNX
-Runtime in Triton's `triton_python_backend_stub` process. Triton still owns everything a
+model (`inferbench/servers/triton_model.py`, copied into the repository as `1/model.py`) that
+runs ONNX Runtime in Triton's `triton_python_backend_stub` process. Triton still owns everything a
 serving platform is measured on: HTTP/gRPC front ends, request queueing and scheduling,
 the model instance and its stub IPC over shared memory.
 
@@ -44,11 +44,17 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, distribution
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferbench import containers
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext
 from inferbench.errors import InferBenchError
-from inferbench.spec import ModelFormat
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 _DIST = "nvidia-pytriton"
 IMAGE_ENV = "INFERBENCH_TRITON_IMAGE"
@@ -109,73 +115,78 @@ def _site_packages() -> list[str]:
     return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
-def _pbtxt_string(value: str) -> str:
-    """A protobuf text-format string literal (paths may contain quotes or backslashes)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _model_config_pb2() -> ModuleType:
+    """Triton's ModelConfig messages. Imported on use, not with this module: the module sits
+    in tritonclient's gRPC package, whose import takes about 0.2 s (grpc, numpy), and only
+    writing a repository needs it."""
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise InferBenchError("writing Triton's config.pbtxt needs tritonclient, which is not "
+                              "installed; fix: pip install 'inferbench[triton]'") from None
+    return model_config_pb2
+
+
+def _config_text(config: ModelConfig) -> str:
+    """config.pbtxt text of a ModelConfig: protobuf's own text format, as Triton parses it."""
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(config)
+
+
+def _base_config(ctx: ServeContext, backend: str, kind: str) -> ModelConfig:
+    """The ModelConfig parts every repository shares: one FP32 input and output tensor,
+    instances and batching from ctx.server."""
+    pb = _model_config_pb2()
+    config = pb.ModelConfig(name=ctx.model_name, backend=backend,
+                            max_batch_size=ctx.max_batch_size)
+    config.input.add(name=Backend.input_name, data_type=pb.TYPE_FP32, dims=ctx.input_shape)
+    config.output.add(name=Backend.output_name, data_type=pb.TYPE_FP32,
+                      dims=[ctx.num_outputs])
+    scheduling(config, ctx, kind)
+    return config
 
 
 def model_config(ctx: ServeContext, onnx_path: Path, site_packages: list[str]) -> str:
     """config.pbtxt of the served model."""
-    input_dims = ", ".join(str(d) for d in ctx.input_shape)
-    tensor = "{{ name: {} data_type: TYPE_FP32 dims: [ {} ] }}"
+    config = _base_config(ctx, "python", "KIND_CPU")
     parameters = {
         "onnx_path": str(onnx_path),
         "site_packages": os.pathsep.join(site_packages),
         "intra_op_threads": str(ctx.threads),
     }
-    params = "\n".join(
-        f"parameters: {{ key: {_pbtxt_string(k)} value: {{ string_value: {_pbtxt_string(v)} }} }}"
-        for k, v in parameters.items()
-    )
-    return f"""\
-name: {_pbtxt_string(ctx.model_name)}
-backend: "python"
-max_batch_size: {ctx.max_batch_size}
-input [ {tensor.format(_pbtxt_string(Backend.input_name), input_dims)} ]
-output [ {tensor.format(_pbtxt_string(Backend.output_name), ctx.num_outputs)} ]
-{scheduling(ctx)}
-{params}
-"""
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    return _config_text(config)
 
 
 def image_model_config(ctx: ServeContext, gpu: bool, accelerator: str = "") -> str:
     """config.pbtxt for the Triton image's onnxruntime backend (the model in `1/model.onnx`)."""
-    input_dims = ", ".join(str(d) for d in ctx.input_shape)
-    tensor = "{{ name: {} data_type: TYPE_FP32 dims: [ {} ] }}"
-    lines = [
-        f"name: {_pbtxt_string(ctx.model_name)}",
-        'backend: "onnxruntime"',
-        f"max_batch_size: {ctx.max_batch_size}",
-        f"input [ {tensor.format(_pbtxt_string(Backend.input_name), input_dims)} ]",
-        f"output [ {tensor.format(_pbtxt_string(Backend.output_name), ctx.num_outputs)} ]",
-        scheduling(ctx, "KIND_GPU" if gpu else "KIND_CPU"),
-        # The same thread budget as every other platform (the backend's own parameter).
-        'parameters: { key: "intra_op_thread_count" value: { string_value: '
-        f'"{ctx.threads}" }} }}',
-    ]
+    if accelerator == "tensorrt" and not gpu:
+        raise InferBenchError(f"{ACCELERATOR_ENV}=tensorrt needs a GPU, and this worker "
+                              "has none; fix: unset it, or run on a GPU worker")
+    config = _base_config(ctx, "onnxruntime", "KIND_GPU" if gpu else "KIND_CPU")
+    # The same thread budget as every other platform (the backend's own parameter).
+    config.parameters["intra_op_thread_count"].string_value = str(ctx.threads)
     if accelerator == "tensorrt":
-        if not gpu:
-            raise InferBenchError(f"{ACCELERATOR_ENV}=tensorrt needs a GPU, and this worker "
-                                  "has none; fix: unset it, or run on a GPU worker")
-        lines.append('optimization { execution_accelerators { gpu_execution_accelerator: '
-                     '[ { name: "tensorrt" } ] } }')
-    return "\n".join(lines) + "\n"
+        config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+            name="tensorrt")
+    return _config_text(config)
 
 
-def scheduling(ctx: ServeContext, kind: str = "KIND_CPU") -> str:
-    """instance_group and, when on, dynamic_batching of config.pbtxt from ctx.server.
+def scheduling(config: ModelConfig, ctx: ServeContext, kind: str = "KIND_CPU") -> None:
+    """Set instance_group and, when on, dynamic_batching of a ModelConfig from ctx.server.
 
     The batcher's largest batch is the model's max_batch_size (ctx.max_batch_size); the
     Python-backend model concatenates the requests Triton hands it into one ORT run."""
     server = ctx.server
-    lines = [f"instance_group [ {{ count: {server.instance_count} kind: {kind} }} ]"]
+    config.instance_group.add(count=server.instance_count, kind=kind)
     if server.dynamic_batching:
-        knobs = [f"max_queue_delay_microseconds: {server.max_queue_delay_us}"]
-        if server.preferred_batch_sizes:
-            sizes = ", ".join(str(b) for b in server.preferred_batch_sizes)
-            knobs.append(f"preferred_batch_size: [ {sizes} ]")
-        lines.append(f"dynamic_batching {{ {' '.join(knobs)} }}")
-    return "\n".join(lines)
+        # Present even with every knob at its default: its presence turns the batcher on.
+        config.dynamic_batching.SetInParent()
+        config.dynamic_batching.max_queue_delay_microseconds = server.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(server.preferred_batch_sizes)
+
 
 
 # The Python backend starts its stub through `bash -c` with the stub's and the model's
@@ -221,8 +232,19 @@ def _server_env() -> dict[str, str]:
 class TritonBackend(Backend):
     has_model_stats = True  # the statistics extension
     name = "triton"
-    grpc_protocol = "kserve-v2-grpc"
-    model_format = ModelFormat.ONNX
+    descriptor = PlatformDescriptor(
+        model_format=ModelFormat.ONNX,
+        protocols={Transport.HTTP: "kserve-v2", Transport.GRPC: "kserve-v2-grpc"},
+        startup_s=8.0,
+        # The wheel's build has only the Python backend, whose model runs ONNX Runtime on the
+        # CPU; the GPU path is NVIDIA's image alone, and is not verified on a GPU here.
+        devices={
+            DeviceKind.CPU: "tritonserver from the nvidia-pytriton wheel (Python backend "
+                            "running ONNX Runtime), or NVIDIA's Triton image",
+            DeviceKind.GPU: f"only NVIDIA's Triton image ({IMAGE_ENV}, docker runtime): its "
+                            f"onnxruntime backend, TensorRT with {ACCELERATOR_ENV}=tensorrt",
+        },
+    )
 
     @staticmethod
     def repository(ctx: ServeContext) -> Path:
@@ -253,7 +275,7 @@ class TritonBackend(Backend):
         (model_dir / "config.pbtxt").write_text(
             model_config(ctx, onnx_path, _site_packages()))
         (model_dir / "1" / "model.py").write_text(
-            files("inferbench.backends").joinpath("triton_model.py").read_text())
+            files("inferbench.servers").joinpath("triton_model.py").read_text())
 
         # Copies, as PyTriton makes: the backend library's $ORIGIN-relative RPATH no longer
         # reaches nvidia_pytriton.libs from here, which LD_LIBRARY_PATH makes up for.

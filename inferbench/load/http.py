@@ -2,8 +2,10 @@
 
 General-purpose clients spend a few hundred microseconds of Python per request building
 and parsing messages; on a 2-core machine that made sends late. Here each request is a
-byte string encoded once before the run, a send is one `transport.write`, and the
-response parser only looks for the status, the body length and the end of the body.
+byte string encoded once before the run, a send is one `transport.write`, and responses
+are framed by llhttp (through httptools, the C parser uvicorn uses) with Python called only
+for the few events the issuer needs: headers that say how the body ends, the end of the
+head, and the end of each response.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-HEADER_END = b"\r\n\r\n"
+import httptools
 
 
 def encode_http_request(url: str, body: bytes, headers: dict[str, str]) -> tuple[str, int, bytes]:
@@ -39,6 +41,59 @@ class Response:
             done_ns, size
 
 
+class ResponseReader:
+    """Frames HTTP/1.1 responses with llhttp (httptools) and calls
+    `on_response(status, size, keep_alive)` once per complete response.
+
+    Framing is the parser's: Content-Length, chunked bodies (whatever bytes a chunk holds,
+    trailers included), bodiless statuses (204, 304), interim 1xx responses (skipped), and
+    several responses in one read. Only the callbacks needed are defined: httptools calls
+    just those, and hands over no body bytes, as none are kept. `size` counts the bytes read
+    since the previous response ended; a read that holds the end of one response and the
+    start of the next (pipelining, which the issuer never does) counts towards the first.
+    """
+
+    __slots__ = ("_delimited", "_on_response", "_parser", "headers_done", "received")
+
+    def __init__(self, on_response: Callable[[int, int, bool], None]) -> None:
+        self._on_response = on_response
+        self._parser = httptools.HttpResponseParser(self)
+        self.received = 0
+        self.headers_done = False
+        self._delimited = False  # Content-Length or chunked: the body does not end at EOF
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; raises httptools.HttpParserError on a malformed response."""
+        self.received += len(data)
+        self._parser.feed_data(data)
+
+    @property
+    def status(self) -> int:
+        """Status of the response in progress (0 before its status line)."""
+        return self._parser.get_status_code() if self.received else 0
+
+    def ends_at_close(self) -> bool:
+        """Whether a response in progress is complete when the server closes the
+        connection: one whose head is read and whose body has no declared length."""
+        return self.headers_done and not self._delimited
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            self._delimited = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        self.headers_done = self._delimited = False
+        if status < 200:
+            return  # an interim response (100 Continue): the real one follows
+        size, self.received = self.received, 0
+        self._on_response(status, size, self._parser.should_keep_alive())
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time."""
 
@@ -47,16 +102,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.future: asyncio.Future | None = None
         self.closed = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.buffer = bytearray()
         self.first_byte_ns = -1
-        self.header_length = -1
-        self.body_length = -1
-        self.status = 0
-        self.chunked = False
-        self.keep_alive = True
+        self.reader = ResponseReader(self._response)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -70,58 +117,35 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.first_byte_ns < 0:
             self.first_byte_ns = self.pool.clock()
-        self.buffer += data
-        if self.header_length < 0 and not self._parse_head():
-            return
-        end = self._body_end()
-        if end is None:
-            return
-        response = Response(self.status, self.first_byte_ns, self.pool.clock(), end)
-        future, keep = self.future, self.keep_alive
-        self._reset()
-        self.future = None
-        if keep:
+        try:
+            self.reader.feed(data)
+        except httptools.HttpParserError as exc:
+            future, self.future = self.future, None
+            self.close()
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError(f"malformed HTTP response: {exc}"))
+
+    def _response(self, status: int, size: int, keep_alive: bool) -> None:
+        now = self.pool.clock()
+        # A second response completed by the same read began in that read: about now.
+        first = self.first_byte_ns if self.first_byte_ns >= 0 else now
+        response = Response(status, first, now, size)
+        future, self.future, self.first_byte_ns = self.future, None, -1
+        if keep_alive:
             self.pool.release(self)
         else:
             self.close()
         if future is not None and not future.done():
             future.set_result(response)
 
-    def _parse_head(self) -> bool:
-        end = self.buffer.find(HEADER_END)
-        if end < 0:
-            return False
-        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        self.status = int(head[0].split(" ", 2)[1])
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            name, value = name.strip().lower(), value.strip().lower()
-            if name == "content-length":
-                self.body_length = int(value)
-            elif name == "transfer-encoding" and "chunked" in value:
-                self.chunked = True
-            elif name == "connection" and value == "close":
-                self.keep_alive = False
-        self.header_length = end + len(HEADER_END)
-        return True
-
-    def _body_end(self) -> int | None:
-        """Total response size once the body is complete, else None."""
-        if self.chunked:
-            # Enough for servers that stream a body in chunks: wait for the last chunk.
-            return len(self.buffer) if self.buffer.endswith(b"0\r\n\r\n") else None
-        if self.body_length < 0:
-            return None  # body ends at connection close
-        total = self.header_length + self.body_length
-        return total if len(self.buffer) >= total else None
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
         if self.future is not None and not self.future.done():
-            if self.body_length < 0 and self.header_length >= 0 and not self.chunked:
-                self.future.set_result(Response(self.status, self.first_byte_ns,
-                                                self.pool.clock(), len(self.buffer)))
+            if self.reader.ends_at_close():
+                self.future.set_result(Response(self.reader.status,
+                                                self.first_byte_ns, self.pool.clock(),
+                                                self.reader.received))
             else:
                 self.future.set_exception(ConnectionError("connection closed by the server"))
 

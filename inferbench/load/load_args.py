@@ -6,17 +6,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# The registry only: it imports no client (numpy, gRPC) until one is asked for.
+from inferbench.load.protocols import BASE_URL, FULL_URL, GRPC_URL, PROTOCOLS
+
 ARRIVALS = "closed_loop, poisson, constant, gamma, step, spike, ramp, trace"
+DEFAULT_PROTOCOL = "kserve-v2"
+
+
+def _names(endpoint: str) -> str:
+    return " / ".join(name for name, entry in PROTOCOLS.items() if entry.endpoint == endpoint)
+
+
+def protocol_help() -> str:
+    """--protocol's help: every registered client and what it speaks."""
+    listed = ", ".join(f"{name} ({entry.summary})" for name, entry in PROTOCOLS.items())
+    return f"one of: {listed}; default {DEFAULT_PROTOCOL}"
+
+
+def endpoint_help() -> str:
+    return (f"{BASE_URL} for {_names(BASE_URL)}; {GRPC_URL} for {_names(GRPC_URL)}; "
+            f"{FULL_URL} for {_names(FULL_URL)}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--endpoint", required=True, help="base URL (http://host:port) for "
-                   "kserve-v2* / tfserving-rest, grpc://host:port for kserve-v2-grpc, the "
-                   "full URL for http-json / http-raw")
-    p.add_argument("--protocol", default="kserve-v2", help="kserve-v2 (binary tensors), "
-                   "kserve-v2-json, kserve-v2-grpc (Triton's gRPC port), http-json, "
-                   "http-raw, tfserving-rest")
-    p.add_argument("--model", default="", help="model name (kserve-v2*, tfserving-rest)")
+    p.add_argument("--endpoint", required=True, help=endpoint_help())
+    # No argparse `choices`: an unknown name is refused by the protocol registry, which
+    # lists the known ones and exits 1 like every other bad option.
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, metavar="NAME",
+                   help=protocol_help())
+    p.add_argument("--model", default="", help="model name (every protocol but "
+                   f"{_names(FULL_URL)})")
     p.add_argument("--input-name", default=None, help="input tensor name (kserve-v2*: read "
                    "from the model's metadata when not given)")
     p.add_argument("--output-name", default=None)

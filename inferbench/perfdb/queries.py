@@ -72,14 +72,14 @@ def resource_summary(conn: Connection, run_id: str) -> dict[tuple, dict[str, flo
             for key, v in out.items()}
 
 
-# --- analysis (issue 4): cross-run reads for the report, leaderboard and recommender ---
+# --- analysis: cross-run reads for the report, leaderboard and recommender ---
 
 def point_records(conn: Connection, *, run_ids: list[str] | None = None,
                   sweep_id: str | None = None) -> list[dict[str, Any]]:
     """One flat dict per analysed point (see analysis/points.py) of the given runs, or of
     every run of a sweep, or of all runs. Every results / points / runs column is carried,
     so columns added later flow through to the analyses."""
-    from inferbench.spec import PLATFORM_FORMAT, Platform
+    from inferbench.platforms import descriptors
 
     r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
     point_columns = [c for c in p.c if c.name not in r.c]  # the key is in results too
@@ -95,13 +95,11 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
         stmt = stmt.where(r.c.run_id.in_(run_ids))
     if sweep_id is not None:
         stmt = stmt.where(ru.c.sweep_id == sweep_id)
+    formats = {p.value: d.model_format.value for p, d in descriptors().items()}
     out = []
     for row in conn.execute(stmt):
         rec = dict(row._mapping)
-        try:
-            rec["format"] = PLATFORM_FORMAT[Platform(rec["platform"])].value
-        except (ValueError, KeyError):  # a platform this checkout does not know
-            rec["format"] = None
+        rec["format"] = formats.get(rec["platform"])  # None: a platform this checkout lacks
         out.append(rec)
     return out
 

@@ -37,7 +37,7 @@ runs = Table(
     Column("report_path", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    # Added by migration i4_analysis (issue 4: analysis, report, leaderboard).
+    # Added by migration i4_analysis: sweep grouping, hardware, data quality, analysis facts.
     Column("sweep_id", String(80), index=True),  # groups the runs of one sweep
     Column("hardware", String(200)),  # device the server ran on, e.g. "cpu:2vcpu" or a GPU name
     Column("quality_ok", Boolean),  # data-quality expectations passed (analysis/quality.py)
@@ -174,20 +174,21 @@ results = Table(
     Column("co2_g_per_request", Float),
 )
 
-# Scheduling decisions (issue 6): one row per scheduled DAG run, written when Airflow creates
-# the run's task instances (operators/scheduling.py). Not keyed to `runs`: the decision is
-# made before any stage has written a `runs` row, and stand-in jobs never write one.
+# Scheduling decisions: one row per scheduled DAG run, made by the cluster policy when Airflow
+# creates the run and recorded here by the run's own tasks (operators/scheduling.py). Not
+# keyed to `runs`: the first task records it before any stage has written a `runs` row, and
+# stand-in jobs never write one.
 sched_jobs = Table(
     "sched_jobs", metadata,
     Column("dag_id", String(250), primary_key=True),
     Column("run_id", String(250), primary_key=True),
-    Column("seq", BigInteger, nullable=False, unique=True),  # decision order
+    Column("seq", BigInteger, nullable=False, unique=True),  # order first recorded
     Column("policy", String(16), nullable=False),
     Column("worker", String(64), nullable=False),  # the Airflow pool
     Column("predicted_s", Float, nullable=False),
     Column("order_key", Float, nullable=False),  # smaller runs first
     Column("priority_weight", BigInteger, nullable=False),  # of the job's first task
-    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),  # decided (its order)
     Column("key_ref_at", DateTime(timezone=True), nullable=False),  # the key's reference time
     Column("loads", JSON, nullable=False),  # what placement saw: worker -> [jobs, work_s]
 )

@@ -15,20 +15,13 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from inferbench.spec import Arrival, BenchmarkSpec, ModelFormat, Platform
+from inferbench.platforms import descriptor
+from inferbench.spec import Arrival, BenchmarkSpec, ModelFormat
 
-# Measured on the 2-core development VM (cold start recorded by the serve stage; conversion
-# duration_s in the conversions table), rounded up. They only need to be right in ratio:
-# SJF orders by them and history rescales them.
-PLATFORM_STARTUP_S: dict[Platform, float] = {Platform.TRITON: 8.0, Platform.ONNXRUNTIME: 3.0,
-                                             Platform.TORCHSCRIPT: 4.0, Platform.OPENVINO: 4.0,
-                                             Platform.TORCHSERVE: 8.0,
-                                             # A guess, not measured (the image cannot run
-                                             # here): container start + SavedModel load.
-                                             Platform.TFSERVING: 6.0,
-                                             # 3.6-4.9 s measured (1-2 workers, batching
-                                             # on and off): mlserver start + worker spawn.
-                                             Platform.MLSERVER: 5.0}
+# Each platform's start-up estimate is its descriptor's startup_s (inferbench/platforms.py).
+# Conversions: measured on the 2-core development VM (duration_s in the conversions table),
+# rounded up. They only need to be right in ratio: SJF orders by them and history rescales
+# them.
 # savedmodel: measured here, ~0.5 s per small model after a ~9 s first TensorFlow import.
 CONVERT_S: dict[ModelFormat, float] = {ModelFormat.ONNX: 6.0, ModelFormat.TORCHSCRIPT: 2.0,
                                        ModelFormat.SAVEDMODEL: 10.0}
@@ -75,7 +68,7 @@ def point_s(spec: BenchmarkSpec) -> float:
 def prior(spec: BenchmarkSpec) -> Prediction:
     """The prediction from the spec alone."""
     one = point_s(spec)
-    startup = sum(PLATFORM_STARTUP_S[p] for p in spec.platforms)
+    startup = sum(descriptor(p).startup_s for p in spec.platforms)
     prepare = GENERATE_S + sum(CONVERT_S[f] + CONVERT_PER_BLOCK_S * spec.model.depth
                                for f in spec.formats)
     overhead = TASK_OVERHEAD_S * (RUN_TASKS + PLATFORM_TASKS * len(spec.platforms))

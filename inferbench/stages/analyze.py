@@ -118,7 +118,8 @@ def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
 
 def _analysis_facts(tables: dict[str, list[dict]]) -> dict[str, Any]:
     """Model FLOPs/bytes from the ONNX graph and this machine's CPU ceilings (roofline)."""
-    from analysis.roofline import count_graph, measure_cpu_ceilings
+    from analysis.roofline import count_graph
+    from inferbench.metrics.cpu_ceilings import measure_cpu_ceilings
 
     facts: dict[str, Any] = {"cpu_ceilings": measure_cpu_ceilings()}
     onnx_conv = next((c for c in tables["conversions"] if c["format"] == "onnx"), None)

@@ -6,16 +6,41 @@ measured, partial or failed."""
 from __future__ import annotations
 
 import json
+from typing import Any, TypedDict
 
 import numpy as np
 
 from inferbench.metrics.provenance import collect_provenance
 from inferbench.perfdb import writer
-from inferbench.server_grid import server_configs
-from inferbench.stages.common import StageContext, read_json
+from inferbench.server_grid import ResolvedConfig, resolve_configs
+from inferbench.stages.common import (
+    Endpoint,
+    LoadSummary,
+    StageContext,
+    read_endpoint,
+    read_load_summary,
+)
 
 
-def deployment_status(endpoint: dict | None, load: dict | None,
+class ConfigCollected(TypedDict):
+    """What one configuration's transaction stored."""
+
+    config: int
+    label: str
+    status: str          # measured | partial | failed
+    points: int
+    requests: int
+
+
+class CollectResult(TypedDict):
+    platform: str
+    configs: list[ConfigCollected]
+    status: str          # the one configuration's status, or the distinct ones joined by ","
+    points: int
+    requests: int
+
+
+def deployment_status(endpoint: Endpoint | None, load: LoadSummary | None,
                       n_points: int) -> tuple[str, str | None]:
     if endpoint is None:
         return "failed", "the server was never started"
@@ -29,10 +54,11 @@ def deployment_status(endpoint: dict | None, load: dict | None,
     return "measured", None
 
 
-def run(ctx: StageContext, platform: str, config: int | None = None) -> dict:
+def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectResult:
     """Every configuration of the platform (or only `config`)."""
-    configs = [c for c in server_configs(ctx.spec) if config is None or c.index == config]
-    results = [_collect_config(ctx, platform, c) for c in configs]
+    configs = [r for r in resolve_configs(ctx.spec, ctx.run_dir, platform)
+               if config is None or r.index == config]
+    results = [_collect_config(ctx, r) for r in configs]
     return {"platform": platform, "configs": results,
             "status": results[0]["status"] if len(results) == 1 else
             ",".join(sorted({r["status"] for r in results})),
@@ -43,23 +69,22 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> dict:
 SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
 
 
-def _collect_config(ctx: StageContext, platform: str, labelled) -> dict:
-    config = labelled.index
-    pdir = ctx.run_dir.config_dir(platform, config)
-    endpoint = read_json(ctx.run_dir.endpoint_file(platform, config))
-    load = read_json(ctx.run_dir.load_file(platform, config))
+def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollected:
+    platform, config, files = resolved.platform, resolved.index, resolved.files
+    endpoint = read_endpoint(files.endpoint)
+    load = read_load_summary(files.load)
     status, error = deployment_status(endpoint, load, len(ctx.spec.batch_sizes))
-    points, requests = [], {}
+    points: list[dict[str, Any]] = []
+    requests: dict[int, dict[str, np.ndarray]] = {}
     for p in (load or {}).get("points", []):
-        requests[p["point"]] = dict(np.load(pdir / "points" / f"{p['point']}.npz"))
+        requests[p["point"]] = dict(np.load(files.point_records(p["point"])))
         points.append({**{k: p[k] for k in ("point", "batch_size", "arrival", "concurrency",
                                              "target_rate_rps", "started_ns", "ended_ns",
                                              "stop_reason", "complete", "client_cpu_s",
                                              "host_stall_pct")},
                        # absent from a load.json of before these columns: no server split
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS}})
-    samples_file = pdir / "samples.json"
-    samples = json.loads(samples_file.read_text()) if samples_file.exists() else []
+    samples = json.loads(files.samples.read_text()) if files.samples.exists() else []
     provenance = {
         **collect_provenance(),
         "platform": platform,
@@ -67,7 +92,7 @@ def _collect_config(ctx: StageContext, platform: str, labelled) -> dict:
         "spec_hash": ctx.spec.spec_hash(),
         "model_seed": ctx.spec.model.seed,
         "workload_seed": ctx.spec.workload.seed,
-        "server_config": labelled.label,
+        "server_config": resolved.label,
     }
     deployment = {"endpoint": (endpoint or {}).get("url"),
                   "platform_version": (endpoint or {}).get("platform_version"),
@@ -78,7 +103,7 @@ def _collect_config(ctx: StageContext, platform: str, labelled) -> dict:
             conn, ctx.run_id, platform, deployment=deployment, points=points,
             requests=requests, samples=samples, provenance=provenance,
             config_index=config,
-            server_config={"label": labelled.label, "knobs": labelled.knobs()})
-    return {"config": config, "label": labelled.label, "status": status,
+            server_config={"label": resolved.label, "knobs": resolved.knobs()})
+    return {"config": config, "label": resolved.label, "status": status,
             "points": len(points),
             "requests": int(sum(len(r["status"]) for r in requests.values()))}

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, Required, TypedDict, cast
 
 from sqlalchemy import Engine
 
 from inferbench import perfdb
 from inferbench.errors import InferBenchError
 from inferbench.paths import RunDir
+from inferbench.pipeline import DB_ENV, SPEC_ENV
 from inferbench.spec import BenchmarkSpec, parse_spec
-
-SPEC_ENV = "INFERBENCH_SPEC_JSON"
-DB_ENV = "INFERBENCH_DB_URL"
 
 
 @dataclass
@@ -60,7 +60,7 @@ def make_context(run_id: str, spec_json: str | None = None, db_url: str | None =
     return StageContext(run_id, spec, run_dir, db_url or db_url_from_env())
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: Mapping[str, object]) -> None:
     """Write atomically: a reader never sees half a file, even if this task is killed."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
@@ -69,3 +69,75 @@ def write_json(path: Path, data: dict) -> None:
 
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
+
+
+class Endpoint(TypedDict, total=False):
+    """`endpoint.json` of one server configuration, and the serve stage's result.
+
+    Written as soon as the server process exists (status "starting"), so the teardown can
+    stop it whatever happens later; then "ready" (with the cold start) or "failed" (with
+    the error). The load stage needs only the required keys.
+    """
+
+    platform: Required[str]
+    url: Required[str]              # http://HOST:PORT of the HTTP API
+    model_name: Required[str]
+    status: Required[str]           # starting | ready | failed
+    protocol: str                   # the load generator's client (load.protocols)
+    log: str                        # the server's log file
+    config: int
+    config_label: str
+    platform_version: str
+    runtime: str                    # local | docker
+    metrics_url: str
+    grpc_url: str                   # platforms that serve gRPC too
+    ready_path: str
+    started_at: float               # epoch seconds
+    pid: int                        # local runtime: the server's process group
+    container_id: str               # docker runtime
+    cold_start_s: float
+    ready_at: float
+    error: str
+    stopped_at: float
+
+
+class LoadPoint(TypedDict):
+    """One measurement point in `load.json`; its requests are in points/<point>.npz."""
+
+    point: int
+    batch_size: int
+    arrival: str
+    concurrency: int | None
+    target_rate_rps: float | None
+    started_ns: int
+    ended_ns: int
+    stop_reason: str
+    complete: bool
+    client_cpu_s: float
+    host_stall_pct: float
+    n_requests: int
+    stable: bool | None
+    stability_reasons: list[str]
+    # The server's own queue / compute split (None where the platform reports none);
+    # absent from a load.json of before these were measured.
+    server_requests: NotRequired[int | None]
+    server_queue_ms: NotRequired[float | None]
+    server_compute_ms: NotRequired[float | None]
+
+
+class LoadSummary(TypedDict):
+    """`load.json` of one server configuration, rewritten after every point."""
+
+    platform: str
+    config: int
+    points: list[LoadPoint]
+    samples_file: str
+    error: NotRequired[str]   # the exception that ended the load stage early
+
+
+def read_endpoint(path: Path) -> Endpoint | None:
+    return cast("Endpoint | None", read_json(path))
+
+
+def read_load_summary(path: Path) -> LoadSummary | None:
+    return cast("LoadSummary | None", read_json(path))

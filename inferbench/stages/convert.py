@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -19,6 +20,20 @@ from inferbench.spec import ModelFormat
 from inferbench.stages.common import StageContext, write_json
 
 CHECK_SEED = 20_240_601
+
+
+class Conversion(TypedDict):
+    """One format's conversion and check: a row of the conversions table, and an entry of
+    `model/conversions.json` (keyed by format), which the serve stage reads."""
+
+    format: str
+    artifact_path: str
+    tool: str                # exporter and version
+    max_abs_diff: float      # largest |converted - original| over the checked batches
+    atol: float
+    rtol: float
+    passed: bool
+    duration_s: float        # export time
 
 
 def _export_onnx(model, example, path: Path) -> str:
@@ -80,7 +95,7 @@ EXPORTERS = {ModelFormat.ONNX: (_export_onnx, "model.onnx"),
              ModelFormat.SAVEDMODEL: (_export_savedmodel, "savedmodel")}
 
 
-def run(ctx: StageContext) -> dict:
+def run(ctx: StageContext) -> dict[str, Conversion]:
     import torch
 
     from inferbench.models.generator import build_model, sample_input
@@ -92,7 +107,8 @@ def run(ctx: StageContext) -> dict:
     inputs = [sample_input(model_spec, b, CHECK_SEED + b) for b in batch_sizes]
     with torch.no_grad():
         expected = [model(x).numpy() for x in inputs]
-    results, failures = {}, []
+    results: dict[str, Conversion] = {}
+    failures: list[str] = []
     for fmt in ctx.spec.formats:
         export, filename = EXPORTERS[fmt]
         path = ctx.run_dir.model_dir / filename
@@ -106,9 +122,10 @@ def run(ctx: StageContext) -> dict:
             diffs.append(float(np.max(np.abs(got - ref))))
             passed &= got.shape == ref.shape and bool(
                 np.allclose(got, ref, atol=ctx.spec.conversion_atol, rtol=ctx.spec.conversion_rtol))
-        row = {"format": fmt.value, "artifact_path": str(path), "tool": tool,
-               "max_abs_diff": max(diffs), "atol": ctx.spec.conversion_atol,
-               "rtol": ctx.spec.conversion_rtol, "passed": passed, "duration_s": duration}
+        row: Conversion = {
+            "format": fmt.value, "artifact_path": str(path), "tool": tool,
+            "max_abs_diff": max(diffs), "atol": ctx.spec.conversion_atol,
+            "rtol": ctx.spec.conversion_rtol, "passed": passed, "duration_s": duration}
         results[fmt.value] = row
         if not passed:
             failures.append(f"{fmt.value}: max |diff| {max(diffs):.3g} exceeds atol "

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any, TypedDict
 
 from inferbench import perfdb
 from inferbench.perfdb import schema, writer
 from inferbench.stages.common import StageContext, write_json
+
+
+class ModelInfo(TypedDict):
+    """The registered model: a row of the models table and `model/model.json`."""
+
+    model_name: str
+    family: str
+    hyperparams: dict[str, Any]   # the spec's model section
+    n_parameters: int
+    artifact_path: str            # model.pt: the state dict the convert stage loads
+    sha256: str
 
 
 def sha256_file(path) -> str:
@@ -17,7 +29,7 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def run(ctx: StageContext) -> dict:
+def run(ctx: StageContext) -> ModelInfo:
     import torch
 
     from inferbench.models.generator import build_model, count_parameters
@@ -29,7 +41,7 @@ def run(ctx: StageContext) -> dict:
     model = build_model(model_spec)
     artifact = ctx.run_dir.model_dir / "model.pt"
     torch.save(model.state_dict(), artifact)
-    info = {
+    info: ModelInfo = {
         "model_name": model_spec.name,
         "family": model_spec.family.value,
         "hyperparams": model_spec.model_dump(mode="json"),

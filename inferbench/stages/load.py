@@ -2,11 +2,15 @@
 
 Each point's per-request records are saved as soon as the point ends and `load.json` is
 rewritten after every point, so a failure later keeps what was already measured.
+
+`run` is the stage entry point; it resolves the configuration and reads its endpoint, then
+`drive` does the work (the measure stage calls `drive` with the endpoint it just started).
 """
 
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import numpy as np
 
@@ -19,8 +23,16 @@ from inferbench.load.protocols import Protocol, Target, get_protocol
 from inferbench.load.runner import Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
+from inferbench.server_grid import ResolvedConfig, resolve_config
 from inferbench.spec import Transport
-from inferbench.stages.common import StageContext, read_json, write_json
+from inferbench.stages.common import (
+    Endpoint,
+    LoadPoint,
+    LoadSummary,
+    StageContext,
+    read_endpoint,
+    write_json,
+)
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
 
@@ -32,7 +44,22 @@ def _batches(ctx: StageContext, batch_size: int) -> list[np.ndarray]:
     return [rng.standard_normal(shape, dtype=np.float32) for _ in range(DISTINCT_PAYLOADS)]
 
 
-def protocol_target(ctx: StageContext, endpoint: dict, backend: Backend
+class PointBrief(TypedDict):
+    """A measured point as the stage reports it (load.json has the whole `LoadPoint`)."""
+
+    point: int
+    batch_size: int
+    n_requests: int
+    stop_reason: str
+
+
+class LoadResult(TypedDict):
+    platform: str
+    config: int
+    points: list[PointBrief]
+
+
+def protocol_target(ctx: StageContext, endpoint: Endpoint, backend: Backend
                     ) -> tuple[Protocol, Target]:
     """The backend's client for the spec's transport, aimed at the served model."""
     if ctx.spec.workload.transport is Transport.GRPC:
@@ -62,17 +89,24 @@ def check_response(protocol: Protocol, request: Request, batch_size: int,
                               f"shape {(batch_size, num_outputs)}")
 
 
-def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
-    endpoint = read_json(ctx.run_dir.endpoint_file(platform, config))
+def run(ctx: StageContext, platform: str, config: int = 0) -> LoadResult:
+    """The load stage: measure configuration `config` of `platform`, whose server the serve
+    stage started."""
+    resolved = resolve_config(ctx.spec, ctx.run_dir, platform, config)
+    return drive(ctx, resolved, read_endpoint(resolved.files.endpoint))
+
+
+def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
+          ) -> LoadResult:
+    """One point per batch size at the configuration's ready server (`endpoint`)."""
+    platform, config, files = resolved.platform, resolved.index, resolved.files
     if not endpoint or endpoint.get("status") != "ready":
         raise InferBenchError(f"platform {platform!r} has no ready server in run {ctx.run_id!r}"
                               " (see the serve task's log)")
     spec, workload = ctx.spec, ctx.spec.workload
-    pdir = ctx.run_dir.config_dir(platform, config)
-    points_dir = pdir / "points"
-    points_dir.mkdir(exist_ok=True)
-    summary: dict = {"platform": platform, "config": config, "points": [],
-                     "samples_file": "samples.json"}
+    files.points_dir.mkdir(exist_ok=True)
+    summary: LoadSummary = {"platform": platform, "config": config, "points": [],
+                            "samples_file": files.samples.name}
     samples: list[dict] = []
     rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s,
                     spec.stability_windows, spec.stability_window_s, spec.stability_tolerance_pct)
@@ -105,22 +139,24 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
             server_split = split_ms(stats_before[0] if stats_before else None,
                                     read_server_stats())
             samples.extend(sampler.samples)
-            np.savez(points_dir / f"{index}.npz", **records.arrays())
-            summary["points"].append({
+            np.savez(files.point_records(index), **records.arrays())
+            point: LoadPoint = {
                 "point": index, "batch_size": batch_size, "arrival": workload.arrival.value,
                 "concurrency": workload.concurrency, "target_rate_rps": workload.rate_rps,
                 "started_ns": records.started_ns, "ended_ns": records.ended_ns,
                 "stop_reason": records.stop_reason, "complete": records.complete,
                 "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
                 "n_requests": len(records), "stable": records.stable,
-                "stability_reasons": records.stability_reasons, **server_split})
-            (pdir / "samples.json").write_text(json.dumps(samples))
-            write_json(ctx.run_dir.load_file(platform, config), summary)
+                "stability_reasons": records.stability_reasons, **server_split}
+            summary["points"].append(point)
+            files.samples.write_text(json.dumps(samples))
+            write_json(files.load, summary)
     except Exception as exc:
         summary["error"] = f"{type(exc).__name__}: {exc}"
-        (pdir / "samples.json").write_text(json.dumps(samples))
-        write_json(ctx.run_dir.load_file(platform, config), summary)
+        files.samples.write_text(json.dumps(samples))
+        write_json(files.load, summary)
         raise
     return {"platform": platform, "config": config,
-            "points": [{k: p[k] for k in ("point", "batch_size", "n_requests", "stop_reason")}
+            "points": [{"point": p["point"], "batch_size": p["batch_size"],
+                        "n_requests": p["n_requests"], "stop_reason": p["stop_reason"]}
                        for p in summary["points"]]}

@@ -5,33 +5,55 @@ and loading live in one task so that two configurations' servers can never overl
 machine, whatever order a scheduler (or `dag.test`) picks for the mapped task instances;
 the server is stopped here whatever happens, and the platform's teardown task stops any
 that a killed task left behind. `configs` lists the configurations the DAG maps over.
+
+The grid is resolved once, at the top of `run`; serve, load and stop get the resolved
+configurations, and load gets the endpoint serve returned.
 """
 
 from __future__ import annotations
 
-from inferbench.server_grid import server_config, server_configs
+from typing import TypedDict
+
+from inferbench.server_grid import pick, resolve_configs, server_configs
 from inferbench.stages import load, serve
 from inferbench.stages.common import StageContext
+from inferbench.stages.load import PointBrief
 
 
-def configs(ctx: StageContext, platform: str) -> list[dict]:
+class ConfigKwargs(TypedDict):
+    """One mapped `measure` task's keyword arguments: the keys are the operator's own
+    parameter names (the DAG passes the list to `expand_kwargs`)."""
+
+    config: int
+    config_label: str
+
+
+class MeasureResult(TypedDict):
+    platform: str
+    config: int
+    label: str
+    cold_start_s: float
+    points: list[PointBrief]
+    stopped: bool        # whether the server was still running when it was stopped
+
+
+def configs(ctx: StageContext, platform: str) -> list[ConfigKwargs]:
     """The mapping input: one entry per server configuration (the operator's kwargs)."""
     return [{"config": c.index, "config_label": c.label} for c in server_configs(ctx.spec)]
 
 
-def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
-    labelled = server_config(ctx.spec, config)
+def run(ctx: StageContext, platform: str, config: int = 0) -> MeasureResult:
+    every = resolve_configs(ctx.spec, ctx.run_dir, platform)
+    resolved = pick(every, config)
     # A measure task killed hard (SIGKILL, a lost worker) cannot stop its server; the
     # platform's teardown would, but only after the remaining configurations. So first stop
     # whatever server an earlier configuration of this platform left running.
-    for other in server_configs(ctx.spec):
-        if other.index != config:
-            serve.stop(ctx, platform, other.index)
+    serve.stop_servers(ctx, platform, [other for other in every if other.index != config])
     try:
-        endpoint = serve.run(ctx, platform, config)
-        measured = load.run(ctx, platform, config)
+        endpoint = serve.start(ctx, resolved)
+        measured = load.drive(ctx, resolved, endpoint)
     finally:
-        stopped = serve.stop(ctx, platform, config)
-    return {"platform": platform, "config": config, "label": labelled.label,
+        stopped = serve.stop_servers(ctx, platform, [resolved])
+    return {"platform": platform, "config": config, "label": resolved.label,
             "cold_start_s": endpoint["cold_start_s"], "points": measured["points"],
             "stopped": stopped["stopped"]}

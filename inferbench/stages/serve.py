@@ -3,12 +3,17 @@ instances), wait until its model is ready, time the cold start.
 
 The endpoint file is written as soon as the process exists, so the teardown task can stop
 the server even if readiness never comes. `stop` is that teardown.
+
+`run` and `stop` are the stage entry points (platform and configuration index); they resolve
+the configuration once and hand the `ResolvedConfig` to `start` and `stop_servers`, which the
+measure stage calls directly with the configuration it resolved itself.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from inferbench import containers, paths
 from inferbench.backends import get_backend
@@ -16,14 +21,17 @@ from inferbench.backends.base import LaunchPlan, ServeContext
 from inferbench.backends.process import spawn, stop_group, wait_ready
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
-from inferbench.server_grid import server_config, server_configs
-from inferbench.spec import PLATFORM_TRANSPORTS, Platform, Transport
-from inferbench.stages.common import StageContext, read_json, write_json
+from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
+from inferbench.spec import Transport
+from inferbench.stages.common import Endpoint, StageContext, read_endpoint, read_json, write_json
 
 READY_TIMEOUT_S = 180.0
 
 
-def serve_context(ctx: StageContext, platform: str, config: int = 0) -> ServeContext:
+def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
+    """What the backend needs to start this configuration's server: its knobs and files,
+    the converted model, and fresh ports."""
+    platform = resolved.platform
     backend = get_backend(platform)
     conversions = read_json(ctx.run_dir.model_dir / "conversions.json") or {}
     converted = conversions.get(backend.model_format.value)
@@ -35,28 +43,35 @@ def serve_context(ctx: StageContext, platform: str, config: int = 0) -> ServeCon
     return ServeContext(
         model_name=model.name, model_path=Path(converted["artifact_path"]),
         input_shape=tuple(model.input_shape), num_outputs=model.num_outputs,
-        workdir=ctx.run_dir.config_dir(platform, config), http_port=free_port(),
+        workdir=resolved.files.dir, http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,
-        server=server_config(ctx.spec, config).config)
+        server=resolved.server)
 
 
-def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
+def run(ctx: StageContext, platform: str, config: int = 0) -> Endpoint:
+    """The serve stage: start configuration `config` of `platform`."""
+    return start(ctx, resolve_config(ctx.spec, ctx.run_dir, platform, config))
+
+
+def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
+    """Start one configuration's server and wait until its model is ready."""
+    platform = resolved.platform
     backend = get_backend(platform)
-    labelled = server_config(ctx.spec, config)
-    sctx = serve_context(ctx, platform, config)
+    sctx = serve_context(ctx, resolved)
     backend.prepare(sctx)
     plan = backend.launch_plan(sctx)
     log_path = sctx.workdir / "server.log"
-    endpoint_file = ctx.run_dir.endpoint_file(platform, config)
+    endpoint_file = resolved.files.endpoint
     base_url = f"http://127.0.0.1:{sctx.http_port}"
-    endpoint = {"platform": platform, "url": base_url, "model_name": sctx.model_name,
-                "protocol": backend.protocol, "log": str(log_path),
-                "config": config, "config_label": labelled.label,
-                "platform_version": backend.version(), "status": "starting",
-                "runtime": containers.runtime_from_env()}
+    endpoint: Endpoint = {
+        "platform": platform, "url": base_url, "model_name": sctx.model_name,
+        "protocol": backend.protocol, "log": str(log_path),
+        "config": resolved.index, "config_label": resolved.label,
+        "platform_version": backend.version(), "status": "starting",
+        "runtime": containers.runtime_from_env()}
     endpoint["metrics_url"] = f"http://127.0.0.1:{sctx.metrics_port}"
-    if Transport.GRPC in PLATFORM_TRANSPORTS[Platform(platform)]:
+    if Transport.GRPC in backend.descriptor.transports:
         endpoint["grpc_url"] = f"grpc://127.0.0.1:{sctx.grpc_port}"
     endpoint["ready_path"] = backend.ready_path(sctx)
     ready_url = base_url + endpoint["ready_path"]
@@ -64,7 +79,7 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     endpoint["started_at"] = time.time()
     try:
         if endpoint["runtime"] == "docker":
-            _start_container(ctx, platform, config, plan, endpoint, endpoint_file, ready_url)
+            _start_container(ctx, resolved, plan, endpoint, ready_url)
         elif plan.image is not None:
             raise InferBenchError(
                 f"platform {platform!r} is configured to serve from the image {plan.image!r}, "
@@ -76,7 +91,7 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
             write_json(endpoint_file, endpoint)
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
     except Exception as exc:
-        _stop_server(ctx, platform, config, endpoint)
+        _stop_server(ctx, resolved, endpoint)
         endpoint.update(status="failed", error=str(exc))
         write_json(endpoint_file, endpoint)
         raise
@@ -86,12 +101,12 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> dict:
     return endpoint
 
 
-def _server_role(platform: str, config: int) -> str:
-    return f"server:{platform}:{config}"
+def _server_role(resolved: ResolvedConfig) -> str:
+    return f"server:{resolved.platform}:{resolved.index}"
 
 
-def _start_container(ctx: StageContext, platform: str, config: int, plan: LaunchPlan,
-                     endpoint: dict, endpoint_file: Path, ready_url: str) -> None:
+def _start_container(ctx: StageContext, resolved: ResolvedConfig, plan: LaunchPlan,
+                     endpoint: Endpoint, ready_url: str) -> None:
     """The docker runtime: the server runs in its own container from the stage image (the
     launch plan's argv is the same as a local process's, in the same image layout)."""
     from inferbench.netutil import poll_http_ok
@@ -100,7 +115,7 @@ def _start_container(ctx: StageContext, platform: str, config: int, plan: Launch
     resources = ctx.spec.resources
     spec = containers.ContainerSpec(
         image=plan.image or containers.image_from_env(), command=plan.argv, entrypoint=[],
-        run_id=ctx.run_id, role=_server_role(platform, config), home=paths.home(),
+        run_id=ctx.run_id, role=_server_role(resolved), home=paths.home(),
         environment=plan.env,
         limits=containers.Limits(cpus=resources.cpus, memory_gb=resources.memory_gb))
     kwargs = spec.create_kwargs()
@@ -108,7 +123,7 @@ def _start_container(ctx: StageContext, platform: str, config: int, plan: Launch
         kwargs["working_dir"] = str(plan.cwd)
     container = client.containers.run(**kwargs)
     endpoint["container_id"] = container.id
-    write_json(endpoint_file, endpoint)
+    write_json(resolved.files.endpoint, endpoint)
 
     def still_running() -> None:
         container.reload()
@@ -122,7 +137,7 @@ def _start_container(ctx: StageContext, platform: str, config: int, plan: Launch
                               f"{READY_TIMEOUT_S:.0f} s")
 
 
-def _stop_server(ctx: StageContext, platform: str, config: int, endpoint: dict) -> bool:
+def _stop_server(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint) -> bool:
     """Stop whatever serves one configuration; True if something was still running."""
     if "pid" in endpoint:
         return stop_group(int(endpoint["pid"]))
@@ -133,7 +148,7 @@ def _stop_server(ctx: StageContext, platform: str, config: int, endpoint: dict) 
     # By label, not only by the recorded id: a serve task killed between starting the
     # container and writing its id still leaves nothing behind.
     for container in containers.run_containers(client, ctx.run_id):
-        if container.labels.get(containers.LABEL_ROLE) != _server_role(platform, config):
+        if container.labels.get(containers.LABEL_ROLE) != _server_role(resolved):
             continue
         was_running = was_running or container.status == "running"
         with open(endpoint["log"], "ab") as log:  # keep the server's log with the run
@@ -142,18 +157,37 @@ def _stop_server(ctx: StageContext, platform: str, config: int, endpoint: dict) 
     return was_running
 
 
-def stop(ctx: StageContext, platform: str, config: int | None = None) -> dict:
+class StopResult(TypedDict):
+    """What `stop` found: per configuration index that had been started, whether its
+    server was still running."""
+
+    platform: str
+    stopped: bool
+    configs: dict[int, bool]
+    reason: NotRequired[str]   # "never started": no configuration had an endpoint
+
+
+def stop(ctx: StageContext, platform: str, config: int | None = None) -> StopResult:
     """Stop the server of one configuration, or (config None: the teardown task) of every
     configuration of this platform that may still run."""
-    indices = [config] if config is not None else [c.index for c in server_configs(ctx.spec)]
-    stopped = {}
-    for index in indices:
-        endpoint_file = ctx.run_dir.endpoint_file(platform, index)
-        endpoint = read_json(endpoint_file)
+    resolved = [r for r in resolve_configs(ctx.spec, ctx.run_dir, platform)
+                if config is None or r.index == config]
+    return stop_servers(ctx, platform, resolved)
+
+
+def stop_servers(ctx: StageContext, platform: str, configs: list[ResolvedConfig]
+                 ) -> StopResult:
+    """Stop the servers of these configurations of `platform`, where one was started."""
+    stopped: dict[int, bool] = {}
+    for resolved in configs:
+        endpoint = read_endpoint(resolved.files.endpoint)
         if endpoint is None:
             continue  # never started
-        stopped[index] = _stop_server(ctx, platform, index, endpoint)
+        stopped[resolved.index] = _stop_server(ctx, resolved, endpoint)
         endpoint.setdefault("stopped_at", time.time())
-        write_json(endpoint_file, endpoint)
-    result = {"platform": platform, "stopped": any(stopped.values()), "configs": stopped}
-    return result if stopped else {**result, "reason": "never started"}
+        write_json(resolved.files.endpoint, endpoint)
+    result: StopResult = {"platform": platform, "stopped": any(stopped.values()),
+                          "configs": stopped}
+    if not stopped:
+        result["reason"] = "never started"
+    return result

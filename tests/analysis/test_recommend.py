@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from analysis.recommend import recommend
+from analysis.recommend import best_point, recommend
 
 PRICES = {"cpu:2vcpu": 0.067, "NVIDIA L4": 0.71, "NVIDIA H100": None}  # H100: no price known
 
@@ -50,8 +50,12 @@ def test_top1_is_the_brute_force_pick(seed, slo_ms, budget):
     recs = recommend(rows, slo_percentile=99, slo_ms=slo_ms, budget_usd_per_hour=budget)
     if expected is None:
         assert recs == []
+        assert best_point(rows, slo_percentile=99, slo_ms=slo_ms,
+                          budget_usd_per_hour=budget) is None
         return
     assert recs[0].run_id == expected["run_id"]
+    assert best_point(rows, slo_percentile=99, slo_ms=slo_ms,
+                      budget_usd_per_hour=budget) is expected  # the caller's own row
     assert len(recs) == min(3, len({r["run_id"] for r in rows if r["verdict"] == "VALID"
                                     and r["latency_ms"]["p99"] <= slo_ms
                                     and (budget is None or (r["usd_per_hour"] or 1e9)

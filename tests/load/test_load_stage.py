@@ -14,7 +14,7 @@ import pytest
 from inferbench.paths import RunDir
 from inferbench.spec import example_spec, parse_spec
 from inferbench.stages import load
-from inferbench.stages.common import StageContext
+from inferbench.stages.common import LoadPoint, LoadSummary, StageContext
 
 
 @pytest.mark.parametrize("workload", [
@@ -36,8 +36,12 @@ def test_load_stage_runs_open_loop_processes(reference_server, tmp_path, workloa
     ctx = StageContext("t", spec, run_dir, "postgresql://unused")
     out = load.run(ctx, "onnxruntime")
     assert out["points"][0]["stop_reason"] == "min_reached"
+    assert set(out["points"][0]) == set(load.PointBrief.__annotations__)
     summary = json.loads(run_dir.load_file("onnxruntime").read_text())
+    # load.json is what its types document (the error key only when a point failed)
+    assert set(summary) == set(LoadSummary.__annotations__) - {"error"}
     point = summary["points"][0]
+    assert set(point) == set(LoadPoint.__annotations__)
     assert point["arrival"] == workload["arrival"] and point["complete"]
     records = np.load(run_dir.config_dir("onnxruntime", 0) / "points" / "0.npz")
     assert set(records["status"].tolist()) == {200}

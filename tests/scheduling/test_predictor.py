@@ -43,6 +43,15 @@ def test_one_platform_one_batch():
     assert prior(s).prior_s == 15 + 3 + 10 + 10.5 == 38.5
 
 
+def test_startup_comes_from_each_platforms_descriptor():
+    # triton 8 + onnxruntime 3 + torchscript 4 + openvino 4 + torchserve 8 + mlserver 5
+    # + tfserving 6 (the estimates beside each backend's descriptor).
+    every = spec(platforms=["triton", "onnxruntime", "torchscript", "openvino", "torchserve",
+                            "mlserver", "tfserving"],
+                 formats=["onnx", "torchscript", "savedmodel"])
+    assert prior(every).startup_s == 38.0
+
+
 def test_correction_is_clamped_median():
     assert correction([]) == (1.0, 0)
     assert correction([(100, 150), (100, 200), (100, 9000)]) == (2.0, 3)

@@ -1,17 +1,67 @@
-"""Scheduling decisions against a real PostgreSQL: made once per run, placed from what is
-active, keyed from the start of the busy period."""
+"""Scheduling decisions: placed from what is active and keyed from the start of the busy
+period (pure), and recorded in a real PostgreSQL once per run (the record)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from sqlalchemy import delete
 
+from inferbench.errors import InferBenchError
+from inferbench.scheduling.decisions import ActiveJob, Decision, decide
 from inferbench.scheduling.policies import Policy, priority_weight, worker_names
-from inferbench.scheduling.store import decide, stored
+from inferbench.scheduling.store import record, recorded, stored
 
-pytestmark = pytest.mark.integration
 W = worker_names(2)
 DAG = "test_store_dag"
+T = 1_800_000_000.0
+
+
+def test_decisions_place_from_what_is_active_and_key_from_the_busy_period():
+    kw = {"dag_id": DAG, "policy": Policy.QA_SJF, "aging_rate": 0.1, "workers": W,
+          "last_worker": None}
+    a = decide(run_id="a", predicted_s=30.0, active=[], now_s=T, **kw)
+    assert (a.worker, a.key_ref_s, a.order_key) == ("worker-0", T, 30.0)
+    assert a.priority_weight == priority_weight(30.0)
+    # a is active (running for 10 s): worker-1 is idle, so b goes there
+    b = decide(run_id="b", predicted_s=5.0, active=[ActiveJob(a, T)], now_s=T + 10, **kw)
+    assert b.worker == "worker-1" and b.loads == {"worker-0": [1, 20.0], "worker-1": [0, 0.0]}
+    assert (b.key_ref_s, b.order_key) == (T, 5.0 + 0.1 * 10)  # same busy period as a
+    # both busy: least queued work is worker-1 (5 s waiting) vs worker-0 (30 - 12 left)
+    c = decide(run_id="c", predicted_s=1.0, active=[ActiveJob(a, T), ActiveJob(b, None)],
+               now_s=T + 12, **kw)
+    assert c.worker == "worker-1" and c.loads["worker-0"] == [1, 18.0]
+    # a job past its prediction counts no work, but still holds its worker
+    late = decide(run_id="late", predicted_s=1.0, active=[ActiveJob(a, T)], now_s=T + 99, **kw)
+    assert late.loads["worker-0"] == [1, 0.0] and late.worker == "worker-1"
+    # a job on a worker that is gone counts nowhere
+    gone = dataclasses.replace(a, worker="worker-7")
+    assert decide(run_id="x", predicted_s=1.0, active=[ActiveJob(gone, None)], now_s=T,
+                  **kw).loads == {"worker-0": [0, 0.0], "worker-1": [0, 0.0]}
+    # nothing active any more: a new busy period starts, keys count from it
+    d = decide(run_id="d", predicted_s=2.0, active=[], now_s=T + 1000, **kw)
+    assert (d.key_ref_s, d.order_key, d.worker) == (T + 1000, 2.0, "worker-0")
+
+
+def test_round_robin_continues_from_the_last_worker():
+    kw = {"dag_id": DAG, "policy": Policy.RR_FCFS, "aging_rate": 0.1, "workers": W,
+          "active": [], "predicted_s": 1.0, "now_s": T}
+    assert decide(run_id="r0", last_worker=None, **kw).worker == "worker-0"
+    assert decide(run_id="r1", last_worker="worker-0", **kw).worker == "worker-1"
+    assert decide(run_id="r2", last_worker="worker-1", **kw).worker == "worker-0"
+    assert decide(run_id="r3", last_worker="worker-9", **kw).worker == "worker-0"
+
+
+def test_decision_json_round_trip_and_refusal():
+    d = decide(dag_id=DAG, run_id="manual__2026-01-01T00:00:00+00:00", predicted_s=12.345,
+               policy=Policy.RR_SJF, aging_rate=0.1, workers=W, active=[], last_worker=None,
+               now_s=T + 0.123456789)
+    assert Decision.from_json(d.to_json()) == d
+    with pytest.raises(InferBenchError, match="not a scheduling decision"):
+        Decision.from_json('{"dag_id": "x"}')
+    with pytest.raises(InferBenchError, match="not a scheduling decision"):
+        Decision.from_json("worker-0")
 
 
 @pytest.fixture
@@ -27,33 +77,29 @@ def conn(db_url):
         c.rollback()
     with engine.begin() as c:
         c.execute(delete(schema.sched_jobs).where(schema.sched_jobs.c.dag_id == DAG))
+    engine.dispose()
 
 
-def test_decisions_place_key_and_stick(conn):
-    t = 1_800_000_000.0
-    kw = {"dag_id": DAG, "policy": Policy.QA_SJF, "aging_rate": 0.1, "workers": W}
-    a = decide(conn, run_id="a", predicted_s=30.0, active={}, now_s=t, **kw)
-    assert (a.worker, a.key_ref_s, a.order_key) == ("worker-0", t, 30.0)
-    assert a.priority_weight == priority_weight(30.0)
-    # a is active (running for 10 s): worker-1 is idle, so b goes there
-    b = decide(conn, run_id="b", predicted_s=5.0, active={(DAG, "a"): t}, now_s=t + 10, **kw)
-    assert b.worker == "worker-1" and b.loads == {"worker-0": [1, 20.0], "worker-1": [0, 0.0]}
-    assert (b.key_ref_s, b.order_key) == (t, 5.0 + 0.1 * 10)  # same busy period as a
-    # both busy: least queued work is worker-1 (5 s waiting) vs worker-0 (30 - 12 left)
-    active = {(DAG, "a"): t, (DAG, "b"): None}
-    c = decide(conn, run_id="c", predicted_s=1.0, active=active, now_s=t + 12, **kw)
-    assert c.worker == "worker-1" and c.loads["worker-0"] == [1, 18.0]
-    # asked again (another task of c): the stored decision, whatever the state now
-    again = decide(conn, run_id="c", predicted_s=99.0, active={}, now_s=t + 500, **kw)
-    assert again == c == stored(conn, DAG, "c")
-    # nothing active any more: a new busy period starts, keys count from it
-    d = decide(conn, run_id="d", predicted_s=2.0, active={}, now_s=t + 1000, **kw)
-    assert (d.key_ref_s, d.order_key, d.worker) == (t + 1000, 2.0, "worker-0")
-
-
-def test_round_robin_continues_from_the_last_decision(conn):
-    kw = {"dag_id": DAG, "policy": Policy.RR_FCFS, "aging_rate": 0.1, "workers": W,
-          "active": {}, "predicted_s": 1.0}
-    got = [decide(conn, run_id=f"r{i}", now_s=1_800_000_000.0 + i, **kw).worker
-           for i in range(3)]
-    assert got[1] != got[0] and got[2] == got[0]
+@pytest.mark.integration
+def test_record_once_per_run_replace_when_placed_again(conn):
+    kw = {"dag_id": DAG, "policy": Policy.QA_SJF, "aging_rate": 0.1, "workers": W,
+          "last_worker": None}
+    # sub-microsecond times: the row keeps microseconds, and that still counts as the same
+    a = decide(run_id="a", predicted_s=30.0, active=[], now_s=T + 0.1234567, **kw)
+    b = decide(run_id="b", predicted_s=5.0, active=[ActiveJob(a, None)], now_s=T + 1.5, **kw)
+    assert record(conn, b) and record(conn, a)  # recorded in the order the tasks start
+    assert not record(conn, a) and not record(conn, b)  # every task may call it: no-ops
+    got = stored(conn, DAG, "a")
+    assert got.worker == a.worker and got.loads == a.loads
+    assert got.submitted_s == pytest.approx(a.submitted_s, abs=1e-6)
+    rows = recorded(conn, DAG, ["a", "b", "nope"])
+    assert [r["run_id"] for r in rows] == ["a", "b"]  # in decision order
+    seq = {r["run_id"]: r["seq"] for r in rows}
+    assert seq["b"] < seq["a"]  # numbered as recorded
+    # run a cleared and placed again: the row is replaced, its number kept
+    again = decide(run_id="a", predicted_s=30.0, active=[ActiveJob(b, None)],
+                   now_s=T + 60, **kw)
+    assert record(conn, again)
+    assert stored(conn, DAG, "a").worker == again.worker == "worker-0"
+    assert stored(conn, DAG, "a").submitted_s == T + 60
+    assert {r["run_id"]: r["seq"] for r in recorded(conn, DAG, ["a", "b"])} == seq

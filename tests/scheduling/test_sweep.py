@@ -43,7 +43,8 @@ def test_sweep_dag_imports_with_cron_and_param(dagbag):
     assert trigger.upstream_task_ids == {"expand"}
     assert trigger.partial_kwargs["trigger_dag_id"] == "inferbench_benchmark"
     assert trigger.partial_kwargs["max_active_tis_per_dagrun"] == 1
-    assert "inferbench_sched_job" in dagbag.dags
+    # the scheduling benchmark's stand-in job lives with the benchmark, not in the product
+    assert "inferbench_sched_job" not in dagbag.dags
 
 
 def test_small_sweep_expands_to_every_model_platform_rate():

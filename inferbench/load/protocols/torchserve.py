@@ -2,7 +2,7 @@
 
 The body is the batch's C-order float32 bytes; the answer is the outputs' float32 bytes with
 their shape in the X-Output-Shape header, as the project's TorchServe handler
-(inferbench/backends/torchserve_handler.py) writes them. TorchServe's own example handlers
+(inferbench/servers/torchserve_handler.py) writes them. TorchServe's own example handlers
 take images or JSON; a benchmark of tensors wants no decoding cost on either side.
 """
 

@@ -1,7 +1,7 @@
 """analysis: runs.sweep_id, quality flags, cost/energy per point, the leaderboard view
 
 Revision ID: i4_analysis
-Revises: 0001
+Revises: i3b_server_config
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""scheduling decisions (issue 6)
+"""scheduling decisions: sched_jobs, one row per scheduled DAG run (policy, worker pool,
+predicted duration, priority weight)
 
 Revision ID: i6_sched
-Revises: 0001
+Revises: i4_analysis
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 happened: used by benchmarks/scheduling/run.py and tests/test_e2e_sched.py.
 
 The stack is (re)started for each policy (the policy is an Airflow setting, read by the
-components at start), all jobs are triggered over the REST API as fast as it answers, and
-each job's record comes from Airflow's task instances plus the stored decision.
+components at start) on this benchmark's own DAG folder (dags/: the stand-in job only) with
+the stand-in DAG as the one the policy schedules; all jobs are triggered over the REST API
+as fast as it answers, and each job's record comes from Airflow's task instances plus the
+decision its task recorded in the results database.
+
+Not an installed module: run.py imports it from its own folder, the tests by file path.
 """
 
 from __future__ import annotations
@@ -15,17 +19,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from inferbench.errors import InferBenchError
+from inferbench.pipeline import DB_ENV
 from inferbench.scheduling.jobmix import Job
 from inferbench.scheduling.observe import JobRecord, job_record
 
-DAG_ID = "inferbench_sched_job"
+DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
+DAG_ID = "inferbench_sched_job"  # dags/sched_job.py
 
 
-def start_stack(home: Path, dags_folder: Path, port: int, policy: str, workers: int,
-                aging_rate: float = 0.1) -> str:
+def start_stack(home: Path, port: int, policy: str, workers: int, aging_rate: float = 0.1,
+                dags_folder: Path = DAGS_FOLDER) -> str:
     """(Re)start the embedded Airflow on `home` with this policy and worker count."""
     from inferbench import perfdb
     from inferbench.embedded.airflow import start_airflow, stop_airflow
@@ -36,11 +40,12 @@ def start_stack(home: Path, dags_folder: Path, port: int, policy: str, workers: 
                        "AIRFLOW__INFERBENCH__SCHED_AGING_RATE": str(aging_rate)})
     ensure_postgres(home)
     url = database_url(home, "inferbench")
-    os.environ["INFERBENCH_DB_URL"] = url
+    os.environ[DB_ENV] = url
     perfdb.migrate(url)
     stop_airflow(home)
     return start_airflow(home, dags_folder, port=port, wait_for_dag=DAG_ID,
-                         extra_env={"INFERBENCH_HOME": str(home), "INFERBENCH_DB_URL": url})
+                         extra_env={"INFERBENCH_HOME": str(home), DB_ENV: url,
+                                    "AIRFLOW__INFERBENCH__SCHED_DAGS": DAG_ID})
 
 
 def run_mix(base_url: str, jobs: Sequence[Job], time_scale: float, timeout_s: float = 900,
@@ -74,28 +79,19 @@ def run_mix(base_url: str, jobs: Sequence[Job], time_scale: float, timeout_s: fl
             for run_id, (job, t) in submitted.items()]
 
 
-def stored_predictions(run_ids: list[str]) -> dict[str, float]:
-    from inferbench import perfdb
-    from inferbench.perfdb import schema
-
-    t = schema.sched_jobs
-    with perfdb.engine(os.environ["INFERBENCH_DB_URL"]).connect() as conn:
-        rows = conn.execute(select(t.c.run_id, t.c.predicted_s).where(
-            t.c.dag_id == DAG_ID, t.c.run_id.in_(run_ids))).all()
-    missing = set(run_ids) - {r[0] for r in rows}
-    if missing:
-        raise InferBenchError(f"no scheduling decision stored for {sorted(missing)[:3]!r}...: "
-                              "is the cluster policy installed (airflow_local_settings.py)?")
-    return dict(rows)
-
-
 def decisions(run_ids: list[str]) -> list[dict[str, Any]]:
-    """The stored decisions of these runs, in decision order."""
+    """The decisions the jobs' tasks recorded, in the order they were made."""
     from inferbench import perfdb
-    from inferbench.perfdb import schema
+    from inferbench.scheduling.store import recorded
 
-    t = schema.sched_jobs
-    with perfdb.engine(os.environ["INFERBENCH_DB_URL"]).connect() as conn:
-        rows = conn.execute(select(t).where(t.c.dag_id == DAG_ID, t.c.run_id.in_(run_ids))
-                            .order_by(t.c.seq)).mappings().all()
-    return [dict(r) for r in rows]
+    with perfdb.engine(os.environ[DB_ENV]).connect() as conn:
+        return recorded(conn, DAG_ID, run_ids)
+
+
+def stored_predictions(run_ids: list[str]) -> dict[str, float]:
+    found = {d["run_id"]: d["predicted_s"] for d in decisions(run_ids)}
+    missing = set(run_ids) - set(found)
+    if missing:
+        raise InferBenchError(f"no scheduling decision recorded for {sorted(missing)[:3]!r}...: "
+                              "is the cluster policy installed (airflow_local_settings.py)?")
+    return found

@@ -1,9 +1,13 @@
 """A stand-in benchmark job for the scheduler: one task that holds its worker for `sleep_s`.
 
+Benchmark-only: this folder is the Airflow DAG folder of the scheduling benchmark
+(benchmarks/scheduling/harness.py starts the embedded Airflow on it and lists this DAG in
+`[inferbench] sched_dags`); it is not part of the product's dags/.
+
 The scheduling policy (operators/scheduling.py) places and orders it exactly like a real
 benchmark run: it predicts the job's length from `spec` (times `time_scale`, so that a
-job of minutes can stand in as seconds), picks the worker pool, sets the priority.
-Used by benchmarks/scheduling and the scheduler tests; the sleep stands in for the load.
+job of minutes can stand in as seconds), picks the worker pool, sets the priority; the task
+records that decision in the results database, as a real run's stages do.
 One task per job, so "two jobs never share a worker" is exactly the pool's slot limit.
 """
 
@@ -11,10 +15,12 @@ from __future__ import annotations
 
 import time
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, get_current_context, task
+
+DAG_ID = "inferbench_sched_job"
 
 with DAG(
-    dag_id="inferbench_sched_job",
+    dag_id=DAG_ID,
     description="Stand-in benchmark job for the scheduling policies (sleeps)",
     schedule=None,
     catchup=False,
@@ -27,12 +33,15 @@ with DAG(
                             description="Multiplies the spec's predicted length."),
         "label": Param("", type="string", description="Free label (the benchmark's job id)."),
     },
-    tags=["inferbench", "scheduling"],
+    tags=["inferbench", "scheduling", "benchmark"],
     doc_md=__doc__,
 ) as dag:
 
     @task(task_id="work")
     def work(params: dict | None = None) -> float:
+        from operators.scheduling import record_decision
+
+        record_decision(get_current_context())
         sleep_s = float((params or {})["sleep_s"])
         time.sleep(sleep_s)
         return sleep_s

@@ -1,0 +1,134 @@
+"""What the project knows about each serving platform, held in one place.
+
+The names (`Platform`, and the `ModelFormat` / `Transport` a platform is described by) live
+here, and so does `PlatformDescriptor`: the facts about one platform (the format it serves,
+the transports it speaks and the load generator's client for each, its start-up estimate, the
+devices it runs on). Each backend class carries its own descriptor
+(`inferbench.backends.base.Backend.descriptor`); spec validation, the scheduler's predictor,
+the result queries and the stages read them through `descriptor()` / `descriptors()` instead
+of keeping tables of their own.
+
+This module imports nothing heavy (no pydantic, numpy or platform library): the spec, the
+backends and the scheduler all import it. The backend classes are imported on the first
+lookup only, because backends/base.py imports this module.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from inferbench.errors import InferBenchError
+
+
+class ModelFormat(StrEnum):
+    TORCHSCRIPT = "torchscript"
+    ONNX = "onnx"
+    SAVEDMODEL = "savedmodel"  # TensorFlow SavedModel (needs the tensorflow extra)
+
+
+class Platform(StrEnum):
+    """Serving platforms; each has one module in inferbench/backends, whose backend class
+    carries the platform's descriptor."""
+
+    TRITON = "triton"
+    ONNXRUNTIME = "onnxruntime"
+    TORCHSCRIPT = "torchscript"
+    OPENVINO = "openvino"
+    TORCHSERVE = "torchserve"
+    MLSERVER = "mlserver"
+    TFSERVING = "tfserving"  # TensorFlow Serving
+
+
+class Transport(StrEnum):
+    """How the load stage reaches a server: its HTTP API, or its gRPC service (on the
+    platforms whose descriptor lists one)."""
+
+    HTTP = "http"
+    GRPC = "grpc"
+
+
+class DeviceKind(StrEnum):
+    """Where a platform's server can run the model."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+@dataclass(frozen=True)
+class PlatformDescriptor:
+    """The facts about one serving platform that code outside its backend needs.
+
+    `protocols` maps each transport the server speaks to the name of the load generator's
+    client for it (a key of `inferbench.load.protocols.PROTOCOLS`); its keys are the
+    transports `workload.transport` may name for this platform. Every platform speaks HTTP:
+    readiness is polled there and the endpoint's default client is the HTTP one.
+
+    `startup_s` is the cold start (process start until the model is ready, as the serve stage
+    records it) for the scheduler's job-length prior. Unless the backend says otherwise next
+    to its descriptor, it was measured on the 2-core development VM and rounded up; it only
+    needs to be right in ratio (shortest-job-first orders by it, history rescales it).
+
+    `devices` maps each device kind the platform can run on to how it gets there, so that
+    a path that needs something special (an image, a runtime setting) says so.
+    """
+
+    model_format: ModelFormat
+    protocols: Mapping[Transport, str] = field(hash=False)
+    startup_s: float
+    devices: Mapping[DeviceKind, str] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.protocols if t not in set(Transport)]
+        if bad:
+            raise ValueError(f"PlatformDescriptor.protocols keys {bad!r} are not transports; "
+                             f"allowed: {[t.value for t in Transport]!r}; fix: key the "
+                             "clients by Transport")
+        if Transport.HTTP not in self.protocols:
+            raise ValueError(
+                f"PlatformDescriptor.protocols {dict(self.protocols)!r} has no "
+                f"{Transport.HTTP.value!r} client; every platform is reached over HTTP "
+                "(readiness, the default client); fix: add Transport.HTTP with the client's "
+                "name")
+        if not self.startup_s > 0:
+            raise ValueError(f"PlatformDescriptor.startup_s {self.startup_s!r} must be > 0 "
+                             "seconds; fix: give the measured (or estimated) cold start")
+        if not self.devices or any(d not in set(DeviceKind) for d in self.devices):
+            raise ValueError(
+                f"PlatformDescriptor.devices {dict(self.devices)!r} must map at least one of "
+                f"{[d.value for d in DeviceKind]!r} to how the platform runs there; fix: "
+                "e.g. {DeviceKind.CPU: 'the server's own CPU build'}")
+        # Read-only views with enum keys: a descriptor is shared by every instance of its
+        # backend class.
+        object.__setattr__(self, "protocols", MappingProxyType(
+            {Transport(t): name for t, name in self.protocols.items()}))
+        object.__setattr__(self, "devices", MappingProxyType(
+            {DeviceKind(d): how for d, how in self.devices.items()}))
+
+    @property
+    def transports(self) -> frozenset[Transport]:
+        return frozenset(self.protocols)
+
+
+@functools.cache
+def descriptors() -> Mapping[Platform, PlatformDescriptor]:
+    """Every platform's descriptor, from its backend class, in registry order."""
+    # Imported here: backends/base.py imports this module, and only a lookup needs them.
+    from inferbench.backends import backend_classes
+
+    return MappingProxyType({Platform(name): cls.descriptor
+                             for name, cls in backend_classes().items()})
+
+
+def descriptor(platform: Platform | str) -> PlatformDescriptor:
+    """The descriptor of one platform (a Platform or its name)."""
+    known = descriptors()
+    try:
+        return known[Platform(platform)]
+    except (ValueError, KeyError):
+        raise InferBenchError(
+            f"unknown serving platform {platform!r}; known platforms: "
+            f"{', '.join(p.value for p in known)}; fix: use one of those") from None

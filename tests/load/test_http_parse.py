@@ -1,0 +1,150 @@
+"""The issuer's HTTP/1.1 response framing (inferbench/load/http.py): the reader on its own,
+fed whole, split and pipelined responses, and a connection against a real socket whose
+server writes a response in pieces at chosen points."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from inferbench.load.http import ConnectionPool, ResponseReader
+
+V2_BODY = (b'{"model_name":"m","id":"1","outputs":[{"name":"OUTPUT__0","datatype":"FP32",'
+           b'"shape":[1,10],"data":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]}]}')
+CONTENT_LENGTH = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                  b"content-length: %d\r\n\r\n" % len(V2_BODY)) + V2_BODY
+# A chunk whose data ends in the bytes of a last-chunk ("0\r\n\r\n"): only the chunk sizes
+# say that the response goes on.
+TRICKY_DATA = b'{"data": [1, 0]}\r\n0\r\n\r\n'
+CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + b"%x\r\n" % len(TRICKY_DATA) + TRICKY_DATA + b"\r\n"
+           + b"5\r\nab0\r\n\r\n"  # data "ab0\r\n": the buffer ends in 0\r\n\r\n here too
+           + b"0\r\n\r\n")
+
+
+def _read(*pieces: bytes) -> list[tuple[int, int, bool]]:
+    responses: list[tuple[int, int, bool]] = []
+    reader = ResponseReader(lambda *r: responses.append(r))
+    for piece in pieces:
+        reader.feed(piece)
+    return responses
+
+
+def _bytewise(raw: bytes) -> list[bytes]:
+    return [raw[i:i + 1] for i in range(len(raw))]
+
+
+def test_content_length_whole_and_byte_by_byte():
+    assert _read(CONTENT_LENGTH) == [(200, len(CONTENT_LENGTH), True)]
+    assert _read(*_bytewise(CONTENT_LENGTH)) == [(200, len(CONTENT_LENGTH), True)]
+    # Nothing is reported while a byte of the body is missing.
+    assert _read(CONTENT_LENGTH[:-1]) == []
+
+
+def test_chunked_body_whose_data_ends_like_the_last_chunk():
+    assert _read(CHUNKED) == [(200, len(CHUNKED), True)]
+    # Split right after the tricky data, then byte by byte: done only at the real end.
+    cut = CHUNKED.index(TRICKY_DATA) + len(TRICKY_DATA)
+    assert _read(CHUNKED[:cut]) == []
+    assert _read(*_bytewise(CHUNKED)) == [(200, len(CHUNKED), True)]
+
+
+def test_chunked_trailers_are_part_of_the_response():
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+           b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")
+    assert _read(raw[:-2]) == []
+    assert _read(raw) == [(200, len(raw), True)]
+
+
+def test_pipelined_responses_in_one_read_and_across_reads():
+    second = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+    raw = CONTENT_LENGTH + CHUNKED + second
+    got = _read(raw)
+    assert [(status, keep) for status, _, keep in got] == [(200, True), (200, True),
+                                                           (503, True)]
+    assert sum(size for _, size, _ in got) == len(raw)  # every byte counted once
+    # Read boundaries that fall inside the next response: each size is exact.
+    cut1, cut2 = len(CONTENT_LENGTH), len(CONTENT_LENGTH) + len(CHUNKED)
+    pieces = [raw[:cut1], raw[cut1:cut1 + 7], raw[cut1 + 7:cut2], raw[cut2:]]
+    assert _read(*pieces) == [(200, len(CONTENT_LENGTH), True), (200, len(CHUNKED), True),
+                              (503, len(second), True)]
+
+
+def test_interim_and_bodiless_responses():
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    no_content = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n"
+    # The 100 is not an answer: its bytes count towards the answer that follows.
+    assert _read(interim + no_content) == [(204, len(interim) + len(no_content), True)]
+
+
+def test_connection_close_and_http_1_0_are_not_kept_alive():
+    close = CONTENT_LENGTH.replace(b"content-type", b"Connection: close\r\ncontent-type")
+    assert _read(close) == [(200, len(close), False)]
+    old = CONTENT_LENGTH.replace(b"HTTP/1.1", b"HTTP/1.0")
+    assert _read(old) == [(200, len(old), False)]
+
+
+def test_body_without_length_ends_at_close():
+    reader = ResponseReader(lambda *r: pytest.fail("a body without length never ends early"))
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome body")
+    assert reader.ends_at_close() and reader.status == 200
+    cut = ResponseReader(lambda *r: None)
+    cut.feed(CONTENT_LENGTH[:-3])
+    assert not cut.ends_at_close()  # a declared length not reached is a failure
+
+
+def test_malformed_response_raises():
+    import httptools
+
+    with pytest.raises(httptools.HttpParserError):
+        _read(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+
+
+async def _serve_and_fetch(pieces: list[bytes], gap_s: float = 0.05):
+    """Send one request through the issuer's pool to a server that writes `pieces` with
+    `gap_s` between them and then closes: the Response (or the exception), the connection,
+    and whether the connection went back to the pool for the next request."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for i, piece in enumerate(pieces):
+            if i:
+                await asyncio.sleep(gap_s)
+            writer.write(piece)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = ConnectionPool("127.0.0.1", port, time.monotonic_ns)
+    try:
+        conn = await pool.acquire()
+        try:
+            response = await asyncio.wait_for(conn.send(b"GET / HTTP/1.1\r\n\r\n"), 5)
+        except ConnectionError as exc:
+            return exc, conn, conn in pool.idle
+        return response, conn, conn in pool.idle
+    finally:
+        pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_connection_waits_for_the_real_end_of_a_chunked_body():
+    # The read boundary falls right after the tricky data: the old end check took that
+    # for the end of the body and left the rest to corrupt the next answer.
+    cut = CHUNKED.index(TRICKY_DATA) + len(TRICKY_DATA)
+    response, _, reused = asyncio.run(_serve_and_fetch([CHUNKED[:cut], CHUNKED[cut:]]))
+    assert response.status == 200 and response.size == len(CHUNKED) and reused
+    assert response.done_ns - response.first_byte_ns >= 40e6  # after the second write
+
+
+def test_connection_body_until_close_and_malformed_answers():
+    raw = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody"
+    response, _, reused = asyncio.run(_serve_and_fetch([raw]))
+    assert (response.status, response.size, reused) == (200, len(raw), False)
+    cut, _, _ = asyncio.run(_serve_and_fetch([CONTENT_LENGTH[:-5]]))
+    assert isinstance(cut, ConnectionError)
+    bad, conn, _ = asyncio.run(_serve_and_fetch([b"HTTP/1.1 abc\r\n\r\n"]))
+    assert isinstance(bad, ConnectionError) and "malformed" in str(bad) and conn.closed
