@@ -1,18 +1,13 @@
-"""Latency distributions and load curves: CDFs, KDEs, tail latency against offered load,
-throughput against latency, and the throughput a configuration sustains within an SLO.
+"""Latency distributions: CDFs and KDEs. Pure functions over arrays.
 
-Pure functions over arrays and point records (see :mod:`analysis.points`).
+Load curves (tail latency against offered load, throughput against latency) and what a
+configuration sustains within an SLO are the rungs and the capacity of a family:
+:mod:`analysis.capacity`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
-
-from analysis.points import config_key, group_by, labeller, latency_at, offered_load
 
 
 def ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,49 +54,3 @@ def gaussian_kde(values: np.ndarray, grid: np.ndarray,
         z = (grid[:, None] - v[None, start:start + 4096]) / h
         density += np.exp(-0.5 * z * z).sum(axis=1)
     return density * norm
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """One point of a load curve of one configuration."""
-
-    offered_load: float
-    throughput_rps: float
-    latency_ms: float | None
-    verdict: str
-    run_id: str | None
-
-
-def load_curves(rows: Iterable[Mapping[str, Any]],
-                percentile: float) -> dict[str, list[CurvePoint]]:
-    """Per configuration (label without the load), its points ordered by offered load, with
-    the latency at ``percentile``: tail latency vs offered load and throughput vs latency
-    are both read from these curves."""
-    rows = list(rows)
-    config_label = labeller(rows)
-    curves: dict[str, list[CurvePoint]] = {}
-    for _key, group in group_by(rows, config_key).items():
-        pts = [CurvePoint(offered_load(r), float(r["throughput_rps"]),
-                          latency_at(r, percentile), r["verdict"], r.get("run_id"))
-               for r in group if offered_load(r) is not None]
-        if pts:
-            curves[config_label(group[0])] = sorted(pts, key=lambda p: p.offered_load)
-    return curves
-
-
-def throughput_at_slo(rows: Iterable[Mapping[str, Any]], percentile: float,
-                      slo_ms: float) -> dict[str, Mapping[str, Any] | None]:
-    """Per configuration, the point at the highest offered load that is VALID and whose
-    latency at ``percentile`` is within ``slo_ms`` (None if no point qualifies).
-
-    Ties on the load (repeated runs) go to the higher measured throughput.
-    """
-    rows = list(rows)
-    config_label = labeller(rows)
-    out: dict[str, Mapping[str, Any] | None] = {}
-    for _key, group in group_by(rows, config_key).items():
-        ok = [r for r in group if r["verdict"] == "VALID" and offered_load(r) is not None
-              and (lat := latency_at(r, percentile)) is not None and lat <= slo_ms]
-        out[config_label(group[0])] = max(
-            ok, key=lambda r: (offered_load(r), float(r["throughput_rps"])), default=None)
-    return out

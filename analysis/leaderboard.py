@@ -1,4 +1,6 @@
-"""Leaderboard: rows of the ``leaderboard`` SQL view, sorted by any column, as text or HTML."""
+"""Leaderboard: rows of the ``leaderboard`` (points) or ``capacity_leaderboard`` (families)
+SQL views, sorted by any column, as text or HTML. The families' default order is the
+recommender's rule (:func:`analysis.capacity.rank_key`)."""
 
 from __future__ import annotations
 
@@ -6,15 +8,22 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from analysis.capacity import prices_differ, rank_key
 from inferbench.errors import InferBenchError
 
 # Shown by default, in this order; every other column of the view stays sortable.
 DEFAULT_COLUMNS = ("platform", "family", "depth", "hardware", "batch_size", "target_rate_rps",
                    "throughput_rps", "items_per_s", "p50_ms", "p99_ms", "verdict",
                    "cost_per_million_usd", "run_id")
+# The families' view (`capacity_leaderboard`), shown by default in this order.
+FAMILY_COLUMNS = ("platform", "server_config", "batch_size", "family", "depth", "hardware",
+                  "capacity_rps", "capacity_items_per_s", "latency_at_slo_ms", "slo_ms",
+                  "search_cap_reached", "cost_per_million_items_usd", "bracket_reason",
+                  "run_verdict", "run_id")
 # Lower is better for these; everything else sorts descending (higher throughput first).
 ASCENDING = {"p50_ms", "p99_ms", "p999_ms", "cost_per_million_usd", "usd_per_hour",
-             "energy_j_per_request", "co2_g_per_request", "late_send_pct", "n_failed"}
+             "energy_j_per_request", "co2_g_per_request", "late_send_pct", "n_failed",
+             "latency_at_slo_ms", "cost_per_million_items_usd"}
 
 
 def sort_rows(rows: Sequence[Mapping[str, Any]], column: str, known: Sequence[str],
@@ -28,6 +37,23 @@ def sort_rows(rows: Sequence[Mapping[str, Any]], column: str, known: Sequence[st
     present = [r for r in rows if r.get(column) is not None]
     missing = [r for r in rows if r.get(column) is None]
     return sorted(present, key=lambda r: r[column], reverse=desc) + missing
+
+
+def rank_families(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Rows of the ``capacity_leaderboard`` view in the recommender's order
+    (:func:`analysis.capacity.rank_key`): families with a capacity at SLO first, by items/s,
+    or by cost per million inferences where their prices differ; ties by tail latency."""
+    with_capacity = [r for r in rows if r.get("capacity_rps") is not None]
+    by_cost = prices_differ(r.get("usd_per_hour") for r in with_capacity)
+
+    def key(r: Mapping[str, Any]) -> tuple:
+        return rank_key(items_per_s=r.get("capacity_items_per_s") or 0.0,
+                        cost_per_million_items_usd=r.get("cost_per_million_items_usd"),
+                        latency_ms=r.get("latency_at_slo_ms"), by_cost=by_cost,
+                        tiebreak=(str(r.get("run_id")), str(r.get("platform")),
+                                  r.get("config_index") or 0, r.get("batch_size") or 0))
+
+    return sorted(with_capacity, key=key) + [r for r in rows if r.get("capacity_rps") is None]
 
 
 def _cell(value: Any) -> str:

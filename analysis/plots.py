@@ -1,4 +1,4 @@
-"""Latency CDF and throughput plots as small PNG files.
+"""Latency CDF, capacity and throughput plots as small PNG files.
 
 Uses matplotlib's object API with the Agg canvas directly (``Figure`` +
 ``FigureCanvasAgg``) instead of ``pyplot``: no global figure state, no backend
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -176,37 +177,68 @@ def kde_png(series: Mapping[str, np.ndarray], path: Path, *, title: str,
     return _save(fig, path)
 
 
-def load_curves_png(curves: Mapping[str, list], path: Path, *, percentile: float,
-                    slo_ms: float | None = None) -> Path:
-    """Left: tail latency vs offered load; right: throughput vs tail latency. ``curves`` is
-    :func:`analysis.latency.load_curves` output. INVALID points are drawn hollow."""
-    rows_of_legend = -(-len(curves) // 3) + 1  # three labels a row, plus the SLO's
+def _scatter(ax, points: list[tuple[float, float]], **style) -> None:
+    if points:
+        ax.scatter(*zip(*points, strict=True), zorder=3, **style)
+
+
+def capacity_png(families: Sequence[tuple[str, Any]], path: Path, *, percentile: float,
+                 slo_ms: float) -> Path:
+    """Per family, one marker per rung of its load ladder. Left: tail latency vs offered
+    load (log axis: ladders are geometric); right: throughput vs tail latency. ``families``
+    are ``(label, FamilyCapacity)`` (:mod:`analysis.capacity`). The SLO is the dashed red
+    line; the capacity rung is a star; VALID rungs that do not hold are crosses, INVALID
+    rungs hollow."""
+    rows_of_legend = -(-(len(families) + 4) // 3)  # three labels a row, with the 4 keys
     fig = _new((11, 4 + 0.22 * rows_of_legend))
     ax_load, ax_tp = fig.subplots(1, 2)
-    for label, pts in curves.items():
-        pts = [p for p in pts if p.latency_ms is not None]
-        if not pts:
+    kinds = set()
+    for label, fam in families:
+        rungs = [r for r in fam.rungs if r.latency_ms is not None]
+        if not rungs:
             continue
-        (line,) = ax_load.plot([p.offered_load for p in pts], [p.latency_ms for p in pts],
-                               marker="o", label=label)
-        ax_tp.plot([p.latency_ms for p in pts], [p.throughput_rps for p in pts], marker="o",
-                   color=line.get_color(), label=label)
-        bad = [p for p in pts if p.verdict != "VALID"]
-        ax_load.scatter([p.offered_load for p in bad], [p.latency_ms for p in bad], s=80,
-                        facecolors="white", edgecolors=line.get_color(), zorder=3)
-    if slo_ms is not None:
-        ax_load.axhline(slo_ms, color="red", linestyle="--", linewidth=1, label="SLO")
-        ax_tp.axvline(slo_ms, color="red", linestyle="--", linewidth=1)
-    ax_load.set_xlabel("offered load (requests/s or clients)")
+        kinds.add(fam.open_loop)
+        (line,) = ax_load.plot([r.offered for r in rungs], [r.latency_ms for r in rungs],
+                               label=label)
+        color = line.get_color()
+        ax_tp.plot([r.latency_ms for r in rungs], [r.achieved_rps for r in rungs], color=color)
+        for ax, xy in ((ax_load, lambda r: (r.offered, r.latency_ms)),
+                       (ax_tp, lambda r: (r.latency_ms, r.achieved_rps))):
+            _scatter(ax, [xy(r) for r in rungs if r.holds], s=30, color=color)
+            _scatter(ax, [xy(r) for r in rungs if not r.holds and r.verdict == "VALID"],
+                     s=60, marker="X", color=color)
+            _scatter(ax, [xy(r) for r in rungs if r.verdict != "VALID"], s=60,
+                     facecolors="white", edgecolors=color)
+            if fam.capacity is not None and fam.capacity.latency_ms is not None:
+                _scatter(ax, [xy(fam.capacity)], s=220, marker="*", color=color,
+                         edgecolors="black", linewidths=0.8)
+    ax_load.axhline(slo_ms, color="red", linestyle="--", linewidth=1,
+                    label=f"SLO p{percentile:g} <= {slo_ms:g} ms")
+    ax_tp.axvline(slo_ms, color="red", linestyle="--", linewidth=1)
+    # Legend keys for the markers (drawn off the data).
+    ax_load.scatter([], [], s=220, marker="*", color="grey", edgecolors="black",
+                    label="capacity")
+    ax_load.scatter([], [], s=60, marker="X", color="grey", label="rung fails")
+    ax_load.scatter([], [], s=60, facecolors="white", edgecolors="grey", label="INVALID")
+    unit = {frozenset({True}): "offered load (requests/s)",
+            frozenset({False}): "offered load (clients)"}.get(
+        frozenset(kinds), "offered load (requests/s or clients)")
+    if kinds:  # ladders are geometric: equal steps on a log axis
+        ax_load.set_xscale("log")
+        ax_load.xaxis.set_major_formatter(_PLAIN)
+    ax_load.set_xlabel(unit)
     ax_load.set_ylabel(f"p{percentile:g} latency (ms)")
     ax_tp.set_xlabel(f"p{percentile:g} latency (ms)")
-    ax_tp.set_ylabel("throughput (requests/s)")
+    ax_tp.set_ylabel("achieved throughput (requests/s)")
     for ax in (ax_load, ax_tp):
         ax.grid(True, alpha=0.3)
-    # Below both panels: with a sweep's many configurations a legend inside hides the data.
+    if not families:
+        ax_load.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax_load.transAxes)
+    # Below both panels: with a sweep's many families a legend inside hides the data.
     handles, labels = ax_load.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="x-small")
-    fig.suptitle("Tail latency vs offered load; throughput vs latency (hollow: INVALID)")
+    fig.suptitle(f"Capacity at SLO: p{percentile:g} vs offered load; throughput vs "
+                 f"p{percentile:g} (star: capacity)")
     return _save(fig, path, bottom=min(0.5, 0.22 * rows_of_legend / fig.get_figheight()))
 
 

@@ -9,6 +9,8 @@ The ``report`` dict (missing optional keys render as "–"; the aliases in
 brackets are accepted too, so rows straight from the results database fit)::
 
     {
+      "answer": str,                      # optional one-line answer, shown as a banner on
+                                          # top (analysis.capacity.answer)
       "run": {
         "run_id": str | int,
         "name": str,
@@ -37,6 +39,8 @@ brackets are accepted too, so rows straight from the results database fit)::
           "meets_slo": bool | None,
           "verdict": "VALID" | "INVALID",
           "reasons": list[str],           # [verdict_reasons]
+          "rung": str | None,             # optional: "holds" or why the point fails as a
+                                          # rung of its family's load ladder
         },
       ],
       "conversions": [                    # model format conversions and their checks
@@ -251,6 +255,7 @@ def render_report(report: dict[str, Any], out_dir: Path) -> Path:
         .get_template("report.html")
         .render(
             run=run,
+            answer=report.get("answer"),
             verdict=(run.get("verdict") or "").upper(),
             results=[_result(r) for r in report.get("results", [])],
             conversions=[_conversion(c) for c in report.get("conversions", [])],

@@ -122,6 +122,7 @@ def _new_run_id(name: str) -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from inferbench.airflow_api import AirflowClient
+    from inferbench.reporting import format_summary
     from inferbench.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -159,81 +160,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_summary(run_id: str) -> dict[str, Any]:
-    from analysis.recommend import best_point
+    """The run's summary (inferbench.reporting.run_summary) from the configured database."""
     from inferbench import perfdb
-    from inferbench.perfdb import queries
+    from inferbench.reporting import run_summary as summary_of
     from inferbench.stages.common import db_url_from_env
 
     with perfdb.engine(db_url_from_env()).connect() as conn:
-        run = queries.run_row(conn, run_id)
-        if run is None:
-            raise InferBenchError(f"run {run_id!r} is not in the results database (did the "
-                                  "generate task fail? see the Airflow task logs)")
-        tables = queries.run_tables(conn, run_id)
-    labels = {(c["platform"], c["config_index"]): c["label"] for c in tables["server_configs"]}
-    results = [{"platform": r["platform"], "batch_size": r["batch_size"],
-                "server_config": labels.get((r["platform"], r["config_index"])),
-                "throughput_rps": r["throughput_rps"], "latency_ms": r["latency_ms"],
-                "late_send_pct": r["late_send_pct"], "n_ok": r["n_ok"],
-                "n_failed": r["n_failed"], "meets_slo": r["meets_slo"],
-                "verdict": r["verdict"], "reasons": r["reasons"]} for r in tables["results"]]
-    # The recommender's rule (VALID, within the run's SLO, cheapest per request, else most
-    # items/s), so the summary's best point is the one the report's recommendations rank first.
-    slo = run["spec"]["slo"]
-    best_row = best_point(tables["results"], slo_percentile=slo["percentile"],
-                          slo_ms=slo["latency_ms"])
-    best = next((shown for shown, raw in zip(results, tables["results"], strict=True)
-                 if raw is best_row), None)
-    return {
-        "run_id": run_id, "name": run["name"], "status": run["status"],
-        "verdict": run["verdict"], "reasons": run["verdict_reasons"],
-        "report": run["report_path"],
-        "throughput_rps": best["throughput_rps"] if best else None,
-        "latency_ms": best["latency_ms"] if best else None,
-        "best": {"platform": best["platform"], "batch_size": best["batch_size"],
-                 "server_config": best["server_config"]} if best else None,
-        "deployments": [{**{k: d[k] for k in ("platform", "platform_version", "cold_start_s",
-                                              "status", "error")},
-                         "server_config": labels.get((d["platform"], d["config_index"]))}
-                        for d in tables["deployments"]],
-        "results": results,
-    }
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    lines = [f"run {s['run_id']}: {s['verdict']} ({s['status']})"]
-    lines += [f"  - {reason}" for reason in s.get("reasons") or []]
-    header = f"  {'platform':<12} {'batch':>5} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} " \
-             f"{'late %':>6} {'SLO':>4} verdict"
-    lines += ["", header]
-    sweep = len({r.get("server_config") for r in s["results"]}) > 1
-    if sweep:  # a server sweep: say which configuration each row ran under
-        lines[-1] += "  server config"
-    for r in s["results"]:
-        lat = r["latency_ms"] or {}
-        lines.append(
-            f"  {r['platform']:<12} {r['batch_size']:>5} {r['throughput_rps']:>8.1f} "
-            f"{_ms(lat.get('p50')):>8} {_ms(lat.get('p99')):>8} {r['late_send_pct']:>6.2f} "
-            f"{'yes' if r['meets_slo'] else 'no':>4} {r['verdict']}"
-            + (f"  {r.get('server_config')}" if sweep else ""))
-    for d in s["deployments"]:
-        cold = f"{d['cold_start_s']:.2f} s" if d["cold_start_s"] is not None else "-"
-        name = f"{d['platform']} [{d.get('server_config')}]" if sweep else d["platform"]
-        lines.append(f"  {name}: {d['status']}, cold start {cold}, {d['platform_version']}"
-                     + (f" - {d['error']}" if d["error"] else ""))
-    if s.get("best"):
-        lines.append(f"best within the SLO: {s['best']['platform']} at batch "
-                     f"{s['best']['batch_size']}"
-                     + (f", server {s['best'].get('server_config')}" if sweep else ""))
-    lines.append(f"report: {s['report']}")
-    return "\n".join(lines)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+        return summary_of(conn, run_id)
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from inferbench.reporting import format_summary
+
     if "INFERBENCH_DB_URL" not in os.environ:
         os.environ.update(_embedded_env())
     summary = run_summary(args.run_id)
@@ -278,17 +216,32 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from analysis.leaderboard import DEFAULT_COLUMNS, format_html, format_table, sort_rows
+    from analysis.leaderboard import (
+        DEFAULT_COLUMNS,
+        FAMILY_COLUMNS,
+        format_html,
+        format_table,
+        rank_families,
+        sort_rows,
+    )
     from inferbench.perfdb import queries
 
     with _results_db().connect() as conn:
-        columns, rows = queries.leaderboard_rows(conn)
-    rows = sort_rows(rows, args.sort, columns)[: args.limit]
-    shown = [c for c in DEFAULT_COLUMNS if c in columns]
-    if args.sort not in shown:
+        columns, rows = (queries.leaderboard_rows(conn) if args.points
+                         else queries.capacity_leaderboard_rows(conn))
+    if args.sort is not None:
+        rows = sort_rows(rows, args.sort, columns)
+    elif args.points:
+        rows = sort_rows(rows, "items_per_s", columns)
+    else:  # the recommender's rule
+        rows = rank_families(rows)
+    rows = rows[: args.limit]
+    shown = [c for c in (DEFAULT_COLUMNS if args.points else FAMILY_COLUMNS) if c in columns]
+    if args.sort is not None and args.sort not in shown:
         shown.insert(0, args.sort)
     if args.html:
-        Path(args.html).write_text(format_html(rows, shown), encoding="utf-8")
+        title = "Leaderboard (points)" if args.points else "Leaderboard (capacity at SLO)"
+        Path(args.html).write_text(format_html(rows, shown, title=title), encoding="utf-8")
         print(f"leaderboard: {args.html} ({len(rows)} rows)")
     else:
         print(format_table(rows, shown))
@@ -298,6 +251,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from analysis.capacity import answer, capacities
     from analysis.recommend import recommend
     from inferbench.perfdb import queries
 
@@ -308,11 +262,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(r) for r in recs], default=str))
         return 0 if recs else 1
+    print(answer(capacities(records, slo_percentile=args.slo_percentile, slo_ms=args.slo_ms),
+                 slo_percentile=args.slo_percentile, slo_ms=args.slo_ms,
+                 budget_usd_per_hour=args.budget_usd_per_hour))
     if not recs:
-        print(f"no configuration among {len(records)} points is VALID with "
-              f"p{args.slo_percentile:g} <= {args.slo_ms:g} ms"
-              + (f" within ${args.budget_usd_per_hour:g}/h" if args.budget_usd_per_hour
-                 else ""))
         return 1
     for r in recs:
         print(f"{r.rank}. {r.label} on {r.hardware} (ranked by {r.ranked_by})")
@@ -378,9 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", help="report every run sharing this sweep_id")
     p.add_argument("--out", help="output folder (default: the run's / sweep's report folder)")
     p.set_defaults(func=_cmd_report)
-    p = sub.add_parser("leaderboard", help="every measured point, sorted by any column")
-    p.add_argument("--sort", default="items_per_s", help="a column of the leaderboard view "
-                   "(lower-is-better ones such as p99_ms sort ascending)")
+    p = sub.add_parser("leaderboard", help="every family's capacity at its run's SLO, best "
+                       "first (or every point with --points), or sorted by any column")
+    p.add_argument("--points", action="store_true", help="list the points (view "
+                   "`leaderboard`) instead of the families (view `capacity_leaderboard`)")
+    p.add_argument("--sort", help="a column of the view (lower-is-better ones such as p99_ms "
+                   "sort ascending); default: the recommender's rule (families), items_per_s "
+                   "(points)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--html", metavar="FILE", help="write an HTML table instead of printing")
     p.set_defaults(func=_cmd_leaderboard)

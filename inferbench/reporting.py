@@ -13,8 +13,9 @@ from sqlalchemy import Connection
 from inferbench.errors import InferBenchError
 from inferbench.perfdb import queries
 
-# Hyper-parameters a sweep may vary; heat maps fix the ones not on their axes.
-SWEEP_PARAMS = ("depth", "width", "batch_size", "target_rate_rps", "concurrency", "family")
+# What a sweep may vary between families; heat maps fix the ones not on their axes (the
+# offered load is not one: a family's rungs span it, and its capacity sums them up).
+FAMILY_PARAMS = ("depth", "width", "batch_size", "family", "server_config")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -32,30 +33,43 @@ def _table(columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
     return {"columns": columns, "rows": [[_fmt(v) for v in row] for row in rows]}
 
 
-def _latency_series(conn: Connection, records: list[dict], label_run: bool) -> dict:
-    from analysis.points import labeller
-
-    config_label = labeller(records)
+def _latency_series(conn: Connection, shown: list[tuple[str, dict]]) -> dict:
     series = {}
-    for r in records:
-        arrays = queries.request_arrays(conn, r["run_id"], r["platform"], r["point"])
+    for label, r in shown:
+        arrays = queries.request_arrays(conn, r["run_id"], r["platform"], r["point"],
+                                        r.get("config_index") or 0)
         ok = (arrays["status"] == 200) & (arrays["done_ns"] >= 0)
-        label = config_label(r, with_load=True)
-        if label_run:
-            label = f"{r.get('name')} {label}"
         series[label] = (arrays["done_ns"][ok] - arrays["scheduled_ns"][ok]) / 1e6
     return series
 
 
+def _representatives(families, family_label) -> list[tuple[str, dict]]:
+    """One point per family for the per-point plots (CDF, KDE, roofline): its capacity rung,
+    or its lowest rung where none holds. A ladder of ten rungs per family would otherwise
+    put ten curves per family on one plot."""
+    shown = []
+    for f in families:
+        rung = f.capacity or (f.rungs[0] if f.rungs else None)
+        if rung is not None:
+            shown.append((f"{family_label(f)} @ {f.load_text(rung.offered)}", dict(rung.row)))
+    return shown
+
+
 def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
-                      out_dir: Path, *, slo_percentile: float, slo_ms: float,
-                      label_run: bool = False) -> tuple[list[dict], list[tuple[str, Path]]]:
-    """Every analysis section of the report, and the CDF image for the latency section."""
+                      out_dir: Path, *, slo_percentile: float, slo_ms: float
+                      ) -> tuple[list[dict], list[tuple[str, Path]], str]:
+    """Every analysis section of the report, the CDF image for the latency section, and the
+    answer (the banner: analysis.capacity.answer)."""
     from analysis import plots
+    from analysis.capacity import (
+        MIN_ACHIEVED_RATIO,
+        answer,
+        capacities,
+        family_labeller,
+        rank,
+    )
     from analysis.heatmap import heat_map
-    from analysis.latency import load_curves, throughput_at_slo
-    from analysis.leaderboard import sort_rows
-    from analysis.points import items_per_s, labeller, latency_at
+    from analysis.points import labeller, latency_at
     from analysis.recommend import recommend
     from analysis.roofline import attained_gflops, load_ceilings
 
@@ -64,19 +78,29 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     out_dir.mkdir(parents=True, exist_ok=True)
     pct = slo_percentile
 
+    families = capacities(records, slo_percentile=pct, slo_ms=slo_ms)
+    family_label = family_labeller(families)
+    ranked = rank(families)
+    slo = f"p{pct:g} <= {slo_ms:g} ms"
     recs = recommend(records, slo_percentile=pct, slo_ms=slo_ms)
     sections.append({"id": "recommendations", "title": "Recommendations under the SLO",
-                     "notes": [f"SLO: p{pct:g} <= {slo_ms:g} ms. Top configurations that are "
-                               "VALID and within it, cheapest per million requests first "
-                               "(items/s where no price is known)."]
-                     + ([] if recs else ["No configuration is VALID and within the SLO."]),
+                     "notes": [f"SLO: {slo}. Families (platform x server configuration x "
+                               "batch size) ranked by capacity at SLO in items/s, or by cost "
+                               "per million inferences at capacity where prices differ; ties "
+                               "by tail latency. Capacity: the highest offered load whose "
+                               f"rung is VALID, within the SLO, achieves >= "
+                               f"{MIN_ACHIEVED_RATIO:.0%} of the offered rate and has no "
+                               "errors."]
+                     + ([] if recs else [answer(families, slo_percentile=pct,
+                                               slo_ms=slo_ms, label=family_label)]),
                      "tables": [_table(["rank", "configuration", "hardware", "ranked by",
                                         "evidence"],
                                        [[x.rank, x.label, x.hardware, x.ranked_by,
                                          "; ".join(x.evidence)] for x in recs])],
                      "images": []})
 
-    series = {k: v for k, v in _latency_series(conn, records, label_run).items() if len(v)}
+    shown = _representatives(families, family_label)
+    series = {k: v for k, v in _latency_series(conn, shown).items() if len(v)}
     cdf_images: list[tuple[str, Path]] = []
     lat_images = []
     if series:
@@ -87,24 +111,40 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                            plots.kde_png(series, out_dir / "latency_kde.png",
                                          title="Latency KDE", slo_ms=slo_ms)))
     sections.append({"id": "latency", "title": "Latency distributions (KDE)",
-                     "notes": [] if series else ["No latencies recorded."], "tables": [],
+                     "notes": ["One curve per family: its capacity rung (its lowest rung where "
+                               "none holds)."] if series else ["No latencies recorded."],
+                     "tables": [],
                      "images": lat_images})
 
-    curves = load_curves(records, pct)
-    at_slo = throughput_at_slo(records, pct, slo_ms)
-    images = [("Load curves", plots.load_curves_png(curves, out_dir / "load_curves.png",
-                                                     percentile=pct, slo_ms=slo_ms))] \
-        if curves else []
-    sections.append({"id": "load", "title": "Tail latency vs offered load; throughput at SLO",
-                     "notes": ["Throughput at SLO: per configuration, the highest offered load "
-                               f"whose point is VALID with p{pct:g} <= {slo_ms:g} ms."],
-                     "tables": [_table(["configuration", "offered load", "throughput (rps)",
-                                        "items/s", f"p{pct:g} (ms)", "run"],
-                                       [[label, r and r.get("target_rate_rps")
-                                         or (r and r.get("concurrency")),
-                                         r and r["throughput_rps"], r and items_per_s(r),
-                                         r and latency_at(r, pct), r and r["run_id"]]
-                                        for label, r in at_slo.items()])],
+    labelled = [(family_label(f), f) for f in families]
+    images = [("Capacity at SLO per family: one marker per rung of its load ladder",
+               plots.capacity_png(labelled, out_dir / "load_curves.png", percentile=pct,
+                                  slo_ms=slo_ms))] if any(f.rungs for f in families) else []
+    sections.append({"id": "load", "title": "Capacity at SLO: tail latency vs offered load, "
+                     "throughput vs latency",
+                     "notes": [f"Capacity of a family: the highest offered load whose rung is "
+                               f"VALID (measurement verdict) and holds ({slo}, achieved >= "
+                               f"{MIN_ACHIEVED_RATIO:.0%} of the offered rate, no failed "
+                               "request); closed loop: "
+                               "the throughput that rung achieved. Bracket: the lowest load "
+                               "above it whose rung failed, and why. A family whose top rung "
+                               "still holds has only a lower bound (search cap reached)."],
+                     "tables": [_table(["configuration", "rungs", "capacity (req/s)",
+                                        "capacity (items/s)", f"p{pct:g} at capacity (ms)",
+                                        "search cap reached", "bracket", "answer"],
+                                       [[label, len(f.rungs), f.capacity_rps,
+                                         f.capacity_items_per_s, f.latency_ms,
+                                         "yes" if f.search_cap_reached else "no",
+                                         "-" if f.bracket is None else
+                                         f"{f.load_text(f.bracket.offered)}: "
+                                         f"{f.bracket.reason}", f.statement()]
+                                        for label, f in labelled]),
+                                _table(["configuration", "point", "offered", "achieved (rps)",
+                                        f"p{pct:g} (ms)", "verdict", "rung"],
+                                       [[label, r.point, f.load_text(r.offered),
+                                         r.achieved_rps, r.latency_ms, r.verdict,
+                                         "holds" if r.holds else r.reason]
+                                        for label, f in labelled for r in f.rungs])],
                      "images": images})
 
     from analysis.server_split import split_rows
@@ -125,19 +165,31 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                         "queue / compute / rest (%)"], split)],
                      "images": []})
 
+    at_capacity = [[label, f.run_id, f.hardware, f.usd_per_hour, f.capacity_rps,
+                    f.cost_per_million_usd, f.cost_per_million_items_usd,
+                    f.energy_j_per_request, f.energy_method]
+                   for label, f in labelled if f.capacity is not None]
     cost_rows = [[config_label(r, with_load=True), r.get("run_id"), r.get("hardware"),
                   r.get("usd_per_hour"), r.get("cost_per_million_usd"),
                   r.get("energy_j_per_request"), r.get("energy_method"),
                   r.get("co2_g_per_request")] for r in records]
     sections.append({"id": "cost", "title": "Cost, energy and CO2",
-                     "notes": ["Cost per million requests = $/hour / (requests/s x 3600) x 1e6, "
-                               "prices from analysis/data/instance_prices.csv (editable).",
+                     "notes": ["At capacity (first table): cost per million requests = "
+                               "$/hour / (capacity req/s x 3600) x 1e6, per million "
+                               "inferences divided by the batch size; energy per request as "
+                               "measured at the capacity rung. Per point (second table): the "
+                               "same at the throughput each rung achieved.",
+                               "Prices from analysis/data/instance_prices.csv (editable).",
                                "energy method `estimate_cpu_tdp` is an ESTIMATE (server CPU use "
                                "x an assumed 10 W per busy core), not a measurement; "
                                "`nvml_power` integrates NVML power samples.",
                                "CO2 from analysis/data/grid_intensity.csv (region "
                                "INFERBENCH_GRID_REGION, default world)."],
                      "tables": [_table(["configuration", "run", "hardware", "$/hour",
+                                        "capacity (req/s)", "$ per 1M requests",
+                                        "$ per 1M inferences", "J/request", "energy method"],
+                                       at_capacity),
+                                _table(["point", "run", "hardware", "$/hour",
                                         "$ per 1M requests", "J/request", "energy method",
                                         "g CO2/request"], cost_rows)], "images": []})
 
@@ -150,15 +202,12 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                              cpu["peak_gflops"], cpu["mem_gbs"]))
         if not model_cost:
             continue
-        for r in (x for x in records if x["run_id"] == run["run_id"]):
+        for label, r in shown:
             p50 = latency_at(r, 50)
-            if not p50:
+            if r["run_id"] != run["run_id"] or not p50:
                 continue
             intensity = model_cost["flops"] / model_cost["bytes"] if model_cost["bytes"] else 0
             attained = attained_gflops(model_cost["flops"], r["batch_size"], p50)
-            label = config_label(r, with_load=True)
-            if label_run:
-                label = f"{run.get('name')} {label}"
             roof_points.append((label, intensity, attained))
             roof_rows.append([label, model_cost["flops"], model_cost["bytes"], intensity,
                               attained])
@@ -168,8 +217,8 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     sections.append({"id": "roofline", "title": "Roofline",
                      "notes": ["FLOPs and compulsory bytes per sample counted from the ONNX "
                                "graph (analysis/roofline.py); attained = FLOPs x batch / p50 "
-                               "latency. CPU ceilings from a numpy matmul / copy "
-                               "microbenchmark; accelerator ceilings from "
+                               "latency, at each family's capacity rung. CPU ceilings from a "
+                               "numpy matmul / copy microbenchmark; accelerator ceilings from "
                                "analysis/data/accelerators.csv (datasheets)."],
                      "tables": [_table(["configuration", "FLOPs/sample", "bytes/sample",
                                         "FLOP/byte", "attained GFLOP/s"], roof_rows),
@@ -178,22 +227,28 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                      "images": images})
 
     images, notes = [], []
-    for platform in sorted({r["platform"] for r in records}):
-        mine = [r for r in records if r["platform"] == platform]
-        for metric_name, metric in ((f"p{pct:g} latency (ms)", lambda r: latency_at(r, pct)),
-                                    ("throughput (items/s)", items_per_s)):
+    # One cell value per family (its capacity, and the latency there), not per rung: the
+    # rungs of a ladder differ only in offered load.
+    heat_rows = [{**f.rungs[0].row, "capacity_items_per_s": f.capacity_items_per_s,
+                  "latency_at_capacity_ms": f.latency_ms} for f in families if f.rungs]
+    for platform in sorted({r["platform"] for r in heat_rows}):
+        mine = [r for r in heat_rows if r["platform"] == platform]
+        for slug, metric_name, metric in (
+                ("lat", f"p{pct:g} at capacity (ms)", lambda r: r["latency_at_capacity_ms"]),
+                ("tp", "capacity at SLO (items/s)", lambda r: r["capacity_items_per_s"])):
             hm = heat_map(mine, "depth", "batch_size", metric, metric_name=metric_name,
-                          vary_free=SWEEP_PARAMS)
+                          vary_free=FAMILY_PARAMS)
             if not hm.x_values:
                 continue
-            slug = f"heat_{platform}_{'lat' if 'latency' in metric_name else 'tp'}.png"
             images.append((f"{platform}: {metric_name} over depth x batch size, fixed "
-                           f"{hm.fixed}", plots.heat_map_png(hm, out_dir / slug,
-                                                             title=f"{platform}: {metric_name}")))
+                           f"{hm.fixed}", plots.heat_map_png(
+                               hm, out_dir / f"heat_{platform}_{slug}.png",
+                               title=f"{platform}: {metric_name}")))
     if len({(r.get("hyperparams") or {}).get("depth") for r in records}) < 2:
         notes.append("Only one model depth here: a sweep over depths (runs sharing a sweep_id) "
                      "fills the depth axis.")
-    sections.append({"id": "heatmaps", "title": "Heat maps (depth x batch size)",
+    sections.append({"id": "heatmaps", "title": "Heat maps of capacity at SLO (depth x batch "
+                     "size)",
                      "notes": notes, "tables": [], "images": images})
 
     sections.append({"id": "quality", "title": "Data quality",
@@ -208,21 +263,44 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                          "; ".join(r.get("quality_reasons") or [])]
                                         for r in runs])], "images": []})
 
-    known = ["throughput_rps", "cost_per_million_usd"]
-    board = sort_rows([{**r, "p50_ms": latency_at(r, 50), "p99_ms": latency_at(r, 99),
-                        "items_per_s": items_per_s(r)} for r in records],
-                      "items_per_s", known + ["items_per_s"])
-    sections.append({"id": "leaderboard", "title": "Leaderboard (these points, by items/s)",
-                     "notes": ["`inferbench leaderboard --sort COLUMN` sorts every run in the "
-                               "database by any column of the leaderboard view."],
-                     "tables": [_table(["configuration", "run", "hardware", "items/s",
-                                        "p50 (ms)", "p99 (ms)", "verdict", "$ per 1M req"],
-                                       [[config_label(r, with_load=True), r["run_id"],
-                                         r.get("hardware"), r["items_per_s"], r["p50_ms"],
-                                         r["p99_ms"], r["verdict"],
-                                         r.get("cost_per_million_usd")] for r in board])],
+    ranks = {id(r.family): r for r in ranked}
+    board = [*(r.family for r in ranked), *(f for f in families if id(f) not in ranks)]
+    sections.append({"id": "leaderboard", "title": "Leaderboard (families, by capacity at "
+                     "SLO)",
+                     "notes": ["The recommendations' rule over every family; families with no "
+                               "rung within the SLO come last. `inferbench leaderboard` ranks "
+                               "every run in the database the same way (`--points` lists the "
+                               "points)."],
+                     "tables": [_table(["rank", "configuration", "run", "hardware",
+                                        "capacity (req/s)", "capacity (items/s)",
+                                        f"p{pct:g} at capacity (ms)", "$ per 1M inferences",
+                                        "ranked by", "answer"],
+                                       [[ranks[id(f)].rank if id(f) in ranks else "-",
+                                         family_label(f), f.run_id, f.hardware,
+                                         f.capacity_rps, f.capacity_items_per_s, f.latency_ms,
+                                         f.cost_per_million_items_usd,
+                                         ranks[id(f)].ranked_by if id(f) in ranks else "-",
+                                         f.statement()] for f in board])],
                      "images": []})
-    return sections, cdf_images
+    return sections, cdf_images, answer(families, slo_percentile=pct, slo_ms=slo_ms,
+                                        label=family_label)
+
+
+def _with_rungs(records: list[dict], slo_percentile: float, slo_ms: float) -> list[dict]:
+    """The report's results rows: each point with whether it holds as a rung of its family's
+    ladder (analysis.capacity), beside its verdict and SLO flag."""
+    from analysis.capacity import judge_point_rung
+
+    sweep = len({r.get("server_config") for r in records}) > 1
+    out = []
+    for r in records:
+        rung = judge_point_rung(r, slo_percentile=slo_percentile, slo_ms=slo_ms)
+        out.append({**r, "rung": None if rung is None else
+                    ("holds" if rung.holds else f"fails: {rung.reason}"),
+                    # A server sweep: name the configuration each point ran under.
+                    "platform": f"{r['platform']} [{r.get('server_config')}]" if sweep
+                    else r["platform"]})
+    return out
 
 
 def build_run_report(conn: Connection, run_id: str, out_dir: Path) -> Path:
@@ -237,15 +315,16 @@ def build_run_report(conn: Connection, run_id: str, out_dir: Path) -> Path:
     spec = parse_spec(run["spec"], source=f"spec of run {run_id!r}")
     tables = queries.run_tables(conn, run_id)
     records = queries.point_records(conn, run_ids=[run_id])
-    sections, cdf = analysis_sections(conn, records, [run], Path(out_dir),
-                                      slo_percentile=spec.slo.percentile,
-                                      slo_ms=spec.slo.latency_ms)
+    sections, cdf, answer = analysis_sections(conn, records, [run], Path(out_dir),
+                                              slo_percentile=spec.slo.percentile,
+                                              slo_ms=spec.slo.latency_ms)
     provenance = {}
     for p in tables["provenance"]:
         provenance.update({f"{p['platform']}: {k}" if k.startswith("platform") else k: v
                            for k, v in p["facts"].items()})
-    results = [{**r, "target_rate_rps": r.get("target_rate_rps")} for r in records]
-    return render_report({"run": run, "results": results, "conversions": tables["conversions"],
+    results = _with_rungs(records, spec.slo.percentile, spec.slo.latency_ms)
+    return render_report({"run": run, "answer": answer, "results": results,
+                          "conversions": tables["conversions"],
                           "deployments": tables["deployments"], "provenance": provenance,
                           "images": cdf, "sections": sections}, Path(out_dir))
 
@@ -262,9 +341,9 @@ def build_sweep_report(conn: Connection, sweep_id: str, out_dir: Path) -> Path:
     runs = [queries.run_row(conn, rid) for rid in run_ids]
     spec = parse_spec(runs[0]["spec"], source=f"spec of run {run_ids[0]!r}")
     records = queries.point_records(conn, sweep_id=sweep_id)
-    sections, cdf = analysis_sections(conn, records, runs, Path(out_dir),
-                                      slo_percentile=spec.slo.percentile,
-                                      slo_ms=spec.slo.latency_ms, label_run=True)
+    sections, cdf, answer = analysis_sections(conn, records, runs, Path(out_dir),
+                                              slo_percentile=spec.slo.percentile,
+                                              slo_ms=spec.slo.latency_ms)
     bad = [r for r in runs if r["verdict"] != "VALID"]
     reasons = [f"run {r['run_id']} ({r['name']}) is {r['verdict']}: "
                + "; ".join(r.get("verdict_reasons") or []) for r in bad]
@@ -273,7 +352,134 @@ def build_sweep_report(conn: Connection, sweep_id: str, out_dir: Path) -> Path:
            "verdict": "INVALID" if bad else "VALID",
            "verdict_reasons": reasons or [f"all {len(runs)} runs are VALID"],
            "created_at": runs[0]["created_at"], "spec": runs[0]["spec"]}
-    results = [{**r, "platform": f"{r['name']}: {r['platform']}"} for r in records]
-    return render_report({"run": run, "results": results, "conversions": [],
-                          "deployments": [], "provenance": {"runs": run_ids},
-                          "images": cdf, "sections": sections}, Path(out_dir))
+    results = [{**r, "platform": f"{r['name']}: {r['platform']}"}
+               for r in _with_rungs(records, spec.slo.percentile, spec.slo.latency_ms)]
+    return render_report({"run": run, "answer": answer, "results": results,
+                          "conversions": [], "deployments": [],
+                          "provenance": {"runs": run_ids}, "images": cdf,
+                          "sections": sections}, Path(out_dir))
+
+
+# --- the run's summary: what `inferbench summary` and the analyze task's log print ---
+
+def run_summary(conn: Connection, run_id: str) -> dict[str, Any]:
+    """A finished run's summary from PostgreSQL alone: per family its capacity at the run's
+    SLO and bracket, per point its numbers, and the run's one-line answer (the same rule as
+    the report's banner and recommendations: analysis.capacity.rank)."""
+    from analysis.capacity import answer, capacities, family_labeller, judge_point_rung, rank
+
+    run = queries.run_row(conn, run_id)
+    if run is None:
+        raise InferBenchError(f"run {run_id!r} is not in the results database (did the "
+                              "generate task fail? see the Airflow task logs)")
+    tables = queries.run_tables(conn, run_id)
+    records = queries.point_records(conn, run_ids=[run_id])
+    slo = run["spec"]["slo"]
+    pct, slo_ms = float(slo["percentile"]), float(slo["latency_ms"])
+    labels = {(c["platform"], c["config_index"]): c["label"] for c in tables["server_configs"]}
+    families = capacities(records, slo_percentile=pct, slo_ms=slo_ms)
+    label = family_labeller(families)
+    ranked = rank(families)
+    ranks = {id(r.family): r for r in ranked}
+    best = ranked[0].family if ranked else None
+    results = []
+    for r in records:
+        rung = judge_point_rung(r, slo_percentile=pct, slo_ms=slo_ms)
+        results.append({
+            "platform": r["platform"], "config_index": r["config_index"],
+            "server_config": r.get("server_config"), "batch_size": r["batch_size"],
+            "point": r["point"], "arrival": r["arrival"],
+            "target_rate_rps": r["target_rate_rps"], "concurrency": r["concurrency"],
+            "throughput_rps": r["throughput_rps"], "latency_ms": r["latency_ms"],
+            "late_send_pct": r["late_send_pct"], "n_ok": r["n_ok"], "n_failed": r["n_failed"],
+            "meets_slo": r["meets_slo"], "verdict": r["verdict"], "reasons": r["reasons"],
+            "rung_holds": None if rung is None else rung.holds,
+            "rung_reason": None if rung is None else rung.reason})
+    return {
+        "run_id": run_id, "name": run["name"], "status": run["status"],
+        "verdict": run["verdict"], "reasons": run["verdict_reasons"],
+        "report": run["report_path"],
+        "slo": {"percentile": pct, "latency_ms": slo_ms},
+        "answer": answer(families, slo_percentile=pct, slo_ms=slo_ms, label=label),
+        "best": None if best is None else {
+            "label": label(best), "platform": best.platform, "batch_size": best.batch_size,
+            "server_config": best.server_config, "config_index": best.config_index,
+            "capacity_rps": best.capacity_rps,
+            "capacity_items_per_s": best.capacity_items_per_s,
+            "cost_per_million_usd": best.cost_per_million_usd,
+            "cost_per_million_items_usd": best.cost_per_million_items_usd,
+            "ranked_by": ranked[0].ranked_by},
+        # The best family's capacity rung, as measured.
+        "throughput_rps": best.capacity.achieved_rps if best and best.capacity else None,
+        "latency_ms": best.capacity.row.get("latency_ms") if best and best.capacity else None,
+        "families": [{**{k: v for k, v in f.to_dict().items() if k != "run_id"},
+                      "label": label(f),
+                      "rank": ranks[id(f)].rank if id(f) in ranks else None,
+                      "ranked_by": ranks[id(f)].ranked_by if id(f) in ranks else None}
+                     for f in families],
+        "deployments": [{**{k: d[k] for k in ("platform", "platform_version", "cold_start_s",
+                                              "status", "error")},
+                         "config_index": d["config_index"],
+                         "server_config": labels.get((d["platform"], d["config_index"]))}
+                        for d in tables["deployments"]],
+        "results": results,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The summary as text: the verdict, the families' capacities, the points, the
+    deployments and the answer."""
+    from analysis.capacity import rate_text
+
+    pct = s["slo"]["percentile"]
+    lines = [f"run {s['run_id']}: {s['verdict']} ({s['status']})"]
+    lines += [f"  - {reason}" for reason in s.get("reasons") or []]
+    fams = s.get("families") or []
+    if fams:
+        width = max(len(f["label"]) for f in fams)
+        lines += ["", f"  capacity at SLO p{pct:g} <= {s['slo']['latency_ms']:g} ms, per "
+                  "family (platform x server configuration x batch size):",
+                  f"  {'#':>2} {'family':<{width}} {'rungs':>5} {'req/s':>9} {'items/s':>9} "
+                  f"{f'p{pct:g} ms':>8} {'$/1M inf':>9}  bracket (lowest failing load above)"]
+        for f in sorted(fams, key=lambda f: (f["rank"] is None, f["rank"] or 0)):
+            cap = f["capacity_rps"]
+            ge = ">=" if f["search_cap_reached"] else ""
+            bracket = f["capacity_bracket"]
+            unit = "req/s" if f["open_loop"] else "clients"
+            why = ("search cap reached" if f["search_cap_reached"] else
+                   f"{bracket['offered']:g} {unit}: {bracket['reason']}" if bracket else
+                   f["answer"])
+            cost = f["cost_per_million_items_usd"]
+            lines.append(
+                f"  {f['rank'] or '-':>2} {f['label']:<{width}} {f['n_rungs']:>5} "
+                f"{(ge + rate_text(cap)) if cap is not None else '-':>9} "
+                f"{(ge + rate_text(f['capacity_items_per_s'])) if cap is not None else '-':>9} "
+                f"{_ms(f['latency_at_slo_ms']):>8} "
+                f"{f'{cost:.4g}' if cost is not None else '-':>9}  {why}")
+    header = f"  {'platform':<12} {'batch':>5} {'offered':>10} {'rps':>8} {'p50 ms':>8} " \
+             f"{'p99 ms':>8} {'late %':>6} {'SLO':>4} verdict  rung"
+    lines += ["", "  points (SLO: the point's percentile within the SLO; verdict: whether its "
+              "measurements can be trusted):", header]
+    sweep = len({r.get("server_config") for r in s["results"]}) > 1
+    for r in s["results"]:
+        lat = r["latency_ms"] or {}
+        offered = (f"{r['target_rate_rps']:g} rps" if r.get("target_rate_rps") is not None
+                   else f"{r['concurrency']} cl" if r.get("concurrency") is not None else "-")
+        rung = "-" if r.get("rung_holds") is None else \
+            ("holds" if r["rung_holds"] else f"fails: {r['rung_reason']}")
+        lines.append(
+            f"  {r['platform']:<12} {r['batch_size']:>5} {offered:>10} "
+            f"{r['throughput_rps']:>8.1f} {_ms(lat.get('p50')):>8} {_ms(lat.get('p99')):>8} "
+            f"{r['late_send_pct']:>6.2f} {'yes' if r['meets_slo'] else 'no':>4} "
+            f"{r['verdict']:<8} {rung}" + (f"  [{r.get('server_config')}]" if sweep else ""))
+    for d in s["deployments"]:
+        cold = f"{d['cold_start_s']:.2f} s" if d["cold_start_s"] is not None else "-"
+        name = f"{d['platform']} [{d.get('server_config')}]" if sweep else d["platform"]
+        lines.append(f"  {name}: {d['status']}, cold start {cold}, {d['platform_version']}"
+                     + (f" - {d['error']}" if d["error"] else ""))
+    lines += ["", s["answer"], f"report: {s['report']}"]
+    return "\n".join(lines)

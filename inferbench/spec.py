@@ -11,7 +11,7 @@ import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -62,6 +62,12 @@ ARRIVAL_FIELDS: dict[Arrival, tuple[str, ...]] = {
     Arrival.RAMP: ("rate_rps", "peak_rate_rps", "change_at_s", "change_duration_s"),
     Arrival.TRACE: ("trace_path",),
 }
+# Arrivals whose load can climb a ladder: those with one steady rate (or concurrency).
+LADDER_ARRIVALS = (Arrival.POISSON, Arrival.CONSTANT, Arrival.GAMMA, Arrival.CLOSED_LOOP)
+MAX_RATE_RPS = 100_000.0
+MAX_CONCURRENCY = 1024
+_Rate = Annotated[float, Field(gt=0, le=MAX_RATE_RPS)]
+_Clients = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
 _FIELD_EXAMPLE = {"concurrency": "4", "rate_rps": "50", "burstiness": "4",
                   "peak_rate_rps": "200", "change_at_s": "5", "change_duration_s": "2",
                   "trace_path": '"trace.csv"'}
@@ -119,12 +125,17 @@ class WorkloadSpec(_Strict):
     arrival: Arrival = Field(description="closed_loop (fixed concurrency) or an open-loop "
                              "process: poisson, constant, gamma (bursts), step, spike, ramp "
                              "(time-varying Poisson) or trace (replay of a CSV).")
-    concurrency: int | None = Field(
-        None, ge=1, le=1024, description="closed_loop only: requests in flight at all times."
+    # A list in either field is a load ladder (see LadderSpec): one point per value.
+    concurrency: _Clients | Annotated[list[_Clients], Field(min_length=1)] | None = Field(
+        None, description=f"closed_loop only: requests in flight at all times "
+        f"(1..{MAX_CONCURRENCY}). A list, e.g. [1, 2, 4, 8], measures each in turn (a "
+        "ladder); with ladder.mode \"search\" the number is where the search starts."
     )
-    rate_rps: float | None = Field(
-        None, gt=0, le=100_000, description="open loop (not trace): mean arrival rate, "
-        "requests/second; the base rate of step / spike / ramp."
+    rate_rps: _Rate | Annotated[list[_Rate], Field(min_length=1)] | None = Field(
+        None, description=f"open loop (not trace): mean arrival rate, requests/second "
+        f"(> 0, <= {MAX_RATE_RPS:g}); the base rate of step / spike / ramp. A list, e.g. "
+        "[50, 100, 200] (poisson, constant, gamma), measures each rate in turn (a ladder); "
+        "with ladder.mode \"search\" the number is where the search starts."
     )
     seed: int = Field(0, ge=0, description="Seed of the arrival schedule and request data.")
     burstiness: float | None = Field(
@@ -150,6 +161,53 @@ class WorkloadSpec(_Strict):
     def open_loop(self) -> bool:
         return self.arrival is not Arrival.CLOSED_LOOP
 
+    @field_validator("rate_rps", "concurrency", mode="before")
+    @classmethod
+    def _check_load_range(cls, value: Any, info) -> Any:
+        # Before pydantic's own checks: one message that names the bound, not one per
+        # member of the number-or-list union.
+        name = info.field_name
+        values = _as_list(value) if value is not None else []
+        if isinstance(value, list) and not values:
+            raise ValueError("an empty list runs no point; fix: give at least one value")
+        kind = "rate" if name == "rate_rps" else "number of clients"
+        for v in values:
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{v!r} is not a {kind}; fix: give a number, or a list of "
+                                 f"numbers for a ladder, e.g. {_FIELD_EXAMPLE[name]}") from None
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if name == "rate_rps":
+            allowed = (f"each rate must be greater than 0 and at most {MAX_RATE_RPS:g} "
+                       "requests/second")
+            bad = [v for v in numbers if not 0 < v <= MAX_RATE_RPS]
+        else:
+            allowed = f"each concurrency must be 1..{MAX_CONCURRENCY} clients"
+            bad = [v for v in numbers if not 1 <= v <= MAX_CONCURRENCY]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is out of range: {allowed}; fix: e.g. "
+                             f"{_FIELD_EXAMPLE[name]}")
+        return value
+
+    @field_validator("rate_rps", "concurrency")
+    @classmethod
+    def _check_ladder_order(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            values = list(value)
+            if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+                raise ValueError(f"a ladder climbs: the values must rise strictly, got "
+                                 f"{values!r}; fix: list each once, lowest first, e.g. "
+                                 f"{sorted(set(values))!r}")
+        return value
+
+    @property
+    def loads(self) -> list[float]:
+        """The offered loads the workload names, lowest first: its rate_rps (open loop) or
+        concurrency, one value or a ladder's list; empty for a trace (it names no rate)."""
+        value = self.rate_rps if self.open_loop else self.concurrency
+        return [] if value is None else [float(v) for v in _as_list(value)]
+
     @model_validator(mode="after")
     def _check_arrival_fields(self) -> WorkloadSpec:
         needed = ARRIVAL_FIELDS[self.arrival]
@@ -164,11 +222,58 @@ class WorkloadSpec(_Strict):
                 raise ValueError(f"{name} {value!r} is only for arrival {users}; fix: remove it "
                                  "or set arrival to " + ("that" if "," not in users else
                                                          "one of those"))
+        if isinstance(self.rate_rps, list) and self.arrival not in LADDER_ARRIVALS:
+            steady = ", ".join(repr(a.value) for a in LADDER_ARRIVALS if a is not
+                               Arrival.CLOSED_LOOP)
+            raise ValueError(f"rate_rps {self.rate_rps!r}: a list of rates (a ladder) needs a "
+                             f"steady arrival process ({steady}), not {self.arrival.value!r}; "
+                             "fix: give one rate, or change the arrival")
         if self.peak_rate_rps is not None and self.rate_rps is not None \
                 and self.arrival is Arrival.SPIKE and self.peak_rate_rps < self.rate_rps:
             raise ValueError(f"peak_rate_rps {self.peak_rate_rps!r} is below rate_rps "
                              f"{self.rate_rps!r}; fix: a spike's peak must be >= the base rate")
         return self
+
+
+class LadderMode(StrEnum):
+    """How each family's offered loads are chosen (see inferbench/load/ladder.py)."""
+
+    SINGLE = "single"
+    LIST = "list"
+    SEARCH = "search"
+
+
+class LadderSpec(_Strict):
+    """The load ladder of each family (platform x server configuration x batch size): the
+    offered loads it measures one after another, each a stored point (a rung), all on one
+    server start. A rung holds when no request failed, the server achieved >= 95 % of the
+    rate sent (open loop) and the SLO percentile is within the SLO."""
+
+    mode: LadderMode | None = Field(
+        None, description="single: one point at workload.rate_rps (or concurrency). list: "
+        "each value of a list in workload.rate_rps (or concurrency), lowest first. search: "
+        "the highest load within the SLO, from workload.rate_rps (or concurrency) up by "
+        "`growth` per rung until a rung fails (down, if the first already fails), then "
+        "bisecting to `precision_pct`. Default: list when the workload gives a list, else "
+        "single.")
+    growth: float = Field(2.0, gt=1, le=16, description="search: factor between the loads "
+                          "of successive rungs while climbing (or descending).")
+    precision_pct: float = Field(
+        5.0, ge=0.1, le=100, description="search: bisect until the lowest load that failed "
+        "is within this many percent above the highest that held.")
+    max_rungs: int = Field(12, ge=1, le=100, description="Cap on the rungs of one family; a "
+                           "search stopped by it reports its bracket as a bound.")
+    max_family_s: float = Field(
+        600.0, gt=0, le=86_400, description="Cap on one family's time, seconds: a rung "
+        "starts only if the time so far plus the longest rung so far fits; a search stopped "
+        "by it reports its bracket as a bound.")
+    settle_s: float = Field(
+        1.0, ge=0, le=600, description="Warm-up at each later rung's own load before it is "
+        "measured (a family's first rung gets warmup_s), so the server's queue is that "
+        "load's, not the previous rung's.")
+    stop_after_failure: bool = Field(
+        True, description="list: stop at the first rung that does not hold (higher loads "
+        "only fail worse, each taking up to max_duration_s); false runs every listed load.")
 
 
 class SloSpec(_Strict):
@@ -346,6 +451,10 @@ class BenchmarkSpec(_Strict):
         default_factory=ServerSpec, description="Server-side batching and instances; a list "
         "in a field sweeps it (the default: one configuration, no dynamic batching, one "
         "instance).")
+    ladder: LadderSpec = Field(
+        default_factory=LadderSpec, description="The offered loads measured per platform, "
+        "server configuration and batch size: one point (the default), a list, or a search "
+        "for the highest load within the SLO (capacity).")
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> BenchmarkSpec:
@@ -392,7 +501,52 @@ class BenchmarkSpec(_Strict):
         if self.max_duration_s < self.min_duration_s:
             raise ValueError(f"max_duration_s {self.max_duration_s!r} is below min_duration_s "
                              f"{self.min_duration_s!r}; fix: raise max_duration_s")
+        self._check_ladder()
         return self
+
+    def _check_ladder(self) -> None:
+        w, ladder = self.workload, self.ladder
+        field = "rate_rps" if w.open_loop else "concurrency"
+        value = getattr(w, field)
+        listed = isinstance(value, list)
+        mode = self.ladder_mode
+        if mode is not LadderMode.SINGLE and w.arrival not in LADDER_ARRIVALS:
+            raise ValueError(
+                f"ladder.mode {mode.value!r} varies one steady rate or concurrency, which "
+                f"arrival {w.arrival.value!r} does not have; fix: use one of "
+                f"{[a.value for a in LADDER_ARRIVALS]!r}, or drop ladder.mode")
+        if mode is LadderMode.SINGLE and listed:
+            raise ValueError(
+                f"ladder.mode 'single' runs one load, but workload.{field} is a list "
+                f"{value!r}; fix: drop ladder.mode (a list runs as a list) or give one value")
+        if mode is LadderMode.LIST and not listed:
+            raise ValueError(
+                f"ladder.mode 'list' needs a list in workload.{field}, got {value!r}; fix: "
+                f"e.g. \"{field}\": [{value:g}, {value * 2:g}, {value * 4:g}]")
+        if mode is LadderMode.SEARCH and listed:
+            raise ValueError(
+                f"ladder.mode 'search' starts from one load, but workload.{field} is a list "
+                f"{value!r}; fix: give the load to start from, e.g. \"{field}\": "
+                f"{value[0]!r}, or drop ladder.mode to run the list")
+        if listed and len(value) > ladder.max_rungs:
+            raise ValueError(
+                f"workload.{field} lists {len(value)} loads but ladder.max_rungs is "
+                f"{ladder.max_rungs}; fix: raise ladder.max_rungs to {len(value)} or list "
+                "fewer loads")
+        first_rung_s = self.warmup_s + self.min_duration_s
+        if mode is not LadderMode.SINGLE and ladder.max_family_s < first_rung_s:
+            raise ValueError(
+                f"ladder.max_family_s {ladder.max_family_s!r} is shorter than one rung, "
+                f"which takes at least warmup_s + min_duration_s = {first_rung_s:g} s; "
+                f"fix: raise ladder.max_family_s (e.g. to {10 * first_rung_s:g})")
+
+    @property
+    def ladder_mode(self) -> LadderMode:
+        """ladder.mode, or what the workload implies: list for a list, else single."""
+        if self.ladder.mode is not None:
+            return self.ladder.mode
+        value = self.workload.rate_rps if self.workload.open_loop else self.workload.concurrency
+        return LadderMode.LIST if isinstance(value, list) else LadderMode.SINGLE
 
     @property
     def server_max_batch_size(self) -> int:
@@ -408,6 +562,8 @@ class BenchmarkSpec(_Strict):
             del data["workload"]["transport"]
         if "server" in data and self.server.openvino_precision == "f32":  # and precision
             del data["server"]["openvino_precision"]
+        if self.ladder == LadderSpec():  # and specs from before the ladder
+            del data["ladder"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

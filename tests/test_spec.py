@@ -145,3 +145,82 @@ def test_spec_hash_is_stable_and_sensitive():
     assert a.spec_hash() == b.spec_hash()
     changed = BenchmarkSpec.model_validate({**demo(), "warmup_s": 4})
     assert changed.spec_hash() != a.spec_hash()
+
+
+# -- load ladders -------------------------------------------------------------------------
+
+def test_a_single_rate_keeps_one_point_per_batch_size():
+    spec = example_spec()
+    assert spec.ladder_mode.value == "single" and spec.workload.loads == [40.0]
+
+
+def test_a_list_of_rates_or_clients_is_a_ladder():
+    data = demo()
+    data["workload"]["rate_rps"] = [10, 20, 40.5]
+    spec = parse_spec(data)
+    assert spec.ladder_mode.value == "list" and spec.workload.rate_rps == [10.0, 20.0, 40.5]
+    data["workload"] = {"arrival": "closed_loop", "concurrency": [1, 2, 4, 8]}
+    spec = parse_spec(data)
+    assert spec.ladder_mode.value == "list" and spec.workload.loads == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_search_takes_its_start_from_the_workload_and_has_defaults():
+    data = demo()
+    data["ladder"] = {"mode": "search"}
+    ladder = parse_spec(data).ladder
+    assert (ladder.growth, ladder.precision_pct, ladder.max_rungs, ladder.max_family_s,
+            ladder.settle_s, ladder.stop_after_failure) == (2.0, 5.0, 12, 600.0, 1.0, True)
+
+
+@pytest.mark.parametrize(("workload", "ladder", "expected"), [
+    ({"rate_rps": [10, 40, 20]}, {},
+     ["workload.rate_rps", "[10, 40, 20]", "rise strictly", "fix", "[10.0, 20.0, 40.0]"]),
+    ({"rate_rps": [10, 0]}, {}, ["workload.rate_rps", "0 is out of range", "greater than 0"]),
+    ({"rate_rps": "fast"}, {}, ["workload.rate_rps", "'fast' is not a rate", "fix"]),
+    ({"rate_rps": []}, {}, ["workload.rate_rps", "empty list", "fix"]),
+    ({"arrival": "closed_loop", "rate_rps": None, "concurrency": [1, 2000]}, {},
+     ["workload.concurrency", "2000", "1..1024"]),
+    ({"arrival": "step", "rate_rps": [10, 20], "peak_rate_rps": 50, "change_at_s": 1}, {},
+     ["rate_rps [10.0, 20.0]", "steady arrival", "'poisson', 'constant', 'gamma'", "'step'",
+      "fix"]),
+    ({}, {"mode": "list"}, ["ladder.mode 'list'", "workload.rate_rps", "40.0",
+                            '"rate_rps": [40, 80, 160]']),
+    ({"rate_rps": [10, 20]}, {"mode": "single"}, ["ladder.mode 'single'", "[10.0, 20.0]",
+                                                  "fix"]),
+    ({"rate_rps": [10, 20]}, {"mode": "search"}, ["ladder.mode 'search'", "one load",
+                                                  '"rate_rps": 10.0']),
+    ({"arrival": "trace", "rate_rps": None, "trace_path": "t.csv"}, {"mode": "search"},
+     ["ladder.mode 'search'", "'trace'", "'poisson'", "'closed_loop'"]),
+    ({"rate_rps": [10, 20, 40]}, {"max_rungs": 2},
+     ["workload.rate_rps lists 3 loads", "ladder.max_rungs is 2", "raise ladder.max_rungs to 3"]),
+    ({}, {"mode": "search", "max_family_s": 5},
+     ["ladder.max_family_s 5.0", "warmup_s + min_duration_s = 15 s", "fix"]),
+    ({}, {"mode": "search", "growth": 1.0}, ["ladder.growth", "1.0", "greater than 1"]),
+    ({}, {"precision_pct": 0}, ["ladder.precision_pct", "0", "greater than or equal to 0.1"]),
+    ({}, {"mode": "bisect"}, ["ladder.mode", "'bisect'", "'single', 'list' or 'search'"]),
+    ({}, {"steps": 3}, ["unknown key 'steps' in ladder", "max_rungs", "precision_pct"]),
+])
+def test_ladder_errors_name_the_field_value_and_fix(workload, ladder, expected):
+    data = demo()
+    data["workload"].update(workload)
+    data["ladder"] = ladder
+    msg = error_of(data)
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_spec_hash_unchanged_by_the_ladder_defaults_and_changed_by_a_ladder():
+    # Specs from before the ladder keep their hash (history and provenance match them): the
+    # hashes these two had before ladders existed.
+    old = {"name": "hash-check", "model": {"family": "fc", "input_shape": [16]},
+           "platforms": ["onnxruntime"], "formats": ["onnx"],
+           "workload": {"arrival": "poisson", "rate_rps": 25, "seed": 3},
+           "slo": {"latency_ms": 20}}
+    assert parse_spec(old).spec_hash() == "89237b44ac350ea6"
+    assert parse_spec({**old, "ladder": {}}).spec_hash() == "89237b44ac350ea6"
+    closed = {**old, "workload": {"arrival": "closed_loop", "concurrency": 4}}
+    assert parse_spec(closed).spec_hash() == "1ef3ae8d92b93828"
+    searched = parse_spec({**old, "ladder": {"mode": "search"}})
+    assert searched.spec_hash() != "89237b44ac350ea6"
+    listed = {**old, "workload": {"arrival": "poisson", "rate_rps": [25], "seed": 3}}
+    assert parse_spec(listed).spec_hash() != "89237b44ac350ea6"

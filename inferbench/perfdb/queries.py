@@ -82,15 +82,21 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     from inferbench.platforms import descriptors
 
     r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
+    sc = schema.server_configs
     point_columns = [c for c in p.c if c.name not in r.c]  # the key is in results too
+    # The server configuration's label makes the family: two configurations of one platform
+    # at one batch size are two families, each with its own load ladder.
     stmt = (select(r, *point_columns, ru.c.name, ru.c.sweep_id, ru.c.hardware,
                    ru.c.created_at, ru.c.quality_ok, ru.c.spec, m.c.model_name, m.c.family,
-                   m.c.hyperparams)
+                   m.c.hyperparams, sc.c.label.label("server_config"))
             .join(p, (p.c.run_id == r.c.run_id) & (p.c.platform == r.c.platform)
                   & (p.c.config_index == r.c.config_index) & (p.c.point == r.c.point))
             .join(ru, ru.c.run_id == r.c.run_id)
             .outerjoin(m, m.c.run_id == r.c.run_id)
-            .order_by(ru.c.created_at, r.c.run_id, r.c.platform, r.c.point))
+            .outerjoin(sc, (sc.c.run_id == r.c.run_id) & (sc.c.platform == r.c.platform)
+                       & (sc.c.config_index == r.c.config_index))
+            .order_by(ru.c.created_at, r.c.run_id, r.c.platform, r.c.config_index,
+                      r.c.point))
     if run_ids is not None:
         stmt = stmt.where(r.c.run_id.in_(run_ids))
     if sweep_id is not None:
@@ -115,6 +121,29 @@ def leaderboard_rows(conn: Connection) -> tuple[list[str], list[dict[str, Any]]]
     from sqlalchemy import text
 
     result = conn.execute(text("SELECT * FROM leaderboard"))
+    return list(result.keys()), [dict(row._mapping) for row in result]
+
+
+def capacity_rows(conn: Connection, *, run_ids: list[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """The stored capacity at SLO per family (table `capacities`, written by analyze) of the
+    given runs, or of all runs, with the server configuration's label."""
+    c, sc = schema.capacities, schema.server_configs
+    stmt = (select(c, sc.c.label.label("server_config"))
+            .outerjoin(sc, (sc.c.run_id == c.c.run_id) & (sc.c.platform == c.c.platform)
+                       & (sc.c.config_index == c.c.config_index))
+            .order_by(c.c.run_id, c.c.platform, c.c.config_index, c.c.batch_size))
+    if run_ids is not None:
+        stmt = stmt.where(c.c.run_id.in_(run_ids))
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def capacity_leaderboard_rows(conn: Connection) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names and rows of the `capacity_leaderboard` view (migration i13_capacities):
+    one row per family of every run."""
+    from sqlalchemy import text
+
+    result = conn.execute(text("SELECT * FROM capacity_leaderboard"))
     return list(result.keys()), [dict(row._mapping) for row in result]
 
 

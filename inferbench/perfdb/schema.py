@@ -172,6 +172,10 @@ results = Table(
     Column("energy_j_per_request", Float),
     Column("energy_method", String(32)),  # nvml_power | rapl | estimate_cpu_tdp
     Column("co2_g_per_request", Float),
+    # Added by migration i13_capacities: the rate an open-loop schedule really sent (its
+    # requests over the start to the last scheduled send); the achieved rate is judged
+    # against it, not against the nominal rate a Poisson count strays from.
+    Column("sent_rps", Float),
 )
 
 # Scheduling decisions: one row per scheduled DAG run, made by the cluster policy when Airflow
@@ -202,4 +206,36 @@ server_configs = Table(
     Column("config_index", Integer, primary_key=True),
     Column("label", String(200), nullable=False),
     Column("knobs", JSON, nullable=False),
+)
+
+# Capacity at SLO per family (migration i13_capacities), written by analyze from the results
+# above with analysis/capacity.py: a family is a platform x server configuration x batch size
+# of the run, its points the rungs of a load ladder.
+capacities = Table(
+    "capacities", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True),
+    Column("batch_size", Integer, primary_key=True),
+    Column("slo_percentile", Float, nullable=False),  # the run's SLO the rungs were judged by
+    Column("slo_ms", Float, nullable=False),
+    Column("open_loop", Boolean, nullable=False),  # False: offered load is clients
+    Column("n_rungs", Integer, nullable=False),
+    # The rung the capacity is read from (NULL: no rung holds): its point, offered load
+    # (req/s or clients) and latency at the SLO percentile.
+    Column("capacity_point", Integer),
+    Column("capacity_offered", Float),
+    Column("capacity_rps", Float),  # open loop: the offered rate; closed: the achieved one
+    Column("capacity_items_per_s", Float),  # x batch size
+    Column("latency_at_slo_ms", Float),
+    Column("search_cap_reached", Boolean, nullable=False),  # top rung holds: a lower bound
+    # The lowest failing load above the capacity: offered, point, verdict, reason,
+    # latency_ms, achieved_rps. NULL when there is none.
+    Column("capacity_bracket", JSON),
+    Column("usd_per_hour", Float),
+    Column("cost_per_million_usd", Float),  # per million requests at capacity
+    Column("cost_per_million_items_usd", Float),  # per million inferences at capacity
+    Column("energy_j_per_request", Float),  # measured at the capacity rung
+    Column("energy_method", String(32)),
+    Column("answer", Text, nullable=False),  # the family's answer in words
 )

@@ -91,3 +91,17 @@ def replace_platform_measurements(
                    rows)
     if samples:
         conn.execute(insert(schema.resource_samples), [{**key, **s} for s in samples])
+
+
+def replace_capacities(conn: Connection, run_id: str,
+                       rows: Iterable[Mapping[str, Any]]) -> None:
+    """The run's capacity rows (one per family, analysis.capacity.FamilyCapacity.to_dict),
+    replacing what an earlier analysis of the run wrote. Keys that are not columns (the
+    family's label, its server configuration's label) are dropped."""
+    table = schema.capacities
+    conn.execute(delete(table).where(table.c.run_id == run_id))
+    names = {c.name for c in table.columns}
+    values = [{**{k: v for k, v in row.items() if k in names}, "run_id": run_id}
+              for row in rows]
+    if values:
+        conn.execute(insert(table), values)

@@ -2,8 +2,12 @@
 
 The prior is the spec's own arithmetic: every measurement point costs its warm-up plus the
 longer of `min_duration_s` and the time `min_requests` take at the target rate (capped by
-`max_duration_s`), on every platform; each platform adds its start-up, the run adds model
-generation, one conversion per format and a fixed Airflow overhead per task. History then
+`max_duration_s`). A family (platform x server configuration x batch size) is one point, or
+a load ladder of several (rungs after the first warm up for `ladder.settle_s`): every listed
+load, or a search's expected climb and bisection, within `ladder.max_rungs` and
+`ladder.max_family_s`. Each server configuration of each platform adds its start-up, the run
+adds model generation, one conversion per format and a fixed Airflow overhead per task.
+History then
 scales the prior by how far it missed on similar finished runs (same spec hash first, else
 same model family and platforms), so systematic errors (a slow host, a slow exporter)
 correct themselves after a few runs.
@@ -11,12 +15,13 @@ correct themselves after a few runs.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from inferbench.platforms import descriptor
-from inferbench.spec import Arrival, BenchmarkSpec, ModelFormat
+from inferbench.spec import Arrival, BenchmarkSpec, LadderMode, ModelFormat
 
 # Each platform's start-up estimate is its descriptor's startup_s (inferbench/platforms.py).
 # Conversions: measured on the 2-core development VM (duration_s in the conversions table),
@@ -28,9 +33,13 @@ CONVERT_S: dict[ModelFormat, float] = {ModelFormat.ONNX: 6.0, ModelFormat.TORCHS
 CONVERT_PER_BLOCK_S = 0.5  # exporters trace every block: deeper models convert longer
 GENERATE_S = 3.0
 TASK_OVERHEAD_S = 1.5  # Airflow: scheduler loop + task process start, per task
-# generate, convert, analyze + serve, load, collect, stop per platform.
+# generate, convert, analyze + per platform configs, collect, stop, and one measure task per
+# server configuration.
 RUN_TASKS = 3
-PLATFORM_TASKS = 4
+PLATFORM_TASKS = 3
+# A search climbs from its start until a rung fails: how many rungs that takes depends on the
+# server, which is not known up front; this many is the prior (history corrects it).
+SEARCH_CLIMB_RUNGS = 4
 # History: how many similar runs to look at, and how far one correction may go.
 HISTORY_RUNS = 20
 HISTORY_MIN_RUNS = 1
@@ -42,14 +51,17 @@ class Prediction:
     """A predicted job length and its parts (seconds)."""
 
     point_s: float  # one measurement point: warm-up + measured part
-    points: int  # points per platform (one per batch size)
+    points: int  # families per platform and server configuration (one per batch size)
     platforms: int
-    startup_s: float  # all platforms' start-up
+    startup_s: float  # all platforms' start-up, once per server configuration
     prepare_s: float  # generation + conversions
     overhead_s: float  # Airflow task overhead
     prior_s: float  # all of the above
     correction: float = 1.0  # history's actual/prior ratio (1.0: no history)
     history_runs: int = 0
+    configs: int = 1  # server configurations (each starts every platform's server again)
+    rungs: float = 1.0  # expected rungs of one family's load ladder
+    family_s: float = 0.0  # one family: its ladder's rungs, within ladder.max_family_s
 
     @property
     def total_s(self) -> float:
@@ -60,22 +72,64 @@ def point_s(spec: BenchmarkSpec) -> float:
     """Warm-up + measured time of one point. Closed loop has no target rate, so only
     `min_duration_s` is known up front (history corrects the rest)."""
     measured = spec.min_duration_s
-    if spec.workload.arrival is Arrival.POISSON and spec.workload.rate_rps:
-        measured = max(measured, spec.min_requests / spec.workload.rate_rps)
+    if spec.workload.arrival is Arrival.POISSON and spec.workload.loads:
+        measured = max(measured, spec.min_requests / spec.workload.loads[0])
     return spec.warmup_s + min(measured, spec.max_duration_s)
+
+
+def rung_s(spec: BenchmarkSpec, load: float, first: bool) -> float:
+    """One rung of a ladder at `load` (req/s open loop, clients closed loop): the family's
+    warm-up (first rung) or the settle, then the measured part, as point_s counts it."""
+    measured = spec.min_duration_s
+    if spec.workload.open_loop and load > 0:
+        measured = max(measured, spec.min_requests / load)
+    warm = spec.warmup_s if first else spec.ladder.settle_s
+    return warm + min(measured, spec.max_duration_s)
+
+
+def ladder_loads(spec: BenchmarkSpec) -> list[float]:
+    """The loads a family's ladder is expected to run: every listed load, or a search's
+    climb from its start (SEARCH_CLIMB_RUNGS rungs) and its bisection between the last two
+    (as many rungs as halving log(growth) down to log(1 + precision) takes); within
+    ladder.max_rungs."""
+    ladder, start = spec.ladder, spec.workload.loads
+    if spec.ladder_mode is LadderMode.LIST:
+        return start[:ladder.max_rungs]
+    climb = [start[0] * ladder.growth ** k for k in range(SEARCH_CLIMB_RUNGS)]
+    halvings = math.log2(math.log(ladder.growth) / math.log1p(ladder.precision_pct / 100))
+    middle = start[0] * ladder.growth ** (SEARCH_CLIMB_RUNGS - 1.5)
+    return (climb + [middle] * max(0, math.ceil(halvings)))[:ladder.max_rungs]
+
+
+def family_s(spec: BenchmarkSpec) -> tuple[float, float]:
+    """(expected rungs, seconds) of one family: one point, or its ladder's rungs, no more
+    than ladder.max_family_s (the ladder starts no rung that would not fit)."""
+    if spec.ladder_mode is LadderMode.SINGLE:
+        return 1.0, point_s(spec)
+    loads = ladder_loads(spec)
+    times = [rung_s(spec, load, first=i == 0) for i, load in enumerate(loads)]
+    total = 0.0
+    for i, t in enumerate(times):
+        if i and total + max(times[:i]) > spec.ladder.max_family_s:
+            return float(i), total
+        total += t
+    return float(len(times)), total
 
 
 def prior(spec: BenchmarkSpec) -> Prediction:
     """The prediction from the spec alone."""
     one = point_s(spec)
-    startup = sum(descriptor(p).startup_s for p in spec.platforms)
+    rungs, family = family_s(spec)
+    configs = len(spec.server.grid())
+    startup = configs * sum(descriptor(p).startup_s for p in spec.platforms)
     prepare = GENERATE_S + sum(CONVERT_S[f] + CONVERT_PER_BLOCK_S * spec.model.depth
                                for f in spec.formats)
-    overhead = TASK_OVERHEAD_S * (RUN_TASKS + PLATFORM_TASKS * len(spec.platforms))
-    measuring = one * len(spec.batch_sizes) * len(spec.platforms)
+    overhead = TASK_OVERHEAD_S * (RUN_TASKS + (PLATFORM_TASKS + configs) * len(spec.platforms))
+    measuring = family * len(spec.batch_sizes) * len(spec.platforms) * configs
     return Prediction(point_s=one, points=len(spec.batch_sizes), platforms=len(spec.platforms),
                       startup_s=startup, prepare_s=prepare, overhead_s=overhead,
-                      prior_s=measuring + startup + prepare + overhead)
+                      prior_s=measuring + startup + prepare + overhead, configs=configs,
+                      rungs=rungs, family_s=family)
 
 
 def correction(pairs: Iterable[tuple[float, float]]) -> tuple[float, int]:

@@ -1,6 +1,8 @@
 """analyze: from PostgreSQL alone, summarise every point, judge it, price it (cost, energy,
-CO2), check data quality, count the model's FLOPs for the roofline, write the results rows and
-the run's verdict, then build the HTML report from the database (inferbench/reporting.py).
+CO2), check data quality, count the model's FLOPs for the roofline, write the results rows,
+each family's capacity at the SLO (analysis/capacity.py) and the run's verdict, then build the
+HTML report from the database (inferbench/reporting.py) and print the summary and the answer
+(the Airflow task log shows them).
 
 It runs whatever happened upstream: a platform that failed makes the run `partial` and
 INVALID with the reason, while the points that were measured are still summarised.
@@ -21,6 +23,7 @@ from inferbench.stages.common import StageContext
 
 def _summarise_point(ctx: StageContext, point: dict[str, Any],
                      arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
+    from analysis.capacity import sent_rate_rps
     from analysis.percentiles import hdr_encode
     from analysis.summary import summarize_point
     from analysis.verdict import judge_point
@@ -52,6 +55,10 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
         "latency_ms": {**summary.latency_ms, "p99_ci": list(summary.p99_ci_ms)},
         "hdr_histogram": hdr_encode(latency_ms * 1000.0) if len(latency_ms) else None,
         "meets_slo": meets_slo, "verdict": verdict, "reasons": reasons,
+        # What the schedule really sent: the capacity rule judges the achieved rate against
+        # it, as the load stage's search did when it measured the rung.
+        "sent_rps": sent_rate_rps(arrays["scheduled_ns"], point["started_ns"],
+                                  point["ended_ns"], arrays["done_ns"]) if open_loop else None,
     }
     return row, latency_ms
 
@@ -136,10 +143,11 @@ def _analysis_facts(tables: dict[str, list[dict]]) -> dict[str, Any]:
 def run(ctx: StageContext) -> dict[str, Any]:
     import os
 
+    from analysis.capacity import capacities
     from analysis.cost import load_grid_intensity, load_prices, match_price
     from analysis.quality import validate_run
     from analysis.verdict import judge_run
-    from inferbench.reporting import build_run_report
+    from inferbench.reporting import build_run_report, format_summary, run_summary
 
     with ctx.db.connect() as conn:
         tables = queries.run_tables(conn, ctx.run_id)
@@ -194,6 +202,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
         conn.execute(delete(schema.results).where(schema.results.c.run_id == ctx.run_id))
         if db_rows:
             conn.execute(insert(schema.results), db_rows)
+        # Read back through the query every other reader uses (summary, report, recommend),
+        # so the stored capacities are the ones they compute.
+        families = capacities(queries.point_records(conn, run_ids=[ctx.run_id]),
+                              slo_percentile=ctx.spec.slo.percentile,
+                              slo_ms=ctx.spec.slo.latency_ms)
+        writer.replace_capacities(conn, ctx.run_id, [f.to_dict() for f in families])
         writer.finish_run(conn, ctx.run_id, status=status, verdict=verdict, reasons=reasons,
                           report_path=None)
         conn.execute(update(schema.runs).where(schema.runs.c.run_id == ctx.run_id).values(
@@ -205,7 +219,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     with ctx.db.begin() as conn:
         conn.execute(update(schema.runs).where(schema.runs.c.run_id == ctx.run_id)
                      .values(report_path=str(report_path)))
-    # The Airflow task log carries this line: the report's path, for the user to open.
-    print(f"report: {report_path}", flush=True)
+    with ctx.db.connect() as conn:
+        summary = run_summary(conn, ctx.run_id)
+    # The Airflow task log carries these lines: the capacities, the points, the answer and
+    # the report's path, so the task log alone answers the question.
+    print(format_summary(summary), flush=True)
     return {"run_id": ctx.run_id, "status": status, "verdict": verdict, "reasons": reasons,
-            "report": str(report_path), "points": len(results), "quality_ok": quality_ok}
+            "report": str(report_path), "points": len(results), "families": len(families),
+            "answer": summary["answer"], "quality_ok": quality_ok}

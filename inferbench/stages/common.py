@@ -123,6 +123,32 @@ class LoadPoint(TypedDict):
     server_requests: NotRequired[int | None]
     server_queue_ms: NotRequired[float | None]
     server_compute_ms: NotRequired[float | None]
+    # The point as a rung of its family's load ladder (inferbench/load/ladder.py) and the
+    # load stage's own judgement of it (analysis.capacity.judge_rung); absent from a
+    # load.json of before ladders.
+    rung: NotRequired[int]                  # its index in the family, from 0
+    ladder_phase: NotRequired[str]          # single | list | geometric | bisect
+    rung_holds: NotRequired[bool]
+    rung_reason: NotRequired[str | None]    # why it does not hold; None when it holds
+    rung_latency_at_slo_ms: NotRequired[float | None]
+    rung_achieved_rps: NotRequired[float]
+    rung_sent_rps: NotRequired[float | None]  # the rate the schedule actually sent
+
+
+class LadderSummary(TypedDict):
+    """How one family's ladder went, as the load stage saw it (the analysis derives the
+    capacity from the points themselves, with the same rung rule)."""
+
+    batch_size: int
+    mode: str                       # single | list | search
+    end: str                        # why it stopped: inferbench.load.ladder.LadderEnd
+    bound: bool                     # stopped by a cap: last_good is only a lower bound
+    last_good: float | None         # the highest load that held
+    first_bad: float | None         # the lowest load above it that did not
+    first_bad_reason: str | None
+    rungs: int
+    points: list[int]
+    elapsed_s: float
 
 
 class LoadSummary(TypedDict):
@@ -132,6 +158,7 @@ class LoadSummary(TypedDict):
     config: int
     points: list[LoadPoint]
     samples_file: str
+    ladders: NotRequired[list[LadderSummary]]  # per family that ended; absent before ladders
     error: NotRequired[str]   # the exception that ended the load stage early
 
 

@@ -1,7 +1,11 @@
-"""load: drive the spec's workload at one platform, one measurement point per batch size.
+"""load: drive the spec's workload at one platform: per batch size a load ladder (one
+point, a list of loads, or a search for the highest load within the SLO), all on the
+server that is already running.
 
-Each point's per-request records are saved as soon as the point ends and `load.json` is
-rewritten after every point, so a failure later keeps what was already measured.
+Every rung is a point: its per-request records are saved as soon as it ends and `load.json`
+is rewritten after every rung, so a failure later keeps what was already measured. Each
+rung's line in the log says what was offered, what the server achieved, the SLO percentile
+and whether the rung held, so the task log shows the search as it went.
 
 `run` is the stage entry point; it resolves the configuration and reads its endpoint, then
 `drive` does the work (the measure stage calls `drive` with the endpoint it just started).
@@ -10,23 +14,36 @@ rewritten after every point, so a failure later keeps what was already measured.
 from __future__ import annotations
 
 import json
+import time
 from typing import TypedDict
 
 import numpy as np
 
+from analysis.capacity import RungJudgement
 from inferbench.backends import get_backend
 from inferbench.backends.base import Backend
 from inferbench.backends.server_stats import split_ms
 from inferbench.errors import InferBenchError
 from inferbench.load.arrivals import schedule_for
+from inferbench.load.ladder import (
+    Ladder,
+    LadderMode,
+    LadderOutcome,
+    LadderPlan,
+    Phase,
+    Rung,
+    RungResult,
+)
+from inferbench.load.ladder import judge_records as judge_rung_records
 from inferbench.load.protocols import Protocol, Target, get_protocol
-from inferbench.load.runner import Request, StopRule, run_point
+from inferbench.load.runner import PhaseRecords, Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
 from inferbench.server_grid import ResolvedConfig, resolve_config
-from inferbench.spec import Transport
+from inferbench.spec import Transport, WorkloadSpec
 from inferbench.stages.common import (
     Endpoint,
+    LadderSummary,
     LoadPoint,
     LoadSummary,
     StageContext,
@@ -35,6 +52,8 @@ from inferbench.stages.common import (
 )
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
+# How long to wait at most for a server to answer what a rung left queued (see drain).
+DRAIN_MAX_S = 60.0
 
 
 def _batches(ctx: StageContext, batch_size: int) -> list[np.ndarray]:
@@ -57,6 +76,7 @@ class LoadResult(TypedDict):
     platform: str
     config: int
     points: list[PointBrief]
+    ladders: list[LadderSummary]
 
 
 def protocol_target(ctx: StageContext, endpoint: Endpoint, backend: Backend
@@ -89,6 +109,74 @@ def check_response(protocol: Protocol, request: Request, batch_size: int,
                               f"shape {(batch_size, num_outputs)}")
 
 
+def drain(protocol: Protocol, request: Request, timeout_s: float,
+          max_wait_s: float = DRAIN_MAX_S) -> float:
+    """Wait until the server has answered what a rung left queued; return the seconds it
+    took. A request the client gave up on (timed out) is still in the server's queue, and
+    the next rung must not pay for it: one probe at a time, until one is answered."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_wait_s:
+        try:
+            if protocol.send_once(request, timeout_s)[0] == 200:
+                break
+        except InferBenchError:
+            time.sleep(0.5)  # not answering at all: do not spin on a refused connection
+    return time.monotonic() - started
+
+
+def rung_workload(workload: WorkloadSpec, rung: Rung) -> WorkloadSpec:
+    """The workload of one rung: the spec's, at the rung's offered load. A single point
+    keeps the spec's workload as it is (e.g. a step's base rate, a trace)."""
+    if rung.phase is Phase.SINGLE:
+        return workload
+    field = "rate_rps" if workload.open_loop else "concurrency"
+    load = rung.offered if workload.open_loop else int(rung.offered or 1)
+    return workload.model_copy(update={field: load})
+
+
+def ladder_summary(batch_size: int, mode: str, outcome: LadderOutcome,
+                   points: list[int]) -> LadderSummary:
+    return {"batch_size": batch_size, "mode": mode, "end": outcome.end.value,
+            "bound": outcome.bound, "last_good": outcome.last_good,
+            "first_bad": outcome.first_bad, "first_bad_reason": outcome.first_bad_reason,
+            "rungs": outcome.rungs, "points": points, "elapsed_s": round(outcome.elapsed_s, 3)}
+
+
+def _load_text(load: float | None, open_loop: bool) -> str:
+    if load is None:
+        return "the workload's own rate"
+    return f"{load:g} req/s" if open_loop else f"{load:g} clients"
+
+
+def rung_line(batch_size: int, rung: Rung, judged: RungJudgement, open_loop: bool,
+              slo_percentile: float) -> str:
+    """The log line of one measured rung, e.g. "b8 rung 3 (bisect): 141.4 req/s offered,
+    140.2 sent, 139.9 req/s achieved, p99 12.3 ms - holds"."""
+    sent = f", {judged.sent_rps:.1f} sent" if judged.sent_rps else ""
+    latency = ("-" if judged.latency_at_slo_ms is None
+               else f"{judged.latency_at_slo_ms:.1f} ms")
+    verdict = "holds" if judged.holds else f"fails: {judged.reason}"
+    return (f"b{batch_size} rung {rung.index} ({rung.phase.value}): "
+            f"{_load_text(rung.offered, open_loop)} offered{sent}, "
+            f"{judged.achieved_rps:.1f} req/s achieved, p{slo_percentile:g} {latency} - "
+            f"{verdict}")
+
+
+def ladder_line(batch_size: int, outcome: LadderOutcome, open_loop: bool) -> str:
+    """The log line of a family's ladder once it ended: what held, what failed, why it
+    stopped."""
+    if outcome.last_good is None:
+        held = "nothing held"
+    else:
+        held = (("at least " if outcome.bound else "")
+                + f"{_load_text(outcome.last_good, open_loop)} held")
+    failed = ("" if outcome.first_bad is None else
+              f", {_load_text(outcome.first_bad, open_loop)} failed "
+              f"({outcome.first_bad_reason})")
+    return (f"b{batch_size} ladder ended ({outcome.end.value}): {held}{failed}; "
+            f"{outcome.rungs} rungs in {outcome.elapsed_s:.0f} s")
+
+
 def run(ctx: StageContext, platform: str, config: int = 0) -> LoadResult:
     """The load stage: measure configuration `config` of `platform`, whose server the serve
     stage started."""
@@ -98,15 +186,16 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> LoadResult:
 
 def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
           ) -> LoadResult:
-    """One point per batch size at the configuration's ready server (`endpoint`)."""
+    """Per batch size, the spec's load ladder at the configuration's ready server
+    (`endpoint`): one point per rung."""
     platform, config, files = resolved.platform, resolved.index, resolved.files
     if not endpoint or endpoint.get("status") != "ready":
         raise InferBenchError(f"platform {platform!r} has no ready server in run {ctx.run_id!r}"
                               " (see the serve task's log)")
-    spec, workload = ctx.spec, ctx.spec.workload
+    spec = ctx.spec
     files.points_dir.mkdir(exist_ok=True)
     summary: LoadSummary = {"platform": platform, "config": config, "points": [],
-                            "samples_file": files.samples.name}
+                            "samples_file": files.samples.name, "ladders": []}
     samples: list[dict] = []
     rule = StopRule(spec.min_duration_s, spec.min_requests, spec.max_duration_s,
                     spec.stability_windows, spec.stability_window_s, spec.stability_tolerance_pct)
@@ -117,40 +206,48 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
         return backend.server_stats(endpoint["url"], endpoint["model_name"],
                                     endpoint.get("metrics_url"))
 
+    plan = LadderPlan.from_spec(spec)
+    open_loop = spec.workload.open_loop
     try:
-        for index, batch_size in enumerate(spec.batch_sizes):
+        for batch_size in spec.batch_sizes:
             requests = build_requests(ctx, protocol, target, batch_size)
             check_response(protocol, requests[0], batch_size, spec.model.num_outputs)
-            stall_pct = host_stall_pct(spec.late_send_threshold_ms)
-            # A server in its own container is not visible from this stage's container: its
-            # process samples are missing there (host-wide samples are still taken).
-            stats_before: list = []  # the server's counters once warm-up is over
-            with ResourceSampler(endpoint.get("pid")) as sampler:
-                records = run_point(
-                    requests,
-                    concurrency=None if workload.open_loop else workload.concurrency,
-                    # Same seeds as before for poisson: the logged schedule is unchanged.
-                    schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
-                    else None,
-                    seed=workload.seed + index, warmup_s=spec.warmup_s, rule=rule,
-                    request_timeout_s=spec.request_timeout_s,
-                    on_measure_start=lambda readings=stats_before: readings.append(
-                        read_server_stats()))
-            server_split = split_ms(stats_before[0] if stats_before else None,
-                                    read_server_stats())
-            samples.extend(sampler.samples)
-            np.savez(files.point_records(index), **records.arrays())
-            point: LoadPoint = {
-                "point": index, "batch_size": batch_size, "arrival": workload.arrival.value,
-                "concurrency": workload.concurrency, "target_rate_rps": workload.rate_rps,
-                "started_ns": records.started_ns, "ended_ns": records.ended_ns,
-                "stop_reason": records.stop_reason, "complete": records.complete,
-                "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
-                "n_requests": len(records), "stable": records.stable,
-                "stability_reasons": records.stability_reasons, **server_split}
-            summary["points"].append(point)
-            files.samples.write_text(json.dumps(samples))
+            ladder, family_points, failed_before = Ladder(plan), [], 0
+            for rung in ladder.rungs():
+                started = time.monotonic()
+                if failed_before:
+                    drain(protocol, requests[0], spec.request_timeout_s)
+                index = len(summary["points"])
+                point, records = _measure_rung(
+                    ctx, rung, index, batch_size, requests, endpoint, rule, samples,
+                    read_server_stats)
+                arrays = records.arrays()
+                np.savez(files.point_records(index), **arrays)
+                judged = judge_rung_records(
+                    arrays, started_ns=records.started_ns, ended_ns=records.ended_ns,
+                    offered=(rung.offered if rung.offered is not None else 0.0),
+                    open_loop=open_loop, slo_percentile=spec.slo.percentile,
+                    slo_ms=spec.slo.latency_ms)
+                point.update({"rung": rung.index, "ladder_phase": rung.phase.value,
+                              "rung_holds": judged.holds, "rung_reason": judged.reason,
+                              "rung_latency_at_slo_ms": judged.latency_at_slo_ms,
+                              "rung_achieved_rps": judged.achieved_rps,
+                              "rung_sent_rps": judged.sent_rps})
+                summary["points"].append(point)
+                family_points.append(index)
+                files.samples.write_text(json.dumps(samples))
+                write_json(files.load, summary)
+                failed_before = judged.n_failed
+                print(rung_line(batch_size, rung, judged, open_loop, spec.slo.percentile),
+                      flush=True)
+                ladder.report(RungResult(judged.holds, time.monotonic() - started,
+                                         judged.reason, judged.latency_at_slo_ms))
+            outcome = ladder.outcome
+            summary["ladders"].append(
+                ladder_summary(batch_size, plan.mode.value, outcome, family_points))
             write_json(files.load, summary)
+            if plan.mode is not LadderMode.SINGLE:
+                print(ladder_line(batch_size, outcome, open_loop), flush=True)
     except Exception as exc:
         summary["error"] = f"{type(exc).__name__}: {exc}"
         files.samples.write_text(json.dumps(samples))
@@ -159,4 +256,43 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
     return {"platform": platform, "config": config,
             "points": [{"point": p["point"], "batch_size": p["batch_size"],
                         "n_requests": p["n_requests"], "stop_reason": p["stop_reason"]}
-                       for p in summary["points"]]}
+                       for p in summary["points"]],
+            "ladders": summary["ladders"]}
+
+
+def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
+                  requests: list[Request], endpoint: Endpoint, rule: StopRule,
+                  samples: list[dict], read_server_stats) -> tuple[LoadPoint, PhaseRecords]:
+    """Measure one rung as point `index`: warm-up (the family's first rung) or settle at
+    the rung's own load, then the measured phase under the stop rule."""
+    spec = ctx.spec
+    workload = rung_workload(spec.workload, rung)
+    stall_pct = host_stall_pct(spec.late_send_threshold_ms)
+    # A server in its own container is not visible from this stage's container: its
+    # process samples are missing there (host-wide samples are still taken).
+    stats_before: list = []  # the server's counters once warm-up is over
+    with ResourceSampler(endpoint.get("pid")) as sampler:
+        records = run_point(
+            requests,
+            concurrency=None if workload.open_loop else workload.concurrency,
+            # Same seeds as before for poisson: the logged schedule is unchanged.
+            schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
+            else None,
+            seed=spec.workload.seed + index,
+            # Later rungs run on a warm server: a short settle at their own load brings
+            # its queue to that load's steady state instead of the previous rung's.
+            warmup_s=spec.warmup_s if rung.index == 0 else spec.ladder.settle_s,
+            rule=rule, request_timeout_s=spec.request_timeout_s,
+            on_measure_start=lambda readings=stats_before: readings.append(
+                read_server_stats()))
+    server_split = split_ms(stats_before[0] if stats_before else None, read_server_stats())
+    samples.extend(sampler.samples)
+    point: LoadPoint = {
+        "point": index, "batch_size": batch_size, "arrival": workload.arrival.value,
+        "concurrency": workload.concurrency, "target_rate_rps": workload.rate_rps,
+        "started_ns": records.started_ns, "ended_ns": records.ended_ns,
+        "stop_reason": records.stop_reason, "complete": records.complete,
+        "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
+        "n_requests": len(records), "stable": records.stable,
+        "stability_reasons": records.stability_reasons, **server_split}
+    return point, records

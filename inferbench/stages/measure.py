@@ -1,4 +1,5 @@
 """measure: one server configuration end to end on the machine: serve -> load -> stop.
+The load stage runs every batch size's load ladder on this one server start.
 
 The DAG maps this stage over a platform's server configurations, one at a time. Serving
 and loading live in one task so that two configurations' servers can never overlap on the
@@ -16,7 +17,7 @@ from typing import TypedDict
 
 from inferbench.server_grid import pick, resolve_configs, server_configs
 from inferbench.stages import load, serve
-from inferbench.stages.common import StageContext
+from inferbench.stages.common import LadderSummary, StageContext
 from inferbench.stages.load import PointBrief
 
 
@@ -34,6 +35,7 @@ class MeasureResult(TypedDict):
     label: str
     cold_start_s: float
     points: list[PointBrief]
+    ladders: list[LadderSummary]  # per batch size: how its load ladder ended
     stopped: bool        # whether the server was still running when it was stopped
 
 
@@ -56,4 +58,4 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> MeasureResult:
         stopped = serve.stop_servers(ctx, platform, [resolved])
     return {"platform": platform, "config": config, "label": resolved.label,
             "cold_start_s": endpoint["cold_start_s"], "points": measured["points"],
-            "stopped": stopped["stopped"]}
+            "ladders": measured["ladders"], "stopped": stopped["stopped"]}

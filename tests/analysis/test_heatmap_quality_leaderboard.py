@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis.heatmap import heat_map
-from analysis.leaderboard import format_html, format_table, sort_rows
+from analysis.leaderboard import format_html, format_table, rank_families, sort_rows
 from analysis.quality import validate_run
 from inferbench.errors import InferBenchError
 
@@ -67,6 +67,22 @@ def test_leaderboard_sorts_any_column_nulls_last():
     table = format_table(rows, known).splitlines()
     assert table[0].split() == known and table[3].split() == ["-", "30.00"]
     assert "<td>&lt;b&gt;</td>" in format_html([{"x": "<b>"}], ["x"])
+
+
+def test_family_rows_rank_by_the_recommenders_rule():
+    def fam(run, items, p99, price=None, cost=None):
+        return {"run_id": run, "platform": "p", "config_index": 0, "batch_size": 1,
+                "capacity_rps": items, "capacity_items_per_s": items, "latency_at_slo_ms": p99,
+                "usd_per_hour": price, "cost_per_million_items_usd": cost}
+
+    # One price: most items/s first, the tie to the lower p99; no capacity last.
+    rows = [fam("a", 100.0, 9.0, 1.0, 2.8), fam("none", None, None, 1.0),
+            fam("b", 300.0, 20.0, 1.0, 0.9), fam("c", 100.0, 4.0, 1.0, 2.8)]
+    assert [r["run_id"] for r in rank_families(rows)] == ["b", "c", "a", "none"]
+    # Prices differ: cheapest per million inferences first, unpriced after the priced.
+    rows = [fam("gpu", 3000.0, 5.0, 2.0, 0.19), fam("cpu", 100.0, 9.0, 0.05, 0.14),
+            fam("free", 9000.0, 1.0)]
+    assert [r["run_id"] for r in rank_families(rows)] == ["cpu", "gpu", "free"]
 
 
 @pytest.mark.skipif(not __import__("analysis.quality_ge").quality_ge.available(),

@@ -1,4 +1,4 @@
-"""Latency distributions and load curves on known inputs (exact numbers)."""
+"""Latency distributions and configuration labels on known inputs (exact numbers)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from analysis.latency import ecdf, gaussian_kde, load_curves, silverman_bandwidth, throughput_at_slo
-from analysis.points import config_label, latency_at
+from analysis.capacity import capacities, family_labeller
+from analysis.latency import ecdf, gaussian_kde, silverman_bandwidth
+from analysis.points import config_label, labeller, latency_at
 
 
 def point(platform="onnxruntime", batch=1, rate=10.0, p99=5.0, verdict="VALID", tp=None,
@@ -47,24 +48,6 @@ def test_silverman_uses_the_smaller_of_sd_and_iqr():
     assert silverman_bandwidth(np.array([7.0])) == 0.0
 
 
-def test_throughput_at_slo_is_the_highest_valid_rate_within_the_slo():
-    rows = [point(rate=10, p99=5), point(rate=20, p99=8), point(rate=25, p99=9,
-                                                                  verdict="INVALID"),
-            point(rate=30, p99=60),
-            point(platform="triton", rate=10, p99=70)]
-    best = throughput_at_slo(rows, 99, 50)
-    assert best["onnxruntime/onnx b1"]["target_rate_rps"] == 20
-    assert best["triton/onnx b1"] is None
-
-
-def test_load_curves_are_per_configuration_ordered_by_load():
-    rows = [point(rate=30, p99=60), point(rate=10, p99=5), point(batch=4, rate=10, p99=9)]
-    curves = load_curves(rows, 99)
-    assert [(p.offered_load, p.latency_ms) for p in curves["onnxruntime/onnx b1"]] == \
-        [(10, 5), (30, 60)]
-    assert [p.latency_ms for p in curves["onnxruntime/onnx b4"]] == [9]
-
-
 def test_new_platforms_and_config_knobs_group_without_code_changes():
     rows = [point(platform="torchserve", config={"max_batch": 8}),
             point(platform="torchserve", config={"max_batch": 16})]
@@ -82,9 +65,18 @@ def test_latency_at_other_percentiles_reads_the_hdr_histogram():
     assert latency_at({"latency_ms": {}}, 97.5) is None
 
 
-def test_configurations_of_different_models_stay_apart():
+def test_families_of_different_models_stay_apart():
     rows = [point(rate=10, p99=5, model_name="d1"), point(rate=20, p99=5, model_name="d1"),
             point(rate=10, p99=5, model_name="d2"), point(rate=20, p99=90, model_name="d2")]
-    best = throughput_at_slo(rows, 99, 50)
-    assert {k: v["target_rate_rps"] for k, v in best.items()} == \
-        {"d1 onnxruntime/onnx b1": 20, "d2 onnxruntime/onnx b1": 10}
+    families = capacities(rows, slo_percentile=99, slo_ms=50)
+    label = family_labeller(families)
+    assert {label(f): f.capacity_rps for f in families} == \
+        {"d1 onnxruntime b1": 20, "d2 onnxruntime b1": 10}
+
+
+def test_server_configurations_are_named_only_where_they_vary():
+    rows = [point(server_config="db=off,inst=1"), point(server_config="db=on,inst=2")]
+    assert config_label(rows[0]) == "onnxruntime/onnx b1 [db=off,inst=1]"
+    assert {labeller(rows)(r) for r in rows} == {"onnxruntime/onnx b1 [db=off,inst=1]",
+                                                 "onnxruntime/onnx b1 [db=on,inst=2]"}
+    assert labeller(rows[:1])(rows[0], with_load=True) == "onnxruntime/onnx b1 @ 10 rps"

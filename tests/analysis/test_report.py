@@ -6,6 +6,7 @@ import base64
 import re
 import struct
 from datetime import UTC, datetime
+from html import escape
 
 import numpy as np
 import pytest
@@ -195,3 +196,39 @@ def test_database_shaped_rows_are_accepted(tmp_path, report):
     assert "closed &amp; &lt;fine&gt;" in html
     assert "atol 1e-05, rtol 0.001" in html and ">2.51<" in html and ">boom<" in html
     assert "created 2025-03-04 05:06:07+00:00" in html
+
+
+def test_the_answer_is_a_banner_above_the_verdict_and_rungs_show_beside_it(tmp_path, report):
+    banner = ("Best within p99 <= 25 ms: onnxruntime b1 [db=off,inst=1] - >= 100 req/s "
+              "(>= 100 items/s, search cap reached), no price known")
+    report["answer"] = banner
+    report["results"][0]["rung"] = "fails: INVALID: ran 3.0 s < min_duration_s 10.0"
+    html = render_report(report, tmp_path).read_text(encoding="utf-8")
+    assert html.index('id="answer"') < html.index('id="verdict"') < html.index('id="results"')
+    assert f'<p class="answer">{escape(banner)}</p>' in html
+    # Validity and the SLO stay apart: the verdict, the SLO flag and the rung all show.
+    row = html[html.index('id="results"'): html.index('id="conversions"')]
+    assert ">INVALID<" in row and ">no<" in row and "fails: INVALID: ran 3.0 s" in row
+    report["answer"] = "no configuration meets p99 <= 25 ms; the lowest load tried ..."
+    assert '<p class="answer none">' in render_report(report, tmp_path).read_text()
+
+
+def test_capacity_plot_marks_rungs_slo_and_capacity(tmp_path):
+    from analysis.capacity import capacities
+    from analysis.plots import capacity_png
+
+    def point(i, rate, p99, tp=None, verdict="VALID", platform="onnxruntime"):
+        return {"run_id": "r", "platform": platform, "batch_size": 1, "point": i,
+                "target_rate_rps": rate, "throughput_rps": tp or rate, "n_failed": 0,
+                "latency_ms": {"p99": p99}, "verdict": verdict, "reasons": []}
+
+    families = capacities([point(0, 10, 5), point(1, 20, 9), point(2, 40, 70),
+                           point(3, 30, 20, verdict="INVALID"),
+                           point(0, 10, 90, platform="triton")],
+                          slo_percentile=99, slo_ms=50)
+    out = capacity_png([(f.platform, f) for f in families], tmp_path / "cap.png",
+                       percentile=99, slo_ms=50)
+    # 11 x (4 + 0.22 x 2 legend rows) inches at 100 dpi.
+    assert _png_size(out.read_bytes()) == (1100, 444)
+    empty = capacity_png([], tmp_path / "empty.png", percentile=99, slo_ms=50)
+    assert empty.read_bytes()[:8] == PNG_MAGIC

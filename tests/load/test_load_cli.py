@@ -92,7 +92,7 @@ def test_every_http_protocol_client_against_a_real_server(reference_server, caps
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--arrival", "gamma", "--rate", "5"], "arrival 'gamma' needs --burstiness; fix: add"),
-    (["--rate", "-3"], "--rate: Input should be greater than 0 (got -3.0)"),
+    (["--rate", "-3"], "--rate: -3.0 is out of range: each rate must be greater than 0"),
     (["--arrival", "pareto", "--rate", "5"], "--arrival: Input should be 'closed_loop'"),
     (["--rate", "5", "--protocol", "grpcx"], "unknown protocol 'grpcx'; known: kserve-v2"),
     (["--rate", "5", "--concurrency", "2"], "--concurrency 2 is only for --arrival 'closed_loop'"),

@@ -52,6 +52,46 @@ def test_startup_comes_from_each_platforms_descriptor():
     assert prior(every).startup_s == 38.0
 
 
+def with_ladder(ladder: dict, **workload) -> object:
+    base = example_spec().model_dump(mode="json")
+    base["workload"] = {**base["workload"], **workload}
+    base["ladder"] = ladder
+    return parse_spec(base)
+
+
+def test_search_ladder_expects_a_climb_and_a_bisection():
+    # 4 climbing rungs (40, 80, 160, 320 req/s) + 4 bisections (log2(ln 2 / ln 1.05) = 3.8);
+    # the first rung warms up 3 s, the others settle 1 s; each measures max(12 s, 200 req /
+    # its rate) = 12 s: 15 + 7 x 13 = 106 s per family, 2 batch sizes x 2 platforms.
+    p = prior(with_ladder({"mode": "search"}))
+    assert (p.rungs, p.family_s, p.point_s) == (8, 106.0, 15.0)
+    assert p.prior_s == 106 * 4 + 11 + 13 + 16.5 == 464.5
+    # Bounded by max_rungs ...
+    assert prior(with_ladder({"mode": "search", "max_rungs": 5})).family_s == 15 + 4 * 13
+    # ... and by max_family_s: no rung starts unless the longest so far (15 s) still fits.
+    capped = prior(with_ladder({"mode": "search", "max_family_s": 50}))
+    assert (capped.rungs, capped.family_s) == (3, 15 + 13 + 13)
+    # A coarser precision bisects less: log2(ln 2 / ln 1.25) = 1.6 -> 2 rungs.
+    assert prior(with_ladder({"mode": "search", "precision_pct": 25})).rungs == 6
+
+
+def test_list_ladder_runs_every_load_at_its_own_length():
+    # 10 req/s needs 20 s for 200 requests; 20 and 40 req/s the 12 s minimum.
+    p = prior(with_ladder({}, rate_rps=[10, 20, 40]))
+    assert (p.rungs, p.family_s) == (3, (3 + 20) + (1 + 12) + (1 + 12))
+    closed = prior(with_ladder({}, arrival="closed_loop", rate_rps=None,
+                               concurrency=[1, 2, 4, 8]))
+    assert (closed.rungs, closed.family_s) == (4, 15 + 3 * 13)
+
+
+def test_server_configurations_multiply_measuring_and_start_up():
+    # Two configurations: each measures both batch sizes on both platforms and starts both
+    # servers again; each platform has configs, collect, stop + one measure per configuration.
+    p = prior(spec(server={"instance_count": [1, 2]}))
+    assert (p.configs, p.startup_s, p.overhead_s) == (2, 22.0, 1.5 * (3 + 5 * 2))
+    assert p.prior_s == 15 * 2 * 2 * 2 + 22 + 13 + 19.5
+
+
 def test_correction_is_clamped_median():
     assert correction([]) == (1.0, 0)
     assert correction([(100, 150), (100, 200), (100, 9000)]) == (2.0, 3)
