@@ -154,6 +154,23 @@ class FamilyCapacity:
         return self.capacity is not None and self.bracket is None
 
     @property
+    def deciding_rung(self) -> MeasuredRung | None:
+        """The rung the family's answer rests on: its capacity rung, or, when no rung holds,
+        its lowest (the "no load meets the SLO" answer). Rungs above the bracket overload
+        the server on purpose; their validity does not decide the run's."""
+        return self.capacity if self.capacity is not None else (
+            self.rungs[0] if self.rungs else None)
+
+    def caveats(self) -> list[str]:
+        """What limits the answer without invalidating it: an INVALID bracket rung leaves
+        the capacity a lower bound."""
+        if self.bracket is not None and self.bracket.verdict not in (None, VALID):
+            return [f"{family_label(self)}: the capacity is a lower bound; the next load "
+                    f"tried ({self.bracket.offered:g}) was not measured validly: "
+                    f"{self.bracket.reason}"]
+        return []
+
+    @property
     def latency_ms(self) -> float | None:
         """Latency at the SLO percentile at capacity."""
         return None if self.capacity is None else self.capacity.latency_ms

@@ -63,6 +63,34 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
     return row, latency_ms
 
 
+def _judge_run(ctx: StageContext, families: list, failed: list[str],
+               deployments: list[dict]) -> tuple[str, list[str]]:
+    """The run's verdict from the rung each family's answer rests on (its capacity rung,
+    or its lowest when none holds) and the platforms that failed. A capacity search drives
+    rungs into overload on purpose, where the load generator may fall behind: those rungs
+    are INVALID as measurements but decide nothing, so they do not invalidate the run."""
+    from analysis.capacity import family_label
+    from analysis.verdict import judge_run
+
+    deciding = [(family_label(f), f.deciding_rung) for f in families]
+    verdict, reasons = judge_run([(f"{label} at {rung.offered:g}", rung.verdict)
+                                  for label, rung in deciding if rung is not None], failed)
+    if verdict != "VALID":  # say why, not only which
+        errors = {_deployment_name(ctx, d["platform"], d["config_index"]): d.get("error")
+                  for d in deployments}
+        reasons = [f"point {label} at {rung.offered:g} is INVALID: "
+                   + "; ".join(rung.row.get("reasons") or [])
+                   for label, rung in deciding if rung is not None and rung.verdict != "VALID"]
+        reasons += [f"platform {name} failed: "
+                    + (errors.get(name) or "no measurements were collected") for name in failed]
+        if not deciding and not failed:
+            reasons.append("no points were measured")
+    else:
+        reasons = [f"the answer of each of the {len(deciding)} families rests on a VALID "
+                   "point, and no platform failed"]
+    return verdict, [*reasons, *(c for f in families for c in f.caveats())]
+
+
 def _deployment_name(ctx: StageContext, platform: str, config_index: int) -> str:
     """"triton", or "triton [db=on,delay=500us,inst=1]" when the spec sweeps the server."""
     configs = server_configs(ctx.spec)
@@ -146,7 +174,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from analysis.capacity import capacities
     from analysis.cost import load_grid_intensity, load_prices, match_price
     from analysis.quality import validate_run
-    from analysis.verdict import judge_run
     from inferbench.reporting import build_run_report, format_summary, run_summary
 
     with ctx.db.connect() as conn:
@@ -173,7 +200,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "latencies_ms": latency_ms, "latency_ms": row["latency_ms"],
             "throughput_rps": row["throughput_rps"], "n_ok": row["n_ok"],
             "n_failed": row["n_failed"], "n_requests": len(point_arrays["status"]),
-            "target_rate_rps": point["target_rate_rps"]})
+            # What the schedule really sent: a short Poisson rung's count strays from the
+            # nominal rate by about 1/sqrt(n), which is not a server answering too much.
+            "target_rate_rps": row["sent_rps"] or point["target_rate_rps"]})
     # Great Expectations when installed (extra `quality`), else its pure-function twin.
     from analysis import quality_ge
 
@@ -181,20 +210,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     quality_ok, quality_reasons = (quality_ge.validate_run_ge if quality_ge.available()
                                    else validate_run)(quality_points)
     failed = _unmeasured_deployments(ctx, tables["deployments"])
-    labelled = {f"{r['deployment']} batch {r['batch_size']}": r for r in results}
-    verdict, reasons = judge_run([(label, r["verdict"]) for label, r in labelled.items()],
-                                 failed)
-    if verdict != "VALID":  # say why, not only which
-        errors = {_deployment_name(ctx, d["platform"], d["config_index"]): d.get("error")
-                  for d in tables["deployments"]}
-        reasons = [f"point {label} is INVALID: " + "; ".join(r["reasons"])
-                   for label, r in labelled.items() if r["verdict"] != "VALID"]
-        reasons += [f"platform {name} failed: "
-                    + (errors.get(name) or "no measurements were collected") for name in failed]
-        if not labelled and not failed:
-            reasons.append("no points were measured")
-    if not quality_ok:  # kept and marked, not dropped: the reasons say what failed
-        reasons = [*reasons, *(f"data quality: {q}" for q in quality_reasons)]
     status = "partial" if failed else "complete"
 
     db_rows = [{c.name: r.get(c.name) for c in schema.results.columns} for r in results]
@@ -208,6 +223,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
                               slo_percentile=ctx.spec.slo.percentile,
                               slo_ms=ctx.spec.slo.latency_ms)
         writer.replace_capacities(conn, ctx.run_id, [f.to_dict() for f in families])
+        verdict, reasons = _judge_run(ctx, families, failed, tables["deployments"])
+        if not quality_ok:  # kept and marked, not dropped: the reasons say what failed
+            reasons = [*reasons, *(f"data quality: {q}" for q in quality_reasons)]
         writer.finish_run(conn, ctx.run_id, status=status, verdict=verdict, reasons=reasons,
                           report_path=None)
         conn.execute(update(schema.runs).where(schema.runs.c.run_id == ctx.run_id).values(

@@ -202,3 +202,28 @@ def test_a_poisson_count_short_of_its_nominal_rate_is_not_a_server_falling_behin
     closed = family_capacity([{**rung(0, clients=4, tp=30.0, p99=4.1), "sent_rps": 99.0}],
                              **SLO)
     assert closed.capacity_rps == 30.0
+
+
+def test_the_answer_rests_on_the_capacity_rung_not_on_the_overload_probes():
+    """A search drives rungs into overload on purpose; an INVALID rung above the bracket
+    decides nothing, an INVALID bracket leaves the capacity a lower bound (a caveat)."""
+    overloaded = [rung(0, 10.0, p99=5.0), rung(1, 20.0, p99=8.0),
+                  rung(2, 40.0, p99=900.0, tp=30.0, verdict="INVALID",
+                       reasons=["30 % of requests were sent more than 1 ms late"]),
+                  rung(3, 30.0, p99=60.0)]
+    f = family_capacity(overloaded, **SLO)
+    assert f.deciding_rung.offered == 20.0 and f.deciding_rung.verdict == "VALID"
+    assert f.bracket.offered == 30.0 and f.caveats() == []
+
+    invalid_bracket = family_capacity(overloaded[:3], **SLO)
+    assert invalid_bracket.deciding_rung.offered == 20.0
+    (caveat,) = invalid_bracket.caveats()
+    assert caveat.startswith("onnxruntime b1 [db=off,inst=1]: the capacity is a lower bound; "
+                             "the next load tried (40) was not measured validly: INVALID: ")
+
+
+def test_with_no_rung_holding_the_lowest_rung_decides():
+    f = family_capacity([rung(0, 10.0, p99=70.0, verdict="INVALID", reasons=["too short"]),
+                         rung(1, 20.0, p99=90.0)], **SLO)
+    assert f.capacity is None
+    assert f.deciding_rung.offered == 10.0 and f.deciding_rung.verdict == "INVALID"
