@@ -5,23 +5,19 @@ here, and so does `PlatformDescriptor`: the facts about one platform (the format
 the transports it speaks and the load generator's client for each, its start-up estimate, the
 devices it runs on). Each backend class carries its own descriptor
 (`inferbench.backends.base.Backend.descriptor`); spec validation, the scheduler's predictor,
-the result queries and the stages read them through `descriptor()` / `descriptors()` instead
-of keeping tables of their own.
+the result queries and the stages read them through `inferbench.backends.descriptor()` /
+`descriptors()` instead of keeping tables of their own.
 
 This module imports nothing heavy (no pydantic, numpy or platform library): the spec, the
-backends and the scheduler all import it. The backend classes are imported on the first
-lookup only, because backends/base.py imports this module.
+backends and the scheduler all import it, and it imports none of them.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-
-from inferbench.errors import InferBenchError
 
 
 class ModelFormat(StrEnum):
@@ -111,24 +107,3 @@ class PlatformDescriptor:
     @property
     def transports(self) -> frozenset[Transport]:
         return frozenset(self.protocols)
-
-
-@functools.cache
-def descriptors() -> Mapping[Platform, PlatformDescriptor]:
-    """Every platform's descriptor, from its backend class, in registry order."""
-    # Imported here: backends/base.py imports this module, and only a lookup needs them.
-    from inferbench.backends import backend_classes
-
-    return MappingProxyType({Platform(name): cls.descriptor
-                             for name, cls in backend_classes().items()})
-
-
-def descriptor(platform: Platform | str) -> PlatformDescriptor:
-    """The descriptor of one platform (a Platform or its name)."""
-    known = descriptors()
-    try:
-        return known[Platform(platform)]
-    except (ValueError, KeyError):
-        raise InferBenchError(
-            f"unknown serving platform {platform!r}; known platforms: "
-            f"{', '.join(p.value for p in known)}; fix: use one of those") from None

@@ -26,7 +26,7 @@ from inferbench.errors import InferBenchError
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
-from inferbench.platforms import ModelFormat, Platform, Transport, descriptor, descriptors
+from inferbench.platforms import ModelFormat, Platform, Transport
 
 
 class ModelFamily(StrEnum):
@@ -465,6 +465,10 @@ class BenchmarkSpec(_Strict):
                                  "value twice; fix: list each once")
         if any(b < 1 or b > 4096 for b in self.batch_sizes):
             raise ValueError(f"batch_sizes {self.batch_sizes!r}: each must be 1..4096")
+        # The descriptors come from the backend classes: imported on validation, so that
+        # importing the spec (every DAG parse does) stays light.
+        from inferbench.backends import descriptor, descriptors
+
         for platform in self.platforms:
             needed = descriptor(platform).model_format
             if needed not in self.formats:

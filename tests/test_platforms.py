@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from inferbench.backends import backend_classes, get_backend
+from inferbench.backends import backend_classes, descriptor, descriptors, get_backend
 from inferbench.errors import InferBenchError
 from inferbench.load import load_args
 from inferbench.load.protocols import FULL_URL, GRPC_URL, PROTOCOLS, protocol_class
@@ -21,8 +21,6 @@ from inferbench.platforms import (
     Platform,
     PlatformDescriptor,
     Transport,
-    descriptor,
-    descriptors,
 )
 
 HEAVY = ("torch", "onnxruntime", "tritonclient", "openvino", "tensorflow", "grpc", "mlserver",
@@ -148,7 +146,7 @@ def test_platform_lookups_import_no_platform_library():
     # imports every backend module, which must leave the platforms' libraries alone.
     loaded = _modules_after(
         "from inferbench.spec import example_spec\n"
-        "from inferbench.platforms import descriptors\n"
+        "from inferbench.backends import descriptors\n"
         "from inferbench.scheduling.predictor import prior\n"
         "prior(example_spec()); descriptors()\n")
     assert "inferbench" in loaded

@@ -83,7 +83,7 @@ def test_platform_needs_its_format():
 def test_every_platform_needs_the_format_its_descriptor_names():
     # The check reads each backend's descriptor: a platform is accepted exactly when the
     # format its descriptor names is listed.
-    from inferbench.platforms import descriptors
+    from inferbench.backends import descriptors
 
     for platform, facts in descriptors().items():
         data = {**demo(), "platforms": [platform.value], "formats": [facts.model_format.value]}

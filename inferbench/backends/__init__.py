@@ -1,4 +1,5 @@
-"""Serving platforms, one module each, registered by name."""
+"""Serving platforms, one module each, registered by name; each backend class carries its
+platform's descriptor, looked up here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from types import MappingProxyType
 
 from inferbench.backends.base import Backend
 from inferbench.errors import InferBenchError
+from inferbench.platforms import Platform, PlatformDescriptor
 
 
 @functools.cache
@@ -39,3 +41,21 @@ def get_backend(name: str) -> Backend:
         raise InferBenchError(
             f"unknown serving platform {name!r}; known platforms: {', '.join(sorted(registry))}; "
             "fix: use one of those") from None
+
+
+@functools.cache
+def descriptors() -> Mapping[Platform, PlatformDescriptor]:
+    """Every platform's descriptor, from its backend class, in registry order."""
+    return MappingProxyType({Platform(name): cls.descriptor
+                             for name, cls in backend_classes().items()})
+
+
+def descriptor(platform: Platform | str) -> PlatformDescriptor:
+    """The descriptor of one platform (a Platform or its name)."""
+    known = descriptors()
+    try:
+        return known[Platform(platform)]
+    except (ValueError, KeyError):
+        raise InferBenchError(
+            f"unknown serving platform {platform!r}; known platforms: "
+            f"{', '.join(p.value for p in known)}; fix: use one of those") from None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from inferbench.backends.server_stats import ServerStats, read_model_stats
 from inferbench.platforms import ModelFormat, PlatformDescriptor, Transport
 
 
@@ -34,19 +35,6 @@ class ServerConfig:
     preferred_batch_sizes: tuple[int, ...] = ()
     instance_count: int = 1              # model instances (workers) serving in parallel
     openvino_precision: str = "f32"      # OpenVINO's inference precision (f32 or bf16)
-
-
-@dataclass(frozen=True)
-class ServerStats:
-    """Cumulative server-side counters as the platform reports them.
-
-    Read before and after a measurement point; the difference splits the point's latency
-    into queue time and compute time on the server (the rest is transmit and client time).
-    """
-
-    requests: int        # inference requests the server completed
-    queue_ns: int        # total time those requests waited in the server's queue
-    compute_ns: int      # total time spent computing them (input + infer + output)
 
 
 @dataclass(frozen=True)
@@ -130,6 +118,4 @@ class Backend(ABC):
         count on a Prometheus endpoint."""
         if not self.has_model_stats:
             return None
-        from inferbench.backends.server_stats import read_model_stats
-
         return read_model_stats(base_url, model_name)

@@ -14,9 +14,23 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from inferbench.backends.base import ServerStats
+
+@dataclass(frozen=True)
+class ServerStats:
+    """Cumulative server-side counters as the platform reports them.
+
+    Read before and after a measurement point; the difference splits the point's latency
+    into queue time and compute time on the server (the rest is transmit and client time).
+    """
+
+    requests: int        # inference requests the server completed
+    queue_ns: int        # total time those requests waited in the server's queue
+    compute_ns: int      # total time spent computing them (input + infer + output)
+
+
 
 COMPUTE_PARTS = ("compute_input", "compute_infer", "compute_output")
 

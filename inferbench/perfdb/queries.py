@@ -79,7 +79,7 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     """One flat dict per analysed point (see analysis/points.py) of the given runs, or of
     every run of a sweep, or of all runs. Every results / points / runs column is carried,
     so columns added later flow through to the analyses."""
-    from inferbench.platforms import descriptors
+    from inferbench.backends import descriptors
 
     r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
     sc = schema.server_configs

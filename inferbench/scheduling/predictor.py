@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from inferbench.platforms import descriptor
+from inferbench.backends import descriptor
 from inferbench.spec import Arrival, BenchmarkSpec, LadderMode, ModelFormat
 
 # Each platform's start-up estimate is its descriptor's startup_s (inferbench/platforms.py).
