@@ -35,9 +35,6 @@ from analysis.capacity import MIN_ACHIEVED_RATIO
 from analysis.percentiles import exact_percentile
 from inferbench.load.ladder import judge_records
 from inferbench.paths import RunDir
-from inferbench.spec import example_spec, parse_spec
-from inferbench.stages import load
-from inferbench.stages.common import StageContext
 
 pytestmark = pytest.mark.integration
 
@@ -46,26 +43,17 @@ SETTLE_S = 0.5    # warm-up of the first rung, settle of the later ones
 PRECISION = 0.10
 
 
-def run_ladder(reference_server, tmp_path, *, service_ms: float, workers: int,
+def run_ladder(reference_server, load_stage_on, *, service_ms: float, workers: int,
                start_rps: float, slo_ms: float):
     """The load stage's search on a fresh reference server: (load.json, run dir, server)."""
     server = reference_server(service_ms, workers)
-    data = example_spec().model_dump(mode="json")
-    data.update(platforms=["onnxruntime"], batch_sizes=[1], warmup_s=SETTLE_S,
-                min_duration_s=RUNG_S, min_requests=50, max_duration_s=20,
-                max_late_send_pct=100, request_timeout_s=10,
-                workload={"arrival": "poisson", "rate_rps": start_rps, "seed": 11},
-                slo={"percentile": 99, "latency_ms": slo_ms},
-                ladder={"mode": "search", "growth": 2, "precision_pct": PRECISION * 100,
-                        "max_rungs": 10, "settle_s": SETTLE_S})
-    data["model"]["num_outputs"] = 1  # the reference server answers one value per sample
-    spec = parse_spec(data)
-    run_dir = RunDir("t", tmp_path).ensure()
-    run_dir.spec_file.write_text(json.dumps(data))
-    run_dir.endpoint_file("onnxruntime").write_text(json.dumps({
-        "status": "ready", "platform": "onnxruntime", "url": server.url,
-        "model_name": "reference", "pid": server.process.pid}))
-    out = load.run(StageContext("t", spec, run_dir, "postgresql://unused"), "onnxruntime")
+    out, run_dir = load_stage_on(
+        server, warmup_s=SETTLE_S, min_duration_s=RUNG_S, min_requests=50, max_duration_s=20,
+        max_late_send_pct=100, request_timeout_s=10,
+        workload={"arrival": "poisson", "rate_rps": start_rps, "seed": 11},
+        slo={"percentile": 99, "latency_ms": slo_ms},
+        ladder={"mode": "search", "growth": 2, "precision_pct": PRECISION * 100,
+                "max_rungs": 10, "settle_s": SETTLE_S})
     summary = json.loads(run_dir.load_file("onnxruntime").read_text())
     assert out["ladders"] == summary["ladders"]
     return summary, run_dir, server
@@ -133,10 +121,10 @@ def holds_unless_host(p: dict) -> None:
         f"{p['rung_latency_at_slo_ms'] - p['queue_p99_ms']:.1f} ms over the queue's p99")
 
 
-def test_generous_slo_search_ends_at_the_servers_capacity(reference_server, tmp_path, capsys):
+def test_generous_slo_search_ends_at_the_servers_capacity(reference_server, load_stage_on, capsys):
     service_s, workers = 0.010, 2
     capacity = workers / service_s  # 200 req/s
-    summary, run_dir, server = run_ladder(reference_server, tmp_path,
+    summary, run_dir, server = run_ladder(reference_server, load_stage_on,
                                           service_ms=1e3 * service_s, workers=workers,
                                           start_rps=60, slo_ms=2000)
     points = check_rungs_are_points(summary, run_dir, 2000)
@@ -214,7 +202,7 @@ def rung_p99s_ms(rate: float, service_s: float, workers: int, reps: int,
     return out
 
 
-def test_tight_slo_search_ends_at_the_mdc_p99_crossing(reference_server, tmp_path):
+def test_tight_slo_search_ends_at_the_mdc_p99_crossing(reference_server, load_stage_on):
     service_s, workers, slo_ms = 0.020, 4, 40.0  # c/D = 200 req/s; SLO 2 D
     crossing = stationary_crossing_rps(service_s, workers, slo_ms)  # ~120 req/s
     # The noise margin, from 2000 simulated rungs of this shape at each end (stated here,
@@ -226,7 +214,7 @@ def test_tight_slo_search_ends_at_the_mdc_p99_crossing(reference_server, tmp_pat
     assert np.mean(rung_p99s_ms(low, service_s, workers, 400, 1) <= allowance) >= 0.98
     assert np.mean(rung_p99s_ms(high, service_s, workers, 400, 2) > slo_ms) >= 0.98
 
-    summary, run_dir, server = run_ladder(reference_server, tmp_path,
+    summary, run_dir, server = run_ladder(reference_server, load_stage_on,
                                           service_ms=1e3 * service_s, workers=workers,
                                           start_rps=40, slo_ms=slo_ms)
     points = check_rungs_are_points(summary, run_dir, slo_ms)

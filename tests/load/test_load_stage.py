@@ -11,30 +11,18 @@ import json
 import numpy as np
 import pytest
 
-from inferbench.paths import RunDir
-from inferbench.spec import example_spec, parse_spec
 from inferbench.stages import load
-from inferbench.stages.common import LoadPoint, LoadSummary, StageContext
+from inferbench.stages.common import LoadPoint, LoadSummary
 
 
 @pytest.mark.parametrize("workload", [
     {"arrival": "gamma", "rate_rps": 80, "burstiness": 4, "seed": 2},
     {"arrival": "step", "rate_rps": 40, "peak_rate_rps": 120, "change_at_s": 1.0, "seed": 3},
 ])
-def test_load_stage_runs_open_loop_processes(reference_server, tmp_path, workload):
+def test_load_stage_runs_open_loop_processes(reference_server, load_stage_on, workload):
     server = reference_server(1.0, 4)
-    data = example_spec().model_dump(mode="json")
-    data.update(platforms=["onnxruntime"], batch_sizes=[1], workload=workload, warmup_s=0.3,
-                min_duration_s=2, min_requests=20, max_duration_s=10, max_late_send_pct=100)
-    data["model"]["num_outputs"] = 1  # the reference server answers one value per sample
-    spec = parse_spec(data)
-    run_dir = RunDir("t", tmp_path).ensure()
-    run_dir.spec_file.write_text(json.dumps(data))
-    run_dir.endpoint_file("onnxruntime").write_text(json.dumps({
-        "status": "ready", "platform": "onnxruntime", "url": server.url,
-        "model_name": "reference", "pid": server.process.pid}))
-    ctx = StageContext("t", spec, run_dir, "postgresql://unused")
-    out = load.run(ctx, "onnxruntime")
+    out, run_dir = load_stage_on(server, workload=workload, warmup_s=0.3, min_duration_s=2,
+                                 min_requests=20, max_duration_s=10, max_late_send_pct=100)
     assert out["points"][0]["stop_reason"] == "min_reached"
     assert set(out["points"][0]) == set(load.PointBrief.__annotations__)
     summary = json.loads(run_dir.load_file("onnxruntime").read_text())
@@ -56,25 +44,16 @@ def test_load_stage_runs_open_loop_processes(reference_server, tmp_path, workloa
         assert gaps.var() / gaps.mean() ** 2 > 2  # bursty: CV^2 far above Poisson's 1
 
 
-def run_load_stage(server, tmp_path, **over) -> dict:
-    """The load stage on the reference server standing in as onnxruntime's endpoint, with
-    short points; returns load.json."""
-    data = example_spec().model_dump(mode="json")
-    data.update(platforms=["onnxruntime"], batch_sizes=[1], warmup_s=0.2, min_duration_s=1,
-                min_requests=10, max_duration_s=10, max_late_send_pct=100, **over)
-    data["model"]["num_outputs"] = 1
-    run_dir = RunDir("t", tmp_path).ensure()
-    run_dir.spec_file.write_text(json.dumps(data))
-    run_dir.endpoint_file("onnxruntime").write_text(json.dumps({
-        "status": "ready", "platform": "onnxruntime", "url": server.url,
-        "model_name": "reference", "pid": server.process.pid}))
-    load.run(StageContext("t", parse_spec(data), run_dir, "postgresql://unused"), "onnxruntime")
+def run_load_stage(load_stage_on, server, **over) -> dict:
+    """The load stage on the reference server with short points; returns load.json."""
+    _, run_dir = load_stage_on(server, warmup_s=0.2, min_duration_s=1, min_requests=10,
+                               max_duration_s=10, max_late_send_pct=100, **over)
     return json.loads(run_dir.load_file("onnxruntime").read_text())
 
 
-def test_closed_loop_concurrency_list_is_one_point_per_rung(reference_server, tmp_path):
+def test_closed_loop_concurrency_list_is_one_point_per_rung(reference_server, load_stage_on):
     server = reference_server(5.0, 2)
-    summary = run_load_stage(server, tmp_path,
+    summary = run_load_stage(load_stage_on, server,
                              workload={"arrival": "closed_loop", "concurrency": [1, 2, 4]},
                              slo={"percentile": 99, "latency_ms": 500},
                              ladder={"settle_s": 0.1})
@@ -89,9 +68,9 @@ def test_closed_loop_concurrency_list_is_one_point_per_rung(reference_server, tm
     assert points[1]["rung_achieved_rps"] > 1.5 * points[0]["rung_achieved_rps"]
 
 
-def test_rate_list_stops_at_the_first_rung_that_fails(reference_server, tmp_path):
+def test_rate_list_stops_at_the_first_rung_that_fails(reference_server, load_stage_on):
     server = reference_server(10.0, 1)  # 100 req/s at most
-    summary = run_load_stage(server, tmp_path,
+    summary = run_load_stage(load_stage_on, server,
                              workload={"arrival": "poisson", "rate_rps": [20, 300, 400],
                                        "seed": 4},
                              slo={"percentile": 99, "latency_ms": 5000},
