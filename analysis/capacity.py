@@ -43,6 +43,9 @@ class RungJudgement:
     holds: bool
     reason: str | None             # None when it holds
     sent_rps: float | None = None  # the rate the schedule actually sent (see judge_rung)
+    # Which rule it broke: "errors", "throughput" (the server fell behind) or "latency"
+    # (the SLO percentile, or none known); None when it holds.
+    failed_on: str | None = None
 
     @property
     def achieved_ratio(self) -> float | None:
@@ -61,21 +64,22 @@ def judge_rung(*, offered: float, achieved_rps: float, latency_at_slo_ms: float 
     fixed time is off its nominal rate by about 1/sqrt(n) (4.6 % at 480 requests, so a server
     that kept up would fail the 95 % rule on one rung in seven); the achieved rate is then
     taken against what was sent."""
-    def verdict(reason: str | None) -> RungJudgement:
+    def verdict(reason: str | None, failed_on: str | None = None) -> RungJudgement:
         return RungJudgement(offered, achieved_rps, latency_at_slo_ms, n_failed,
-                             reason is None, reason, sent_rps)
+                             reason is None, reason, sent_rps, failed_on)
 
     if n_failed:
-        return verdict(f"{n_failed} failed requests")
+        return verdict(f"{n_failed} failed requests", "errors")
     base = sent_rps or offered
     if open_loop and achieved_rps < MIN_ACHIEVED_RATIO * base:
         sent = f", {sent_rps:.1f} sent" if sent_rps else ""
         return verdict(f"achieved {achieved_rps:.1f} of {offered:g} req/s offered{sent} "
-                       f"(< {MIN_ACHIEVED_RATIO:.0%})")
+                       f"(< {MIN_ACHIEVED_RATIO:.0%})", "throughput")
     if latency_at_slo_ms is None:
-        return verdict(f"p{slo_percentile:g} unknown (no successful requests)")
+        return verdict(f"p{slo_percentile:g} unknown (no successful requests)", "latency")
     if latency_at_slo_ms > slo_ms:
-        return verdict(f"p{slo_percentile:g} {latency_at_slo_ms:.1f} ms > {slo_ms:g} ms")
+        return verdict(f"p{slo_percentile:g} {latency_at_slo_ms:.1f} ms > {slo_ms:g} ms",
+                       "latency")
     return verdict(None)
 
 
@@ -270,8 +274,12 @@ def family_capacity(rows: Sequence[Mapping[str, Any]], *, slo_percentile: float,
     first = rows[0]
     judged = [r for r in (judge_point_rung(row, slo_percentile=slo_percentile, slo_ms=slo_ms)
                           for row in rows) if r is not None]
-    # Ties on the load (a rung measured twice) keep the point order: the later one counts.
-    rungs = tuple(sorted(judged, key=lambda r: (r.offered, -1 if r.point is None else r.point)))
+    # A load measured twice (the load stage repeats a rung whose first measurement was not
+    # valid): the later point supersedes the earlier, which stays stored with its verdict.
+    latest: dict[float, MeasuredRung] = {}
+    for r in sorted(judged, key=lambda r: -1 if r.point is None else r.point):
+        latest[r.offered] = r
+    rungs = tuple(sorted(latest.values(), key=lambda r: r.offered))
     held = [r for r in rungs if r.holds]
     capacity = held[-1] if held else None
     bracket = None

@@ -21,6 +21,12 @@ Modes (spec: `ladder.mode`):
 Every mode stops at `max_rungs` rungs, and before a rung that would not fit in the
 `max_family_s` left; a search stopped that way answers with a bound, not a bracket.
 
+A rung holds only when it is a valid measurement *and* meets the SLO rule, as in the
+analysis. A rung whose measurement was not valid (the generator fell behind, too short) and
+whose numbers therefore decide nothing is measured once more at the same load (phase
+`repeat`; list and search modes) before the ladder moves: host noise on a shared machine
+should cost a rung, not the answer. A repeat that is not valid either does not hold.
+
 `judge_records` turns a measured rung's records into the judgement the analysis uses
 (analysis.capacity.judge_rung on analysis.summary's statistics), so the search stops where
 the analysis later draws the line.
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
     from inferbench.spec import BenchmarkSpec
 
 __all__ = ["Ladder", "LadderEnd", "LadderMode", "LadderOutcome", "LadderPlan", "Phase", "Rung",
-           "RungResult", "judge_records", "sent_rate_rps"]
+           "RungCheck", "RungResult", "judge_records", "sent_rate_rps"]
 
 # Loads are rounded to this many significant digits (141.4 req/s, not 141.42135623730951):
 # readable in the log and the report, and far finer than the finest precision_pct (0.1 %).
@@ -62,6 +68,7 @@ class Phase(StrEnum):
     LIST = "list"
     GEOMETRIC = "geometric"   # the climb (or, from a first rung that failed, the descent)
     BISECT = "bisect"
+    REPEAT = "repeat"         # the rung before it, measured again: that one was not valid
 
 
 class LadderEnd(StrEnum):
@@ -131,6 +138,9 @@ class RungResult:
     elapsed_s: float                  # its wall time, warm-up / settle / drain included
     reason: str | None = None         # why it does not hold
     latency_at_slo_ms: float | None = None
+    # Not a valid measurement, and one whose numbers could not tell holding from failing
+    # (see RungCheck.remeasure): the ladder measures the same load once more.
+    remeasure: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,8 @@ class Ladder:
             raise RuntimeError("report() without a rung in flight: iterate rungs() first")
         self._pending = None
         self.history.append((rung, result))
+        if self._repeat_due():
+            return  # the repeat decides; this rung moves nothing
         # The search's bracket: each new load lies beyond it (climbing, descending) or
         # inside it (bisecting), so the latest result moves its side.
         if result.holds:
@@ -194,9 +206,10 @@ class Ladder:
     def outcome(self) -> LadderOutcome:
         if self.end is None:
             raise RuntimeError("the ladder has not ended yet: iterate rungs() to the end")
-        held = [r.offered for r, res in self.history if res.holds and r.offered is not None]
+        measured = self._measured()
+        held = [r.offered for r, res in measured if res.holds and r.offered is not None]
         good = max(held) if held else None
-        failed = [(r.offered, res.reason) for r, res in self.history
+        failed = [(r.offered, res.reason) for r, res in measured
                   if not res.holds and r.offered is not None
                   and (good is None or r.offered > good)]
         bad, reason = min(failed) if failed else (None, None)
@@ -204,15 +217,29 @@ class Ladder:
                              sum(res.elapsed_s for _, res in self.history))
 
     # -- decisions ---------------------------------------------------------------------
+    def _repeat_due(self) -> bool:
+        """Whether the rung just reported is to be measured again before the ladder moves."""
+        rung, result = self.history[-1]
+        return (result.remeasure and rung.phase is not Phase.REPEAT
+                and self.plan.mode is not LadderMode.SINGLE)
+
+    def _measured(self) -> list[tuple[Rung, RungResult]]:
+        """The history without the rungs a repeat superseded."""
+        return [h for i, h in enumerate(self.history)
+                if not (i + 1 < len(self.history) and self.history[i + 1][0].phase
+                        is Phase.REPEAT)]
+
     def _next(self) -> tuple[float | None, Phase] | None:
-        plan, n = self.plan, len(self.history)
+        if self.history and self._repeat_due():
+            return self.history[-1][0].offered, Phase.REPEAT
+        plan, n = self.plan, len(self._measured())
         if plan.mode is LadderMode.SINGLE:
             if n:
                 self.end = LadderEnd.SINGLE
                 return None
             return (plan.loads[0] if plan.loads else None), Phase.SINGLE
         if plan.mode is LadderMode.LIST:
-            if n and plan.stop_after_failure and not self.history[-1][1].holds:
+            if n and plan.stop_after_failure and not self._measured()[-1][1].holds:
                 self.end = LadderEnd.LIST_FAILED
                 return None
             if n == len(plan.loads):
@@ -245,9 +272,10 @@ class Ladder:
     def _descent_helps(self) -> bool:
         """Whether the SLO-percentile latency fell enough from the rung above the last one
         (a rung without a latency, all requests failed, leaves the question open)."""
-        if len(self.history) < 2:
+        measured = self._measured()
+        if len(measured) < 2:
             return True
-        above, below = (res.latency_at_slo_ms for _, res in self.history[-2:])
+        above, below = (res.latency_at_slo_ms for _, res in measured[-2:])
         if above is None or below is None:
             return True
         return below <= above * (1.0 - DESCENT_MIN_GAIN)
@@ -298,6 +326,38 @@ def _tidy(load: float) -> float:
 
 
 # -- judging a measured rung --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RungCheck:
+    """A measured rung judged twice, as the analysis judges it: is it a valid measurement
+    (the point's verdict), and does it meet the SLO rule. It holds when both pass."""
+
+    slo: RungJudgement
+    valid: bool
+    invalid_reasons: tuple[str, ...] = ()
+
+    @property
+    def holds(self) -> bool:
+        return self.valid and self.slo.holds
+
+    @property
+    def reason(self) -> str | None:
+        why = [] if self.valid else ["INVALID: " + "; ".join(self.invalid_reasons)]
+        return "; ".join([*why, *([self.slo.reason] if self.slo.reason else [])]) or None
+
+    @property
+    def remeasure(self) -> bool:
+        """Worth measuring again: not valid, and its numbers cannot tell holding from
+        failing. A rung that met the SLO rule may owe it to luck, and one that failed on
+        latency may owe it to the generator's late sends (latency is timed from the
+        schedule). Failed requests, or a server that completed too little of what was sent,
+        are the server's own failure whatever the generator did."""
+        return not self.valid and self.slo.failed_on in (None, "latency")
+
+    def result(self, elapsed_s: float) -> RungResult:
+        return RungResult(self.holds, elapsed_s, self.reason, self.slo.latency_at_slo_ms,
+                          self.remeasure)
+
 
 def judge_records(arrays: Mapping[str, np.ndarray], *, started_ns: int, ended_ns: int,
                   offered: float, open_loop: bool, slo_percentile: float, slo_ms: float

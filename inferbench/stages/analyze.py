@@ -19,29 +19,21 @@ from inferbench.errors import InferBenchError
 from inferbench.perfdb import queries, schema, writer
 from inferbench.server_grid import server_configs
 from inferbench.stages.common import StageContext
+from inferbench.stages.point_verdict import judge_point_records
 
 
 def _summarise_point(ctx: StageContext, point: dict[str, Any],
                      arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], np.ndarray]:
     from analysis.capacity import sent_rate_rps
     from analysis.percentiles import hdr_encode
-    from analysis.summary import summarize_point
-    from analysis.verdict import judge_point
 
     spec = ctx.spec
     open_loop = point["arrival"] != "closed_loop"  # every other arrival process is open loop
-    summary = summarize_point(arrays["scheduled_ns"], arrays["sent_ns"], arrays["done_ns"],
-                              arrays["status"], started_ns=point["started_ns"],
-                              ended_ns=point["ended_ns"], open_loop=open_loop,
-                              late_threshold_ms=spec.late_send_threshold_ms)
-    ok = (arrays["status"] == 200) & (arrays["done_ns"] >= 0)
-    latency_ms = (arrays["done_ns"][ok] - arrays["scheduled_ns"][ok]) / 1e6
-    verdict, reasons, meets_slo = judge_point(
-        summary, latencies_ms=latency_ms, complete=point["complete"],
-        stop_reason=point["stop_reason"], min_duration_s=spec.min_duration_s,
-        min_requests=spec.min_requests, slo_percentile=spec.slo.percentile,
-        slo_latency_ms=spec.slo.latency_ms, open_loop=open_loop,
-        max_late_pct=spec.max_late_send_pct)
+    judged = judge_point_records(spec, arrays, started_ns=point["started_ns"],
+                                 ended_ns=point["ended_ns"], complete=point["complete"],
+                                 stop_reason=point["stop_reason"], open_loop=open_loop)
+    summary, latency_ms = judged.summary, judged.latencies_ms
+    verdict, reasons, meets_slo = judged.verdict, judged.reasons, judged.meets_slo
     if point.get("host_stall_pct") is not None:
         reasons = [*reasons, f"host stall share just before the point: "
                    f"{point['host_stall_pct']:.2f} % of the time in stalls > "

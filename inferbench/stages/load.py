@@ -19,7 +19,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from analysis.capacity import RungJudgement
+from analysis.verdict import VALID
 from inferbench.backends import get_backend
 from inferbench.backends.base import Backend
 from inferbench.backends.server_stats import split_ms
@@ -32,7 +32,7 @@ from inferbench.load.ladder import (
     LadderPlan,
     Phase,
     Rung,
-    RungResult,
+    RungCheck,
 )
 from inferbench.load.ladder import judge_records as judge_rung_records
 from inferbench.load.protocols import Protocol, Target, get_protocol
@@ -40,7 +40,7 @@ from inferbench.load.runner import PhaseRecords, Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
 from inferbench.server_grid import ResolvedConfig, resolve_config
-from inferbench.spec import Transport, WorkloadSpec
+from inferbench.spec import BenchmarkSpec, Transport, WorkloadSpec
 from inferbench.stages.common import (
     Endpoint,
     LadderSummary,
@@ -50,6 +50,7 @@ from inferbench.stages.common import (
     read_endpoint,
     write_json,
 )
+from inferbench.stages.point_verdict import judge_point_records
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
 # How long to wait at most for a server to answer what a rung left queued (see drain).
@@ -148,14 +149,17 @@ def _load_text(load: float | None, open_loop: bool) -> str:
     return f"{load:g} req/s" if open_loop else f"{load:g} clients"
 
 
-def rung_line(batch_size: int, rung: Rung, judged: RungJudgement, open_loop: bool,
+def rung_line(batch_size: int, rung: Rung, check: RungCheck, open_loop: bool,
               slo_percentile: float) -> str:
     """The log line of one measured rung, e.g. "b8 rung 3 (bisect): 141.4 req/s offered,
     140.2 sent, 139.9 req/s achieved, p99 12.3 ms - holds"."""
+    judged = check.slo
     sent = f", {judged.sent_rps:.1f} sent" if judged.sent_rps else ""
     latency = ("-" if judged.latency_at_slo_ms is None
                else f"{judged.latency_at_slo_ms:.1f} ms")
-    verdict = "holds" if judged.holds else f"fails: {judged.reason}"
+    verdict = "holds" if check.holds else f"fails: {check.reason}"
+    if check.remeasure and rung.phase is not Phase.REPEAT:
+        verdict += " (measuring it again)"
     return (f"b{batch_size} rung {rung.index} ({rung.phase.value}): "
             f"{_load_text(rung.offered, open_loop)} offered{sent}, "
             f"{judged.achieved_rps:.1f} req/s achieved, p{slo_percentile:g} {latency} - "
@@ -223,13 +227,10 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                     read_server_stats)
                 arrays = records.arrays()
                 np.savez(files.point_records(index), **arrays)
-                judged = judge_rung_records(
-                    arrays, started_ns=records.started_ns, ended_ns=records.ended_ns,
-                    offered=(rung.offered if rung.offered is not None else 0.0),
-                    open_loop=open_loop, slo_percentile=spec.slo.percentile,
-                    slo_ms=spec.slo.latency_ms)
+                check = _check_rung(spec, arrays, records, rung, open_loop)
+                judged = check.slo
                 point.update({"rung": rung.index, "ladder_phase": rung.phase.value,
-                              "rung_holds": judged.holds, "rung_reason": judged.reason,
+                              "rung_holds": check.holds, "rung_reason": check.reason,
                               "rung_latency_at_slo_ms": judged.latency_at_slo_ms,
                               "rung_achieved_rps": judged.achieved_rps,
                               "rung_sent_rps": judged.sent_rps})
@@ -238,10 +239,9 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 files.samples.write_text(json.dumps(samples))
                 write_json(files.load, summary)
                 failed_before = judged.n_failed
-                print(rung_line(batch_size, rung, judged, open_loop, spec.slo.percentile),
+                print(rung_line(batch_size, rung, check, open_loop, spec.slo.percentile),
                       flush=True)
-                ladder.report(RungResult(judged.holds, time.monotonic() - started,
-                                         judged.reason, judged.latency_at_slo_ms))
+                ladder.report(check.result(time.monotonic() - started))
             outcome = ladder.outcome
             summary["ladders"].append(
                 ladder_summary(batch_size, plan.mode.value, outcome, family_points))
@@ -258,6 +258,20 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                         "n_requests": p["n_requests"], "stop_reason": p["stop_reason"]}
                        for p in summary["points"]],
             "ladders": summary["ladders"]}
+
+
+def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: PhaseRecords,
+                rung: Rung, open_loop: bool) -> RungCheck:
+    """The rung judged as the analysis will judge its point: validity and the SLO rule."""
+    judged = judge_rung_records(
+        arrays, started_ns=records.started_ns, ended_ns=records.ended_ns,
+        offered=(rung.offered if rung.offered is not None else 0.0), open_loop=open_loop,
+        slo_percentile=spec.slo.percentile, slo_ms=spec.slo.latency_ms)
+    validity = judge_point_records(spec, arrays, started_ns=records.started_ns,
+                                   ended_ns=records.ended_ns, complete=records.complete,
+                                   stop_reason=records.stop_reason, open_loop=open_loop)
+    valid = validity.verdict == VALID
+    return RungCheck(judged, valid, () if valid else tuple(validity.reasons))
 
 
 def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,

@@ -117,6 +117,21 @@ def test_a_failing_rung_below_does_not_lower_the_capacity():
     assert f.capacity_rps == 30.0 and f.search_cap_reached
 
 
+def test_a_repeated_load_is_decided_by_its_latest_point():
+    late = ["3.1 % of requests were sent more than 1 ms late (> 1 %): the load generator "
+            "fell behind"]
+    # 20 req/s measured twice: INVALID, then VALID and within the SLO; the repeat decides.
+    f = family_capacity([rung(0, 10.0, p99=5.0), rung(1, 20.0, p99=8.0, verdict="INVALID",
+                                                        reasons=late),
+                         rung(2, 20.0, p99=9.0), rung(3, 40.0, p99=90.0)], **SLO)
+    assert [(r.offered, r.point) for r in f.rungs] == [(10, 0), (20, 2), (40, 3)]
+    assert f.capacity.point == 2 and f.deciding_rung.verdict == "VALID"
+    # Nothing holds: the answer rests on the lowest load's latest point.
+    none = family_capacity([rung(0, 10.0, p99=5.0, verdict="INVALID", reasons=late),
+                            rung(1, 10.0, p99=60.0)], **SLO)
+    assert none.capacity is None and none.deciding_rung.point == 1
+
+
 def test_no_answer_says_how_far_the_lowest_load_was():
     rows = [rung(0, 10.0, p99=72.3), rung(1, 20.0, p99=150.0),
             rung(0, 10.0, p99=95.0, platform="triton")]

@@ -251,3 +251,83 @@ def test_sent_rate_is_taken_over_the_time_the_load_was_offered():
     # Without the window (the two-argument form), the same estimate.
     assert sent_rate_rps(sched, 0) == pytest.approx(4 / 0.875)
     assert sent_rate_rps(sched[:1], 0) is None
+
+
+# -- rungs that were not valid measurements ------------------------------------------------
+
+def drive_noisy(plan: LadderPlan, invalid: Callable[[Rung], bool]
+                ) -> tuple[LadderOutcome, list[Rung]]:
+    """The synthetic server, with the rungs `invalid` names not valid as measurements (their
+    SLO reading is still the server's truth, so they are worth measuring again)."""
+    ladder, ran = Ladder(plan), []
+    for rung in ladder.rungs():
+        ran.append(rung)
+        bad = invalid(rung)
+        ok = rung.offered <= CAPACITY and not bad
+        ladder.report(RungResult(ok, 10.0, None if ok else "too much", None, remeasure=bad))
+    return ladder.outcome, ran
+
+
+def test_an_invalid_rung_is_measured_again_and_the_repeat_decides():
+    first_of_40 = lambda r: r.offered == 40 and r.phase is Phase.GEOMETRIC  # noqa: E731
+    out, ran = drive_noisy(search(10.0), first_of_40)
+    clean, clean_ran = drive(search(10.0))
+    assert [(r.offered, r.phase) for r in ran[2:4]] == [(40, Phase.GEOMETRIC),
+                                                         (40, Phase.REPEAT)]
+    # The invalid rung moved nothing: the same search follows, one rung longer.
+    assert [r.offered for r in ran if r.phase is not Phase.REPEAT] == \
+        [r.offered for r in clean_ran]
+    assert (out.last_good, out.first_bad, out.rungs) == \
+        (clean.last_good, clean.first_bad, clean.rungs + 1)
+
+
+def test_a_repeat_that_is_not_valid_either_does_not_hold():
+    # Every measurement at 80 req/s is invalid: 80 counts as failed, and the search
+    # brackets between 40 and 80 instead of finding 137.
+    out, ran = drive_noisy(search(10.0, precision_pct=20.0), lambda r: r.offered == 80)
+    assert [(r.offered, r.phase.value) for r in ran[3:5]] == [(80, "geometric"),
+                                                               (80, "repeat")]
+    assert len([r for r in ran if r.offered == 80]) == 2
+    assert out.last_good < 80 <= out.first_bad
+
+
+def test_a_single_point_is_never_repeated():
+    plan = LadderPlan(mode=LadderMode.SINGLE, loads=(50.0,))
+    out, ran = drive_noisy(plan, lambda r: True)
+    assert len(ran) == 1 and out.end is LadderEnd.SINGLE
+
+
+def test_a_list_repeats_an_invalid_rung_before_it_stops():
+    plan = LadderPlan(mode=LadderMode.LIST, loads=(50.0, 100.0, 200.0))
+    out, ran = drive_noisy(plan, lambda r: r.offered == 100 and r.phase is Phase.LIST)
+    assert [(r.offered, r.phase.value) for r in ran] == [
+        (50, "list"), (100, "list"), (100, "repeat"), (200, "list")]
+    assert (out.end, out.last_good, out.first_bad) == (LadderEnd.LIST_FAILED, 100, 200)
+
+
+def test_repeats_count_against_max_rungs():
+    out, ran = drive_noisy(search(10.0, max_rungs=3), lambda r: r.offered == 20)
+    assert [r.phase.value for r in ran] == ["geometric", "geometric", "repeat"]
+    assert out.end is LadderEnd.MAX_RUNGS and out.last_good == 10
+
+
+@pytest.mark.parametrize(("failed_on", "valid", "holds", "remeasure"), [
+    (None, True, True, False),
+    ("latency", True, False, False),
+    (None, False, False, True),          # held on the SLO rule, but perhaps by luck
+    ("latency", False, False, True),     # late sends add to the measured latency
+    ("throughput", False, False, False),  # the server fell behind: its own failure
+    ("errors", False, False, False),
+])
+def test_rung_check_holds_only_when_valid_and_within_the_slo(failed_on, valid, holds, remeasure):
+    from analysis.capacity import RungJudgement
+    from inferbench.load.ladder import RungCheck
+
+    slo = RungJudgement(100.0, 99.0, 5.0, 0, failed_on is None,
+                        None if failed_on is None else f"{failed_on} rule", None, failed_on)
+    check = RungCheck(slo, valid, () if valid else ("3.1 % of requests were sent late",))
+    assert (check.holds, check.remeasure) == (holds, remeasure)
+    if not valid:
+        assert check.reason.startswith("INVALID: 3.1 % of requests were sent late")
+    result = check.result(2.5)
+    assert (result.holds, result.remeasure, result.reason) == (holds, remeasure, check.reason)
