@@ -25,19 +25,29 @@ from inferbench.load import stability
 from inferbench.load.arrivals import Schedule, poisson_offsets_ns
 from inferbench.load.grpc_transport import GrpcPool, is_grpc_url, split_grpc_url
 from inferbench.load.http import Connection, ConnectionPool, Response, encode_http_request
+from inferbench.load.waker import FixedWaker, Waker
 
-# Two ways to wake up for a send (measured side by side in benchmarks/issuer_timing.py):
+# Ways to wake up for a send (measured side by side in benchmarks/issuer_timing.py):
 # - "spin": the default epoll loop, whose timers fire up to ~1 ms late (epoll_wait takes
 #   milliseconds), so the issuer sleeps until 4 ms before a send and yields in a tight loop
 #   for the rest: punctual on an idle host, but a core's worth of CPU at high rates, and on
 #   an oversubscribed host the spinning process is the one the kernel preempts.
 # - "select": an event loop on select(), whose timeout has microsecond resolution, so the
-#   timer itself is punctual and only the last 0.2 ms are spun: a few % of a core.
-#   select() only takes file descriptors below 1024: beyond ~1000 connections in flight a
-#   new connection fails (the request is recorded as failed, status 0).
-_SPIN_NS = 4_000_000
-WAITERS = {"spin": 4_000_000, "select": 200_000}
-DEFAULT_WAITER = "select"
+#   timer itself is punctual and only the last 0.2 ms are spun: a few % of a core, but at
+#   low rates the host wakes a long-idle process later than that.
+# - "adaptive" (the default): the select() loop with a spin lead learned from how late its
+#   own sleeps end (load/waker.py), within a CPU budget.
+# select() only takes file descriptors below 1024: beyond ~1000 connections in flight a
+# new connection fails (the request is recorded as failed, status 0).
+WAITERS = {"spin": 4_000_000, "select": 200_000, "adaptive": None}  # fixed lead, ns
+DEFAULT_WAITER = "adaptive"
+
+
+def make_waker(waiter: str, now_ns: Callable[[], int]) -> Waker:
+    if waiter not in WAITERS:
+        raise ValueError(f"unknown waiter {waiter!r}; known: {', '.join(WAITERS)}")
+    lead = WAITERS[waiter]
+    return Waker(now_ns) if lead is None else FixedWaker(now_ns, lead)
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class _Clock:
 class _Phase:
     """State shared by the issuers of one phase (warm-up or measurement)."""
 
-    def __init__(self, clock: _Clock, rule: StopRule, record: bool) -> None:
+    def __init__(self, clock: _Clock, rule: StopRule, record: bool, waker: Waker) -> None:
         self.clock = clock
         self.rule = rule
         self.records = PhaseRecords()
@@ -134,7 +144,7 @@ class _Phase:
         self._next_check_ns = 0
         self._window_from = 0  # records before this index completed before every window
         self.play_to_end = False  # a trace: only its end or the cap stops the phase
-        self.spin_ns = _SPIN_NS
+        self.waker = waker
 
     def minimums_met(self) -> bool:
         elapsed_s = (self.clock.now() - self.started_ns) / 1e9
@@ -227,14 +237,6 @@ async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phas
     await _complete(phase, conn, conn.send(raw), scheduled_ns, sent, len(raw), timeout_s)
 
 
-async def _sleep_until(clock: _Clock, target_ns: int, spin_ns: int = _SPIN_NS) -> None:
-    delay = target_ns - clock.now()
-    if delay > spin_ns:
-        await asyncio.sleep((delay - spin_ns) / 1e9)
-    while clock.now() < target_ns:
-        await asyncio.sleep(0)
-
-
 async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
                      schedule: Schedule, timeout_s: float) -> None:
     in_flight: set[asyncio.Task] = set()
@@ -247,7 +249,7 @@ async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
             phase.end_of_schedule()
             break
         scheduled = phase.started_ns + offset
-        await _sleep_until(phase.clock, scheduled, phase.spin_ns)
+        await phase.waker.until(scheduled)
         if phase.should_stop():
             break
         raw = raws[(next(payload_ids) if payload_ids is not None else i) % len(raws)]
@@ -314,7 +316,7 @@ def _transport(requests: list[Request], clock: _Clock,
 async def run_point_async(requests: list[Request], *, concurrency: int | None = None,
                           rate_rps: float | None = None, schedule: ScheduleFactory | None = None,
                           seed: int, warmup_s: float, rule: StopRule,
-                          request_timeout_s: float, spin_ns: int = _SPIN_NS,
+                          request_timeout_s: float, waiter: str = DEFAULT_WAITER,
                           start_at_ns: int | None = None,
                           on_measure_start: Callable[[], None] | None = None) -> PhaseRecords:
     """Warm up, then measure one point. Exactly one of concurrency (closed loop), rate_rps
@@ -329,11 +331,11 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
         def schedule(seed: int, rate_rps: float = rate_rps) -> Schedule:
             return Schedule(poisson_offsets_ns(rate_rps, seed))
     clock = _Clock()
+    waker = make_waker(waiter, clock.now)  # one for both phases: the warm-up teaches it
     pool, raws = _transport(requests, clock, request_timeout_s)
     try:
         if warmup_s > 0:
-            warm = _Phase(clock, StopRule(warmup_s, 0, warmup_s), record=False)
-            warm.spin_ns = spin_ns
+            warm = _Phase(clock, StopRule(warmup_s, 0, warmup_s), record=False, waker=waker)
             # The warm-up uses its own seed stream so the measured arrivals are the logged ones.
             await _run_phase(pool, raws, warm, concurrency=concurrency, schedule=schedule,
                              seed=seed + 1_000_003, timeout_s=request_timeout_s)
@@ -348,9 +350,8 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
                     f"the warm-up ended {overrun_s:.1f} s after the issuers' common start: its "
                     "answers came back too slowly (the server is not keeping up with the "
                     "offered rate); fix: lower the rate, or use one issuer process")
-            await _sleep_until(clock, start_at_ns, spin_ns)
-        phase = _Phase(clock, rule, record=True)
-        phase.spin_ns = spin_ns
+            await waker.until(start_at_ns)
+        phase = _Phase(clock, rule, record=True, waker=waker)
         if start_at_ns is not None:
             phase.started_ns = start_at_ns
         cpu0 = time.process_time()
@@ -380,9 +381,9 @@ def new_loop(waiter: str) -> asyncio.AbstractEventLoop:
     """The event loop a waiter runs on (see WAITERS)."""
     if waiter not in WAITERS:
         raise ValueError(f"unknown waiter {waiter!r}; known: {', '.join(WAITERS)}")
-    if waiter == "select":
-        return asyncio.SelectorEventLoop(selectors.SelectSelector())
-    return asyncio.new_event_loop()
+    if waiter == "spin":
+        return asyncio.new_event_loop()
+    return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
 def run_point(requests: list[Request], *, waiter: str = DEFAULT_WAITER,
@@ -394,7 +395,7 @@ def run_point(requests: list[Request], *, waiter: str = DEFAULT_WAITER,
     gc.disable()
     try:
         with asyncio.Runner(loop_factory=lambda: new_loop(waiter)) as runner:
-            return runner.run(run_point_async(requests, spin_ns=WAITERS[waiter], **kwargs))
+            return runner.run(run_point_async(requests, waiter=waiter, **kwargs))
     finally:
         gc.enable()
         gc.unfreeze()
