@@ -652,8 +652,4 @@ def example_spec() -> BenchmarkSpec:
         workload=WorkloadSpec(arrival=Arrival.POISSON, rate_rps=40, seed=1),
         warmup_s=3, min_duration_s=12, min_requests=200, max_duration_s=40,
         slo=SloSpec(percentile=99, latency_ms=50),
-        # On shared 2-vCPU VMs a sleeping process wakes 1-25 ms late now and then (vCPU idle
-        # and steal), and the server competes for the same 2 cores: 2-12 % of sends were
-        # > 1 ms late there. The demo accepts that and says so; the default stays 1 %.
-        max_late_send_pct=20.0,
     )

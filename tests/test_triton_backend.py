@@ -345,7 +345,8 @@ def test_inferbench_load_over_grpc(server: Server, capsys, load_args) -> None:
 
     code = main(["load", "--endpoint", server.grpc_url, "--model", MODEL_NAME,
                  "--protocol", "kserve-v2-grpc", *load_args, "--duration", "2",
-                 "--min-requests", "50", "--warmup", "0.5", "--max-late-pct", "100", "--json"])
+                 "--min-requests", "50", "--warmup", "0.5", "--max-late-pct", "100",
+                 "--stability-windows", "0", "--json"])
     out = capsys.readouterr()
     s = json.loads(out.out)
     assert code == 0 and s["verdict"] == "VALID", (s["reasons"], out.err)

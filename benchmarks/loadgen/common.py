@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
 
 from inferbench.servers.reference_server import ReferenceServerProcess  # noqa: E402
 
@@ -36,3 +39,17 @@ def v2_body() -> tuple[bytes, dict[str, str]]:
 def load_average() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def ks_exponential(gaps_s: np.ndarray, rate: float) -> float:
+    """Kolmogorov-Smirnov distance of the gaps from the exponential law at `rate`: how far
+    arrivals a server logged are from a Poisson process at the asked rate."""
+    x = np.sort(gaps_s)
+    n = x.size
+    cdf = 1 - np.exp(-rate * x)
+    return float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
+
+
+def ks_critical_1pct(n: int) -> float:
+    """The KS distance above which n gaps reject the law at the 1 % level (large n)."""
+    return 1.63 / math.sqrt(n)

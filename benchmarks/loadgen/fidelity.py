@@ -22,7 +22,13 @@ import math
 import time
 
 import numpy as np
-from common import load_average, reference_server, v2_body
+from common import (
+    ks_critical_1pct,
+    ks_exponential,
+    load_average,
+    reference_server,
+    v2_body,
+)
 
 from inferbench.load.runner import Request, StopRule, run_point
 
@@ -38,13 +44,6 @@ def lindley_response_ns(arrival_ns: np.ndarray, service_ns: int) -> np.ndarray:
         prev = a
         out[i] = wait + service_ns
     return out
-
-
-def ks_exponential(gaps_s: np.ndarray, rate: float) -> float:
-    x = np.sort(gaps_s)
-    n = x.size
-    cdf = 1 - np.exp(-rate * x)
-    return float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
 
 
 def batch_means_se(values: np.ndarray, batches: int = 20) -> float:
@@ -118,7 +117,7 @@ def main() -> None:
             span_s = (arrivals[-1] - arrivals[0]) / 1e9
             seen_rate = (arrivals.size - 1) / span_s
             ks = ks_exponential(gaps_s, rate)
-            crit = 1.63 / math.sqrt(gaps_s.size)
+            crit = ks_critical_1pct(gaps_s.size)
             write_late = np.percentile((log["written_ns"] - log["completion_ns"]) / 1e6, 99)
             print(f"| {rho:.1f} | {rate:.0f} | {int(ok.sum())} | {measured_ms:.3f} | "
                   f"{exact_ms:.3f} | {100 * (measured_ms / exact_ms - 1):+.2f} % | "

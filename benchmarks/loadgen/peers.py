@@ -44,7 +44,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import load_average, reference_server, v2_body
+from common import (
+    ks_critical_1pct,
+    ks_exponential,
+    load_average,
+    reference_server,
+    v2_body,
+)
 
 HERE = Path(__file__).resolve().parent
 TOOLS = ("inferbench", "inferbench-2proc", "locust", "mlperf-loadgen", "perf_analyzer")
@@ -353,6 +359,14 @@ def one(tool: str, url: str, rate: float, duration: float, seed: int) -> dict:
     return out
 
 
+def server_ks(arrival_ns: np.ndarray, rate: float) -> str:
+    """How Poisson the arrivals the server logged were (warm-up included: same rate)."""
+    if arrival_ns.size < 10:
+        return "-"
+    gaps_s = np.diff(np.sort(arrival_ns)) / 1e9
+    return f"{ks_exponential(gaps_s, rate):.4f} ({ks_critical_1pct(gaps_s.size):.4f})"
+
+
 def _num(value: float | None, digits: int) -> str:
     """A table cell: the number, or "-" where the tool gave none (e.g. no request done)."""
     return "-" if value is None else f"{value:.{digits}f}"
@@ -364,6 +378,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--service-ms", type=float, default=1.0,
+                        help="the reference server's service time (default 1 ms)")
+    parser.add_argument("--workers", type=int, default=64,
+                        help="its workers (default 64: it never queues)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--url", default=None)
     args = parser.parse_args()
@@ -379,26 +397,30 @@ def main() -> None:
     for tool, module in (("locust", "locust"), ("mlperf-loadgen", "mlperf_loadgen")):
         if tool in tools:
             require(module)
-    print(f"load average before: {load_average()}; {args.duration:g} s per point, Poisson")
+    print(f"load average before: {load_average()}; {args.duration:g} s per point, Poisson; "
+          f"reference server: {args.service_ms:g} ms service, {args.workers} workers")
     print("| target (req/s) | tool | late sends > 1 ms (%) | late, origin fitted (%) | "
-          "achieved (req/s) | p99 (ms) | client CPU per request (ms) |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+          "achieved (req/s) | p99 (ms) | client CPU per request (ms) | arrivals the server "
+          "logged: KS D vs Exp (1 % critical) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     best = {t: 0.0 for t in tools}
     alive = set(tools)
-    with reference_server(1.0, 64) as server:
+    with reference_server(args.service_ms, args.workers) as server:
         for rate in rates:
             for tool in tools:
                 if tool not in alive:
                     continue
+                server.clear_log()
                 r = one(tool, server.infer_url, rate, args.duration, args.seed)
+                ks = server_ks(server.log()["arrival_ns"], rate)
                 if "error" in r:
-                    print(f"| {rate:g} | {tool} | error: {r['error']} | | | | |", flush=True)
+                    print(f"| {rate:g} | {tool} | error: {r['error']} | | | | | |", flush=True)
                     alive.discard(tool)
                     continue
                 extra = f" ({r['loadgen_result']})" if "loadgen_result" in r else ""
                 print(f"| {rate:g} | {tool}{extra} | {_num(r['late_pct'], 2)} | "
                       f"{_num(r.get('late_fitted_pct'), 2)} | {_num(r['achieved_rps'], 1)} | "
-                      f"{_num(r['p99_ms'], 2)} | {_num(r['cpu_ms_per_request'], 3)} |",
+                      f"{_num(r['p99_ms'], 2)} | {_num(r['cpu_ms_per_request'], 3)} | {ks} |",
                       flush=True)
                 if r["late_pct"] <= 1.0 and r["achieved_rps"] >= 0.95 * rate:
                     best[tool] = rate

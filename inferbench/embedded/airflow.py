@@ -25,6 +25,8 @@ from inferbench.netutil import poll_http_ok, port_is_free
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
 WORKERS_ENV = "INFERBENCH_WORKERS"  # how many worker pools (GPU workers) to create
+REFRESH_ENV = "INFERBENCH_DAG_REFRESH_S"
+NICE_ENV = "INFERBENCH_AIRFLOW_NICE"
 SCHED_DEFAULTS = {"AIRFLOW__INFERBENCH__SCHED_POLICY": "qa_sjf",
                   "AIRFLOW__INFERBENCH__SCHED_AGING_RATE": "0.1"}
 # Airflow imports airflow_local_settings from $AIRFLOW_HOME/config: the cluster policy that
@@ -50,9 +52,37 @@ def _secret(home: Path) -> str:
     return path.read_text().strip()
 
 
+def _whole_env(name: str, default: int, low: int, high: int, what: str) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InferBenchError(f"{name}={raw!r} is not a whole number from {low} to {high}; "
+                              f"fix: {what} (default {default})")
+    return value
+
+
+def dag_refresh_s() -> int:
+    return _whole_env(REFRESH_ENV, 300, 1, 86_400, "seconds between two parses of the DAG "
+                      "files")
+
+
+def component_nice(name: str) -> int:
+    """The CPU niceness a component starts with. Only the components that run no task:
+    the scheduler's children are the stage processes (the servers, the load generator),
+    which must not inherit a lower priority."""
+    if name == "scheduler":
+        return 0
+    return _whole_env(NICE_ENV, 10, 0, 19, "the niceness of Airflow's dag-processor and "
+                      "api-server, 0 to 19")
+
+
 def airflow_env(home: Path, dags_folder: Path, port: int,
                 extra: dict[str, str] | None = None) -> dict[str, str]:
     base = f"http://127.0.0.1:{port}"
+    refresh_s = str(dag_refresh_s())
     env = {
         "AIRFLOW_HOME": str(_airflow_home(home)),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(home, "airflow", "psycopg2"),
@@ -70,9 +100,14 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__BASE_URL": base,
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home),
-        # A new or edited DAG file shows up within seconds.
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        # The embedded default shares its cores with the servers and the load generator:
+        # re-parsing the DAG files keeps a core busy for a while, and every 10 s (what a
+        # DAG author would like) it made the load generator's sends late (see
+        # benchmarks/loadgen/README.md, "Embedded Airflow"). They are parsed at start, and
+        # again every INFERBENCH_DAG_REFRESH_S (default 300 s; `inferbench up` after
+        # `down` picks an edit up at once).
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": refresh_s,
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": refresh_s,
         "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         # INFO: task logs carry the stages' own lines (the analyze task's `report: PATH`);
         # at WARNING a successful task's log is empty.
@@ -91,15 +126,7 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
 
 
 def worker_count() -> int:
-    raw = os.environ.get(WORKERS_ENV, "1")
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise InferBenchError(f"{WORKERS_ENV}={raw!r} is not a whole number >= 1; fix: set the "
-                              "number of GPU workers, e.g. 3 (default 1)")
-    return n
+    return _whole_env(WORKERS_ENV, 1, 1, 1024, "set the number of GPU workers, e.g. 3")
 
 
 def _write_local_settings(home: Path) -> None:
@@ -195,7 +222,10 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
             raise InferBenchError(f"port {port} is taken by another process; stop it or pass "
                                   "--port with a free port")
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([*_airflow_cli(), name], env={**os.environ, **env},
+        nice = component_nice(name)
+        # `nice` execs the component: the pid recorded is the component's own.
+        prefix = ["nice", "-n", str(nice)] if nice else []
+        proc = subprocess.Popen([*prefix, *_airflow_cli(), name], env={**os.environ, **env},
                                 stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         pids[name] = proc.pid

@@ -166,7 +166,12 @@ SELECT_FD_LIMIT = 1024
 
 
 class ConnectionPool:
-    """Idle keep-alive connections to one host; opens more when all are busy."""
+    """Idle keep-alive connections to one host; opens more when all are busy.
+
+    It keeps one spare: whenever a send takes the last idle connection (or the server closes
+    an idle one, e.g. at its keep-alive timeout), another is opened in the background. A send
+    that finds every connection busy would otherwise wait for a TCP connect (1-3 ms on a busy
+    host), and go out that late: at low rates that is most of the late sends."""
 
     def __init__(self, host: str, port: int, clock: Callable[[], int],
                  max_connections: int | None = None) -> None:
@@ -176,11 +181,15 @@ class ConnectionPool:
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
         self.opening = 0  # connections being opened, not yet in `all`
+        self.closing = False
+        self._spare: asyncio.Task | None = None
 
     def try_acquire(self) -> Connection | None:
         while self.idle:
             conn = self.idle.pop()
             if not conn.closed:
+                if not self.idle:
+                    self._open_spare()
                 return conn
         return None
 
@@ -188,6 +197,11 @@ class ConnectionPool:
         conn = self.try_acquire()
         if conn is not None:
             return conn
+        conn = await self._open()
+        self._open_spare()
+        return conn
+
+    async def _open(self) -> Connection:
         if len(self.all) + self.opening >= self.max_connections:
             raise ConnectionRefusedError(f"all {self.max_connections} connections are busy: "
                                          "the server is not keeping up")
@@ -212,14 +226,38 @@ class ConnectionPool:
         self.all.add(conn)
         return conn
 
+    def _open_spare(self) -> None:
+        """Open one idle connection in the background, unless one is on its way."""
+        if self.closing or self.idle or (self._spare is not None and not self._spare.done()):
+            return
+
+        async def open_one() -> None:
+            try:
+                conn = await self._open()
+            except OSError:
+                return  # the next send opens its own, and records what went wrong
+            if self.closing:
+                conn.close()
+            else:
+                self.idle.append(conn)
+
+        self._spare = self.loop.create_task(open_one())
+
     def release(self, conn: Connection) -> None:
         if not conn.closed:
             self.idle.append(conn)
 
     def forget(self, conn: Connection) -> None:
         self.all.discard(conn)
+        if conn in self.idle:  # closed by the server while idle: keep a spare ready
+            self.idle.remove(conn)
+            if not self.idle:
+                self._open_spare()
 
     def close(self) -> None:
+        self.closing = True
+        if self._spare is not None:
+            self._spare.cancel()
         for conn in list(self.all):
             conn.close()
         self.idle.clear()

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 # The registry only: it imports no client (numpy, gRPC) until one is asked for.
+from inferbench.load.priority import DEFAULT_ISSUER_NICE
 from inferbench.load.protocols import BASE_URL, FULL_URL, GRPC_URL, PROTOCOLS
 
 ARRIVALS = "closed_loop, poisson, constant, gamma, step, spike, ramp, trace"
@@ -69,4 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(.npz: scheduled/sent/first-byte/done ns, status, bytes)")
     p.add_argument("--processes", type=int, default=1, help="open loop: issue from this many "
                    "processes (the schedule split by thinning; no window-stability rule)")
+    p.add_argument("--issuer-nice", type=int, default=DEFAULT_ISSUER_NICE, help="the "
+                   "issuer's niceness while it measures, where the host allows it (default "
+                   f"{DEFAULT_ISSUER_NICE}: priority over a server on the same cores; 0 to "
+                   "compare with tools run at the default priority)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
+from inferbench.load.priority import issuer_priority
 from inferbench.load.protocols import Target, get_protocol
 from inferbench.load.runner import PhaseRecords, StopRule, run_point
 from inferbench.spec import WorkloadSpec
@@ -141,6 +142,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
                     args.window if args.window else args.duration / max(windows, 1),
                     args.tolerance_pct)
     t0 = time.time()
+    nice = None  # several issuer processes keep the niceness they were started with
     if args.processes > 1:
         if not workload.open_loop:
             raise InferBenchError(f"--processes {args.processes} is for open-loop arrivals; "
@@ -152,11 +154,12 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
             processes=args.processes, seed=workload.seed, warmup_s=args.warmup, rule=rule,
             request_timeout_s=args.timeout)
     else:
-        records = run_point(
-            requests, concurrency=None if workload.open_loop else workload.concurrency,
-            schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
-            else None, seed=workload.seed, warmup_s=args.warmup, rule=rule,
-            request_timeout_s=args.timeout)
+        with issuer_priority(args.issuer_nice) as nice:
+            records = run_point(
+                requests, concurrency=None if workload.open_loop else workload.concurrency,
+                schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
+                else None, seed=workload.seed, warmup_s=args.warmup, rule=rule,
+                request_timeout_s=args.timeout)
     if args.records is not None:
         np.savez(args.records, **records.arrays())
     out = summarise(records, open_loop=workload.open_loop, rule=rule, late_ms=args.late_ms,
@@ -168,7 +171,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
                        "max_duration_s": rule.max_duration_s,
                        "stability_windows": rule.stability_windows, "window_s": rule.window_s,
                        "tolerance_pct": rule.tolerance_pct, "warmup_s": args.warmup,
-                       "started_at_unix_s": t0}
+                       "started_at_unix_s": t0, "issuer_nice": nice}
     return out
 
 

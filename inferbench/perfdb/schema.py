@@ -103,6 +103,9 @@ points = Table(
     # Share of a 1 s busy loop, run just before the point, lost to host stalls > the late
     # threshold: the floor for late sends on this host, whatever the generator does.
     Column("host_stall_pct", Float),
+    # The load generator's niceness during the point (load/priority.py; -10 where the host
+    # allowed it to ask for priority over the server, else what it had).
+    Column("issuer_nice", Integer),
     # The server's own view of the point (backends/server_stats.py): requests it completed,
     # and their mean queue and compute time; NULL where the platform reports none.
     Column("server_requests", Integer),

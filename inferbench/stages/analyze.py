@@ -38,6 +38,8 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
         reasons = [*reasons, f"host stall share just before the point: "
                    f"{point['host_stall_pct']:.2f} % of the time in stalls > "
                    f"{spec.late_send_threshold_ms:g} ms (the floor for late sends on this host)"]
+    if point.get("issuer_nice") is not None:
+        reasons = [*reasons, f"load generator at niceness {point['issuer_nice']}"]
     row = {
         "run_id": ctx.run_id, "platform": point["platform"],
         "config_index": point["config_index"], "point": point["point"],

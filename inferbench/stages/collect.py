@@ -82,6 +82,7 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                                              "target_rate_rps", "started_ns", "ended_ns",
                                              "stop_reason", "complete", "client_cpu_s",
                                              "host_stall_pct")},
+                       "issuer_nice": p.get("issuer_nice"),  # absent before it was recorded
                        # absent from a load.json of before these columns: no server split
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS}})
     samples = json.loads(files.samples.read_text()) if files.samples.exists() else []

@@ -115,6 +115,7 @@ class LoadPoint(TypedDict):
     complete: bool
     client_cpu_s: float
     host_stall_pct: float
+    issuer_nice: int                        # the load generator's niceness during the point
     n_requests: int
     stable: bool | None
     stability_reasons: list[str]

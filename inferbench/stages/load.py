@@ -35,6 +35,7 @@ from inferbench.load.ladder import (
     RungCheck,
 )
 from inferbench.load.ladder import judge_records as judge_rung_records
+from inferbench.load.priority import issuer_priority
 from inferbench.load.protocols import Protocol, Target, get_protocol
 from inferbench.load.runner import PhaseRecords, Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
@@ -285,7 +286,7 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
     # A server in its own container is not visible from this stage's container: its
     # process samples are missing there (host-wide samples are still taken).
     stats_before: list = []  # the server's counters once warm-up is over
-    with ResourceSampler(endpoint.get("pid")) as sampler:
+    with ResourceSampler(endpoint.get("pid")) as sampler, issuer_priority() as nice:
         records = run_point(
             requests,
             concurrency=None if workload.open_loop else workload.concurrency,
@@ -307,6 +308,7 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
         "started_ns": records.started_ns, "ended_ns": records.ended_ns,
         "stop_reason": records.stop_reason, "complete": records.complete,
         "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
+        "issuer_nice": nice,
         "n_requests": len(records), "stable": records.stable,
         "stability_reasons": records.stability_reasons, **server_split}
     return point, records

@@ -148,3 +148,53 @@ def test_connection_body_until_close_and_malformed_answers():
     assert isinstance(cut, ConnectionError)
     bad, conn, _ = asyncio.run(_serve_and_fetch([b"HTTP/1.1 abc\r\n\r\n"]))
     assert isinstance(bad, ConnectionError) and "malformed" in str(bad) and conn.closed
+
+
+def test_the_pool_keeps_a_spare_connection_open():
+    """A send never waits for a TCP connect when one other request is in flight: taking the
+    last idle connection opens a spare, and so does the server closing an idle one."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            writer.write(ok)
+            await writer.drain()
+
+    async def settle(pool: ConnectionPool) -> None:
+        for _ in range(200):
+            if pool.idle and pool.opening == 0:
+                return
+            await asyncio.sleep(0.005)
+
+    async def scenario() -> list:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        pool = ConnectionPool("127.0.0.1", server.sockets[0].getsockname()[1],
+                              time.monotonic_ns)
+        seen = []
+        try:
+            first = await pool.acquire()          # opened on demand; a spare follows
+            await settle(pool)
+            seen.append((len(accepted), len(pool.idle)))
+            accepted[1].close()                   # the server drops the idle spare
+            await asyncio.sleep(0.05)
+            await settle(pool)
+            seen.append((len(accepted), len(pool.idle), pool.idle[0].closed))
+            second = pool.try_acquire()           # a live one at once; another follows
+            await settle(pool)
+            seen.append((len(accepted), len(pool.idle)))
+            answers = await asyncio.gather(first.send(b"GET / HTTP/1.1\r\n\r\n"),
+                                           second.send(b"GET / HTTP/1.1\r\n\r\n"))
+            seen.append([a.status for a in answers])
+            return seen
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(scenario()) == [(2, 1), (3, 1, False), (4, 1), [200, 200]]
