@@ -21,6 +21,7 @@ import psutil
 
 from inferbench.embedded.postgres import database_url, ensure_postgres
 from inferbench.errors import InferBenchError
+from inferbench.load.priority import lower_priority
 from inferbench.netutil import poll_http_ok, port_is_free
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
@@ -222,12 +223,13 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
             raise InferBenchError(f"port {port} is taken by another process; stop it or pass "
                                   "--port with a free port")
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        nice = component_nice(name)
-        # `nice` execs the component: the pid recorded is the component's own.
-        prefix = ["nice", "-n", str(nice)] if nice else []
-        proc = subprocess.Popen([*prefix, *_airflow_cli(), name], env={**os.environ, **env},
+        proc = subprocess.Popen([*_airflow_cli(), name], env={**os.environ, **env},
                                 stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its own session is its own scheduling group: the group's niceness is what ranks
+        # it against the benchmark's processes (see inferbench/load/priority.py).
+        if nice := component_nice(name):
+            lower_priority(proc.pid, nice)
         pids[name] = proc.pid
     _pids_file(home).write_text(json.dumps(pids))
     base = f"http://127.0.0.1:{port}"
