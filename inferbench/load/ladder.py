@@ -141,6 +141,7 @@ class RungResult:
     # Not a valid measurement, and one whose numbers could not tell holding from failing
     # (see RungCheck.remeasure): the ladder measures the same load once more.
     remeasure: bool = False
+    valid: bool = True                # a valid measurement (its latency speaks for the server)
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,12 @@ class Ladder:
         measured = self._measured()
         if len(measured) < 2:
             return True
-        above, below = (res.latency_at_slo_ms for _, res in measured[-2:])
+        (_, upper), (_, lower) = measured[-2:]
+        # A rung that was not a valid measurement (the generator fell behind) says nothing
+        # about the server's floor: keep going down, where the generator has it easier.
+        if not (upper.valid and lower.valid):
+            return True
+        above, below = upper.latency_at_slo_ms, lower.latency_at_slo_ms
         if above is None or below is None:
             return True
         return below <= above * (1.0 - DESCENT_MIN_GAIN)
@@ -356,7 +362,7 @@ class RungCheck:
 
     def result(self, elapsed_s: float) -> RungResult:
         return RungResult(self.holds, elapsed_s, self.reason, self.slo.latency_at_slo_ms,
-                          self.remeasure)
+                          self.remeasure, self.valid)
 
 
 def judge_records(arrays: Mapping[str, np.ndarray], *, started_ns: int, ended_ns: int,

@@ -68,7 +68,8 @@ def lower_priority(pid: int, nice: int) -> None:
 @contextlib.contextmanager
 def issuer_priority(nice: int = DEFAULT_ISSUER_NICE) -> Iterator[int]:
     """Run the block at niceness `nice` where allowed (the calling thread, and its
-    autogroup where there is one); yields the thread's niceness in effect."""
+    autogroup where there is one); yields the niceness that ranks the issuer against the
+    server: its autogroup's where autogroups are on, else its thread's."""
     before = os.getpriority(os.PRIO_PROCESS, 0)
     group_before = autogroup_nice()
     with contextlib.suppress(PermissionError):
@@ -76,7 +77,8 @@ def issuer_priority(nice: int = DEFAULT_ISSUER_NICE) -> Iterator[int]:
     if group_before is not None:
         set_autogroup_nice(nice)
     try:
-        yield os.getpriority(os.PRIO_PROCESS, 0)
+        group = autogroup_nice()
+        yield os.getpriority(os.PRIO_PROCESS, 0) if group is None else group
     finally:
         with contextlib.suppress(PermissionError):
             os.setpriority(os.PRIO_PROCESS, 0, before)

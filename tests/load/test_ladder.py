@@ -331,3 +331,15 @@ def test_rung_check_holds_only_when_valid_and_within_the_slo(failed_on, valid, h
         assert check.reason.startswith("INVALID: 3.1 % of requests were sent late")
     result = check.result(2.5)
     assert (result.holds, result.remeasure, result.reason) == (holds, remeasure, check.reason)
+
+
+def test_the_descent_goes_on_below_rungs_that_were_not_valid():
+    # 100 and 50 req/s: not valid, and their p99 did not fall (the generator's late sends, not
+    # the server's floor): the descent continues to 25, which holds.
+    ladder, ran = Ladder(search(100.0)), []
+    for rung in ladder.rungs():
+        ran.append(rung.offered)
+        bad = rung.offered > 30
+        ladder.report(RungResult(not bad, 5.0, "INVALID: late sends" if bad else None, 30.0,
+                                 remeasure=False, valid=not bad))
+    assert ran[:3] == [100, 50, 25] and ladder.outcome.last_good is not None
