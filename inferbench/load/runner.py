@@ -145,6 +145,7 @@ class _Phase:
         self._window_from = 0  # records before this index completed before every window
         self.play_to_end = False  # a trace: only its end or the cap stops the phase
         self.waker = waker
+        self.loop = asyncio.get_running_loop()
 
     def minimums_met(self) -> bool:
         elapsed_s = (self.clock.now() - self.started_ns) / 1e9
@@ -216,30 +217,78 @@ def _record(phase: _Phase, scheduled_ns: int, sent_ns: int, size_sent: int,
     r.bytes_received.append(response.size if response else 0)
 
 
-async def _complete(phase: _Phase, conn: Connection, future: asyncio.Future, scheduled_ns: int,
-                    sent_ns: int, size: int, timeout_s: float) -> None:
-    try:
-        response = await asyncio.wait_for(future, timeout_s)
-    except (TimeoutError, ConnectionError, OSError):
-        conn.close()  # a late answer must not land on the next request of this connection
-        response = None
-    _record(phase, scheduled_ns, sent_ns, size, response)
+class _InFlight:
+    """Requests sent and not yet recorded; the phase waits for them to drain."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._drained: asyncio.Future | None = None
+
+    def add(self) -> None:
+        self.count += 1
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def drain(self) -> None:
+        if self.count:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _on_answer(phase: _Phase, conn: Connection, future: asyncio.Future, scheduled_ns: int,
+               sent_ns: int, size: int, timeout_s: float, in_flight: _InFlight) -> None:
+    """Record the request when its answer (or its timeout, or a broken connection) comes.
+    A callback on the answer's future, not a task per request: the open loop sends
+    thousands a second, and a task plus a wait_for cost more CPU than the send itself."""
+    in_flight.add()
+    timer = phase.loop.call_later(timeout_s, _expire, future)
+
+    def answered(f: asyncio.Future) -> None:
+        timer.cancel()
+        if f.cancelled() or f.exception() is not None:
+            # Timed out, or the connection broke: the request failed (status 0), and a late
+            # answer must not land on the next request of this connection.
+            conn.close()
+            response = None
+        else:
+            response = f.result()
+        try:
+            _record(phase, scheduled_ns, sent_ns, size, response)
+        finally:
+            in_flight.done()
+
+    future.add_done_callback(answered)
 
 
 async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phase,
-                                  scheduled_ns: int, timeout_s: float) -> None:
+                                  scheduled_ns: int, timeout_s: float,
+                                  in_flight: _InFlight) -> None:
+    in_flight.add()  # counted while the connection opens, so the phase waits for it
     try:
-        conn = await asyncio.wait_for(pool.acquire(), timeout_s)
-    except (TimeoutError, OSError):
-        _record(phase, scheduled_ns, phase.clock.now(), len(raw), None)
-        return
-    sent = phase.clock.now()
-    await _complete(phase, conn, conn.send(raw), scheduled_ns, sent, len(raw), timeout_s)
+        try:
+            conn = await asyncio.wait_for(pool.acquire(), timeout_s)
+        except (TimeoutError, OSError):
+            _record(phase, scheduled_ns, phase.clock.now(), len(raw), None)
+            return
+        sent = phase.clock.now()
+        _on_answer(phase, conn, conn.send(raw), scheduled_ns, sent, len(raw), timeout_s,
+                   in_flight)
+    finally:
+        in_flight.done()
 
 
 async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
                      schedule: Schedule, timeout_s: float) -> None:
-    in_flight: set[asyncio.Task] = set()
+    in_flight = _InFlight()
+    opening: set[asyncio.Task] = set()  # sends waiting for a new connection
     offsets, payload_ids = schedule.offsets_ns, schedule.payload_ids
     phase.play_to_end = schedule.play_to_end
     i = 0
@@ -258,14 +307,16 @@ async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
         if conn is not None:
             # Written here, synchronously: the send time is not at the mercy of task order.
             sent = phase.clock.now()
-            coro = _complete(phase, conn, conn.send(raw), scheduled, sent, len(raw), timeout_s)
+            _on_answer(phase, conn, conn.send(raw), scheduled, sent, len(raw), timeout_s,
+                       in_flight)
         else:
-            coro = _send_on_new_connection(pool, raw, phase, scheduled, timeout_s)
-        task = asyncio.create_task(coro)
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    if in_flight:
-        await asyncio.gather(*in_flight)
+            task = asyncio.create_task(
+                _send_on_new_connection(pool, raw, phase, scheduled, timeout_s, in_flight))
+            opening.add(task)
+            task.add_done_callback(opening.discard)
+    if opening:
+        await asyncio.gather(*opening)
+    await in_flight.drain()
 
 
 async def _closed_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
@@ -276,8 +327,10 @@ async def _closed_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
         while not phase.should_stop():
             # In a closed loop a request is due the moment its client is free.
             scheduled = phase.clock.now()
+            in_flight = _InFlight()
             await _send_on_new_connection(pool, raws[next(counter) % len(raws)], phase,
-                                          scheduled, timeout_s)
+                                          scheduled, timeout_s, in_flight)
+            await in_flight.drain()
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
