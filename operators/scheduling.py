@@ -150,12 +150,23 @@ def job_spec(conf: dict[str, Any]) -> tuple[Any, float]:
 
 
 def predicted_seconds(conf: dict[str, Any], results_url: str) -> float:
+    """The run's predicted duration: the spec's prior, corrected by similar runs in the
+    results database. A database that cannot be read only costs the correction: refusing to
+    create the run over it would lose the user's benchmark for want of a hint."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from inferbench.scheduling.history import similar_runs
     from inferbench.scheduling.predictor import predict
 
     spec, scale = job_spec(conf)
-    with _results_engine(results_url).connect() as conn:
-        history = similar_runs(conn, spec)
+    try:
+        with _results_engine(results_url).connect() as conn:
+            history = similar_runs(conn, spec)
+    except SQLAlchemyError as exc:
+        log.warning("run history unavailable, predicting %r from its spec alone: the results "
+                    "database could not be read (%s)", spec.name,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        history = []
     return predict(spec, history).total_s * scale
 
 

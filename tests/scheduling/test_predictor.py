@@ -142,3 +142,14 @@ def test_history_from_postgres_refines(db_url):
     finally:
         with engine.begin() as conn:
             conn.execute(delete(schema.runs).where(schema.runs.c.run_id.like("sched-hist-%")))
+
+
+def test_an_unreadable_results_database_costs_only_the_history_correction(caplog):
+    """Placement predicts from the spec alone when the results DB cannot be read, and says
+    so, instead of refusing to create the run."""
+    from operators.scheduling import predicted_seconds
+
+    conf = example_spec().model_dump(mode="json")
+    seconds = predicted_seconds(conf, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert seconds == predict(example_spec()).total_s
+    assert "run history unavailable" in caplog.text and "could not be read" in caplog.text
