@@ -104,7 +104,7 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         # The embedded default shares its cores with the servers and the load generator:
         # re-parsing the DAG files keeps a core busy for a while, and every 10 s (what a
         # DAG author would like) it made the load generator's sends late (see
-        # benchmarks/loadgen/README.md, "Embedded Airflow"). They are parsed at start, and
+        # benchmarks/loadgen/README.md, section 5). They are parsed at start, and
         # again every INFERBENCH_DAG_REFRESH_S (default 300 s; `inferbench up` after
         # `down` picks an edit up at once).
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": refresh_s,

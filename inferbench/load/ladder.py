@@ -43,14 +43,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from analysis.capacity import RungJudgement, judge_rung, sent_rate_rps
-from analysis.summary import summarize_point
+from analysis.summary import PointSummary, summarize_point
 from inferbench.spec import MAX_CONCURRENCY, MAX_RATE_RPS, LadderMode
 
 if TYPE_CHECKING:
     from inferbench.spec import BenchmarkSpec
 
 __all__ = ["Ladder", "LadderEnd", "LadderMode", "LadderOutcome", "LadderPlan", "Phase", "Rung",
-           "RungCheck", "RungResult", "judge_records", "sent_rate_rps"]
+           "RungCheck", "RungResult", "judge_records", "judge_summary", "sent_rate_rps"]
 
 # Loads are rounded to this many significant digits (141.4 req/s, not 141.42135623730951):
 # readable in the log and the report, and far finer than the finest precision_pct (0.1 %).
@@ -233,14 +233,15 @@ class Ladder:
     def _next(self) -> tuple[float | None, Phase] | None:
         if self.history and self._repeat_due():
             return self.history[-1][0].offered, Phase.REPEAT
-        plan, n = self.plan, len(self._measured())
+        plan, measured = self.plan, self._measured()
+        n = len(measured)
         if plan.mode is LadderMode.SINGLE:
             if n:
                 self.end = LadderEnd.SINGLE
                 return None
             return (plan.loads[0] if plan.loads else None), Phase.SINGLE
         if plan.mode is LadderMode.LIST:
-            if n and plan.stop_after_failure and not self._measured()[-1][1].holds:
+            if n and plan.stop_after_failure and not measured[-1][1].holds:
                 self.end = LadderEnd.LIST_FAILED
                 return None
             if n == len(plan.loads):
@@ -373,6 +374,15 @@ def judge_records(arrays: Mapping[str, np.ndarray], *, started_ns: int, ended_ns
     summary = summarize_point(arrays["scheduled_ns"], arrays["sent_ns"], arrays["done_ns"],
                               arrays["status"], started_ns=started_ns, ended_ns=ended_ns,
                               open_loop=open_loop)
+    return judge_summary(summary, arrays, started_ns=started_ns, ended_ns=ended_ns,
+                         offered=offered, open_loop=open_loop, slo_percentile=slo_percentile,
+                         slo_ms=slo_ms)
+
+
+def judge_summary(summary: PointSummary, arrays: Mapping[str, np.ndarray], *, started_ns: int,
+                  ended_ns: int, offered: float, open_loop: bool, slo_percentile: float,
+                  slo_ms: float) -> RungJudgement:
+    """`judge_records` on statistics already computed from the same records."""
     return judge_rung(offered=offered, achieved_rps=summary.throughput_rps,
                       latency_at_slo_ms=summary.percentile_ms(slo_percentile),
                       n_failed=summary.n_failed, slo_percentile=slo_percentile,

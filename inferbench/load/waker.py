@@ -16,6 +16,7 @@ minimum spin per send at rates where the waits are shorter than that minimum.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 # Sleeps remembered for the quantile, and how often the lead is recomputed from them.
@@ -36,8 +37,7 @@ class Waker:
         self.min_lead_ns = min_lead_ns
         self.max_share = max_share
         self.lead_ns = initial_lead_ns    # the learned lead, before the budget caps it
-        self._lateness: list[int] = []    # ring buffer of the last sleeps' lateness
-        self._next = 0
+        self._lateness: deque[int] = deque(maxlen=_WINDOW)  # the last sleeps' lateness
         self._count = 0
 
     def lead_for(self, wait_ns: int) -> int:
@@ -47,11 +47,7 @@ class Waker:
 
     def learn(self, late_ns: int) -> None:
         """Remember how late a sleep ended; now and then, recompute the lead."""
-        if len(self._lateness) < _WINDOW:
-            self._lateness.append(late_ns)
-        else:
-            self._lateness[self._next] = late_ns
-            self._next = (self._next + 1) % _WINDOW
+        self._lateness.append(late_ns)
         self._count += 1
         if self._count % _RECOMPUTE_EVERY == 0:
             ordered = sorted(self._lateness)

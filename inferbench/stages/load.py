@@ -33,8 +33,8 @@ from inferbench.load.ladder import (
     Phase,
     Rung,
     RungCheck,
+    judge_summary,
 )
-from inferbench.load.ladder import judge_records as judge_rung_records
 from inferbench.load.priority import issuer_priority
 from inferbench.load.protocols import Protocol, Target, get_protocol
 from inferbench.load.runner import PhaseRecords, Request, StopRule, run_point
@@ -263,14 +263,15 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
 
 def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: PhaseRecords,
                 rung: Rung, open_loop: bool) -> RungCheck:
-    """The rung judged as the analysis will judge its point: validity and the SLO rule."""
-    judged = judge_rung_records(
-        arrays, started_ns=records.started_ns, ended_ns=records.ended_ns,
-        offered=(rung.offered if rung.offered is not None else 0.0), open_loop=open_loop,
-        slo_percentile=spec.slo.percentile, slo_ms=spec.slo.latency_ms)
+    """The rung judged as the analysis will judge its point: validity and the SLO rule, on
+    one set of statistics."""
     validity = judge_point_records(spec, arrays, started_ns=records.started_ns,
                                    ended_ns=records.ended_ns, complete=records.complete,
                                    stop_reason=records.stop_reason, open_loop=open_loop)
+    judged = judge_summary(
+        validity.summary, arrays, started_ns=records.started_ns, ended_ns=records.ended_ns,
+        offered=(rung.offered if rung.offered is not None else 0.0), open_loop=open_loop,
+        slo_percentile=spec.slo.percentile, slo_ms=spec.slo.latency_ms)
     valid = validity.verdict == VALID
     return RungCheck(judged, valid, () if valid else tuple(validity.reasons))
 
