@@ -280,6 +280,14 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 0 if summary["verdict"] == "VALID" else 1
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from inferbench.load.predict_cli import format_prediction, run_predict
+
+    out = run_predict(args)
+    print(json.dumps(out) if args.json else format_prediction(out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferbench", description="Benchmarks of DL "
                                      "inference serving, orchestrated by Airflow.")
@@ -313,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _load_arguments(p)
     p.set_defaults(func=_cmd_load)
+    p = sub.add_parser("predict", help="profile an already-running endpoint lightly and "
+                       "predict its latency under Poisson load (queueing model)")
+    from inferbench.load.load_args import add_predict_arguments
+
+    add_predict_arguments(p)
+    p.set_defaults(func=_cmd_predict)
     from inferbench.pipeline import CONFIG_STAGES, PLATFORM_STAGES, Stage, stage_help
 
     # No argparse `choices` for the name: a wrong one goes through the same check as the

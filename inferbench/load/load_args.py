@@ -29,7 +29,8 @@ def endpoint_help() -> str:
             f"{FULL_URL} for {_names(FULL_URL)}")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """Which endpoint and model, and the request it is sent (`load` and `predict`)."""
     p.add_argument("--endpoint", required=True, help=endpoint_help())
     # No argparse `choices`: an unknown name is refused by the protocol registry, which
     # lists the known ones and exits 1 like every other bad option.
@@ -43,6 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", default=None, help="shape of one sample, e.g. 3,32,32 "
                    "(kserve-v2*: from the metadata when not given)")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of the request inputs (and of "
+                   "the arrivals)")
+    p.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_target_arguments(p)
     p.add_argument("--arrival", default="poisson", help=ARRIVALS)
     p.add_argument("--rate", type=float, default=None, help="open loop: requests/second")
     p.add_argument("--concurrency", type=int, default=None, help="closed_loop: in flight")
@@ -51,7 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--change-at", type=float, default=None, help="step/spike/ramp: seconds")
     p.add_argument("--change-duration", type=float, default=None, help="spike/ramp: seconds")
     p.add_argument("--trace", default=None, help="trace: CSV of timestamps [,payload id]")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=float, default=10.0, help="minimum measured seconds")
     p.add_argument("--min-requests", type=int, default=100)
     p.add_argument("--max-duration", type=float, default=None, help="cap (default 3 x "
@@ -62,7 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, default=None, help="window seconds (default "
                    "--duration / --stability-windows)")
     p.add_argument("--tolerance-pct", type=float, default=10.0)
-    p.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
     p.add_argument("--late-ms", type=float, default=1.0, help="a send this late is late")
     p.add_argument("--max-late-pct", type=float, default=1.0, help="more late sends than "
                    "this share makes the run INVALID")
@@ -74,4 +80,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "issuer's niceness while it measures, where the host allows it (default "
                    f"{DEFAULT_ISSUER_NICE}: priority over a server on the same cores; 0 to "
                    "compare with tools run at the default priority)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    """`inferbench predict`: profile an endpoint lightly, then predict its latency curve."""
+    add_target_arguments(p)
+    p.add_argument("--max-concurrency", type=int, default=1, metavar="C",
+                   help="the server's parallelism c (e.g. its model instances): profiled "
+                   "with 1..c requests in flight, and c + 1 for its capacity (default 1)")
+    p.add_argument("--profile-s", type=float, default=3.0, help="measured seconds per "
+                   "profiling level (default 3)")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before the "
+                   "first level")
+    p.add_argument("--rates", default=None, help="comma list of Poisson rates (req/s) to "
+                   "predict; default: utilisation 0.1 to 0.95 of the profiled capacity")
+    p.add_argument("--slo-ms", type=float, default=None, help="also predict the highest "
+                   "rate whose --slo-percentile latency is within this many ms")
+    p.add_argument("--slo-percentile", type=float, default=99.0)
+    p.add_argument("--approximation", default="exact", help="M/D/c waiting time: exact "
+                   "(Crommelin) or cosmetatos (closed form); default exact")
+    p.add_argument("--dynamic-batching", action="store_true", help="the server merges "
+                   "queued requests: the prediction is marked unmodelled")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,0 +1,103 @@
+"""The prediction from profiled levels, on levels built from a known queue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.prediction import Level, fit, predict
+from analysis.queueing import mdc_mean_wait_ms
+
+
+def known_levels(c: int, service_ms: float, overhead_ms: float,
+                 first_service_ms: float | None = None, spread_ms: float = 0.02,
+                 saturated_rps: float | None = None) -> list[Level]:
+    """What profiling a c-worker server with deterministic service would measure: below
+    c + 1 in flight no queueing; at c + 1 the workers never idle."""
+    rng = np.random.default_rng(3)
+    levels = []
+    for k in range(1, c + 1):
+        d = first_service_ms if (k == 1 and first_service_ms is not None) else service_ms
+        lat = d + overhead_ms + rng.normal(0.0, spread_ms, 4000).clip(-3 * spread_ms,
+                                                                        3 * spread_ms)
+        levels.append(Level.from_latencies(k, lat, lat.sum() / 1000.0 / k))
+    capacity = saturated_rps or 1000.0 * c / service_ms
+    lat = np.full(4000, (c + 1) / capacity * 1000.0)
+    levels.append(Level.from_latencies(c + 1, lat, 4000 / capacity))
+    return levels
+
+
+@pytest.mark.parametrize("c", [1, 2, 4])
+@pytest.mark.parametrize("rho", [0.3, 0.9])
+def test_deterministic_service_predicts_the_exact_queue_plus_overhead(c, rho):
+    p = predict(known_levels(c, 5.0, 0.2), c)
+    assert p.model.parallelism == c
+    assert p.model.service_ms[-1] == pytest.approx(5.0)
+    assert p.model.overhead_ms == pytest.approx(0.2, abs=1e-3)
+    assert p.model.name.startswith(f"M/D/{c}")
+    rate = rho * c / 5.0 * 1000.0
+    lam = rate / 1000.0
+    assert p.mean_ms(rate) == pytest.approx(5.2 + mdc_mean_wait_ms(lam, 5.0, c), rel=1e-3)
+
+
+def test_p99_grows_with_load_and_capacity_meets_the_slo():
+    p = predict(known_levels(1, 5.0, 0.2), 1)
+    curve = p.curve([0.5, 20, 100, 150, 180])
+    assert [pt.p99_ms for pt in curve] == sorted(pt.p99_ms for pt in curve)
+    # Almost no arrival waits (0.25 %): the p99 is the service's own.
+    assert curve[0].p99_ms == pytest.approx(5.2, abs=0.1)
+    cap = p.capacity_rps(30.0)
+    assert 100 < cap < 200
+    assert p.at(cap, 99.0).percentile_ms == pytest.approx(30.0, rel=0.02)
+    assert p.at(cap * 1.05, 99.0).percentile_ms > 30.0
+    assert p.at(250.0).mean_ms is None  # beyond capacity: no steady state
+    assert p.capacity_rps(4.0) is None  # below the service time itself
+
+
+def test_cosmetatos_is_the_other_approximation():
+    exact = predict(known_levels(4, 5.0, 0.2), 4)
+    closed = predict(known_levels(4, 5.0, 0.2), 4, approximation="cosmetatos")
+    assert "Cosmetatos" in closed.model.name
+    assert closed.mean_ms(700) == pytest.approx(exact.mean_ms(700), rel=0.01)
+
+
+def test_interference_uses_the_faster_lone_service_at_light_load():
+    p = predict(known_levels(2, 5.0, 0.2, first_service_ms=3.0), 2)
+    assert p.model.interference
+    assert "interference" in p.model.name
+    assert p.model.service_ms == pytest.approx((3.0, 5.0), abs=1e-3)
+    assert p.mean_ms(1.0) == pytest.approx(3.2, abs=0.01)
+    assert p.mean_ms(300.0) > p.mean_ms(100.0) > 3.2
+
+
+def test_dynamic_batching_is_marked_unmodelled_not_predicted():
+    p = predict(known_levels(1, 5.0, 0.2), 1, dynamic_batching=True)
+    assert "dynamic batching" in p.model.unmodelled
+    assert p.model.to_dict()["name"] is None
+    with pytest.raises(ValueError, match="no prediction"):
+        p.at(50.0)
+
+
+def test_merged_requests_are_detected_from_the_profile():
+    # Two in flight finish three times what one worker can: requests are merged.
+    p = predict(known_levels(1, 5.0, 0.2, saturated_rps=600.0), 1)
+    assert "merged" in p.model.unmodelled
+
+
+def test_variable_service_blends_toward_mmc_and_heavy_tails_are_said():
+    # At c = 1 the blend is exact for M/G/1 (Pollaczek-Khinchine): E[Wq] grows by
+    # (1 + Cs^2) / 2 against deterministic service.
+    det = predict(known_levels(1, 5.0, 0.0, spread_ms=1e-6), 1)
+    var = predict(known_levels(1, 5.0, 0.0, spread_ms=1.5), 1)
+    cs2 = var.model.cs2
+    assert 0.05 < cs2 < 1
+    assert "M/G/1" in var.model.name
+    wq_det, wq_var = det.mean_ms(150) - 5.0, var.mean_ms(150) - 5.0
+    assert wq_var / wq_det == pytest.approx(1 + cs2, rel=0.02)
+    heavy = fit(known_levels(1, 5.0, 0.0, spread_ms=8.0), 1)
+    assert any("heavy-tailed" in c for c in heavy.caveats)
+
+
+def test_a_profile_without_the_saturated_level_is_refused():
+    with pytest.raises(ValueError, match=r"lacks levels \[3\]"):
+        fit(known_levels(2, 5.0, 0.2)[:2], 2)

@@ -1,0 +1,79 @@
+"""`inferbench predict` against a real running server (the reference M/D/c server), and
+its refusals of bad options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis.queueing import mdc_mean_wait_ms
+from inferbench.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["predict", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_profiles_the_reference_server_and_predicts_its_queue(reference_server, capsys,
+                                                              workers):
+    service_ms = 4.0
+    server = reference_server(service_ms, workers)
+    code, out, _ = run_cli(capsys, "--endpoint", server.url, "--model", "reference",
+                           "--max-concurrency", str(workers), "--profile-s", "1.5",
+                           "--warmup", "0.5", "--rates", f"{100 * workers},{175 * workers}",
+                           "--slo-ms", "25", "--json")
+    assert code == 0
+    s = json.loads(out)
+    assert [lv["in_flight"] for lv in s["service_ms"]] == list(range(1, workers + 2))
+    model = s["model"]
+    assert model["parallelism"] == workers and model["unmodelled"] is None
+    assert model["name"].startswith(f"M/D/{workers}")
+    # The server's own capacity is workers / service time; its saturated level measures it.
+    assert model["capacity_rps"] == pytest.approx(1000 * workers / service_ms, rel=0.05)
+    for point in s["curve"]:
+        lam = point["rate_rps"] / 1000.0
+        exact = service_ms + mdc_mean_wait_ms(lam, service_ms, workers)
+        # Prediction = the exact queue + the client's and the network's share (a few
+        # tenths of a ms on this host), with the capacity measured within a few percent.
+        assert exact < point["mean_ms"] < exact * 1.25 + 0.5, point
+        assert point["p99_ms"] > point["mean_ms"]
+    cap = s["capacity"]
+    assert cap["slo_ms"] == 25 and 0 < cap["rate_rps"] < model["capacity_rps"]
+
+
+def test_text_output_names_the_model_and_the_capacity(reference_server, capsys):
+    server = reference_server(3.0, 1)
+    code, out, _ = run_cli(capsys, "--endpoint", server.url, "--model", "reference",
+                           "--profile-s", "1", "--warmup", "0.3", "--slo-ms", "20")
+    assert code == 0
+    assert "profile: 2 in flight" in out
+    assert "model: M/D/1" in out and "| rate (req/s) | rho |" in out
+    assert "highest rate with p99 <= 20 ms:" in out
+
+
+def test_declared_dynamic_batching_is_not_predicted(reference_server, capsys):
+    server = reference_server(2.0, 1)
+    code, out, _ = run_cli(capsys, "--endpoint", server.url, "--model", "reference",
+                           "--profile-s", "0.5", "--warmup", "0", "--dynamic-batching",
+                           "--json")
+    s = json.loads(out)
+    assert code == 0 and s["curve"] == [] and "dynamic batching" in s["model"]["unmodelled"]
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--max-concurrency", "0", "--max-concurrency 0 must be >= 1"),
+    ("--rates", "10,x", "--rates '10,x' is not a comma list"),
+    ("--rates", "10,-5", "every rate must be > 0"),
+    ("--approximation", "erlang", "--approximation 'erlang' is not one of exact, cosmetatos"),
+    ("--profile-s", "0", "--profile-s 0.0 must be > 0"),
+])
+def test_bad_options_are_refused_before_any_request(capsys, flag, value, message):
+    # Nothing listens there: a refusal must come from the option check, not the network.
+    code = main(["predict", "--endpoint", "http://127.0.0.1:9", "--model", "m",
+                 "--input-shape", "4", flag, value])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err
