@@ -4,6 +4,8 @@ Smirni, SC 2016): a few seconds of closed-loop load per level instead of a load 
 Profiling (inferbench/load/profile.py) measures the endpoint with no random arrivals: k
 requests always in flight, k = 1..c (c: the server's parallelism, e.g. its instances), and
 once with c + 1, where the workers never idle, so its throughput is the server's capacity.
+When c + 1 in flight still complete (c + 1) / c times what c did, the server runs more than
+c at once: profiling goes on up a level, and c is what the profile shows.
 From those levels (`Level`), `fit` derives the service model:
 
 - D_c = c / X_{c+1}: the service time of one request while all c workers are busy (X: the
@@ -49,8 +51,8 @@ from analysis.queueing import (
     mmc_mean_wait_ms,
 )
 
-__all__ = ["APPROXIMATIONS", "CurvePoint", "Level", "Prediction", "ServiceModel", "fit",
-           "predict"]
+__all__ = ["APPROXIMATIONS", "CurvePoint", "Level", "Prediction", "ServiceModel",
+           "detect_parallelism", "fit", "predict", "still_scales"]
 
 # Each level's latency law is kept as these percentiles (0, 0.25, ..., 100): enough for a
 # p99.x of the sum and small enough to store with every family.
@@ -60,6 +62,9 @@ APPROXIMATIONS = ("exact", "cosmetatos")
 DETERMINISTIC_CS2 = 0.05
 # c + 1 in flight finishing this much more than c workers can means requests are merged.
 MERGE_FACTOR = 1.15
+# A level whose throughput grew by at least this share of linear scaling over the level
+# below ran its extra request in parallel (see detect_parallelism).
+SCALING_SHARE = 0.9
 # The service is said to slow with concurrency when D_1 is this much below D_c.
 INTERFERENCE_SHARE = 0.10
 _DRAWS = 200_000
@@ -168,6 +173,23 @@ class CurvePoint:
         return out
 
 
+def still_scales(levels: Mapping[int, Level], k: int) -> bool:
+    """Whether k in flight completed nearly k / (k - 1) times what k - 1 did: the server
+    ran the extra request in parallel, so its parallelism is at least k."""
+    return levels[k].throughput_rps >= SCALING_SHARE * levels[k - 1].throughput_rps * k / (k - 1)
+
+
+def detect_parallelism(levels: Iterable[Level], at_least: int) -> int:
+    """The server's parallelism c: from `at_least` up, while the next level still scaled
+    (a server given as c workers but running more would otherwise look saturated at c + 1
+    when it is not). Needs the levels up to c + 1."""
+    by_k = {lv.in_flight: lv for lv in levels}
+    c = at_least
+    while c + 2 in by_k and still_scales(by_k, c + 1):
+        c += 1
+    return c
+
+
 def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",
         dynamic_batching: bool = False) -> ServiceModel:
     """The service model of a profile: levels 1..c and c + 1 in flight (c = parallelism)."""
@@ -200,6 +222,9 @@ def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exac
                       "can: requests are merged (batched) or the parallelism is above "
                       f"{c}; fix: profile with a higher --max-concurrency, or treat the "
                       "server as batching")
+    if still_scales(by_k, c + 1):
+        caveats.append(f"{c + 1} in flight still ran in parallel: the server was not "
+                       f"saturated, so its capacity ({c} / D) is a lower bound")
     if cs2 > 1.0:
         caveats.append(f"heavy-tailed service (Cs^2 {cs2:.2f} > 1): the tail is approximate")
     return ServiceModel(c, (*service, d_c), overhead, cs2, approximation, unmodelled,
@@ -351,6 +376,9 @@ class Prediction:
 
 def predict(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",
             dynamic_batching: bool = False) -> Prediction:
+    """The prediction of a profile whose server runs at least `parallelism` requests at
+    once (more, when the profile shows it: detect_parallelism)."""
     levels = tuple(sorted(levels, key=lambda lv: lv.in_flight))
-    return Prediction(levels, fit(levels, parallelism, approximation=approximation,
+    c = detect_parallelism(levels, parallelism)
+    return Prediction(levels, fit(levels, c, approximation=approximation,
                                   dynamic_batching=dynamic_batching))

@@ -274,6 +274,15 @@ class LadderSpec(_Strict):
     stop_after_failure: bool = Field(
         True, description="list: stop at the first rung that does not hold (higher loads "
         "only fail worse, each taking up to max_duration_s); false runs every listed load.")
+    predict: bool | None = Field(
+        None, description="Profile each family before its ladder (closed loop, 1..c+1 "
+        "requests in flight, c = server.instance_count, `profile_s` each), predict its "
+        "latency under Poisson load with a queueing model, store the prediction with every "
+        "rung, and start a search just below the predicted SLO crossing (then confirm "
+        "around it) instead of at workload.rate_rps. Default: on for a search with Poisson "
+        "arrivals, off otherwise; needs Poisson arrivals.")
+    profile_s: float = Field(2.0, gt=0, le=600, description="Measured seconds of each "
+                             "profiling level (see `predict`).")
 
 
 class SloSpec(_Strict):
@@ -543,6 +552,20 @@ class BenchmarkSpec(_Strict):
                 f"ladder.max_family_s {ladder.max_family_s!r} is shorter than one rung, "
                 f"which takes at least warmup_s + min_duration_s = {first_rung_s:g} s; "
                 f"fix: raise ladder.max_family_s (e.g. to {10 * first_rung_s:g})")
+        if ladder.predict and w.arrival is not Arrival.POISSON:
+            raise ValueError(
+                f"ladder.predict is true, but the queueing model predicts Poisson arrivals "
+                f"and workload.arrival is {w.arrival.value!r}; fix: set workload.arrival to "
+                "\"poisson\", or drop ladder.predict")
+
+    @property
+    def predicts(self) -> bool:
+        """Whether each family is profiled and predicted before its ladder (ladder.predict,
+        or by default a search with Poisson arrivals)."""
+        if self.ladder.predict is not None:
+            return self.ladder.predict
+        return self.ladder_mode is LadderMode.SEARCH and \
+            self.workload.arrival is Arrival.POISSON
 
     @property
     def ladder_mode(self) -> LadderMode:

@@ -18,6 +18,12 @@ Modes (spec: `ladder.mode`):
   (bad - good) / good <= `precision_pct`. If the very first rung fails, the climb goes down
   instead (/ `growth`) until a rung holds, while the SLO-percentile latency keeps falling
   (a latency that no longer falls with the load is the server's floor, not its queue).
+A search may be *guided* by a predicted capacity (analysis/prediction.py, from a light
+profile of the server): it then starts just below the prediction, at guide / sqrt(1 + p)
+(p = precision_pct / 100), so that when the prediction is right, that rung holds and the
+next one up, x (1 + p), fails: the bracket is within the precision after two rungs. When
+the prediction is off, the climb (or descent) moves by (1 + p), then (1 + p)^2, (1 + p)^4,
+... up to `growth`: a few rungs more than an exact guess, never many.
 Every mode stops at `max_rungs` rungs, and before a rung that would not fit in the
 `max_family_s` left; a search stopped that way answers with a bound, not a bracket.
 
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -105,6 +111,23 @@ class LadderPlan:
     stop_after_failure: bool = True
     floor: float = 0.0                # the search goes no lower
     ceiling: float = MAX_RATE_RPS     # nor higher
+    guide: float | None = None        # search: a predicted capacity to start from
+
+    def guided(self, capacity: float | None) -> LadderPlan:
+        """This plan with a search guided by a predicted capacity (open loop only; a plan
+        that is not a search, or no capacity, is returned as it is)."""
+        if capacity is None or capacity <= 0 or self.mode is not LadderMode.SEARCH \
+                or self.closed_loop:
+            return self
+        return replace(self, guide=capacity)
+
+    @property
+    def start(self) -> float:
+        """The search's first load: the guided start, or the workload's load."""
+        if self.guide is None:
+            return self.loads[0]
+        below = _tidy(self.guide / math.sqrt(1.0 + self.precision_pct / 100.0))
+        return min(self.ceiling, max(self.floor, below))
 
     @classmethod
     def from_spec(cls, spec: BenchmarkSpec) -> LadderPlan:
@@ -253,7 +276,7 @@ class Ladder:
     def _next_search(self) -> tuple[float, Phase] | None:
         plan = self.plan
         if not self.history:
-            return plan.loads[0], Phase.GEOMETRIC
+            return plan.start, Phase.GEOMETRIC
         last = self.history[-1][0]
         good, bad = self._good, self._bad
         if bad is None:  # everything held so far: climb
@@ -285,6 +308,10 @@ class Ladder:
         above, below = upper.latency_at_slo_ms, lower.latency_at_slo_ms
         if above is None or below is None:
             return True
+        # A guided search's first steps are smaller than `growth`: the floor rule, tuned to
+        # full steps, waits until the steps have grown to full size.
+        if measured[-2][0].offered < self.plan.growth * 0.999 * measured[-1][0].offered:
+            return True
         return below <= above * (1.0 - DESCENT_MIN_GAIN)
 
     def _over_budget(self) -> LadderEnd | None:
@@ -304,17 +331,38 @@ class Ladder:
             return True
         return (bad - good) / good <= self.plan.precision_pct / 100.0
 
+    def _step(self) -> float:
+        """The factor of the next climb or descent: `growth`, or in a guided search
+        (1 + p), (1 + p)^2, (1 + p)^4, ... up to `growth` (before the bracket forms, every
+        measured rung moved in the same direction, so their count is the step's rank)."""
+        plan = self.plan
+        if plan.guide is None:
+            return plan.growth
+        # A hair under (1 + p): the first step's bracket must pass the precision test
+        # after the loads are rounded.
+        first = 1.0 + 0.999 * plan.precision_pct / 100.0
+        rank = len(self._measured()) - 1
+        return min(plan.growth, first ** (2 ** min(rank, 30)))
+
     def _up(self, load: float) -> float:
         plan = self.plan
         if plan.closed_loop:
             return float(min(plan.ceiling, max(load + 1, math.ceil(load * plan.growth))))
-        return min(plan.ceiling, _tidy(load * plan.growth))
+        return min(plan.ceiling, self._moved(load, self._step()))
 
     def _down(self, load: float) -> float:
         plan = self.plan
         if plan.closed_loop:
             return float(max(plan.floor, min(load - 1, math.floor(load / plan.growth))))
-        return max(plan.floor, _tidy(load / plan.growth))
+        return max(plan.floor, self._moved(load, 1.0 / self._step()))
+
+    def _moved(self, load: float, factor: float) -> float:
+        """load x factor, rounded; a guided step keeps the exact value where rounding would
+        stretch it (its first step must land within the precision)."""
+        tidy = _tidy(load * factor)
+        if self.plan.guide is not None and abs(math.log(tidy / load)) > abs(math.log(factor)):
+            return load * factor
+        return tidy
 
     def _middle(self, good: float, bad: float) -> float:
         mid = math.sqrt(good * bad)

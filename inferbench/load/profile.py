@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analysis.prediction import Level
+from analysis.prediction import Level, still_scales
 from inferbench.errors import InferBenchError
 from inferbench.load.priority import issuer_priority
 from inferbench.load.runner import Request, StopRule, run_point
 
 # Each level needs at least this many answers for its percentiles to mean anything.
 MIN_LEVEL_REQUESTS = 50
+# Profiling a server that keeps scaling stops here (its parallelism is then at least this).
+MAX_IN_FLIGHT = 16
 # Later levels run on a warm server: a short warm-up at their own concurrency suffices.
 LEVEL_SETTLE_S = 0.5
 
@@ -24,13 +26,20 @@ LEVEL_SETTLE_S = 0.5
 def profile_levels(requests: list[Request], parallelism: int, *, profile_s: float,
                    warmup_s: float, request_timeout_s: float, seed: int = 0,
                    log: Callable[[str], None] | None = None) -> list[Level]:
-    """Levels 1..parallelism + 1 in flight, `profile_s` measured seconds each."""
+    """Levels 1..parallelism + 1 in flight, `profile_s` measured seconds each, and more
+    while the top level still scaled (the server runs more than `parallelism` at once), up
+    to MAX_IN_FLIGHT."""
     if parallelism < 1:
         raise InferBenchError(f"parallelism {parallelism!r} must be >= 1")
     if profile_s <= 0:
         raise InferBenchError(f"profile seconds {profile_s!r} must be > 0")
-    levels = []
-    for k in range(1, parallelism + 2):
+    levels: dict[int, Level] = {}
+
+    def wanted(k: int) -> bool:
+        return k <= parallelism + 1 or (k <= MAX_IN_FLIGHT and still_scales(levels, k - 1))
+
+    k = 1
+    while wanted(k):
         rule = StopRule(profile_s, MIN_LEVEL_REQUESTS, max(3 * profile_s, profile_s + 10))
         with issuer_priority():
             records = run_point(requests, concurrency=k, seed=seed + k,
@@ -46,10 +55,11 @@ def profile_levels(requests: list[Request], parallelism: int, *, profile_s: floa
         latency_ms = (a["done_ns"][ok] - a["sent_ns"][ok]) / 1e6
         level = Level.from_latencies(k, latency_ms,
                                      (records.ended_ns - records.started_ns) / 1e9)
-        levels.append(level)
+        levels[k] = level
         if log is not None:
             log(f"profile: {k} in flight: {level.throughput_rps:.1f} req/s, mean "
                 f"{level.mean_ms:.3f} ms, p99 {level.percentile_ms(99):.3f} ms "
                 f"({level.n} requests)")
-    return levels
+        k += 1
+    return list(levels.values())
 

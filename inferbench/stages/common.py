@@ -134,6 +134,25 @@ class LoadPoint(TypedDict):
     rung_latency_at_slo_ms: NotRequired[float | None]
     rung_achieved_rps: NotRequired[float]
     rung_sent_rps: NotRequired[float | None]  # the rate the schedule actually sent
+    # The family's prediction at this point's offered rate (None: no prediction, not a
+    # Poisson rate, or beyond the predicted capacity); absent before predictions.
+    predicted_mean_ms: NotRequired[float | None]
+    predicted_p99_ms: NotRequired[float | None]
+
+
+class FamilyPrediction(TypedDict):
+    """A family's light profile and the latency curve it predicts (analysis/prediction.py),
+    taken before its ladder; the report recomputes the curve from `levels`."""
+
+    batch_size: int
+    parallelism: int                # c: the configuration's instances
+    dynamic_batching: bool
+    profile_s: float                # wall time the profile took
+    levels: list[dict]              # analysis.prediction.Level.to_dict(), 1..c+1 in flight
+    model: dict | None              # analysis.prediction.ServiceModel.to_dict()
+    slo_capacity_rps: float | None  # the highest Poisson rate predicted within the SLO
+    guided_start: float | None      # where the search started because of it (None: unguided)
+    error: str | None               # why there is no prediction (profiling failed, ...)
 
 
 class LadderSummary(TypedDict):
@@ -160,6 +179,8 @@ class LoadSummary(TypedDict):
     points: list[LoadPoint]
     samples_file: str
     ladders: NotRequired[list[LadderSummary]]  # per family that ended; absent before ladders
+    # per family profiled before its ladder; absent when ladder.predict is off
+    predictions: NotRequired[list[FamilyPrediction]]
     error: NotRequired[str]   # the exception that ended the load stage early
 
 

@@ -2,6 +2,11 @@
 point, a list of loads, or a search for the highest load within the SLO), all on the
 server that is already running.
 
+When the spec predicts (ladder.predict; by default a search with Poisson arrivals), each
+family is first profiled lightly and its latency curve predicted by a queueing model
+(stages/family_prediction.py): a search then starts at the predicted SLO crossing, and
+every rung stores the predicted mean and p99 at its rate beside what was measured.
+
 Every rung is a point: its per-request records are saved as soon as it ends and `load.json`
 is rewritten after every rung, so a failure later keeps what was already measured. Each
 rung's line in the log says what was offered, what the server achieved, the SLO percentile
@@ -51,6 +56,7 @@ from inferbench.stages.common import (
     read_endpoint,
     write_json,
 )
+from inferbench.stages.family_prediction import predict_family, predicted_at
 from inferbench.stages.point_verdict import judge_point_records
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
@@ -217,7 +223,14 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
         for batch_size in spec.batch_sizes:
             requests = build_requests(ctx, protocol, target, batch_size)
             check_response(protocol, requests[0], batch_size, spec.model.num_outputs)
-            ladder, family_points, failed_before = Ladder(plan), [], 0
+            family_plan, prediction = plan, None
+            if spec.predicts:
+                prediction, predicted = predict_family(spec, resolved, requests, batch_size)
+                family_plan = plan.guided(predicted["slo_capacity_rps"])
+                predicted["guided_start"] = family_plan.start if family_plan.guide else None
+                summary.setdefault("predictions", []).append(predicted)
+                write_json(files.load, summary)
+            ladder, family_points, failed_before = Ladder(family_plan), [], 0
             for rung in ladder.rungs():
                 started = time.monotonic()
                 if failed_before:
@@ -234,7 +247,8 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                               "rung_holds": check.holds, "rung_reason": check.reason,
                               "rung_latency_at_slo_ms": judged.latency_at_slo_ms,
                               "rung_achieved_rps": judged.achieved_rps,
-                              "rung_sent_rps": judged.sent_rps})
+                              "rung_sent_rps": judged.sent_rps,
+                              **predicted_at(prediction, rung.offered)})
                 summary["points"].append(point)
                 family_points.append(index)
                 files.samples.write_text(json.dumps(samples))

@@ -101,3 +101,14 @@ def test_variable_service_blends_toward_mmc_and_heavy_tails_are_said():
 def test_a_profile_without_the_saturated_level_is_refused():
     with pytest.raises(ValueError, match=r"lacks levels \[3\]"):
         fit(known_levels(2, 5.0, 0.2)[:2], 2)
+
+
+def test_a_server_running_more_than_it_was_said_to_is_profiled_as_it_is():
+    # Four workers, described as one: levels 2..4 still scale, level 5 does not.
+    levels = known_levels(4, 5.0, 0.2)
+    p = predict(levels, 1)
+    assert p.model.parallelism == 4
+    assert p.model.capacity_rps == pytest.approx(800.0)
+    # Cut at 3 in flight, the profile never saturated: the capacity is called a bound.
+    partial = fit([lv for lv in levels if lv.in_flight <= 3], 2)
+    assert any("not saturated" in c for c in partial.caveats)

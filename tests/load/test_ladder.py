@@ -343,3 +343,41 @@ def test_the_descent_goes_on_below_rungs_that_were_not_valid():
         ladder.report(RungResult(not bad, 5.0, "INVALID: late sends" if bad else None, 30.0,
                                  remeasure=False, valid=not bad))
     assert ran[:3] == [100, 50, 25] and ladder.outcome.last_good is not None
+
+
+@pytest.mark.parametrize("precision_pct", [2.0, 5.0, 20.0])
+def test_an_exact_guide_brackets_the_capacity_in_two_rungs(precision_pct):
+    plan = search(10.0, precision_pct=precision_pct).guided(CAPACITY)
+    out, ran = drive(plan)
+    assert [r.offered > CAPACITY for r in ran] == [False, True]
+    assert out.end is LadderEnd.PRECISION and out.rungs == 2
+    assert out.last_good <= CAPACITY < out.first_bad
+
+
+@pytest.mark.parametrize("error", [0.5, 0.8, 0.95, 1.05, 1.3, 2.0, 4.0])
+@pytest.mark.parametrize("precision_pct", [5.0, 20.0])
+def test_a_wrong_guide_still_brackets_the_capacity_in_fewer_rungs(error, precision_pct):
+    guided, ran = drive(search(10.0, precision_pct=precision_pct, max_rungs=100)
+                        .guided(CAPACITY * error))
+    blind, blind_ran = drive(search(10.0, precision_pct=precision_pct, max_rungs=100))
+    assert guided.end is LadderEnd.PRECISION
+    assert guided.last_good <= CAPACITY < guided.first_bad
+    assert (guided.first_bad - guided.last_good) / guided.last_good <= precision_pct / 100
+    assert len(ran) <= len(blind_ran) + 1, ([r.offered for r in ran],
+                                            [r.offered for r in blind_ran])
+
+
+def test_a_guided_descent_does_not_stop_on_small_steps():
+    # Latency falls by only 5 % per small step; the floor rule waits for full steps.
+    out, ran = drive(search(10.0, precision_pct=5.0, max_rungs=100).guided(CAPACITY * 1.5),
+                     latency_ms=lambda x: x)
+    assert out.end is LadderEnd.PRECISION and out.last_good <= CAPACITY < out.first_bad
+
+
+def test_guiding_leaves_other_plans_alone():
+    assert search(10.0).guided(None).guide is None
+    closed = LadderPlan(mode=LadderMode.SEARCH, loads=(4.0,), closed_loop=True)
+    assert closed.guided(50.0) is closed
+    listed = LadderPlan(mode=LadderMode.LIST, loads=(1.0, 2.0))
+    assert listed.guided(50.0) is listed
+    assert search(10.0).guided(137.0).start == pytest.approx(137.0 / 1.05 ** 0.5, rel=1e-3)

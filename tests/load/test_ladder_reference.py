@@ -44,8 +44,9 @@ PRECISION = 0.10
 
 
 def run_ladder(reference_server, load_stage_on, *, service_ms: float, workers: int,
-               start_rps: float, slo_ms: float):
-    """The load stage's search on a fresh reference server: (load.json, run dir, server)."""
+               start_rps: float, slo_ms: float, predict: bool = False):
+    """The load stage's search on a fresh reference server: (load.json, run dir, server).
+    Unguided unless `predict` (the guided search has its own test)."""
     server = reference_server(service_ms, workers)
     out, run_dir = load_stage_on(
         server, warmup_s=SETTLE_S, min_duration_s=RUNG_S, min_requests=50, max_duration_s=20,
@@ -53,7 +54,7 @@ def run_ladder(reference_server, load_stage_on, *, service_ms: float, workers: i
         workload={"arrival": "poisson", "rate_rps": start_rps, "seed": 11},
         slo={"percentile": 99, "latency_ms": slo_ms},
         ladder={"mode": "search", "growth": 2, "precision_pct": PRECISION * 100,
-                "max_rungs": 10, "settle_s": SETTLE_S})
+                "max_rungs": 10, "settle_s": SETTLE_S, "predict": predict, "profile_s": 1.5})
     summary = json.loads(run_dir.load_file("onnxruntime").read_text())
     assert out["ladders"] == summary["ladders"]
     return summary, run_dir, server
@@ -247,3 +248,30 @@ def test_tight_slo_search_ends_at_the_mdc_p99_crossing(reference_server, load_st
         assert p["queue_p99_ms"] > allowance or p["host_at_work"], p
     if not below:
         assert good >= low / (1 + PRECISION), (good, crossing)
+
+
+def test_a_predicted_search_starts_at_the_predicted_crossing_and_confirms_it(
+        reference_server, load_stage_on):
+    service_s, workers, slo_ms = 0.020, 4, 40.0  # as above: the p99 crossing is ~120 req/s
+    crossing = stationary_crossing_rps(service_s, workers, slo_ms)
+    summary, run_dir, _ = run_ladder(reference_server, load_stage_on,
+                                     service_ms=1e3 * service_s, workers=workers,
+                                     start_rps=40, slo_ms=slo_ms, predict=True)
+    (predicted,) = summary["predictions"]
+    assert predicted["error"] is None and predicted["parallelism"] == 1
+    # The stage's configuration says one instance; the server runs four at once, which
+    # the profile finds (throughput scaled up to 4 in flight, not to 5).
+    assert [lv["in_flight"] for lv in predicted["levels"]] == [1, 2, 3, 4, 5]
+    model = predicted["model"]
+    assert model["parallelism"] == workers
+    assert model["capacity_rps"] == pytest.approx(workers / service_s, rel=0.1)
+    assert 0.7 * crossing < predicted["slo_capacity_rps"] < 1.3 * crossing
+    points = check_rungs_are_points(summary, run_dir, slo_ms)
+    assert points[0]["target_rate_rps"] == predicted["guided_start"]
+    assert predicted["guided_start"] < predicted["slo_capacity_rps"]
+    for p in points:
+        assert p["predicted_mean_ms"] >= 1e3 * service_s
+        assert p["predicted_p99_ms"] > p["predicted_mean_ms"]
+    family = summary["ladders"][0]
+    assert family["end"] == "precision"
+    assert family["last_good"] <= crossing * 1.3 and family["first_bad"] >= crossing * 0.7
