@@ -288,3 +288,44 @@ def roofline_png(points: Sequence[tuple[str, float, float]], ceilings: Sequence[
     ax.legend(fontsize="x-small", loc="upper left")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def prediction_png(measured: Sequence[tuple[float, float | None, float | None]],
+                   predicted: Sequence[tuple[float, float | None, float | None]], path: Path,
+                   *, title: str, capacity_rps: float | None = None,
+                   slo_ms: float | None = None, percentile: float | None = None) -> Path:
+    """Latency vs offered Poisson rate: ``measured`` (rate, mean, p99) per rung as markers,
+    ``predicted`` (rate, mean, p99) as lines (a queueing model's curve, analysis/
+    prediction.py). The model's capacity is a dotted vertical line, the SLO a dashed red
+    one. Latency on a log axis: near capacity the queue grows by orders of magnitude."""
+    fig = _new((8, 4.5))
+    ax = fig.subplots()
+    styles = (("mean", "tab:blue", "o"), ("p99", "tab:orange", "^"))
+    for i, (name, color, marker) in enumerate(styles, start=1):
+        line = [(row[0], row[i]) for row in predicted if row[i] is not None]
+        if line:
+            ax.plot(*zip(*line, strict=True), color=color, linewidth=1.5,
+                    linestyle="-" if i == 1 else "--", label=f"predicted {name}")
+        points = [(row[0], row[i]) for row in measured if row[i] is not None and row[i] > 0]
+        _scatter(ax, points, s=40, marker=marker, color=color, edgecolors="black",
+                 linewidths=0.5, label=f"measured {name}")
+    if capacity_rps is not None:
+        ax.axvline(capacity_rps, color="grey", linestyle=":", linewidth=1,
+                   label=f"model capacity {capacity_rps:.4g} req/s")
+    if slo_ms is not None:
+        ax.axhline(slo_ms, color="red", linestyle="--", linewidth=1,
+                   label="SLO " + (f"p{percentile:g} " if percentile is not None else "")
+                   + f"<= {slo_ms:g} ms")
+    if measured or predicted:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_PLAIN)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(left=0.0)
+    ax.set_xlabel("offered load (Poisson requests/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="x-small", loc="upper left")
+    fig.suptitle(title)
+    return _save(fig, path)

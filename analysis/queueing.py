@@ -35,7 +35,7 @@ _ROOT_TOLERANCE = 1e-13
 # _GRID_MIN_PER_D per service time: quantiles are within a cell of the exact ones.
 _GRID_PER_D = 64
 _GRID_MIN_PER_D = 8
-_GRID_TOLERANCE = 1e-10       # stop when no grid probability moves by more than this
+_GRID_TOLERANCE = 1e-9        # stop when no grid probability moves by more than this
 _GRID_MAX_STEPS = 20_000
 
 

@@ -57,7 +57,11 @@ brackets are accepted too, so rows straight from the results database fit)::
       "sections": [                       # optional analysis sections, shown after Results
         {"id": str, "title": str, "notes": list[str],
          "tables": [{"columns": list[str], "rows": list[list[str]]}],
-         "images": [(caption, png_path)]},
+         "images": [(caption, png_path)],
+         "parts": [                       # optional sub-sections (e.g. one per family),
+           {"id": str, "title": str,      # each under its own heading, with the same
+            "notes": ..., "tables": ..., "images": ...},  # keys as a section
+         ]},
       ],
     }
 
@@ -191,6 +195,13 @@ def _data_uri(png_path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
+def _embedded(block: dict[str, Any]) -> dict[str, Any]:
+    """A section or part with its images embedded, and the keys the template reads."""
+    return {"notes": [], "tables": [], **block,
+            "images": [{"caption": c, "src": _data_uri(path)}
+                       for c, path in block.get("images", [])]}
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(_TEMPLATES)),
@@ -263,8 +274,8 @@ def render_report(report: dict[str, Any], out_dir: Path) -> Path:
             provenance=report.get("provenance", {}),
             images=images,
             spec_json=_spec_json(run.get("spec")),
-            sections=[{**sec, "images": [{"caption": c, "src": _data_uri(path)}
-                                         for c, path in sec.get("images", [])]}
+            sections=[{**_embedded(sec),
+                       "parts": [_embedded(part) for part in sec.get("parts", [])]}
                       for sec in report.get("sections", [])],
         )
     )

@@ -147,6 +147,14 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                         for label, f in labelled for r in f.rungs])],
                      "images": images})
 
+    from inferbench.prediction_report import prediction_section
+
+    predicted = prediction_section(
+        labelled, queries.family_prediction_rows(conn, run_ids=[r["run_id"] for r in runs]),
+        out_dir, slo_percentile=pct, slo_ms=slo_ms)
+    if predicted is not None:  # no heading where no family was predicted
+        sections.append(predicted)
+
     from analysis.server_split import split_rows
 
     split = split_rows(records, lambda r: config_label(r, with_load=True))
@@ -377,6 +385,10 @@ def run_summary(conn: Connection, run_id: str) -> dict[str, Any]:
     slo = run["spec"]["slo"]
     pct, slo_ms = float(slo["percentile"]), float(slo["latency_ms"])
     labels = {(c["platform"], c["config_index"]): c["label"] for c in tables["server_configs"]}
+    from inferbench.prediction_report import prediction_summary
+
+    predictions = {(p["platform"], p["config_index"], p["batch_size"]): p
+                   for p in queries.family_prediction_rows(conn, run_ids=[run_id])}
     families = capacities(records, slo_percentile=pct, slo_ms=slo_ms)
     label = family_labeller(families)
     ranked = rank(families)
@@ -394,7 +406,10 @@ def run_summary(conn: Connection, run_id: str) -> dict[str, Any]:
             "late_send_pct": r["late_send_pct"], "n_ok": r["n_ok"], "n_failed": r["n_failed"],
             "meets_slo": r["meets_slo"], "verdict": r["verdict"], "reasons": r["reasons"],
             "rung_holds": None if rung is None else rung.holds,
-            "rung_reason": None if rung is None else rung.reason})
+            "rung_reason": None if rung is None else rung.reason,
+            # what the family's prediction gave at the point's rate (None: no prediction)
+            "predicted_mean_ms": r.get("predicted_mean_ms"),
+            "predicted_p99_ms": r.get("predicted_p99_ms")})
     return {
         "run_id": run_id, "name": run["name"], "status": run["status"],
         "verdict": run["verdict"], "reasons": run["verdict_reasons"],
@@ -415,7 +430,9 @@ def run_summary(conn: Connection, run_id: str) -> dict[str, Any]:
         "families": [{**{k: v for k, v in f.to_dict().items() if k != "run_id"},
                       "label": label(f),
                       "rank": ranks[id(f)].rank if id(f) in ranks else None,
-                      "ranked_by": ranks[id(f)].ranked_by if id(f) in ranks else None}
+                      "ranked_by": ranks[id(f)].ranked_by if id(f) in ranks else None,
+                      "prediction": prediction_summary(predictions.get(
+                          (f.platform, f.config_index, f.batch_size)))}
                      for f in families],
         "deployments": [{**{k: d[k] for k in ("platform", "platform_version", "cold_start_s",
                                               "status", "error")},
@@ -460,6 +477,24 @@ def format_summary(s: dict[str, Any]) -> str:
                 f"{(ge + rate_text(f['capacity_items_per_s'])) if cap is not None else '-':>9} "
                 f"{_ms(f['latency_at_slo_ms']):>8} "
                 f"{f'{cost:.4g}' if cost is not None else '-':>9}  {why}")
+    predicted = [f for f in fams if f.get("prediction")]
+    if predicted:
+        lines += ["", "  predicted before each ladder (queueing model of a light profile):"]
+    for f in predicted:
+        p = f["prediction"]
+        if p["error"]:
+            what = f"no prediction: {p['error']}"
+        elif p["unmodelled"]:
+            what = f"not modelled: {p['unmodelled']}"
+        else:
+            within, top = p["slo_capacity_rps"], p["capacity_rps"]
+            what = (f"{p['model_name']}; capacity "
+                    + ("-" if top is None else f"{rate_text(top)} req/s")
+                    + ", within the SLO up to "
+                    + ("no rate" if within is None else f"{rate_text(within)} req/s")
+                    + ("" if p["guided_start"] is None else
+                       f"; search started at {rate_text(p['guided_start'])} req/s"))
+        lines.append(f"  {f['label']}: {what}")
     header = f"  {'platform':<12} {'batch':>5} {'offered':>10} {'rps':>8} {'p50 ms':>8} " \
              f"{'p99 ms':>8} {'late %':>6} {'SLO':>4} verdict  rung"
     lines += ["", "  points (SLO: the point's percentile within the SLO; verdict: whether its "

@@ -138,6 +138,20 @@ def capacity_rows(conn: Connection, *, run_ids: list[str] | None = None
     return [dict(row._mapping) for row in conn.execute(stmt)]
 
 
+def family_prediction_rows(conn: Connection, *, run_ids: list[str] | None = None
+                           ) -> list[dict[str, Any]]:
+    """The load stage's prediction per family (table `family_predictions`, written by
+    collect) of the given runs, or of all runs, with the server configuration's label."""
+    f, sc = schema.family_predictions, schema.server_configs
+    stmt = (select(f, sc.c.label.label("server_config"))
+            .outerjoin(sc, (sc.c.run_id == f.c.run_id) & (sc.c.platform == f.c.platform)
+                       & (sc.c.config_index == f.c.config_index))
+            .order_by(f.c.run_id, f.c.platform, f.c.config_index, f.c.batch_size))
+    if run_ids is not None:
+        stmt = stmt.where(f.c.run_id.in_(run_ids))
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
 def capacity_leaderboard_rows(conn: Connection) -> tuple[list[str], list[dict[str, Any]]]:
     """Column names and rows of the `capacity_leaderboard` view (migration i13_capacities):
     one row per family of every run."""

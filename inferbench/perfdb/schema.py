@@ -111,6 +111,11 @@ points = Table(
     Column("server_requests", Integer),
     Column("server_queue_ms", Float),
     Column("server_compute_ms", Float),
+    # The family's predicted latency at the point's offered rate (migration
+    # i15_family_predictions; see `family_predictions`): NULL without a prediction, for a
+    # rate that is not Poisson, or beyond the predicted capacity.
+    Column("predicted_mean_ms", Float),
+    Column("predicted_p99_ms", Float),
 )
 
 requests = Table(
@@ -241,4 +246,27 @@ capacities = Table(
     Column("energy_j_per_request", Float),  # measured at the capacity rung
     Column("energy_method", String(32)),
     Column("answer", Text, nullable=False),  # the family's answer in words
+)
+
+# The load stage's prediction per family (migration i15_family_predictions), written by
+# collect from load.json: a light profile of the server before the family's ladder
+# (1..c + 1 requests in flight) and the queueing model fitted to it (analysis/prediction.py).
+# The report recomputes the curve from `levels`.
+family_predictions = Table(
+    "family_predictions", metadata,
+    Column("run_id", String(250), _run_fk(), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("config_index", Integer, primary_key=True),
+    Column("batch_size", Integer, primary_key=True),
+    Column("parallelism", Integer, nullable=False),  # c: the configuration's instances
+    Column("dynamic_batching", Boolean, nullable=False),
+    Column("profile_s", Float),  # wall time the profile took
+    Column("levels", JSON, nullable=False),  # Level.to_dict() per level, its latency law too
+    Column("model", JSON),  # ServiceModel.to_dict(); NULL when profiling failed
+    Column("model_name", Text),  # the queue in words; NULL when unmodelled or no model
+    Column("unmodelled", Text),  # why the model gives no curve (dynamic batching, ...)
+    Column("capacity_rps", Float),  # the model's capacity (c / D_c), not the SLO's
+    Column("slo_capacity_rps", Float),  # the highest Poisson rate predicted within the SLO
+    Column("guided_start", Float),  # where the search started because of it (NULL: unguided)
+    Column("error", Text),  # why there is no prediction (profiling failed, ...)
 )

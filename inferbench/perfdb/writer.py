@@ -65,12 +65,16 @@ def replace_platform_measurements(
     points: list[Mapping[str, Any]], requests: Mapping[int, Mapping[str, np.ndarray]],
     samples: list[Mapping[str, Any]], provenance: Mapping[str, Any],
     config_index: int = 0, server_config: Mapping[str, Any] | None = None,
+    predictions: Iterable[Mapping[str, Any]] = (),
 ) -> None:
     """Everything one platform measured under one server configuration, replacing what an
-    earlier try of the task wrote. `server_config` is its label and knobs."""
+    earlier try of the task wrote. `server_config` is its label and knobs; `predictions`
+    its families' rows of `family_predictions` (one per batch size; none when the load
+    stage predicted nothing, which removes an earlier try's)."""
     key = {"run_id": run_id, "platform": platform, "config_index": config_index}
     for table in (schema.requests, schema.resource_samples, schema.points, schema.results,
-                  schema.deployments, schema.provenance, schema.server_configs):
+                  schema.deployments, schema.provenance, schema.server_configs,
+                  schema.family_predictions):
         conn.execute(delete(table).where(*(table.c[k] == v for k, v in key.items())))
     if server_config is not None:
         conn.execute(insert(schema.server_configs).values(**key, **server_config))
@@ -78,6 +82,9 @@ def replace_platform_measurements(
     conn.execute(insert(schema.provenance).values(**key, facts=dict(provenance)))
     if points:
         conn.execute(insert(schema.points), [{**key, **p} for p in points])
+    predicted = [{**key, **p} for p in predictions]
+    if predicted:
+        conn.execute(insert(schema.family_predictions), predicted)
     for point, arrays in requests.items():
         n = len(arrays["status"])
         cols = [np.asarray(arrays[c]).tolist() for c in REQUEST_COLUMNS]

@@ -67,6 +67,31 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectR
 
 
 SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
+PREDICTED_KEYS = ("predicted_mean_ms", "predicted_p99_ms")
+
+
+def prediction_rows(load: LoadSummary | None) -> list[dict[str, Any]]:
+    """The `family_predictions` rows of a load.json: one per family (batch size) the load
+    stage profiled, the model's name, reason for no curve and capacity pulled out of its
+    dict; none when it predicted nothing (an older load.json, or prediction off). A batch
+    size listed twice keeps its last entry."""
+    rows: dict[int, dict[str, Any]] = {}
+    for entry in (load or {}).get("predictions") or []:
+        model = entry.get("model") or {}
+        rows[int(entry["batch_size"])] = {
+            "batch_size": int(entry["batch_size"]),
+            "parallelism": int(entry["parallelism"]),
+            "dynamic_batching": bool(entry.get("dynamic_batching")),
+            "profile_s": entry.get("profile_s"),
+            "levels": entry.get("levels") or [],
+            "model": entry.get("model"),
+            "model_name": None if model.get("unmodelled") else model.get("name"),
+            "unmodelled": model.get("unmodelled"),
+            "capacity_rps": model.get("capacity_rps"),
+            "slo_capacity_rps": entry.get("slo_capacity_rps"),
+            "guided_start": entry.get("guided_start"),
+            "error": entry.get("error")}
+    return list(rows.values())
 
 
 def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollected:
@@ -84,7 +109,9 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                                              "host_stall_pct")},
                        "issuer_nice": p.get("issuer_nice"),  # absent before it was recorded
                        # absent from a load.json of before these columns: no server split
-                       **{k: p.get(k) for k in SERVER_SPLIT_KEYS}})
+                       **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
+                       # absent before predictions (or with prediction off): NULL
+                       **{k: p.get(k) for k in PREDICTED_KEYS}})
     samples = json.loads(files.samples.read_text()) if files.samples.exists() else []
     provenance = {
         **collect_provenance(),
@@ -104,7 +131,8 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
             conn, ctx.run_id, platform, deployment=deployment, points=points,
             requests=requests, samples=samples, provenance=provenance,
             config_index=config,
-            server_config={"label": resolved.label, "knobs": resolved.knobs()})
+            server_config={"label": resolved.label, "knobs": resolved.knobs()},
+            predictions=prediction_rows(load))
     return {"config": config, "label": resolved.label, "status": status,
             "points": len(points),
             "requests": int(sum(len(r["status"]) for r in requests.values()))}

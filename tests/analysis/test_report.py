@@ -232,3 +232,33 @@ def test_capacity_plot_marks_rungs_slo_and_capacity(tmp_path):
     assert _png_size(out.read_bytes()) == (1100, 444)
     empty = capacity_png([], tmp_path / "empty.png", percentile=99, slo_ms=50)
     assert empty.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_prediction_plot_and_a_sections_parts(tmp_path, report):
+    """The predicted-vs-measured plot (measured markers, predicted lines, capacity and
+    SLO), and a section's parts: each under its own escaped heading, its plot embedded."""
+    from analysis.plots import prediction_png
+
+    out = prediction_png([(100.0, 5.0, 9.0), (200.0, 6.0, None)],
+                         [(50.0, 5.0, 6.0), (150.0, 5.5, 7.5), (290.0, None, None)],
+                         tmp_path / "pred.png", title="predicted vs measured",
+                         capacity_rps=300.0, slo_ms=50.0, percentile=99.0)
+    assert _png_size(out.read_bytes()) == (800, 450)
+    empty = prediction_png([], [], tmp_path / "empty.png", title="none")
+    assert empty.read_bytes()[:8] == PNG_MAGIC
+    report["sections"] = [{
+        "id": "prediction", "title": "Predicted vs measured", "notes": ["about"],
+        "tables": [], "images": [],
+        "parts": [{"id": "prediction-0", "title": "onnx <b1>", "notes": ["Model: M/D/1"],
+                   "tables": [{"columns": ["offered (req/s)", "mean error"],
+                               "rows": [["100.000", "+3.0 %"]]}],
+                   "images": [("curve", out)]},
+                  {"id": "prediction-1", "title": "onnx b2", "notes": ["Not modelled"]}]}]
+    html = render_report(report, tmp_path).read_text(encoding="utf-8")
+    section = html[html.index('<section id="prediction">'):]
+    section = section[:section.index("</section>")]
+    assert "<h2>Predicted vs measured</h2>" in section and "<h3>onnx &lt;b1&gt;</h3>" in section
+    assert section.index("Model: M/D/1") < section.index("<h3>onnx b2</h3>")
+    assert "<td>100.000</td><td>+3.0 %</td>" in section
+    encoded = base64.b64encode(out.read_bytes()).decode("ascii")
+    assert f'src="data:image/png;base64,{encoded}"' in section
