@@ -199,6 +199,10 @@ def test_search_takes_its_start_from_the_workload_and_has_defaults():
     ({}, {"precision_pct": 0}, ["ladder.precision_pct", "0", "greater than or equal to 0.1"]),
     ({}, {"mode": "bisect"}, ["ladder.mode", "'bisect'", "'single', 'list' or 'search'"]),
     ({}, {"steps": 3}, ["unknown key 'steps' in ladder", "max_rungs", "precision_pct"]),
+    ({"arrival": "constant"}, {"mode": "search", "predict": True},
+     ["ladder.predict is true", "Poisson", "'constant'", 'fix: set workload.arrival to '
+      '"poisson"']),
+    ({}, {"profile_s": 0}, ["ladder.profile_s", "0", "greater than 0"]),
 ])
 def test_ladder_errors_name_the_field_value_and_fix(workload, ladder, expected):
     data = demo()
@@ -224,3 +228,19 @@ def test_spec_hash_unchanged_by_the_ladder_defaults_and_changed_by_a_ladder():
     assert searched.spec_hash() != "89237b44ac350ea6"
     listed = {**old, "workload": {"arrival": "poisson", "rate_rps": [25], "seed": 3}}
     assert parse_spec(listed).spec_hash() != "89237b44ac350ea6"
+
+
+@pytest.mark.parametrize(("workload", "ladder", "predicts"), [
+    ({}, {"mode": "search"}, True),                       # the default: a Poisson search
+    ({}, {"mode": "search", "predict": False}, False),
+    ({"rate_rps": [10, 20]}, {}, False),                  # a list: only when asked
+    ({"rate_rps": [10, 20]}, {"predict": True}, True),
+    ({"arrival": "gamma", "burstiness": 4}, {"mode": "search"}, False),  # not Poisson
+    ({"arrival": "closed_loop", "rate_rps": None, "concurrency": 4}, {"mode": "search"},
+     False),
+])
+def test_families_are_predicted_by_default_for_a_poisson_search(workload, ladder, predicts):
+    data = demo()
+    data["workload"].update(workload)
+    data["ladder"] = ladder
+    assert parse_spec(data).predicts is predicts
