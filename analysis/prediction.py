@@ -4,12 +4,17 @@ Smirni, SC 2016): a few seconds of closed-loop load per level instead of a load 
 Profiling (inferbench/load/profile.py) measures the endpoint with no random arrivals: k
 requests always in flight, k = 1..c (c: the server's parallelism, e.g. its instances), and
 once with c + 1, where the workers never idle, so its throughput is the server's capacity.
-When c + 1 in flight still complete (c + 1) / c times what c did, the server runs more than
-c at once: profiling goes on up a level, and c is what the profile shows.
+While a level above c still raises the throughput, profiling goes on up a level: part of
+each request's time is spent outside the c workers (client, network, HTTP parsing) and
+more requests in flight hide it, until the workers are busy all the time.
+c is the parallelism the server was configured with (its instances), never one read from
+the profile: c workers plus time outside them and more workers with less of it complete
+the same closed-loop throughput at every level, so the profile cannot tell them apart.
 From those levels (`Level`), `fit` derives the service model:
 
-- D_c = c / X_{c+1}: the service time of one request while all c workers are busy (X: the
-  level's throughput). Capacity is c / D_c.
+- D_c = c / X_sat: the service time of one request while all c workers are busy (X_sat:
+  the highest throughput of the levels from c up, where the workers never idle). Capacity
+  is c / D_c.
 - O = L_c - D_c: the part of a lone request's latency spent outside the server's queue
   (client, network, HTTP parsing: it overlaps with other requests' service; L: the level's
   mean latency). It is added to every prediction, never queued.
@@ -51,8 +56,8 @@ from analysis.queueing import (
     mmc_mean_wait_ms,
 )
 
-__all__ = ["APPROXIMATIONS", "CurvePoint", "Level", "Prediction", "ServiceModel",
-           "detect_parallelism", "fit", "predict", "still_scales"]
+__all__ = ["APPROXIMATIONS", "CurvePoint", "Level", "Prediction", "ServiceModel", "fit",
+           "predict", "still_scales"]
 
 # Each level's latency law is kept as these percentiles (0, 0.25, ..., 100): enough for a
 # p99.x of the sum and small enough to store with every family.
@@ -63,7 +68,7 @@ DETERMINISTIC_CS2 = 0.05
 # c + 1 in flight finishing this much more than c workers can means requests are merged.
 MERGE_FACTOR = 1.15
 # A level whose throughput grew by at least this share of linear scaling over the level
-# below ran its extra request in parallel (see detect_parallelism).
+# below did not saturate the workers yet: profiling goes on (see still_scales).
 SCALING_SHARE = 0.9
 # The service is said to slow with concurrency when D_1 is this much below D_c.
 INTERFERENCE_SHARE = 0.10
@@ -174,20 +179,9 @@ class CurvePoint:
 
 
 def still_scales(levels: Mapping[int, Level], k: int) -> bool:
-    """Whether k in flight completed nearly k / (k - 1) times what k - 1 did: the server
-    ran the extra request in parallel, so its parallelism is at least k."""
+    """Whether k in flight completed nearly k / (k - 1) times what k - 1 did: the workers
+    were not yet busy all the time, so a level above k may complete more."""
     return levels[k].throughput_rps >= SCALING_SHARE * levels[k - 1].throughput_rps * k / (k - 1)
-
-
-def detect_parallelism(levels: Iterable[Level], at_least: int) -> int:
-    """The server's parallelism c: from `at_least` up, while the next level still scaled
-    (a server given as c workers but running more would otherwise look saturated at c + 1
-    when it is not). Needs the levels up to c + 1."""
-    by_k = {lv.in_flight: lv for lv in levels}
-    c = at_least
-    while c + 2 in by_k and still_scales(by_k, c + 1):
-        c += 1
-    return c
 
 
 def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",
@@ -201,7 +195,7 @@ def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exac
     if missing:
         raise ValueError(f"the profile lacks levels {missing}: a parallelism of {c} needs "
                          f"1..{c + 1} requests in flight")
-    saturated = max(by_k[c + 1].throughput_rps, by_k[c].throughput_rps)
+    saturated = max(lv.throughput_rps for k, lv in by_k.items() if k >= c)
     d_c = 1000.0 * c / saturated
     caveats: list[str] = []
     overhead = by_k[c].mean_ms - d_c
@@ -222,8 +216,9 @@ def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exac
                       "can: requests are merged (batched) or the parallelism is above "
                       f"{c}; fix: profile with a higher --max-concurrency, or treat the "
                       "server as batching")
-    if still_scales(by_k, c + 1):
-        caveats.append(f"{c + 1} in flight still ran in parallel: the server was not "
+    top = max(by_k)
+    if still_scales(by_k, top):
+        caveats.append(f"{top} in flight still raised the throughput: the server was not "
                        f"saturated, so its capacity ({c} / D) is a lower bound")
     if cs2 > 1.0:
         caveats.append(f"heavy-tailed service (Cs^2 {cs2:.2f} > 1): the tail is approximate")
@@ -376,9 +371,8 @@ class Prediction:
 
 def predict(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",
             dynamic_batching: bool = False) -> Prediction:
-    """The prediction of a profile whose server runs at least `parallelism` requests at
-    once (more, when the profile shows it: detect_parallelism)."""
+    """The prediction of a profile of a server configured to run `parallelism` requests at
+    once."""
     levels = tuple(sorted(levels, key=lambda lv: lv.in_flight))
-    c = detect_parallelism(levels, parallelism)
-    return Prediction(levels, fit(levels, c, approximation=approximation,
+    return Prediction(levels, fit(levels, parallelism, approximation=approximation,
                                   dynamic_batching=dynamic_batching))

@@ -88,7 +88,8 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     add_target_arguments(p)
     p.add_argument("--max-concurrency", type=int, default=1, metavar="C",
                    help="the server's parallelism c (e.g. its model instances): profiled "
-                   "with 1..c requests in flight, and c + 1 for its capacity (default 1)")
+                   "with 1..c requests in flight, and c + 1, c + 2, ... for its capacity "
+                   "(default 1)")
     p.add_argument("--profile-s", type=float, default=3.0, help="measured seconds per "
                    "profiling level (default 3)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before the "

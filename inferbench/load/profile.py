@@ -1,9 +1,10 @@
 """Light profiling of a running endpoint: closed-loop levels for the queueing prediction.
 
 Level k keeps exactly k requests in flight for a few seconds (no random arrivals); levels
-1..c measure the service under each degree of parallelism, level c + 1 the server's
-capacity (its workers never idle). analysis/prediction.py turns the levels into a latency
-curve for Poisson load.
+1..c measure the service under each degree of parallelism, levels c + 1 and c + 2 the
+server's capacity (its workers never idle: two beyond c, so that one request's time
+outside the server, or a jittery hand-over, does not leave a worker waiting).
+analysis/prediction.py turns the levels into a latency curve for Poisson load.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from inferbench.load.runner import Request, StopRule, run_point
 
 # Each level needs at least this many answers for its percentiles to mean anything.
 MIN_LEVEL_REQUESTS = 50
-# Profiling a server that keeps scaling stops here (its parallelism is then at least this).
+# Profiling a server that keeps scaling stops here (its capacity is then a lower bound).
 MAX_IN_FLIGHT = 16
 # Later levels run on a warm server: a short warm-up at their own concurrency suffices.
 LEVEL_SETTLE_S = 0.5
@@ -26,9 +27,9 @@ LEVEL_SETTLE_S = 0.5
 def profile_levels(requests: list[Request], parallelism: int, *, profile_s: float,
                    warmup_s: float, request_timeout_s: float, seed: int = 0,
                    log: Callable[[str], None] | None = None) -> list[Level]:
-    """Levels 1..parallelism + 1 in flight, `profile_s` measured seconds each, and more
-    while the top level still scaled (the server runs more than `parallelism` at once), up
-    to MAX_IN_FLIGHT."""
+    """Levels 1..parallelism + 2 in flight, `profile_s` measured seconds each, and more
+    while the top level still scaled (time spent outside the workers kept them idle part of
+    the time), up to MAX_IN_FLIGHT."""
     if parallelism < 1:
         raise InferBenchError(f"parallelism {parallelism!r} must be >= 1")
     if profile_s <= 0:
@@ -36,7 +37,7 @@ def profile_levels(requests: list[Request], parallelism: int, *, profile_s: floa
     levels: dict[int, Level] = {}
 
     def wanted(k: int) -> bool:
-        return k <= parallelism + 1 or (k <= MAX_IN_FLIGHT and still_scales(levels, k - 1))
+        return k <= parallelism + 2 or (k <= MAX_IN_FLIGHT and still_scales(levels, k - 1))
 
     k = 1
     while wanted(k):

@@ -148,7 +148,7 @@ class FamilyPrediction(TypedDict):
     parallelism: int                # c: the configuration's instances
     dynamic_batching: bool
     profile_s: float                # wall time the profile took
-    levels: list[dict]              # analysis.prediction.Level.to_dict(), 1..c+1 in flight
+    levels: list[dict]              # prediction.Level.to_dict(), 1..c+2 (or more) in flight
     model: dict | None              # analysis.prediction.ServiceModel.to_dict()
     slo_capacity_rps: float | None  # the highest Poisson rate predicted within the SLO
     guided_start: float | None      # where the search started because of it (None: unguided)

@@ -103,12 +103,28 @@ def test_a_profile_without_the_saturated_level_is_refused():
         fit(known_levels(2, 5.0, 0.2)[:2], 2)
 
 
-def test_a_server_running_more_than_it_was_said_to_is_profiled_as_it_is():
-    # Four workers, described as one: levels 2..4 still scale, level 5 does not.
+def test_time_outside_the_workers_hidden_by_more_in_flight_keeps_the_declared_workers():
+    # Four workers of 5 ms and 1.5 ms outside them: five in flight complete 1.3x what four
+    # did (the fifth hides the others' overhead); six no more. It is still four workers.
+    levels = known_levels(4, 5.0, 1.5)
+    saturated = levels[-1]
+    levels.append(Level(6, saturated.throughput_rps, 6000.0 / saturated.throughput_rps, 0.0,
+                        saturated.n, saturated.quantiles_ms))
+    p = predict(levels, 4)
+    assert p.model.parallelism == 4
+    assert p.model.service_ms[-1] == pytest.approx(5.0)
+    assert p.model.overhead_ms == pytest.approx(1.5, abs=1e-3)
+    assert not p.model.caveats
+
+
+def test_more_workers_than_declared_are_modelled_as_the_declared_ones_plus_overhead():
+    # Four workers described as one: the capacity is the measured plateau, the rest of a
+    # lone request's latency is outside the one worker, and the closed loop agrees.
     levels = known_levels(4, 5.0, 0.2)
     p = predict(levels, 1)
-    assert p.model.parallelism == 4
+    assert p.model.parallelism == 1
     assert p.model.capacity_rps == pytest.approx(800.0)
+    assert p.model.overhead_ms == pytest.approx(5.2 - 1.25, abs=1e-3)
     # Cut at 3 in flight, the profile never saturated: the capacity is called a bound.
     partial = fit([lv for lv in levels if lv.in_flight <= 3], 2)
     assert any("not saturated" in c for c in partial.caveats)

@@ -31,21 +31,21 @@ def reference_server() -> Iterator[Callable[..., ReferenceServerProcess]]:
 @pytest.fixture
 def load_stage_on(tmp_path: Path) -> Callable[..., tuple[dict, RunDir]]:
     """Runs the load stage with the reference server standing in as onnxruntime's ready
-    endpoint: load_stage_on(server, **spec fields) -> (the stage's result, the run dir). The
+    endpoint: load_stage_on(endpoint, **spec fields) -> (the stage's result, the run dir). The
     spec is the example spec with one batch size of 1 and the given fields."""
     from inferbench.spec import example_spec, parse_spec
     from inferbench.stages import load
     from inferbench.stages.common import StageContext
 
-    def run(server: ReferenceServerProcess, **fields: Any) -> tuple[dict, RunDir]:
+    def run(endpoint: ReferenceServerProcess, **fields: Any) -> tuple[dict, RunDir]:
         data = example_spec().model_dump(mode="json")
         data.update(platforms=["onnxruntime"], batch_sizes=[1], **fields)
         data["model"]["num_outputs"] = 1  # the reference server answers one value per sample
         run_dir = RunDir("t", tmp_path).ensure()
         run_dir.spec_file.write_text(json.dumps(data))
         run_dir.endpoint_file("onnxruntime").write_text(json.dumps({
-            "status": "ready", "platform": "onnxruntime", "url": server.url,
-            "model_name": "reference", "pid": server.process.pid}))
+            "status": "ready", "platform": "onnxruntime", "url": endpoint.url,
+            "model_name": "reference", "pid": endpoint.process.pid}))
         ctx = StageContext("t", parse_spec(data), run_dir, "postgresql://unused")
         return load.run(ctx, "onnxruntime"), run_dir
 

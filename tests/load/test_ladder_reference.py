@@ -46,11 +46,13 @@ PRECISION = 0.10
 def run_ladder(reference_server, load_stage_on, *, service_ms: float, workers: int,
                start_rps: float, slo_ms: float, predict: bool = False):
     """The load stage's search on a fresh reference server: (load.json, run dir, server).
-    Unguided unless `predict` (the guided search has its own test)."""
+    Unguided unless `predict` (the guided search has its own test); the stage's
+    configuration declares the server's workers as its instances."""
     server = reference_server(service_ms, workers)
     out, run_dir = load_stage_on(
-        server, warmup_s=SETTLE_S, min_duration_s=RUNG_S, min_requests=50, max_duration_s=20,
-        max_late_send_pct=100, request_timeout_s=10,
+        server, server={"instance_count": workers}, warmup_s=SETTLE_S,
+        min_duration_s=RUNG_S, min_requests=50, max_duration_s=20, max_late_send_pct=100,
+        request_timeout_s=10,
         workload={"arrival": "poisson", "rate_rps": start_rps, "seed": 11},
         slo={"percentile": 99, "latency_ms": slo_ms},
         ladder={"mode": "search", "growth": 2, "precision_pct": PRECISION * 100,
@@ -258,10 +260,10 @@ def test_a_predicted_search_starts_at_the_predicted_crossing_and_confirms_it(
                                      service_ms=1e3 * service_s, workers=workers,
                                      start_rps=40, slo_ms=slo_ms, predict=True)
     (predicted,) = summary["predictions"]
-    assert predicted["error"] is None and predicted["parallelism"] == 1
-    # The stage's configuration says one instance; the server runs four at once, which
-    # the profile finds (throughput scaled up to 4 in flight, not to 5).
-    assert [lv["in_flight"] for lv in predicted["levels"]] == [1, 2, 3, 4, 5]
+    assert predicted["error"] is None and predicted["parallelism"] == workers
+    # 1..c in flight, then c + 1 and c + 2 for the capacity (more while it still grows).
+    in_flight = [lv["in_flight"] for lv in predicted["levels"]]
+    assert in_flight[:workers + 2] == list(range(1, workers + 3))
     model = predicted["model"]
     assert model["parallelism"] == workers
     assert model["capacity_rps"] == pytest.approx(workers / service_s, rel=0.1)
