@@ -10,6 +10,10 @@ lambda, is an M/D/c queue (FIFO). Three ways to its waiting time, used side by s
 - exact distribution: with deterministic service and FIFO, request n starts when request
   n - c is done, so W_n = max(0, W_{n-c} + D - (A_n - A_{n-c})): each worker sees an E_c/D/1
   queue (Erlang-c gaps). Its stationary law is Lindley's equation, iterated on a grid.
+  Close to saturation that grid grows as 1 / (1 - rho) and the iteration converges as slowly
+  (rho 0.99999 took 16 minutes), so beyond _GRID_MAX_CELLS cells the law is the
+  heavy-traffic one instead: a wait with probability P (Erlang C), exponential given a wait,
+  with the exact mean (Kingman; at the switch its p99 is within 1.5 % of the grid's).
 - Cosmetatos' approximation: E[Wq](M/D/c) ~ E[Wq](M/M/c) * 1/2 * (1 + (1 - rho) (c - 1)
   (sqrt(4 + 5c) - 2) / (16 rho c)), the closed form of Yan et al. (SC 2016).
 
@@ -25,7 +29,7 @@ import math
 import numpy as np
 
 __all__ = ["cosmetatos_factor", "erlang_c", "mdc_mean_wait_ms", "mdc_wait_quantile_ms",
-           "mdc_wait_grid", "mmc_mean_wait_ms"]
+           "mdc_wait_grid", "mmc_mean_wait_ms", "heavy_traffic_wait_grid"]
 
 # Fixed-point iterations for each root of z^c = exp(a (z - 1)); the map contracts by
 # about a / c = rho per step, so even rho = 0.999 converges to 1e-12 well within this.
@@ -37,6 +41,10 @@ _GRID_PER_D = 64
 _GRID_MIN_PER_D = 8
 _GRID_TOLERANCE = 1e-9        # stop when no grid probability moves by more than this
 _GRID_MAX_STEPS = 20_000
+# Above this many cells (c = 1 near rho 0.95, c = 4 near 0.98) the grid costs seconds a
+# call, so the heavy-traffic law replaces it (measured: p99 within 1.5 % at the switch).
+_GRID_MAX_CELLS = 4096
+_HEAVY_TRAFFIC_SPAN = 30.0    # the exponential law's grid reaches 30 conditional means
 
 
 def _check(lam: float, service_ms: float, c: int) -> float:
@@ -131,6 +139,8 @@ def mdc_wait_grid(lam: float, service_ms: float, c: int,
     # mean wait (an upper bound of the M/D/c one) so 1e-12 of the mass is left off.
     wq_bound = mmc_mean_wait_ms(lam, service_ms, c)
     n = cells_per_d * 4 + int(math.ceil(30.0 * wq_bound / h))
+    if n > _GRID_MAX_CELLS:
+        return heavy_traffic_wait_grid(mean, erlang_c(c, lam * service_ms))
     # The gap between request n - c and n: Erlang(c, lam), each grid cell's probability.
     # A gap longer than D plus the longest wait empties the queue whatever its length, so
     # the gap's law is cut there, its remaining mass on the last cell.
@@ -167,6 +177,24 @@ def mdc_wait_grid(lam: float, service_ms: float, c: int,
         w = nxt
         if moved < _GRID_TOLERANCE:
             break
+    return h, w
+
+
+def heavy_traffic_wait_grid(mean_wait_ms: float, p_wait: float,
+                            cells: int = _GRID_MAX_CELLS) -> tuple[float, np.ndarray]:
+    """The heavy-traffic waiting-time law on a grid (step ms, probabilities): no wait with
+    probability 1 - p_wait, else exponential with mean mean_wait_ms / p_wait. Cell i >= 1
+    holds the mass of ((i - 1) h, i h], as quantile_from_grid reads it; the tail beyond the
+    grid sits on the last cell."""
+    p_wait = min(max(p_wait, 1e-12), 1.0)
+    conditional = mean_wait_ms / p_wait
+    h = _HEAVY_TRAFFIC_SPAN * conditional / (cells - 1)
+    edges = np.arange(cells) * h
+    survival = p_wait * np.exp(-edges / conditional)
+    w = np.empty(cells)
+    w[0] = 1.0 - p_wait
+    w[1:] = survival[:-1] - survival[1:]
+    w[-1] += survival[-1]
     return h, w
 
 

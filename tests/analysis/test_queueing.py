@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analysis import queueing
 from analysis.queueing import (
     cosmetatos_factor,
     erlang_c,
+    heavy_traffic_wait_grid,
     mdc_mean_wait_ms,
     mdc_wait_grid,
     mdc_wait_quantile_ms,
     mmc_mean_wait_ms,
+    quantile_from_grid,
 )
 
 
@@ -61,6 +64,29 @@ def test_mdc_mean_and_p99_match_the_simulated_queue(c, rho):
     assert mdc_mean_wait_ms(lam, d, c) == pytest.approx(waits.mean(), rel=0.05)
     assert mdc_wait_quantile_ms(lam, d, c, 0.99) == pytest.approx(np.quantile(waits, 0.99),
                                                                   rel=0.05)
+
+
+@pytest.mark.parametrize("c,rho", [(1, 0.99999), (4, 0.999)])
+def test_near_saturation_the_wait_law_is_the_heavy_traffic_one_with_the_exact_mean(c, rho):
+    lam = rho * c / 5.0
+    h, law = mdc_wait_grid(lam, 5.0, c)
+    # The Lindley grid would need 1 / (1 - rho) cells (and as many slow steps) here.
+    assert law.size <= queueing._GRID_MAX_CELLS
+    assert law.sum() == pytest.approx(1.0)
+    # Cell i holds ((i - 1) h, i h]: its midpoint carries the mean.
+    grid_mean = float(np.dot(np.maximum(np.arange(law.size) - 0.5, 0) * h, law))
+    assert grid_mean == pytest.approx(mdc_mean_wait_ms(lam, 5.0, c), rel=0.01)
+
+
+@pytest.mark.parametrize("c,rho", [(1, 0.93), (2, 0.97), (4, 0.98)])
+def test_heavy_traffic_law_agrees_with_the_grid_where_they_meet(c, rho):
+    lam = rho * c / 5.0
+    h, law = mdc_wait_grid(lam, 5.0, c)
+    assert law.size <= queueing._GRID_MAX_CELLS  # still the Lindley grid
+    h_ht, law_ht = heavy_traffic_wait_grid(mdc_mean_wait_ms(lam, 5.0, c),
+                                           erlang_c(c, lam * 5.0))
+    assert quantile_from_grid(h_ht, law_ht, 0.99) == \
+        pytest.approx(quantile_from_grid(h, law, 0.99), rel=0.02)
 
 
 def test_cosmetatos_is_close_to_the_exact_mean():
