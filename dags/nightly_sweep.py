@@ -37,9 +37,12 @@ with DAG(
     @task(task_id="expand")
     def expand(params: dict | None = None, run_id: str | None = None) -> list[dict]:
         from inferbench.scheduling.sweep import expand_sweep, load_sweep
+        from inferbench.user_files import data_dirs
 
         path = Path(params["sweep_file"])
-        data = load_sweep(path if path.is_absolute() else ROOT / path)
+        # The project's example sweeps, or a file a user put in the data directories.
+        data = load_sweep(path if path.is_absolute() else ROOT / path,
+                          dirs=[ROOT / "examples", *data_dirs()])
         name = str(data.get("name", "sweep")) if isinstance(data, dict) else "sweep"
         sweep_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}-{run_id}")[:80]
         runs = expand_sweep(data, sweep_id, source=str(path))

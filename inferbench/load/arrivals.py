@@ -19,13 +19,15 @@ Processes:
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inferbench import user_files
 from inferbench.errors import InferBenchError
 
 if TYPE_CHECKING:
@@ -128,40 +130,53 @@ class Trace:
         return (len(self.offsets_ns) - 1) / span_s if span_s > 0 else float("inf")
 
 
-def load_trace(path: str | Path) -> Trace:
+# A trace is parsed into Python floats: 64 MiB of CSV is about 3 million arrivals.
+MAX_TRACE_BYTES = 64 << 20
+# Nanosecond offsets are int64; a longer span is a unit mistake (ms or us for seconds).
+MAX_TRACE_SPAN_S = 7 * 86_400.0
+
+
+def load_trace(path: str | Path, dirs: Sequence[Path] | None = None) -> Trace:
     """Read a CSV trace: first column timestamps in seconds (any origin, non-decreasing),
-    optional second column an integer payload id. A header row is allowed."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InferBenchError(f"trace_path {str(path)!r} does not exist; fix: give a CSV of "
-                              "timestamps in seconds (optionally a payload id column)") from None
+    optional second column an integer payload id. A header row is allowed. `dirs`: the
+    directories the file must lie in (None: anywhere). Errors give line numbers, never the
+    line itself."""
+    text = user_files.read_text(path, field="trace_path", max_bytes=MAX_TRACE_BYTES,
+                                dirs=dirs)
+    name = f"trace_path {str(path)!r}"
     times: list[float] = []
     ids: list[int] = []
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         try:
-            times.append(float(row[0]))
-            if len(row) > 1 and row[1].strip():
-                ids.append(int(row[1]))
+            t = float(row[0])
+            payload = int(row[1]) if len(row) > 1 and row[1].strip() else None
         except ValueError:
             if lineno == 1 and not times:
                 continue  # a header row
-            raise InferBenchError(f"trace_path {str(path)!r} line {lineno}: {row!r} is not "
-                                  "'<seconds>[,<payload id>]'; fix the line") from None
+            raise InferBenchError(f"{name} line {lineno} is not '<seconds>[,<payload id>]'; "
+                                  "fix the line") from None
+        if not math.isfinite(t):
+            raise InferBenchError(f"{name} line {lineno}: the timestamp is not a finite "
+                                  "number; fix the line")
+        times.append(t)
+        if payload is not None:
+            ids.append(payload)
     if not times:
-        raise InferBenchError(f"trace_path {str(path)!r} has no timestamps; fix: one "
-                              "timestamp in seconds per line")
+        raise InferBenchError(f"{name} has no timestamps; fix: one timestamp in seconds per "
+                              "line")
     if ids and len(ids) != len(times):
-        raise InferBenchError(f"trace_path {str(path)!r}: {len(ids)} of {len(times)} lines have "
-                              "a payload id; fix: give one on every line or on none")
+        raise InferBenchError(f"{name}: {len(ids)} of {len(times)} lines have a payload id; "
+                              "fix: give one on every line or on none")
     t = np.asarray(times, dtype=np.float64)
     if np.any(np.diff(t) < 0):
         bad = int(np.argmax(np.diff(t) < 0)) + 1
-        raise InferBenchError(f"trace_path {str(path)!r}: timestamp {t[bad]!r} comes before the "
-                              f"previous one {t[bad - 1]!r}; fix: sort the trace by time")
+        raise InferBenchError(f"{name}: timestamp {t[bad]!r} comes before the previous one "
+                              f"{t[bad - 1]!r}; fix: sort the trace by time")
+    if t[-1] - t[0] > MAX_TRACE_SPAN_S:
+        raise InferBenchError(f"{name} spans {t[-1] - t[0]:.4g} s, over {MAX_TRACE_SPAN_S:g} "
+                              "s; fix: give timestamps in seconds, or split the trace")
     offsets = np.rint((t - t[0]) * 1e9).astype(np.int64)
     return Trace(offsets, np.asarray(ids, dtype=np.int64) if ids else None)
 
@@ -197,8 +212,10 @@ class Schedule:
     play_to_end: bool = False
 
 
-def schedule_for(workload: WorkloadSpec, seed: int) -> Schedule:
-    """The open-loop schedule a workload spec asks for, drawn from `seed`."""
+def schedule_for(workload: WorkloadSpec, seed: int,
+                 trace_dirs: Sequence[Path] | None = None) -> Schedule:
+    """The open-loop schedule a workload spec asks for, drawn from `seed`; a trace file must
+    lie in `trace_dirs` (None: anywhere, for the stand-alone command's own user)."""
     from inferbench.spec import Arrival
 
     w, a = workload, workload.arrival
@@ -218,7 +235,7 @@ def schedule_for(workload: WorkloadSpec, seed: int) -> Schedule:
             rate = ramp_rate(base, peak, w.change_at_s, w.change_duration_s)
         return Schedule(thinned_offsets_ns(rate, max(base, peak), seed))
     if a is Arrival.TRACE:
-        trace = load_trace(w.trace_path)
+        trace = load_trace(w.trace_path, trace_dirs)
         ids = iter(trace.payload_ids.tolist()) if trace.payload_ids is not None else None
         return Schedule(iter(trace.offsets_ns.tolist()), ids, play_to_end=True)
     raise ValueError(f"arrival {a.value!r} is not an open-loop process")

@@ -24,10 +24,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inferbench import user_files
 from inferbench.errors import InferBenchError
 from inferbench.scheduling.policies import Policy, WorkerLoad, place
 from inferbench.scheduling.predictor import predict
@@ -44,15 +46,19 @@ class SweepRun:
     predicted_s: float
 
 
-def load_sweep(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+# A sweep is a grid of a few dozen runs; a megabyte is far beyond any real one.
+MAX_SWEEP_BYTES = 1 << 20
+
+
+def load_sweep(path: str | Path, dirs: Sequence[Path] | None = None) -> dict[str, Any]:
+    """A sweep file's JSON; `dirs`: the directories it must lie in (None: anywhere)."""
+    text = user_files.read_text(path, field="sweep_file", max_bytes=MAX_SWEEP_BYTES, dirs=dirs)
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InferBenchError(f"sweep file {str(path)!r} does not exist; fix: pass an "
-                              "existing file as the DAG param `sweep_file`") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InferBenchError(f"{path}: not valid JSON: {exc}") from None
+        # Position only: the message of a decode error quotes nothing of the file.
+        raise InferBenchError(f"sweep_file {str(path)!r}: not valid JSON ({exc.msg} at line "
+                              f"{exc.lineno} column {exc.colno}); fix the file") from None
 
 
 def _check(data: Any, source: str) -> None:

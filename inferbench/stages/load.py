@@ -25,6 +25,7 @@ from typing import TypedDict
 import numpy as np
 
 from analysis.verdict import VALID
+from inferbench import user_files
 from inferbench.backends import get_backend
 from inferbench.backends.base import Backend
 from inferbench.backends.server_stats import split_ms
@@ -306,8 +307,8 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
             requests,
             concurrency=None if workload.open_loop else workload.concurrency,
             # Same seeds as before for poisson: the logged schedule is unchanged.
-            schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
-            else None,
+            schedule=((lambda seed: schedule_for(workload, seed, user_files.data_dirs()))
+                      if workload.open_loop else None),
             seed=spec.workload.seed + index,
             # Later rungs run on a warm server: a short settle at their own load brings
             # its queue to that load's steady state instead of the previous rung's.
