@@ -9,9 +9,10 @@ container only needs that directory mounted.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from inferbench.errors import InferBenchError
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,11 +30,26 @@ def home() -> Path:
     return (root / ".inferbench") if root else Path.home() / ".inferbench"
 
 
+# A run id's characters kept as they are in its directory name; every other byte is
+# written as '=' and two hex digits. '=' is escaped too, so the mapping is one to one (two
+# runs never share a directory), and every platform's config syntax takes the result
+# ('%' would be read as an escape by URL-minded servers, ':' splits Docker mounts).
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_MAX_NAME_BYTES = 255  # a directory name's limit on Linux file systems
+
+
 def safe_run_id(run_id: str) -> str:
-    """Airflow run ids contain ':' and '+'; keep a name that is safe as a directory."""
-    if not run_id:
-        raise ValueError("run id must not be empty")
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    """The directory name of a run: Airflow run ids hold ':' and '+'."""
+    if not run_id or run_id in (".", ".."):
+        raise InferBenchError(f"run id {run_id!r} cannot name a run directory; fix: give a run "
+                         "id with at least one character other than '.'")
+    name = "".join(ch if ch in _KEPT else "".join(f"={b:02x}" for b in ch.encode())
+                   for ch in run_id)
+    if len(name) > _MAX_NAME_BYTES:
+        raise InferBenchError(f"run id {run_id[:40]!r}... is too long for a directory name "
+                         f"({len(name)} bytes escaped, limit {_MAX_NAME_BYTES}); fix: "
+                         "give a shorter run id")
+    return name
 
 
 class RunDir:

@@ -100,7 +100,7 @@ def test_a_configuration_resolves_once_with_its_files(tmp_path):
     assert second.server == ServerConfig(instance_count=2)
     assert second.knobs() == server_configs(spec)[1].knobs()
     files = second.files
-    assert files.dir == tmp_path / "run_1" / "platforms" / "onnxruntime" / "config-1"
+    assert files.dir == tmp_path / "run=3a1" / "platforms" / "onnxruntime" / "config-1"
     assert files.dir.is_dir()
     assert files.endpoint == run_dir.endpoint_file("onnxruntime", 1) == files.dir / "endpoint.json"
     assert files.load == run_dir.load_file("onnxruntime", 1) == files.dir / "load.json"
