@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from inferbench.errors import InferBenchError
+from inferbench.load.http import MAX_CONNECTIONS
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
@@ -65,7 +66,8 @@ ARRIVAL_FIELDS: dict[Arrival, tuple[str, ...]] = {
 # Arrivals whose load can climb a ladder: those with one steady rate (or concurrency).
 LADDER_ARRIVALS = (Arrival.POISSON, Arrival.CONSTANT, Arrival.GAMMA, Arrival.CLOSED_LOOP)
 MAX_RATE_RPS = 100_000.0
-MAX_CONCURRENCY = 1024
+# A closed-loop client holds one HTTP connection of the issuer's pool, which keeps a spare.
+MAX_CONCURRENCY = MAX_CONNECTIONS - 1
 _Rate = Annotated[float, Field(gt=0, le=MAX_RATE_RPS)]
 _Clients = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
 _FIELD_EXAMPLE = {"concurrency": "4", "rate_rps": "50", "burstiness": "4",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from inferbench.errors import InferBenchError
-from inferbench.spec import BenchmarkSpec, example_spec, json_schema, parse_spec
+from inferbench.spec import MAX_CONCURRENCY, BenchmarkSpec, example_spec, json_schema, parse_spec
 
 
 def demo() -> dict:
@@ -179,7 +179,7 @@ def test_search_takes_its_start_from_the_workload_and_has_defaults():
     ({"rate_rps": "fast"}, {}, ["workload.rate_rps", "'fast' is not a rate", "fix"]),
     ({"rate_rps": []}, {}, ["workload.rate_rps", "empty list", "fix"]),
     ({"arrival": "closed_loop", "rate_rps": None, "concurrency": [1, 2000]}, {},
-     ["workload.concurrency", "2000", "1..1024"]),
+     ["workload.concurrency", "2000", f"1..{MAX_CONCURRENCY}"]),
     ({"arrival": "step", "rate_rps": [10, 20], "peak_rate_rps": 50, "change_at_s": 1}, {},
      ["rate_rps [10.0, 20.0]", "steady arrival", "'poisson', 'constant', 'gamma'", "'step'",
       "fix"]),

@@ -75,6 +75,10 @@ class StopRule:
 # How often the issuer re-checks window stability: the check costs a little numpy work,
 # done between sends, so it must stay rare.
 _STABILITY_CHECK_NS = 500_000_000
+# A closed-loop client that could not send waits this long before its next try, doubling
+# up to the maximum: a dead server costs a few failures a second per client, not a spin.
+_RETRY_MIN_S = 0.001
+_RETRY_MAX_S = 0.1
 
 
 @dataclass
@@ -270,19 +274,22 @@ def _on_answer(phase: _Phase, conn: Connection, future: asyncio.Future, schedule
 
 async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phase,
                                   scheduled_ns: int, timeout_s: float,
-                                  in_flight: _InFlight) -> None:
+                                  in_flight: _InFlight) -> bool:
+    """Send on a connection from the pool; False when none could be had (refused, or every
+    connection busy): the request is recorded as failed and nothing was sent."""
     in_flight.add()  # counted while the connection opens, so the phase waits for it
     try:
         try:
             conn = await asyncio.wait_for(pool.acquire(), timeout_s)
         except (TimeoutError, OSError):
             _record(phase, scheduled_ns, phase.clock.now(), len(raw), None)
-            return
+            return False
         sent = phase.clock.now()
         _on_answer(phase, conn, conn.send(raw), scheduled_ns, sent, len(raw), timeout_s,
                    in_flight)
     finally:
         in_flight.done()
+    return True
 
 
 async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
@@ -324,13 +331,21 @@ async def _closed_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
     counter = iter(range(1 << 62))
 
     async def client() -> None:
+        backoff_s = 0.0
         while not phase.should_stop():
             # In a closed loop a request is due the moment its client is free.
             scheduled = phase.clock.now()
             in_flight = _InFlight()
-            await _send_on_new_connection(pool, raws[next(counter) % len(raws)], phase,
-                                          scheduled, timeout_s, in_flight)
+            sent = await _send_on_new_connection(pool, raws[next(counter) % len(raws)],
+                                                 phase, scheduled, timeout_s, in_flight)
             await in_flight.drain()
+            if sent:
+                backoff_s = 0.0
+                continue
+            # Nothing went out (the server refuses connections, or is down): retrying at
+            # once would spin the issuer and flood the records with failures.
+            backoff_s = min(max(2.0 * backoff_s, _RETRY_MIN_S), _RETRY_MAX_S)
+            await asyncio.sleep(backoff_s)
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
 

@@ -149,3 +149,25 @@ def test_no_socket_beyond_what_select_can_watch(reference_server, monkeypatch):
                         rule=StopRule(1.0, 0, 1.0), request_timeout_s=1.5)
     status = records.arrays()["status"]
     assert (status == 0).sum() > 100 and (status == 200).sum() >= 3
+
+
+def test_a_closed_loop_on_a_dead_server_backs_off_instead_of_spinning():
+    """Nothing listens on the port (a server that died): every client's connect is refused
+    at once. Each client waits (1 ms doubling to 0.1 s) before its next try, so one second
+    costs a few dozen failures per client, all recorded as failed, not a spin of hundreds
+    of thousands."""
+    import socket
+
+    from inferbench.load.runner import Request
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # the port is free now: connections to it are refused
+    records = run_point([Request(f"http://127.0.0.1:{port}/v2/models/m/infer", b"{}", {})],
+                        concurrency=4, seed=0, warmup_s=0, rule=StopRule(1.0, 0, 2.0),
+                        request_timeout_s=1.0)
+    status = records.arrays()["status"]
+    # Per client: 7 doubling waits (127 ms), then 0.1 s each: under 20 in the second.
+    assert 4 <= status.size <= 4 * 20
+    assert (status == 0).all()
