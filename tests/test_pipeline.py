@@ -291,3 +291,23 @@ def test_measure_stops_a_server_an_earlier_killed_configuration_left(inferbench_
         assert result["label"] == "db=off,inst=2" and result["stopped"]
     finally:
         STAGES["stop"](ctx, "onnxruntime")
+
+
+def test_a_retried_configuration_stops_its_own_earlier_server_first(inferbench_env):
+    """An attempt at a configuration killed hard leaves its server running; the retry of
+    that same configuration stops it before starting its own: one server, never two."""
+    spec = {**SPEC, "batch_sizes": [1], "name": "retry-same", "min_requests": 10,
+            "min_duration_s": 0.5, "warmup_s": 0,
+            "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
+    ctx = make_context("retry-same", spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    killed_attempt = STAGES["serve"](ctx, "onnxruntime", 0)
+    assert group_alive(killed_attempt["pid"])
+    try:
+        result = STAGES["measure"](ctx, "onnxruntime", 0)
+        assert not group_alive(killed_attempt["pid"]), \
+            "the first attempt's server outlived the retry"
+        assert result["stopped"] and result["points"]
+    finally:
+        STAGES["stop"](ctx, "onnxruntime")

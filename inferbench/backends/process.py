@@ -41,9 +41,27 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float, log_path: 
                           f"{tail(log_path)}")
 
 
-def stop_group(pid: int, grace_s: float = 10.0) -> bool:
+def process_started_at(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), None if it is gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def stop_group(pid: int, started_at: float | None = None, grace_s: float = 10.0) -> bool:
     """SIGTERM the process group led by `pid`, SIGKILL what is left after `grace_s`.
-    Returns False if the group was already gone."""
+    Returns False if the group was already gone, or if `started_at` (the leader's start
+    time when it was recorded) shows that `pid` now leads another process: pids are
+    reused, and signalling the group of a stranger would kill it."""
+    if started_at is not None:
+        now_started = process_started_at(pid)
+        # Start times come in clock ticks: the same process reads the same value, and a
+        # reused pid started long after.
+        if now_started is not None and abs(now_started - started_at) > 0.5:
+            return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -49,8 +49,9 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> MeasureResult:
     resolved = pick(every, config)
     # A measure task killed hard (SIGKILL, a lost worker) cannot stop its server; the
     # platform's teardown would, but only after the remaining configurations. So first stop
-    # whatever server an earlier configuration of this platform left running.
-    serve.stop_servers(ctx, platform, [other for other in every if other.index != config])
+    # whatever server an earlier configuration of this platform, or an earlier attempt at
+    # this one (a retry, a cleared task), left running: one server on the machine at a time.
+    serve.stop_servers(ctx, platform, every)
     try:
         endpoint = serve.start(ctx, resolved)
         measured = load.drive(ctx, resolved, endpoint)

@@ -18,7 +18,7 @@ from typing import NotRequired, TypedDict
 from inferbench import containers, paths
 from inferbench.backends import get_backend
 from inferbench.backends.base import LaunchPlan, ServeContext
-from inferbench.backends.process import spawn, stop_group, wait_ready
+from inferbench.backends.process import process_started_at, spawn, stop_group, wait_ready
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
@@ -88,6 +88,8 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
         else:
             process = spawn(plan, log_path)
             endpoint["pid"] = process.pid
+            # With its start time, a stop never signals another process that got the pid.
+            endpoint["pid_started_at"] = process_started_at(process.pid)
             write_json(endpoint_file, endpoint)
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
     except Exception as exc:
@@ -140,7 +142,9 @@ def _start_container(ctx: StageContext, resolved: ResolvedConfig, plan: LaunchPl
 def _stop_server(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint) -> bool:
     """Stop whatever serves one configuration; True if something was still running."""
     if "pid" in endpoint:
-        return stop_group(int(endpoint["pid"]))
+        if "stopped_at" in endpoint:
+            return False  # stopped before: its pid may be another process's by now
+        return stop_group(int(endpoint["pid"]), endpoint.get("pid_started_at"))
     if endpoint.get("runtime") != "docker":
         return False
     client = containers.client()
