@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -66,6 +67,13 @@ ARRIVAL_FIELDS: dict[Arrival, tuple[str, ...]] = {
 # Arrivals whose load can climb a ladder: those with one steady rate (or concurrency).
 LADDER_ARRIVALS = (Arrival.POISSON, Arrival.CONSTANT, Arrival.GAMMA, Arrival.CLOSED_LOOP)
 MAX_RATE_RPS = 100_000.0
+MAX_POINT_S = 3600.0  # one measurement point: an hour
+# Numbers in one request (batch x sample): 16 Mi float32 are 64 MiB, several times that
+# as JSON; beyond it the payloads, not the server, would be measured (and fill memory).
+MAX_REQUEST_ELEMENTS = 1 << 24
+# One run's worst case (every family using its whole time cap); a longer run is a typo or
+# a sweep that belongs in several runs.
+MAX_PLANNED_S = 24 * 3600.0
 # A closed-loop client holds one HTTP connection of the issuer's pool, which keeps a spare.
 MAX_CONCURRENCY = MAX_CONNECTIONS - 1
 _Rate = Annotated[float, Field(gt=0, le=MAX_RATE_RPS)]
@@ -76,7 +84,9 @@ _FIELD_EXAMPLE = {"concurrency": "4", "rate_rps": "50", "burstiness": "4",
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False, frozen=True)
+    # NaN and infinity (which Python's JSON reader accepts) are refused in every number.
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, frozen=True,
+                              allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
@@ -108,12 +118,22 @@ class ModelSpec(_Strict):
             )
         if any(d < 1 for d in self.input_shape):
             raise ValueError(f"input_shape {self.input_shape!r}: every dimension must be >= 1")
+        if self.sample_elements > MAX_REQUEST_ELEMENTS:
+            raise ValueError(
+                f"input_shape {self.input_shape!r} has {self.sample_elements} numbers per "
+                f"sample, over the limit of {MAX_REQUEST_ELEMENTS} per request; fix: use "
+                "smaller dimensions")
         if self.family is ModelFamily.ATTENTION and self.width % 4:
             raise ValueError(
                 f"width {self.width!r}: attention blocks use 4 heads, so width must be a "
                 "multiple of 4"
             )
         return self
+
+    @property
+    def sample_elements(self) -> int:
+        """Numbers in one sample of the input."""
+        return math.prod(self.input_shape)
 
     @property
     def name(self) -> str:
@@ -426,25 +446,27 @@ class BenchmarkSpec(_Strict):
     workload: WorkloadSpec = Field(description="The load: closed-loop or open-loop Poisson.")
     warmup_s: float = Field(3.0, ge=0, le=600, description="Warm-up load before each point "
                             "(not counted).")
-    min_duration_s: float = Field(10.0, gt=0, description="A point runs at least this long.")
-    min_requests: int = Field(100, ge=1, description="A point completes at least this many "
-                              "requests.")
-    max_duration_s: float = Field(60.0, gt=0, description="Cap on one point; hitting it before "
-                                  "both minimums are met makes the point INVALID.")
+    min_duration_s: float = Field(10.0, gt=0, le=MAX_POINT_S,
+                                  description="A point runs at least this long.")
+    min_requests: int = Field(100, ge=1, le=10_000_000, description="A point completes at "
+                              "least this many requests.")
+    max_duration_s: float = Field(60.0, gt=0, le=MAX_POINT_S, description="Cap on one point; "
+                                  "hitting it before both minimums are met makes the point "
+                                  "INVALID.")
     stability_windows: int = Field(
         0, ge=0, le=20, description="If > 0, a point also waits until its last this many "
         "measurement windows agree on throughput and p99 (within stability_tolerance_pct or "
         "their sampling noise); not reached by max_duration_s makes it INVALID. 0: off.")
-    stability_window_s: float = Field(2.0, gt=0, description="Length of one measurement "
+    stability_window_s: float = Field(2.0, gt=0, le=600, description="Length of one measurement "
                                       "window for the stability rule, seconds.")
     stability_tolerance_pct: float = Field(10.0, gt=0, le=100, description="How far apart "
                                            "the windows' throughput and p99 may be, percent.")
-    request_timeout_s: float = Field(10.0, gt=0, description="A request slower than this counts "
-                                     "as failed.")
+    request_timeout_s: float = Field(10.0, gt=0, le=600, description="A request slower "
+                                     "than this counts as failed.")
     slo: SloSpec = Field(description="The SLO each configuration is judged against.")
     late_send_threshold_ms: float = Field(
-        1.0, gt=0, description="A request sent this much after its scheduled time counts as "
-        "a late send (its latency is still timed from the scheduled time).")
+        1.0, gt=0, le=60_000, description="A request sent this much after its scheduled time "
+        "counts as a late send (its latency is still timed from the scheduled time).")
     max_late_send_pct: float = Field(
         1.0, ge=0, le=100, description="A point with more late sends than this share is "
         "INVALID: the load generator fell behind. Raise it only on hosts that stall on their "
@@ -516,8 +538,40 @@ class BenchmarkSpec(_Strict):
         if self.max_duration_s < self.min_duration_s:
             raise ValueError(f"max_duration_s {self.max_duration_s!r} is below min_duration_s "
                              f"{self.min_duration_s!r}; fix: raise max_duration_s")
+        elements = max(self.batch_sizes) * self.model.sample_elements
+        if elements > MAX_REQUEST_ELEMENTS:
+            raise ValueError(
+                f"batch_sizes {self.batch_sizes!r} at model.input_shape "
+                f"{self.model.input_shape!r} make requests of {elements} numbers, over the "
+                f"limit of {MAX_REQUEST_ELEMENTS}; fix: keep batch size x sample size within "
+                f"it (here batch <= {MAX_REQUEST_ELEMENTS // self.model.sample_elements})")
         self._check_ladder()
+        planned = self.planned_load_s
+        if planned > MAX_PLANNED_S:
+            raise ValueError(
+                f"this run may load servers for {planned / 3600:.1f} h ({self.families} "
+                f"families of platform x server configuration x batch size, each up to "
+                f"{planned / self.families:.0f} s), over the limit of "
+                f"{MAX_PLANNED_S / 3600:g} h; fix: fewer platforms, server configurations or "
+                "batch sizes, a lower max_duration_s or ladder.max_family_s, or several runs")
         return self
+
+    @property
+    def families(self) -> int:
+        """Ladders the run climbs: platform x server configuration x batch size."""
+        return len(self.platforms) * len(self.server.grid()) * len(self.batch_sizes)
+
+    @property
+    def planned_load_s(self) -> float:
+        """The longest the run may keep servers under load: every family using its whole
+        cap (one point: warm-up plus max_duration_s; a ladder: max_family_s, or its rungs
+        when they end sooner)."""
+        point_s = max(self.warmup_s, self.ladder.settle_s) + self.max_duration_s
+        if self.ladder_mode is LadderMode.SINGLE:
+            family_s = self.warmup_s + self.max_duration_s
+        else:
+            family_s = min(self.ladder.max_family_s, self.ladder.max_rungs * point_s)
+        return self.families * family_s
 
     def _check_ladder(self) -> None:
         w, ladder = self.workload, self.ladder

@@ -53,6 +53,46 @@ def test_out_of_range_number_names_field_and_value():
     assert "workload.rate_rps" in msg and "-5" in msg and "greater than 0" in msg
 
 
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("max_duration_s",), float("inf"), ["max_duration_s", "finite number"]),
+    (("min_duration_s",), float("nan"), ["min_duration_s", "finite number"]),
+    (("workload", "rate_rps"), float("inf"), ["workload.rate_rps", "inf is out of range"]),
+    (("workload", "rate_rps"), float("nan"), ["workload.rate_rps", "nan is out of range"]),
+    (("request_timeout_s",), 1e9, ["request_timeout_s", "less than or equal to 600"]),
+    (("min_requests",), 10**12, ["min_requests", "less than or equal to 10000000"]),
+    (("max_duration_s",), 86_400, ["max_duration_s", "less than or equal to 3600"]),
+])
+def test_unbounded_and_non_finite_numbers_are_refused(path, value, expected):
+    data = demo()
+    *parents, leaf = path
+    node = data
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    # Python's JSON reader accepts NaN and Infinity: the spec must refuse them itself.
+    msg = error_of(json.loads(json.dumps(data)))
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_a_request_over_the_element_budget_names_the_largest_batch_that_fits():
+    data = demo()
+    data["model"] = {"family": "cnn", "input_shape": [3, 224, 224]}
+    data["batch_sizes"] = [1, 4096]
+    msg = error_of(data)
+    assert "batch_sizes [1, 4096]" in msg and "[3, 224, 224]" in msg
+    assert "requests of 616562688 numbers" in msg and "batch <= 111" in msg
+
+
+def test_a_run_planned_beyond_a_day_is_refused_with_its_arithmetic():
+    data = demo()
+    data["batch_sizes"] = list(range(1, 65))
+    data["max_duration_s"] = 3600
+    msg = error_of(data)
+    assert "may load servers for" in msg and "families" in msg and "fix" in msg
+    assert BenchmarkSpec.model_validate(demo()).planned_load_s <= 24 * 3600
+
+
 def test_poisson_without_rate_says_how_to_fix():
     data = demo()
     del data["workload"]["rate_rps"]
