@@ -13,11 +13,12 @@ libraries at parse time.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
-from inferbench.pipeline import BENCHMARK_DAG_ID, Stage
+from inferbench.pipeline import BENCHMARK_DAG_ID, RETRY_DELAY_S, STAGE_TRAITS, Stage
 from inferbench.platforms import Platform
 from operators.params import spec_params
 from operators.stage import StageOperator
@@ -31,9 +32,20 @@ MAX_ACTIVE_RUNS = max(1, int(os.environ.get("INFERBENCH_WORKERS", "1") or "1"))
 PLATFORMS: list[str] = [p.value for p in Platform]
 
 
+def task_policy(stage: Stage) -> dict[str, Any]:
+    """A stage's timeout and retries (with backoff), from its traits."""
+    traits = STAGE_TRAITS[stage]
+    policy: dict[str, Any] = {"execution_timeout": timedelta(seconds=traits.timeout_s),
+                              "retries": traits.retries}
+    if traits.retries:
+        policy.update(retry_delay=timedelta(seconds=RETRY_DELAY_S),
+                      retry_exponential_backoff=True)
+    return policy
+
+
 def stage_task(stage: Stage, **kwargs: Any) -> StageOperator:
     """One stage as one task, named after the stage."""
-    return StageOperator(task_id=stage.value, stage=stage, **kwargs)
+    return StageOperator(task_id=stage.value, stage=stage, **task_policy(stage), **kwargs)
 
 
 def platform_group(platform: str) -> tuple[StageOperator, list]:
@@ -51,7 +63,7 @@ def platform_group(platform: str) -> tuple[StageOperator, list]:
         measure = StageOperator.partial(
             task_id=Stage.MEASURE.value, stage=Stage.MEASURE, platform=platform,
             max_active_tis_per_dagrun=1, max_active_tis_per_dag=1,
-            map_index_template="{{ task.config_label }}",
+            map_index_template="{{ task.config_label }}", **task_policy(Stage.MEASURE),
         ).expand_kwargs(configs.output)
         # all_done: what the configurations that did run measured is kept.
         collect = stage_task(Stage.COLLECT, platform=platform, trigger_rule=TriggerRule.ALL_DONE)

@@ -16,6 +16,7 @@ from typing import Any
 
 from inferbench.errors import InferBenchError
 from inferbench.platforms import Platform
+from inferbench.spec import MAX_PLANNED_S
 
 BENCHMARK_DAG_ID = "inferbench_benchmark"  # the DAG that runs these stages
 
@@ -46,27 +47,42 @@ class StageTraits:
     # the Docker socket.
     controls_servers: bool = False
     summary: str = ""
+    # The task's execution_timeout: a hung stage (a server that never answers, a stuck
+    # database) fails instead of holding its pool slot for ever.
+    timeout_s: float = 3600.0
+    # Retries of a stage that is idempotent and fails only on passing trouble (the results
+    # DB restarting): collect, analyze and stop. The others fail for reasons a retry would
+    # only repeat, or (measure) re-measure.
+    retries: int = 0
+
+
+# The longest measure task: a run's whole load budget, plus an hour to start and stop.
+MEASURE_TIMEOUT_S = MAX_PLANNED_S + 3600.0
+RETRY_DELAY_S = 15.0  # doubled at each retry
 
 
 STAGE_TRAITS: dict[Stage, StageTraits] = {
     Stage.GENERATE: StageTraits("generate", summary="build the model and register it"),
     Stage.CONVERT: StageTraits("convert", summary="export each format and check its outputs"),
-    Stage.CONFIGS: StageTraits("measure", "configs", takes_platform=True,
+    Stage.CONFIGS: StageTraits("measure", "configs", takes_platform=True, timeout_s=600.0,
                                summary="list the platform's server configurations"),
     Stage.MEASURE: StageTraits("measure", takes_platform=True, takes_config=True,
-                               controls_servers=True,
+                               controls_servers=True, timeout_s=MEASURE_TIMEOUT_S,
                                summary="serve, load and stop one server configuration"),
     Stage.SERVE: StageTraits("serve", takes_platform=True, takes_config=True,
                              controls_servers=True,
                              summary="start the server, time its cold start"),
     Stage.LOAD: StageTraits("load", takes_platform=True, takes_config=True,
+                            timeout_s=MEASURE_TIMEOUT_S,
                             summary="drive the workload at the running server"),
     # collect and stop default to every configuration of the platform.
-    Stage.COLLECT: StageTraits("collect", takes_platform=True, takes_config=True,
+    Stage.COLLECT: StageTraits("collect", takes_platform=True, takes_config=True, retries=2,
                                summary="store samples, server stats and provenance"),
     Stage.STOP: StageTraits("serve", "stop", takes_platform=True, takes_config=True,
-                            controls_servers=True, summary="stop the platform's servers"),
-    Stage.ANALYZE: StageTraits("analyze", summary="verdicts, recommendations, the report"),
+                            controls_servers=True, timeout_s=1800.0, retries=2,
+                            summary="stop the platform's servers"),
+    Stage.ANALYZE: StageTraits("analyze", retries=2,
+                               summary="verdicts, recommendations, the report"),
 }
 
 PLATFORM_STAGES: tuple[Stage, ...] = tuple(s for s, t in STAGE_TRAITS.items() if t.takes_platform)

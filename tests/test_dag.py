@@ -56,6 +56,22 @@ def test_benchmark_dag_shape(dagbag):
     assert dag.max_active_runs == 1  # one worker unless INFERBENCH_WORKERS says more
 
 
+def test_every_task_has_its_stages_timeout_and_only_idempotent_stages_retry(dagbag):
+    dag = dagbag.dags[BENCHMARK_DAG_ID]
+    for task in dag.tasks:
+        traits = STAGE_TRAITS[Stage(task.task_id.rsplit(".", 1)[-1])]
+        if type(task).__name__ == "MappedOperator":  # measure: its policy sits in partial
+            timeout, retries = (task.partial_kwargs["execution_timeout"],
+                                task.partial_kwargs["retries"])
+        else:
+            timeout, retries = task.execution_timeout, task.retries
+        assert timeout.total_seconds() == traits.timeout_s, task.task_id
+        assert retries == traits.retries, task.task_id
+    retrying = {s for s, t in STAGE_TRAITS.items() if t.retries}
+    assert retrying == {Stage.COLLECT, Stage.ANALYZE, Stage.STOP}
+    assert dag.get_task("analyze").retry_exponential_backoff
+
+
 def test_params_come_from_the_spec_schema(dagbag):
     dag = dagbag.dags["inferbench_benchmark"]
     schema = json_schema()
