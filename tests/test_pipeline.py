@@ -311,3 +311,28 @@ def test_a_retried_configuration_stops_its_own_earlier_server_first(inferbench_e
         assert result["stopped"] and result["points"]
     finally:
         STAGES["stop"](ctx, "onnxruntime")
+
+
+def test_a_truncated_records_file_costs_its_own_point_only(inferbench_env, db_url):
+    """A point's request records cut short (a full disk, a killed writer of before the
+    atomic write): collect keeps the configuration's other point, marks the deployment
+    partial naming the file, and does not fail the task."""
+    from inferbench.paths import RunDir
+
+    spec = {**SPEC, "batch_sizes": [1, 2], "name": "truncated-npz", "min_requests": 10,
+            "min_duration_s": 0.5, "warmup_s": 0,
+            "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
+    ctx = make_context("truncated-npz", spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    STAGES["measure"](ctx, "onnxruntime", 0)
+    records = RunDir("truncated-npz").config_files("onnxruntime", 0).point_records(0)
+    records.write_bytes(records.read_bytes()[:100])
+    collected = STAGES["collect"](ctx, "onnxruntime")
+    assert collected["status"] == "partial" and collected["points"] == 1
+    with perfdb.engine(db_url).connect() as conn:
+        status, error = conn.execute(
+            select(schema.deployments.c.status, schema.deployments.c.error)
+            .where(schema.deployments.c.run_id == "truncated-npz")).one()
+        assert count(conn, schema.points, "truncated-npz") == 1
+    assert status == "partial" and f"{records} are unreadable" in error

@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from inferbench.errors import InferBenchError
 from inferbench.metrics.provenance import collect_provenance
 from inferbench.perfdb import writer
 from inferbench.server_grid import ResolvedConfig, resolve_configs
@@ -17,6 +18,7 @@ from inferbench.stages.common import (
     Endpoint,
     LoadSummary,
     StageContext,
+    load_point_records,
     read_endpoint,
     read_load_summary,
 )
@@ -101,8 +103,15 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
     status, error = deployment_status(endpoint, load, len(ctx.spec.batch_sizes))
     points: list[dict[str, Any]] = []
     requests: dict[int, dict[str, np.ndarray]] = {}
+    unreadable: list[str] = []
     for p in (load or {}).get("points", []):
-        requests[p["point"]] = dict(np.load(files.point_records(p["point"])))
+        try:
+            requests[p["point"]] = load_point_records(files.point_records(p["point"]))
+        except InferBenchError as exc:
+            # One damaged file costs its own point, not the configuration's other points
+            # (nor the later configurations this task collects).
+            unreadable.append(f"point {p['point']}: {exc}")
+            continue
         points.append({**{k: p[k] for k in ("point", "batch_size", "arrival", "concurrency",
                                              "target_rate_rps", "started_ns", "ended_ns",
                                              "stop_reason", "complete", "client_cpu_s",
@@ -112,6 +121,9 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
                        # absent before predictions (or with prediction off): NULL
                        **{k: p.get(k) for k in PREDICTED_KEYS}})
+    if unreadable:
+        status = "partial" if points else "failed"
+        error = "; ".join(filter(None, [error, *unreadable]))
     samples = json.loads(files.samples.read_text()) if files.samples.exists() else []
     provenance = {
         **collect_provenance(),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NotRequired, Required, TypedDict, cast
 
+import numpy as np
 from sqlalchemy import Engine
 
 from inferbench import perfdb
@@ -65,6 +67,29 @@ def write_json(path: Path, data: Mapping[str, object]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
+
+
+def save_point_records(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write one point's request records atomically, like write_json: a task killed or a
+    disk filled mid-write leaves the previous file or none, never a truncated one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_point_records(path: Path) -> dict[str, np.ndarray]:
+    """One point's request records; InferBenchError naming the file when it is missing or
+    unreadable (truncated, corrupt)."""
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InferBenchError(f"request records {path} are unreadable ({type(exc).__name__}: "
+                              f"{exc})") from None
 
 
 def read_json(path: Path) -> dict | None:

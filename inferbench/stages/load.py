@@ -55,6 +55,7 @@ from inferbench.stages.common import (
     LoadSummary,
     StageContext,
     read_endpoint,
+    save_point_records,
     write_json,
 )
 from inferbench.stages.family_prediction import predict_family, predicted_at
@@ -241,7 +242,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                     ctx, rung, index, batch_size, requests, endpoint, rule, samples,
                     read_server_stats)
                 arrays = records.arrays()
-                np.savez(files.point_records(index), **arrays)
+                save_point_records(files.point_records(index), arrays)
                 check = _check_rung(spec, arrays, records, rung, open_loop)
                 judged = check.slo
                 point.update({"rung": rung.index, "ladder_phase": rung.phase.value,
