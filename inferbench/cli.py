@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -33,11 +34,28 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class StageTerminated(SystemExit):
+    """SIGTERM (the task's on_kill, `docker stop`) as an exception, so the stage's finally
+    blocks run (measure stops its server, load records what it measured) before the process
+    exits 128 + 15. A SystemExit: asyncio lets only it and KeyboardInterrupt out of its
+    callbacks, and a plain Exception could be swallowed by a handler on the way."""
+
+    def __str__(self) -> str:
+        return "the stage was terminated (SIGTERM)"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # A second SIGTERM must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise StageTerminated(128 + signum)
+
+
 def _cmd_stage(args: argparse.Namespace) -> int:
     from inferbench.pipeline import result_line, validate_stage_args
     from inferbench.stages import run_stage
     from inferbench.stages.common import make_context
 
+    signal.signal(signal.SIGTERM, _terminate)
     # Checked before the context is built: a wrong name or option fails without touching
     # the run directory or the database.
     stage = validate_stage_args(args.name, args.platform, args.config)

@@ -336,3 +336,52 @@ def test_a_truncated_records_file_costs_its_own_point_only(inferbench_env, db_ur
             .where(schema.deployments.c.run_id == "truncated-npz")).one()
         assert count(conn, schema.points, "truncated-npz") == 1
     assert status == "partial" and f"{records} are unreadable" in error
+
+
+def test_a_sigtermed_measure_stage_stops_its_server_and_keeps_its_record(inferbench_env,
+                                                                          tmp_path):
+    """What on_kill and `docker stop` do: SIGTERM the stage process in the middle of a
+    point. Its finally blocks run: the server it started is stopped, load.json says why the
+    configuration ended, and the process exits 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from inferbench.paths import RunDir
+    from inferbench.stages.common import read_json
+
+    spec = {**SPEC, "batch_sizes": [1], "name": "sigterm", "warmup_s": 0,
+            "min_duration_s": 120, "max_duration_s": 180,
+            "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
+    ctx = make_context("sigterm", spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    files = RunDir("sigterm").config_files("onnxruntime", 0)
+    log = tmp_path / "stage.log"
+    with log.open("w") as out:  # a file, not a pipe nobody reads while the stage runs
+        stage = subprocess.Popen(
+            [sys.executable, "-m", "inferbench", "stage", "measure", "--run", "sigterm",
+             "--platform", "onnxruntime", "--config", "0"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        endpoint = None
+        while time.monotonic() < deadline:
+            endpoint = read_json(files.endpoint) if files.endpoint.exists() else None
+            if endpoint and endpoint.get("status") == "ready":
+                break
+            time.sleep(0.2)
+        assert endpoint and endpoint.get("status") == "ready", log.read_text()[-2000:]
+        time.sleep(3)  # into the point's measurement
+        os.kill(stage.pid, signal.SIGTERM)
+        stage.wait(timeout=60)
+    finally:
+        if stage.poll() is None:
+            os.killpg(stage.pid, signal.SIGKILL)
+            stage.wait()
+    assert stage.returncode == 143, log.read_text()[-2000:]
+    assert not group_alive(endpoint["pid"]), "the server outlived its SIGTERMed stage"
+    assert "stopped_at" in read_json(files.endpoint)
+    assert "terminated (SIGTERM)" in read_json(files.load)["error"]

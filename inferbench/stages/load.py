@@ -265,7 +265,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
             write_json(files.load, summary)
             if plan.mode is not LadderMode.SINGLE:
                 print(ladder_line(batch_size, outcome, open_loop), flush=True)
-    except Exception as exc:
+    except BaseException as exc:  # a SIGTERMed stage too: what it measured is kept
         summary["error"] = f"{type(exc).__name__}: {exc}"
         files.samples.write_text(json.dumps(samples))
         write_json(files.load, summary)
