@@ -327,7 +327,17 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
     """Cluster policy: the run's worker pool and priority weight on each of its tasks."""
     if dag_run is None or dag_run.dag_id not in scheduled_dags():
         return  # TaskInstance.__init__ calls us without a run; the creator calls again
-    decision = decision_for(dag_run)
+    try:
+        decision = decision_for(dag_run)
+    except Exception as exc:
+        # Raising here would fail whatever is creating the run's tasks: the trigger's
+        # request, or the scheduler's loop, which would then fail on this run over and
+        # over. The run goes to the first worker pool at the lowest weight instead; its
+        # first stage refuses a bad spec with the reason, in the task's log.
+        log.error("no scheduling decision for %s/%s, placed by default: %s", dag_run.dag_id,
+                  dag_run.run_id, " ".join(str(exc).split()) or type(exc).__name__)
+        _place_by_default(task_instance, dag_run)
+        return
     task = getattr(task_instance, "task", None)
     continuation = bool(getattr(task, "upstream_task_ids", None))
     task_instance.pool = decision.worker
@@ -337,6 +347,37 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
     # LocalExecutor of the embedded default ignores queues.
     task_instance.queue = decision.worker
     task_instance.priority_weight = priority_weight(decision.order_key, continuation)
+
+
+def _place_by_default(task_instance: Any, dag_run: Any) -> None:
+    """The first worker pool (and its queue), weight 1; Airflow's defaults if none exists."""
+    from airflow.utils.session import create_session
+    from sqlalchemy.orm import object_session
+
+    try:
+        session = object_session(dag_run)
+        if session is None:
+            with create_session() as own:
+                workers = _worker_pools(own)
+        else:
+            with session.no_autoflush:
+                workers = _worker_pools(session)
+    except Exception:  # the metadata DB itself failing: leave the task as Airflow made it
+        log.exception("could not read the worker pools")
+        return
+    if workers:
+        task_instance.pool = task_instance.queue = workers[0]
+        task_instance.pool_slots = 1
+    task_instance.priority_weight = 1
+
+
+def _worker_pools(session: Session) -> list[str]:
+    from airflow.models.pool import Pool
+    from sqlalchemy import select
+
+    names = session.scalars(
+        select(Pool.pool).where(Pool.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))).all()
+    return _sort_workers([n for n in names if n[len(WORKER_POOL_PREFIX):].isdigit()])
 
 
 # --- the task's side ------------------------------------------------------------------------

@@ -263,3 +263,23 @@ def test_every_task_of_a_run_shares_its_decision_later_ones_boosted(policy_insta
     assert tis[("first", -1)].priority_weight == d.priority_weight <= WEIGHT_BASE
     assert tis[("each", 0)].priority_weight == tis[("each", 1)].priority_weight == (
         d.priority_weight + CONTINUATION_BOOST)
+
+
+def test_a_conf_the_policy_cannot_place_neither_fails_the_trigger_nor_the_scheduler(
+        policy_installed, caplog):
+    """A conf that passes the params' schema but not the spec's cross-field checks: the
+    hook must not raise (in the scheduler's loop that would fail on the run again and
+    again). The run is created, placed on the first worker at the lowest weight, and the
+    reason is logged; its first stage then refuses the spec."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+
+    bad = conf(1.0)
+    bad["spec"] = {**bad["spec"], "min_duration_s": 30, "max_duration_s": 10}
+    trigger_dag(DAG_ID, triggered_by=DagRunTriggeredByType.TEST, run_id="bad-conf", conf=bad)
+    with create_session() as session:
+        assert placed(session, "bad-conf") == ("worker-0", "worker-0", 1)
+        assert kept(session, policy_installed, "bad-conf") is None
+    assert any("no scheduling decision" in r.getMessage() and "max_duration_s" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
