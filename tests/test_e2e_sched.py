@@ -25,6 +25,7 @@ from inferbench.scheduling.policies import Policy, WorkerLoad, place, worker_nam
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 TIME_SCALE = 0.02  # jobs of 1-6 s
+AGING_RATE = 0.1  # what harness.start_stack gives the scheduler
 WAITING_MARGIN_S = 3.0  # a job counts as waiting once its run is this old (scheduler loops)
 
 
@@ -75,7 +76,8 @@ def test_policies_place_and_order_through_the_real_scheduler(sched_home):
     port = free_port()
     previous = None  # round-robin continues from the last decision, whatever its policy
     for policy, n_jobs, seed in ((Policy.QA_SJF, 8, 11), (Policy.RR_FCFS, 6, 12)):
-        url = harness.start_stack(sched_home, port, policy.value, len(workers))
+        url = harness.start_stack(sched_home, port, policy.value, len(workers),
+                                  aging_rate=AGING_RATE)
         jobs = job_mix(n_jobs, seed=seed, time_scale=TIME_SCALE)
         records = harness.run_mix(url, jobs, TIME_SCALE, timeout_s=300, say=lambda _m: None)
         decided = harness.decisions([r.run_id for r in records])
@@ -103,10 +105,18 @@ def test_policies_place_and_order_through_the_real_scheduler(sched_home):
         assert weight == {r.label: by_run[r.run_id]["priority_weight"] for r in records}
         assert check_order(records, weight) >= n_jobs - 2 * len(workers), json.dumps(
             [r.__dict__ for r in records])
-        if policy is Policy.QA_SJF:  # shorter predicted, higher weight
-            by_pred = sorted(records, key=lambda r: r.predicted_s)
+        if policy is Policy.QA_SJF:
+            # Shorter predicted, higher weight, after aging: a key is the predicted length
+            # plus AGING_RATE s per s between its busy period's start and its submission.
+            # The triggers spread over seconds on a loaded host, so the keys, not the bare
+            # predictions, give the order (two close predictions may swap).
+            for d in decided:
+                since_s = (d["submitted_at"] - d["key_ref_at"]).total_seconds()
+                assert d["order_key"] == pytest.approx(
+                    d["predicted_s"] + AGING_RATE * since_s, abs=0.01), d
+            by_key = sorted(records, key=lambda r: by_run[r.run_id]["order_key"])
             assert all(a.priority_weight >= b.priority_weight
-                       for a, b in zip(by_pred, by_pred[1:], strict=False))
+                       for a, b in zip(by_key, by_key[1:], strict=False))
         else:  # submitted earlier, higher weight
             by_sub = sorted(records, key=lambda r: r.submitted_s)
             # (>=: two triggers within the 0.01 s resolution would tie)
