@@ -131,11 +131,17 @@ class Connection(asyncio.Protocol):
         first = self.first_byte_ns if self.first_byte_ns >= 0 else now
         response = Response(status, first, now, size)
         future, self.future, self.first_byte_ns = self.future, None, -1
+        if future is None:
+            # A response nobody asked for (a server answering twice): the connection's
+            # framing can no longer be trusted. Released again, it would sit in the pool
+            # twice, two requests would share it, and one would get the other's answer.
+            self.close()
+            return
         if keep_alive:
             self.pool.release(self)
         else:
             self.close()
-        if future is not None and not future.done():
+        if not future.done():
             future.set_result(response)
 
     def connection_lost(self, exc: Exception | None) -> None:
