@@ -94,6 +94,8 @@ def _sampling_main(server_pid, client_pid, period_s, stop, conn) -> None:
     sampling = _Sampling(server_pid, client_pid)
     sampling.prime()
     while not stop.wait(period_s):
+        if os.getppid() != client_pid:
+            return  # the stage died without stopping us (SIGKILL): a daemon outlives it
         sampling.sample()
     conn.send(sampling.samples)
     conn.close()
