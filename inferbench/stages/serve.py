@@ -92,9 +92,9 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
             endpoint["pid_started_at"] = process_started_at(process.pid)
             write_json(endpoint_file, endpoint)
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
-    except Exception as exc:
+    except BaseException as exc:  # a SIGTERM while it starts, too: the new server goes
         _stop_server(ctx, resolved, endpoint)
-        endpoint.update(status="failed", error=str(exc))
+        endpoint.update(status="failed", error=str(exc) or type(exc).__name__)
         write_json(endpoint_file, endpoint)
         raise
     endpoint.update(status="ready", cold_start_s=time.perf_counter() - started,
