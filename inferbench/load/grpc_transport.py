@@ -10,7 +10,10 @@ A request's URL names the server and the method: `grpc://HOST:PORT/package.Servi
 Status: OK is recorded as 200 (what the analysis counts as a good answer); a gRPC error as
 GRPC_STATUS_BASE + its status code (e.g. 1014 for UNAVAILABLE), so it counts as a failure
 and still says which one. One request at a time per connection is an HTTP/1.1 limit that
-HTTP/2 does not have: every send goes on the one channel.
+HTTP/2 does not have: every send goes on the one channel. What HTTP/1.1 bounds by its
+connections is bounded here by a cap on the calls in flight (the same number): a send
+beyond it fails at once, as one finding every connection busy does, instead of piling up
+calls on a server that stopped answering.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from inferbench.errors import InferBenchError
-from inferbench.load.http import Response
+from inferbench.load.http import MAX_CONNECTIONS, Response
 
 GRPC_SCHEME = "grpc"
 GRPC_STATUS_BASE = 1000
@@ -59,6 +62,7 @@ class GrpcConnection:
     def send(self, raw: bytes) -> asyncio.Future:
         pool = self.pool
         future = pool.loop.create_future()
+        pool.in_flight += 1  # back down in _resolve, on the issuer's loop
         call = pool.method.future(raw, timeout=pool.timeout_s)
 
         def done(call) -> None:  # on a grpcio thread
@@ -68,7 +72,7 @@ class GrpcConnection:
                 response = Response(OK_STATUS, now, now, len(call.result()))
             else:
                 response = Response(GRPC_STATUS_BASE + code.value[0], now, now, 0)
-            pool.loop.call_soon_threadsafe(_resolve, future, response)
+            pool.loop.call_soon_threadsafe(_resolve, pool, future, response)
 
         call.add_done_callback(done)
         return future
@@ -77,7 +81,8 @@ class GrpcConnection:
         """Nothing per request: a late answer cannot land on another request in HTTP/2."""
 
 
-def _resolve(future: asyncio.Future, response: Response) -> None:
+def _resolve(pool: GrpcPool, future: asyncio.Future, response: Response) -> None:
+    pool.in_flight -= 1
     if not future.done():
         future.set_result(response)
 
@@ -87,9 +92,10 @@ class GrpcPool:
     one gRPC channel to one server method."""
 
     def __init__(self, target: str, method: str, clock: Callable[[], int],
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, max_in_flight: int = MAX_CONNECTIONS) -> None:
         grpc = grpc_module()
         self.clock, self.timeout_s = clock, timeout_s
+        self.max_in_flight, self.in_flight = max_in_flight, 0
         self.loop = asyncio.get_running_loop()
         self.ok_code = grpc.StatusCode.OK
         # Large tensors: lift the 4 MB default message limits.
@@ -99,10 +105,13 @@ class GrpcPool:
         self.method = self.channel.unary_unary(method)
         self._conn = GrpcConnection(self)
 
-    def try_acquire(self) -> GrpcConnection:
-        return self._conn
+    def try_acquire(self) -> GrpcConnection | None:
+        return self._conn if self.in_flight < self.max_in_flight else None
 
     async def acquire(self) -> GrpcConnection:
+        if self.in_flight >= self.max_in_flight:
+            raise ConnectionRefusedError(f"all {self.max_in_flight} calls are in flight: "
+                                         "the server is not keeping up")
         return self._conn
 
     def close(self) -> None:
