@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from inferbench.budgets import MAX_PLANNED_S
 from inferbench.errors import InferBenchError
 from inferbench.platforms import Platform
-from inferbench.spec import MAX_PLANNED_S
 
 BENCHMARK_DAG_ID = "inferbench_benchmark"  # the DAG that runs these stages
 

@@ -23,6 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from inferbench.budgets import (
+    MAX_PLANNED_S,
+    MAX_POINT_S,
+    MAX_RATE_RPS,
+    MAX_REQUEST_ELEMENTS,
+)
 from inferbench.errors import InferBenchError
 from inferbench.load.http import MAX_CONNECTIONS
 
@@ -66,14 +72,6 @@ ARRIVAL_FIELDS: dict[Arrival, tuple[str, ...]] = {
 }
 # Arrivals whose load can climb a ladder: those with one steady rate (or concurrency).
 LADDER_ARRIVALS = (Arrival.POISSON, Arrival.CONSTANT, Arrival.GAMMA, Arrival.CLOSED_LOOP)
-MAX_RATE_RPS = 100_000.0
-MAX_POINT_S = 3600.0  # one measurement point: an hour
-# Numbers in one request (batch x sample): 16 Mi float32 are 64 MiB, several times that
-# as JSON; beyond it the payloads, not the server, would be measured (and fill memory).
-MAX_REQUEST_ELEMENTS = 1 << 24
-# One run's worst case (every family using its whole time cap); a longer run is a typo or
-# a sweep that belongs in several runs.
-MAX_PLANNED_S = 24 * 3600.0
 # A closed-loop client holds one HTTP connection of the issuer's pool, which keeps a spare.
 MAX_CONCURRENCY = MAX_CONNECTIONS - 1
 _Rate = Annotated[float, Field(gt=0, le=MAX_RATE_RPS)]

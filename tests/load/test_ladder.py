@@ -21,7 +21,7 @@ from inferbench.load.ladder import (
     judge_records,
     sent_rate_rps,
 )
-from inferbench.spec import example_spec, parse_spec
+from inferbench.spec import MAX_CONCURRENCY, example_spec, parse_spec
 
 CAPACITY = 137.0
 
@@ -192,7 +192,7 @@ def test_plan_from_spec():
                                                  "rate_rps": None},
                                        ladder={"mode": "search"}))
     assert (closed.closed_loop, closed.loads, closed.floor, closed.ceiling) == (
-        True, (2.0,), 1.0, 1024.0)
+        True, (2.0,), 1.0, float(MAX_CONCURRENCY))
 
 
 # -- judging records ----------------------------------------------------------------------
