@@ -43,6 +43,7 @@ from inferbench.pipeline import (
 )
 
 TAIL_LINES = 30  # output lines a failure carries
+STOP_GRACE_S = 30  # a killed stage container's time to clean up before SIGKILL
 # What a stage container needs from the worker's environment besides the spec.
 PASSED_ENV = ("INFERBENCH_HOME", DB_ENV, GPUS_ENV)
 
@@ -250,7 +251,9 @@ class DockerRunner(StageRunner):
         from inferbench import containers
 
         try:
-            container.stop()  # run() sees its output end and fails
+            # SIGTERM, then SIGKILL after the grace: the stage stops its servers first (up
+            # to 10 s each). run() sees its output end and fails.
+            container.stop(timeout=STOP_GRACE_S)
         except docker.errors.APIError:
             pass  # gone already, or never started
         # Removed here too, not only by run()'s cleanup: the task process may be killed
