@@ -7,6 +7,7 @@ tiny so the whole file runs in about a minute.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from sqlalchemy import func, select
@@ -385,3 +386,39 @@ def test_a_sigtermed_measure_stage_stops_its_server_and_keeps_its_record(inferbe
     assert not group_alive(endpoint["pid"]), "the server outlived its SIGTERMed stage"
     assert "stopped_at" in read_json(files.endpoint)
     assert "terminated (SIGTERM)" in read_json(files.load)["error"]
+
+
+def test_a_stage_killed_between_spawning_its_server_and_recording_its_pid_leaves_none(
+        inferbench_env):
+    """The serve stage SIGKILLed right after the spawn, before the pid is written: the
+    endpoint recorded beforehand names the server's tag, and stop finds the server by it."""
+    import subprocess
+    import sys
+
+    from inferbench.backends.process import tagged_leaders
+    from inferbench.paths import RunDir
+    from inferbench.stages.common import read_json
+
+    spec = {**SPEC, "batch_sizes": [1], "name": "spawn-window"}
+    ctx = make_context("spawn-window", spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    killed_after_spawn = (
+        "import os, signal\n"
+        "from inferbench.stages import STAGES, serve\n"
+        "from inferbench.stages.common import make_context\n"
+        "serve.process_started_at = lambda pid: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "STAGES['serve'](make_context('spawn-window'), 'onnxruntime', 0)\n")
+    died = subprocess.run([sys.executable, "-c", killed_after_spawn], timeout=120)
+    assert died.returncode == -9
+    endpoint = read_json(RunDir("spawn-window").endpoint_file("onnxruntime", 0))
+    assert endpoint["status"] == "starting" and "pid" not in endpoint
+    orphans = tagged_leaders(endpoint["server_tag"])
+    assert len(orphans) == 1, "the spawned server should be running, unrecorded"
+    try:
+        assert STAGES["stop"](ctx, "onnxruntime")["stopped"]
+        assert tagged_leaders(endpoint["server_tag"]) == []
+        assert not group_alive(orphans[0])
+    finally:
+        for pid in tagged_leaders(endpoint["server_tag"]):
+            os.killpg(pid, 9)

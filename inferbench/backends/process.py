@@ -17,13 +17,34 @@ from inferbench.backends.base import LaunchPlan
 from inferbench.errors import InferBenchError
 from inferbench.netutil import poll_http_ok
 
+# Set in a server's environment: a stage killed between starting a server and recording
+# its pid leaves the tag (recorded first) to find the server by.
+SERVER_TAG_ENV = "INFERBENCH_SERVER_TAG"
 
-def spawn(plan: LaunchPlan, log_path: Path) -> subprocess.Popen:
+
+def spawn(plan: LaunchPlan, log_path: Path, tag: str | None = None) -> subprocess.Popen:
+    """Start the server in a session of its own (its group is what stop_group stops)."""
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+    env = {**os.environ, **plan.env, **({SERVER_TAG_ENV: tag} if tag else {})}
     return subprocess.Popen(
         plan.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **plan.env}, cwd=plan.cwd, start_new_session=True,
+        env=env, cwd=plan.cwd, start_new_session=True,
     )
+
+
+def tagged_leaders(tag: str) -> list[int]:
+    """The session leaders spawned with this tag (their children inherit the tag but lead
+    nothing; stopping a leader's group stops them)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(SERVER_TAG_ENV) == tag and os.getsid(proc.pid) == proc.pid:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return found
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float, log_path: Path) -> None:

@@ -18,7 +18,13 @@ from typing import NotRequired, TypedDict
 from inferbench import containers, paths
 from inferbench.backends import get_backend
 from inferbench.backends.base import LaunchPlan, ServeContext
-from inferbench.backends.process import process_started_at, spawn, stop_group, wait_ready
+from inferbench.backends.process import (
+    process_started_at,
+    spawn,
+    stop_group,
+    tagged_leaders,
+    wait_ready,
+)
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
@@ -86,7 +92,9 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
                 "which needs the docker runtime; fix: set INFERBENCH_RUNTIME=docker, or unset "
                 "the platform's image setting to serve locally")
         else:
-            process = spawn(plan, log_path)
+            endpoint["server_tag"] = server_tag(ctx, resolved)
+            write_json(endpoint_file, endpoint)  # before the spawn: see _stop_server
+            process = spawn(plan, log_path, endpoint["server_tag"])
             endpoint["pid"] = process.pid
             # With its start time, a stop never signals another process that got the pid.
             endpoint["pid_started_at"] = process_started_at(process.pid)
@@ -101,6 +109,12 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
                     ready_at=time.time())
     write_json(endpoint_file, endpoint)
     return endpoint
+
+
+def server_tag(ctx: StageContext, resolved: ResolvedConfig) -> str:
+    """What a local server's environment carries (SERVER_TAG_ENV): unique per home, run,
+    platform and configuration."""
+    return f"{paths.home()}|{ctx.run_id}|{resolved.platform}|{resolved.index}"
 
 
 def _server_role(resolved: ResolvedConfig) -> str:
@@ -145,6 +159,10 @@ def _stop_server(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint
         if "stopped_at" in endpoint:
             return False  # stopped before: its pid may be another process's by now
         return stop_group(int(endpoint["pid"]), endpoint.get("pid_started_at"))
+    if "server_tag" in endpoint:
+        # The stage died between the spawn and recording the pid: find the server by the
+        # tag in its environment (no pid to be reused, so this is safe to repeat).
+        return any([stop_group(pid) for pid in tagged_leaders(endpoint["server_tag"])])
     if endpoint.get("runtime") != "docker":
         return False
     client = containers.client()
