@@ -40,10 +40,17 @@ def count(conn, table, run_id: str) -> int:
                         .where(table.c.run_id == run_id)).scalar_one()
 
 
-def run_stages(run_id: str, spec: dict, platform: str = "onnxruntime") -> dict:
+def converted(run_id: str, spec: dict):
+    """The run's context once its model is generated and converted: what every stage
+    after them starts from."""
     ctx = make_context(run_id, spec_json=json.dumps(spec))
     for stage in ("generate", "convert"):
         STAGES[stage](ctx)
+    return ctx
+
+
+def run_stages(run_id: str, spec: dict, platform: str = "onnxruntime") -> dict:
+    ctx = converted(run_id, spec)
     try:
         endpoint = STAGES["serve"](ctx, platform)
         assert endpoint["status"] == "ready" and endpoint["cold_start_s"] > 0
@@ -235,9 +242,7 @@ def test_a_failed_configuration_keeps_the_others_measurements(inferbench_env, db
         return original(*args, **kwargs)
 
     monkeypatch.setattr(load_stage, "run_point", second_config_fails)
-    ctx = make_context("sweep-partial", spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
+    ctx = converted("sweep-partial", spec)
     configs = STAGES["configs"](ctx, "onnxruntime")
     assert configs == [{"config": 0, "config_label": "db=off,inst=1"},
                        {"config": 1, "config_label": "db=off,inst=2"}]
@@ -276,9 +281,7 @@ def test_measure_stops_a_server_an_earlier_killed_configuration_left(inferbench_
             "min_duration_s": 0.5, "warmup_s": 0,
             "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3},
             "server": {"instance_count": [1, 2]}}
-    ctx = make_context("sweep-leftover", spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
+    ctx = converted("sweep-leftover", spec)
     leftover = STAGES["serve"](ctx, "onnxruntime", 0)  # as if its measure task was killed
     assert group_alive(leftover["pid"])
     expansions = []
@@ -300,9 +303,7 @@ def test_a_retried_configuration_stops_its_own_earlier_server_first(inferbench_e
     spec = {**SPEC, "batch_sizes": [1], "name": "retry-same", "min_requests": 10,
             "min_duration_s": 0.5, "warmup_s": 0,
             "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
-    ctx = make_context("retry-same", spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
+    ctx = converted("retry-same", spec)
     killed_attempt = STAGES["serve"](ctx, "onnxruntime", 0)
     assert group_alive(killed_attempt["pid"])
     try:
@@ -323,9 +324,7 @@ def test_a_truncated_records_file_costs_its_own_point_only(inferbench_env, db_ur
     spec = {**SPEC, "batch_sizes": [1, 2], "name": "truncated-npz", "min_requests": 10,
             "min_duration_s": 0.5, "warmup_s": 0,
             "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
-    ctx = make_context("truncated-npz", spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
+    ctx = converted("truncated-npz", spec)
     STAGES["measure"](ctx, "onnxruntime", 0)
     records = RunDir("truncated-npz").config_files("onnxruntime", 0).point_records(0)
     records.write_bytes(records.read_bytes()[:100])
@@ -356,9 +355,7 @@ def test_a_sigtermed_measure_stage_stops_its_server_and_keeps_its_record(inferbe
     spec = {**SPEC, "batch_sizes": [1], "name": "sigterm", "warmup_s": 0,
             "min_duration_s": 120, "max_duration_s": 180,
             "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
-    ctx = make_context("sigterm", spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
+    converted("sigterm", spec)
     files = RunDir("sigterm").config_files("onnxruntime", 0)
     log = tmp_path / "stage.log"
     with log.open("w") as out:  # a file, not a pipe nobody reads while the stage runs
@@ -400,9 +397,7 @@ def test_a_stage_killed_between_spawning_its_server_and_recording_its_pid_leaves
     from inferbench.stages.common import read_json
 
     spec = {**SPEC, "batch_sizes": [1], "name": "spawn-window"}
-    ctx = make_context("spawn-window", spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
+    ctx = converted("spawn-window", spec)
     killed_after_spawn = (
         "import os, signal\n"
         "from inferbench.stages import STAGES, serve\n"
