@@ -55,9 +55,9 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from inferbench.errors import InferBenchError
 from inferbench.pipeline import BENCHMARK_DAG_ID, DB_ENV
@@ -73,6 +73,8 @@ from inferbench.scheduling.policies import (
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -176,14 +178,17 @@ def _sort_workers(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: int(n[len(WORKER_POOL_PREFIX):]))
 
 
-def _lock_workers(session: Session) -> list[str]:
-    """The worker pools, their rows locked until the caller's transaction ends."""
+def _worker_pools(session: Session, lock: bool = False) -> list[str]:
+    """The worker pools; with `lock`, their rows locked until the caller's transaction
+    ends."""
     from airflow.models.pool import Pool
     from sqlalchemy import select
 
-    names = session.scalars(
-        select(Pool.pool).where(Pool.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))
-        .order_by(Pool.pool).with_for_update(key_share=True)).all()
+    query = (select(Pool.pool).where(Pool.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))
+             .order_by(Pool.pool))
+    if lock:
+        query = query.with_for_update(key_share=True)
+    names = session.scalars(query).all()
     return _sort_workers([n for n in names if n[len(WORKER_POOL_PREFIX):].isdigit()])
 
 
@@ -282,7 +287,7 @@ def _decide_in(session: Session, dag_run: Any) -> Decision:
     if key in kept:
         return kept[key]
     predicted = predicted_seconds(dict(dag_run.conf or {}), _results_url())
-    workers = _lock_workers(session)
+    workers = _worker_pools(session, lock=True)
     if not workers:
         raise InferBenchError("no worker pools (worker-0, worker-1, ...) exist in Airflow; "
                               "fix: run `inferbench up` or create them with "
@@ -307,20 +312,26 @@ def _decide_in(session: Session, dag_run: Any) -> Decision:
     return decision
 
 
-def decision_for(dag_run: Any) -> Decision:
-    """The run's decision: the one kept for it, or a new one made and kept in the session
-    that holds `dag_run` (Airflow's transaction creating or refreshing its tasks)."""
+def _in_run_session(dag_run: Any, work: Callable[[Session], T]) -> T:
+    """`work` in the session that holds `dag_run` (Airflow's transaction creating or
+    refreshing its tasks), or in a transaction of our own for a detached run."""
     from sqlalchemy.orm import object_session
 
     session = object_session(dag_run)
-    if session is None:  # a detached run: decide in a transaction of our own
+    if session is None:
         from airflow.utils.session import create_session
 
         with create_session() as own, own.no_autoflush:
-            return _decide_in(own, dag_run)
+            return work(own)
     # No autoflush: Airflow is in the middle of adding the run's task instances.
     with session.no_autoflush:
-        return _decide_in(session, dag_run)
+        return work(session)
+
+
+def decision_for(dag_run: Any) -> Decision:
+    """The run's decision: the one kept for it, or a new one made and kept in the session
+    that holds `dag_run`."""
+    return _in_run_session(dag_run, lambda session: _decide_in(session, dag_run))
 
 
 def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None:
@@ -351,17 +362,8 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
 
 def _place_by_default(task_instance: Any, dag_run: Any) -> None:
     """The first worker pool (and its queue), weight 1; Airflow's defaults if none exists."""
-    from airflow.utils.session import create_session
-    from sqlalchemy.orm import object_session
-
     try:
-        session = object_session(dag_run)
-        if session is None:
-            with create_session() as own:
-                workers = _worker_pools(own)
-        else:
-            with session.no_autoflush:
-                workers = _worker_pools(session)
+        workers = _in_run_session(dag_run, _worker_pools)
     except Exception:  # the metadata DB itself failing: leave the task as Airflow made it
         log.exception("could not read the worker pools")
         return
@@ -369,15 +371,6 @@ def _place_by_default(task_instance: Any, dag_run: Any) -> None:
         task_instance.pool = task_instance.queue = workers[0]
         task_instance.pool_slots = 1
     task_instance.priority_weight = 1
-
-
-def _worker_pools(session: Session) -> list[str]:
-    from airflow.models.pool import Pool
-    from sqlalchemy import select
-
-    names = session.scalars(
-        select(Pool.pool).where(Pool.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))).all()
-    return _sort_workers([n for n in names if n[len(WORKER_POOL_PREFIX):].isdigit()])
 
 
 # --- the task's side ------------------------------------------------------------------------
