@@ -41,14 +41,14 @@ _MAX_NAME_BYTES = 255  # a directory name's limit on Linux file systems
 def safe_run_id(run_id: str) -> str:
     """The directory name of a run: Airflow run ids hold ':' and '+'."""
     if not run_id or run_id in (".", ".."):
-        raise InferBenchError(f"run id {run_id!r} cannot name a run directory; fix: give a run "
-                         "id with at least one character other than '.'")
+        raise InferBenchError(f"run id {run_id!r} cannot name a run directory; fix: give a "
+                              "run id with at least one character other than '.'")
     name = "".join(ch if ch in _KEPT else "".join(f"={b:02x}" for b in ch.encode())
                    for ch in run_id)
     if len(name) > _MAX_NAME_BYTES:
         raise InferBenchError(f"run id {run_id[:40]!r}... is too long for a directory name "
-                         f"({len(name)} bytes escaped, limit {_MAX_NAME_BYTES}); fix: "
-                         "give a shorter run id")
+                              f"({len(name)} bytes escaped, limit {_MAX_NAME_BYTES}); fix: "
+                              "give a shorter run id")
     return name
 
 
