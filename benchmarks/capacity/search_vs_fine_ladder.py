@@ -16,12 +16,12 @@ competing search (a blind fine sweep over the same range would need many more ru
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
-import time
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
+from stage_runs import load_average, run_through_stages, throwaway_home  # noqa: E402
 
 BASE_SPEC: dict[str, Any] = {
     "model": {"family": "cnn", "depth": 2, "width": 16, "input_shape": [3, 32, 32],
@@ -35,32 +35,13 @@ BASE_SPEC: dict[str, Any] = {
 }
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def run_family(run_id: str, spec: dict[str, Any], platform: str) -> dict[str, Any]:
-    """generate -> convert -> measure -> collect -> analyze; the family's capacity row and
-    the measure stage's ladder facts."""
-    from inferbench.reporting import run_summary
-    from inferbench.stages import STAGES
-    from inferbench.stages.common import make_context
-
-    ctx = make_context(run_id, spec_json=json.dumps(spec))
-    STAGES["generate"](ctx)
-    STAGES["convert"](ctx)
-    started = time.monotonic()
-    try:
-        measured = STAGES["measure"](ctx, platform, 0)
-    finally:
-        STAGES["collect"](ctx, platform)
-    measure_s = time.monotonic() - started
-    STAGES["analyze"](ctx)
-    with ctx.db.connect() as conn:
-        summary = run_summary(conn, run_id)
-    (family,) = [f for f in summary["families"] if f["platform"] == platform]
-    (ladder,) = measured["ladders"]
-    return {"family": family, "ladder": ladder, "measure_s": measure_s}
+    """One run through the stages; the family's capacity row and the measure stage's
+    ladder facts."""
+    run = run_through_stages(run_id, spec, platform)
+    (family,) = [f for f in run["summary"]["families"] if f["platform"] == platform]
+    (ladder,) = run["measured"]["ladders"]
+    return {"family": family, "ladder": ladder, "measure_s": run["measure_s"]}
 
 
 def fine_rates(centre: float, n: int) -> list[float]:
@@ -79,21 +60,12 @@ def main() -> None:
     parser.add_argument("--slo-p99-ms", type=float, default=20.0)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="ib-capacity-"))
-    os.environ["INFERBENCH_HOME"] = str(home)
-    from inferbench import perfdb
-    from inferbench.embedded.postgres import database_url, ensure_postgres, stop_postgres
-
-    ensure_postgres(home)
-    url = database_url(home, "inferbench")
-    perfdb.migrate(url)
-    os.environ["INFERBENCH_DB_URL"] = url
     common = {**BASE_SPEC, "min_duration_s": args.rung_s, "min_requests": 50,
               "max_duration_s": 4 * args.rung_s,
               "slo": {"percentile": 99.0, "latency_ms": args.slo_p99_ms}}
     rows = []
-    print(f"load average before: {load_average()}")
-    try:
+    with throwaway_home("ib-capacity-"):
+        print(f"load average before: {load_average()}")
         for platform in args.platforms.split(","):
             search_spec = {**common, "name": f"capacity-search-{platform}",
                            "platforms": [platform],
@@ -110,8 +82,6 @@ def main() -> None:
                                     "max_rungs": args.fine_rungs, "max_family_s": 3600}}
             fine = run_family(f"cap-fine-{platform}", fine_spec, platform)
             rows.append((platform, search, fine, rates))
-    finally:
-        stop_postgres(home)
     print(f"load average after: {load_average()}")
     print(f"\nSLO p99 <= {args.slo_p99_ms:g} ms, batch 1, rungs of >= {args.rung_s:g} s, search "
           f"precision {args.precision_pct:g} %, fine ladder {args.fine_rungs} rungs over "

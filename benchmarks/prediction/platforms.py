@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
+from stage_runs import load_average, run_through_stages, throwaway_home  # noqa: E402
 
 BASE_SPEC: dict[str, Any] = {
     # A service of a few ms at batch 1 (tens at batch 8), as DL models have; see --model.
@@ -46,30 +48,15 @@ def rate(rps: float | None) -> str:
     return f"{rps:.4g}" if rps else "-"
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def run_spec(run_id: str, spec: dict[str, Any], platform: str) -> dict[str, Any]:
-    """generate -> convert -> measure -> collect -> analyze; load.json and the summary."""
-    from inferbench.reporting import run_summary
+    """One run through the stages; its load.json and summary."""
     from inferbench.server_grid import resolve_config
-    from inferbench.stages import STAGES
-    from inferbench.stages.common import make_context
 
-    ctx = make_context(run_id, spec_json=json.dumps(spec))
-    STAGES["generate"](ctx)
-    STAGES["convert"](ctx)
-    try:
-        STAGES["measure"](ctx, platform, 0)
-    finally:
-        STAGES["collect"](ctx, platform)
-    STAGES["analyze"](ctx)
-    with ctx.db.connect() as conn:
-        summary = run_summary(conn, run_id)
+    run = run_through_stages(run_id, spec, platform)
+    ctx = run["ctx"]
     files = resolve_config(ctx.spec, ctx.run_dir, platform, 0).files
     load = json.loads(files.load.read_text())
-    return {"summary": summary, "load": load, "files": files}
+    return {"summary": run["summary"], "load": load, "files": files}
 
 
 def family_cost(run: dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -123,23 +110,14 @@ def main() -> None:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rhos = [float(r) for r in args.rhos.split(",")]
 
-    home = Path(tempfile.mkdtemp(prefix="ib-prediction-"))
-    os.environ["INFERBENCH_HOME"] = str(home)
-    from inferbench import perfdb
-    from inferbench.embedded.postgres import database_url, ensure_postgres, stop_postgres
-
-    ensure_postgres(home)
-    url = database_url(home, "inferbench")
-    perfdb.migrate(url)
-    os.environ["INFERBENCH_DB_URL"] = url
     model = json.loads(args.model) if args.model else BASE_SPEC["model"]
     common = {**BASE_SPEC, "model": model, "min_duration_s": args.rung_s, "min_requests": 50,
               "max_duration_s": 4 * args.rung_s,
               "slo": {"percentile": 99.0, "latency_ms": args.slo_p99_ms}}
     searches, accuracy = [], []
     started = time.monotonic()
-    print(f"load average before: {load_average()}", flush=True)
-    try:
+    with throwaway_home("ib-prediction-"):
+        print(f"load average before: {load_average()}", flush=True)
         for platform in args.platforms.split(","):
             for instances in (int(i) for i in args.instances.split(",")):
                 tag = f"{platform}-i{instances}"
@@ -172,8 +150,6 @@ def main() -> None:
                                    "predict": True, "profile_s": args.profile_s}}, platform)
                     (own,) = measured["load"]["predictions"]
                     accuracy.append((tag, b, own, rung_errors(measured)))
-    finally:
-        stop_postgres(home)
     print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
     print(f"\nSearch: SLO p99 <= {args.slo_p99_ms:g} ms, precision {args.precision_pct:g} %, "
           f"rungs of >= {args.rung_s:g} s, profile {args.profile_s:g} s per level; blind "
