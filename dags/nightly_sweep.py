@@ -26,6 +26,10 @@ with DAG(
     description="Nightly grid of benchmark runs, placed and prioritised by the job scheduler",
     schedule="0 2 * * *",  # 02:00 UTC, when nobody is waiting for the GPUs
     catchup=False,
+    # Off until someone switches it on (UI toggle, or `airflow dags unpause`): unpaused, the
+    # scheduler would start the latest night's grid the moment the DAG is first parsed, ahead
+    # of the benchmark a user just triggered on the same workers.
+    is_paused_upon_creation=True,
     max_active_runs=1,
     params={"sweep_file": Param(DEFAULT_SWEEP, type="string", minLength=1,
                                 description="Sweep file (JSON): name, base spec fields, grid "

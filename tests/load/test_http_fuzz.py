@@ -5,6 +5,7 @@ Every request must be recorded exactly once, with the status the server meant fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -60,7 +61,8 @@ class RawServer:
         self.meant: dict[int, int] = {}
         self.lock = threading.Lock()
         self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self) -> None:
         while not self.stopping:
@@ -120,7 +122,12 @@ class RawServer:
 
     def close(self) -> None:
         self.stopping = True
+        # close() alone leaves a thread blocked in accept() for the rest of the session;
+        # shutdown() wakes it.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self.acceptor.join(timeout=5)
 
 
 def requests_with_ids(port: int, n: int) -> list[Request]:

@@ -38,6 +38,9 @@ def test_sweep_dag_imports_with_cron_and_param(dagbag):
     assert dagbag.import_errors == {}
     dag = dagbag.dags["inferbench_nightly_sweep"]
     assert dag.schedule == "0 2 * * *"
+    # never started by surprise when Airflow first parses it (the embedded default unpauses
+    # DAGs at creation so that the benchmark DAG runs when triggered)
+    assert dag.is_paused_upon_creation is True
     assert dag.params["sweep_file"] == "examples/sweep-nightly.json"
     trigger = dag.get_task("trigger")
     assert trigger.upstream_task_ids == {"expand"}
