@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from inferbench import perfdb
 from inferbench.backends.process import group_alive
+from inferbench.load.priority import DEFAULT_ISSUER_NICE, DEFAULT_ISSUER_REALTIME
 from inferbench.perfdb import schema
 from inferbench.spec import parse_spec
 from inferbench.stages import STAGES
@@ -99,6 +100,14 @@ def test_stages_write_a_complete_valid_run(inferbench_env, db_url):
             assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
             assert 20 < r.throughput_rps < 60  # offered 40 rps, open loop
         assert count(conn, schema.resource_samples, "pipeline-direct") > 0
+        # the priority the load generator really ran at, per point (root here may take it)
+        priorities = set(conn.execute(select(schema.points.c.issuer_nice,
+                                             schema.points.c.issuer_realtime).where(
+            schema.points.c.run_id == "pipeline-direct")).all())
+        if os.geteuid() == 0:
+            assert priorities == {(DEFAULT_ISSUER_NICE, DEFAULT_ISSUER_REALTIME)}
+        else:
+            assert {realtime for _, realtime in priorities} == {None}
         facts = conn.execute(select(schema.provenance.c.facts).where(
             schema.provenance.c.run_id == "pipeline-direct")).scalar_one()
         assert facts["spec_hash"] == run["spec_hash"] and facts["packages"]["onnxruntime"]

@@ -51,8 +51,8 @@ def point(url: str, rate: float, seconds: float, seed: int,
     """(late > 1 ms %, mean lateness ms, p99 lateness ms, host stall %) of one point."""
     stall = host_stall_pct(1.0)
     body, headers = v2_body()
-    with issuer_priority(nice) as got:
-        if got != nice:
+    with issuer_priority(nice, realtime=None) as got:
+        if got.nice != nice:
             raise SystemExit(f"could not set the issuer's niceness to {nice} (got {got}): "
                              "run as root")
         records = run_point([Request(url, body, headers)], rate_rps=rate, seed=seed,

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 # The registry only: it imports no client (numpy, gRPC) until one is asked for.
-from inferbench.load.priority import DEFAULT_ISSUER_NICE
+from inferbench.load.priority import DEFAULT_ISSUER_NICE, DEFAULT_ISSUER_REALTIME
 from inferbench.load.protocols import BASE_URL, FULL_URL, GRPC_URL, PROTOCOLS
 
 ARRIVALS = "closed_loop, poisson, constant, gamma, step, spike, ramp, trace"
@@ -27,6 +27,18 @@ def protocol_help() -> str:
 def endpoint_help() -> str:
     return (f"{BASE_URL} for {_names(BASE_URL)}; {GRPC_URL} for {_names(GRPC_URL)}; "
             f"{FULL_URL} for {_names(FULL_URL)}")
+
+
+def _fifo_priority(text: str) -> int:
+    """A SCHED_FIFO priority (1-99), or 0 for the normal policy."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a real-time priority; fix: give "
+                                         "0 (normal policy) or 1-99")
+    return value
 
 
 def add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,6 +92,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "issuer's niceness while it measures, where the host allows it (default "
                    f"{DEFAULT_ISSUER_NICE}: priority over a server on the same cores; 0 to "
                    "compare with tools run at the default priority)")
+    p.add_argument("--issuer-realtime", type=_fifo_priority, default=DEFAULT_ISSUER_REALTIME,
+                   metavar="0-99", help="the issuer thread's "
+                   "SCHED_FIFO priority while it measures, where the host allows it (default "
+                   f"{DEFAULT_ISSUER_REALTIME}: it runs the moment it wakes, ahead of a busy "
+                   "server; 0: the normal policy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -142,7 +142,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
                     args.window if args.window else args.duration / max(windows, 1),
                     args.tolerance_pct)
     t0 = time.time()
-    nice = None  # several issuer processes keep the niceness they were started with
+    nice = realtime = None  # several issuer processes keep the priority they started with
     if args.processes > 1:
         if not workload.open_loop:
             raise InferBenchError(f"--processes {args.processes} is for open-loop arrivals; "
@@ -154,7 +154,8 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
             processes=args.processes, seed=workload.seed, warmup_s=args.warmup, rule=rule,
             request_timeout_s=args.timeout)
     else:
-        with issuer_priority(args.issuer_nice) as nice:
+        with issuer_priority(args.issuer_nice, args.issuer_realtime) as priority:
+            nice, realtime = priority.nice, priority.realtime
             records = run_point(
                 requests, concurrency=None if workload.open_loop else workload.concurrency,
                 schedule=(lambda seed: schedule_for(workload, seed)) if workload.open_loop
@@ -171,7 +172,8 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
                        "max_duration_s": rule.max_duration_s,
                        "stability_windows": rule.stability_windows, "window_s": rule.window_s,
                        "tolerance_pct": rule.tolerance_pct, "warmup_s": args.warmup,
-                       "started_at_unix_s": t0, "issuer_nice": nice}
+                       "started_at_unix_s": t0, "issuer_nice": nice,
+                       "issuer_realtime": realtime}
     return out
 
 

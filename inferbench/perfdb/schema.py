@@ -106,6 +106,9 @@ points = Table(
     # The load generator's niceness during the point (load/priority.py; -10 where the host
     # allowed it to ask for priority over the server, else what it had).
     Column("issuer_nice", Integer),
+    # Its SCHED_FIFO priority during the point where it could take one (it then runs the
+    # moment it wakes, ahead of a server that keeps every core busy); NULL: normal policy.
+    Column("issuer_realtime", Integer),
     # The server's own view of the point (backends/server_stats.py): requests it completed,
     # and their mean queue and compute time; NULL where the platform reports none.
     Column("server_requests", Integer),

@@ -39,7 +39,9 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
                    f"{point['host_stall_pct']:.2f} % of the time in stalls > "
                    f"{spec.late_send_threshold_ms:g} ms (the floor for late sends on this host)"]
     if point.get("issuer_nice") is not None:
-        reasons = [*reasons, f"load generator at niceness {point['issuer_nice']}"]
+        realtime = point.get("issuer_realtime")
+        reasons = [*reasons, f"load generator at niceness {point['issuer_nice']}"
+                   + ("" if realtime is None else f", real-time (SCHED_FIFO {realtime})")]
     row = {
         "run_id": ctx.run_id, "platform": point["platform"],
         "config_index": point["config_index"], "point": point["point"],

@@ -116,7 +116,8 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                                              "target_rate_rps", "started_ns", "ended_ns",
                                              "stop_reason", "complete", "client_cpu_s",
                                              "host_stall_pct")},
-                       "issuer_nice": p.get("issuer_nice"),  # absent before it was recorded
+                       # absent before they were recorded
+                       **{k: p.get(k) for k in ("issuer_nice", "issuer_realtime")},
                        # absent from a load.json of before these columns: no server split
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
                        # absent before predictions (or with prediction off): NULL

@@ -141,6 +141,7 @@ class LoadPoint(TypedDict):
     client_cpu_s: float
     host_stall_pct: float
     issuer_nice: int                        # the load generator's niceness during the point
+    issuer_realtime: int | None             # its SCHED_FIFO priority; None: normal policy
     n_requests: int
     stable: bool | None
     stability_reasons: list[str]

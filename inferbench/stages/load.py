@@ -303,7 +303,7 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
     # A server in its own container is not visible from this stage's container: its
     # process samples are missing there (host-wide samples are still taken).
     stats_before: list = []  # the server's counters once warm-up is over
-    with ResourceSampler(endpoint.get("pid")) as sampler, issuer_priority() as nice:
+    with ResourceSampler(endpoint.get("pid")) as sampler, issuer_priority() as priority:
         records = run_point(
             requests,
             concurrency=None if workload.open_loop else workload.concurrency,
@@ -325,7 +325,7 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
         "started_ns": records.started_ns, "ended_ns": records.ended_ns,
         "stop_reason": records.stop_reason, "complete": records.complete,
         "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
-        "issuer_nice": nice,
+        "issuer_nice": priority.nice, "issuer_realtime": priority.realtime,
         "n_requests": len(records), "stable": records.stable,
         "stability_reasons": records.stability_reasons, **server_split}
     return point, records

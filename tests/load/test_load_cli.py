@@ -33,6 +33,10 @@ def test_json_summary_of_a_poisson_run(reference_server, capsys, tmp_path):
     assert 0 <= s["late_send_pct"] <= 100 and s["client_cpu_ms_per_request"] > 0
     assert s["settings"]["workload"] == {**s["settings"]["workload"], "arrival": "poisson",
                                          "rate_rps": 100.0}
+    # the priority it really ran at: real-time where the host allows it (root here)
+    import os
+
+    assert s["settings"]["issuer_realtime"] == (1 if os.geteuid() == 0 else None)
     # The server saw every measured request (plus the probe and the warm-up).
     assert len(server.log()["seq"]) >= s["n_ok"] + 1
     from analysis.percentiles import hdr_decode
@@ -100,6 +104,15 @@ def test_every_http_protocol_client_against_a_real_server(reference_server, caps
 def test_bad_options_name_the_flag(capsys, argv, message):
     code, _, err = run_cli(capsys, "--endpoint", "http://127.0.0.1:9", "--model", "m", *argv)
     assert code == 1 and message in err, err
+
+
+def test_a_bad_realtime_priority_names_the_flag_and_the_fix(capsys):
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, "--endpoint", "http://127.0.0.1:9", "--model", "m", "--rate", "5",
+                "--issuer-realtime", "200")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "--issuer-realtime" in err and "'200'" in err
+    assert "fix: give 0 (normal policy) or 1-99" in err
 
 
 def test_unreachable_endpoint_says_so(capsys):
