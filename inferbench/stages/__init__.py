@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from inferbench.errors import InferBenchError
 from inferbench.pipeline import (
     CONFIG_STAGES,
     PLATFORM_STAGES,
@@ -22,10 +23,39 @@ from inferbench.pipeline import (
 __all__ = ["CONFIG_STAGES", "PLATFORM_STAGES", "STAGES", "run_stage"]
 
 
+def _database_unreachable(exc: Exception, ctx: Any) -> InferBenchError | None:
+    """The error to raise for a stage that could not reach the results database, or None
+    when `exc` is something else."""
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import OperationalError
+    except ImportError:
+        return None
+    # Connection failures are the drivers' plain OperationalError; their subclasses
+    # (a deadlock, a query cancelled) are the database answering, and keep their own error.
+    if not isinstance(exc, OperationalError) or (
+            exc.orig is not None and type(exc.orig).__name__ != "OperationalError"):
+        return None
+    url = getattr(ctx, "db_url", None)
+    where = make_url(url).render_as_string(hide_password=True) if url else "(unknown)"
+    first = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+    return InferBenchError(
+        f"the results database {where} could not be reached ({first}); fix: start PostgreSQL "
+        "(`inferbench up` on the embedded default, the `postgres` service in the cluster) "
+        "and run the task again: what this run measured stays in its run directory and is "
+        "stored then")
+
+
 def _lazy(traits: StageTraits) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         module = importlib.import_module(f"{__name__}.{traits.module}")
-        return getattr(module, traits.function)(*args)
+        try:
+            return getattr(module, traits.function)(*args)
+        except Exception as exc:
+            clear = _database_unreachable(exc, args[0] if args else None)
+            if clear is None:
+                raise
+            raise clear from exc
 
     call.__name__ = f"{traits.module}.{traits.function}"
     return call
