@@ -66,12 +66,21 @@ class ContainerSpec:
     docker_socket: bool = False       # the serve stage starts sibling serving containers
     entrypoint: list[str] | None = None
     name: str | None = None
+    # Mounted read-only at the same paths (the data directories a spec's files come from),
+    # except those already inside the home; a missing one is left out (the stage then says
+    # the file is not there, naming it).
+    read_only_dirs: tuple[Path, ...] = ()
 
     def create_kwargs(self) -> dict[str, Any]:
         from docker.types import DeviceRequest, Mount
 
         home = str(self.home.resolve())
         mounts = [Mount(target=home, source=home, type="bind")]
+        for d in self.read_only_dirs:
+            source = d.resolve()
+            if source.is_dir() and not source.is_relative_to(home):
+                mounts.append(Mount(target=str(source), source=str(source), type="bind",
+                                    read_only=True))
         if self.docker_socket:
             mounts.append(Mount(target=DOCKER_SOCKET, source=DOCKER_SOCKET, type="bind"))
         kwargs: dict[str, Any] = {

@@ -41,11 +41,12 @@ from inferbench.pipeline import (
     parse_result_line,
     stage_args,
 )
+from inferbench.user_files import DATA_DIRS_ENV, data_dirs
 
 TAIL_LINES = 30  # output lines a failure carries
 STOP_GRACE_S = 30  # a killed stage container's time to clean up before SIGKILL
 # What a stage container needs from the worker's environment besides the spec.
-PASSED_ENV = ("INFERBENCH_HOME", DB_ENV, GPUS_ENV)
+PASSED_ENV = ("INFERBENCH_HOME", DB_ENV, GPUS_ENV, DATA_DIRS_ENV)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ class DockerRunner(StageRunner):
             image=image, command=self.command(call), run_id=call.run_id, role=str(call.stage),
             home=paths.home(), docker_socket=STAGE_TRAITS[call.stage].controls_servers,
             entrypoint=self.entrypoint,
+            # where a trace or sweep file may be read from, as on the worker
+            read_only_dirs=tuple(data_dirs()),
             limits=Limits(cpus=resources.get("cpus"), memory_gb=resources.get("memory_gb")),
             environment={
                 **{k: os.environ[k] for k in PASSED_ENV if k in os.environ},

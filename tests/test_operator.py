@@ -262,3 +262,28 @@ def test_docker_runner_builds_the_stage_container_from_container_spec(stage, tmp
         '"memory_gb": 1}}'
     assert env["INFERBENCH_RUNTIME"] == "docker"
     assert env["INFERBENCH_HOME"] == str(tmp_path.resolve())
+
+
+def test_a_stage_container_reads_the_workers_data_directories(tmp_path, monkeypatch):
+    """A trace in a data directory outside the home is readable in the stage container as
+    on the worker: the setting is passed, the directory mounted read-only at its path."""
+    from operators.runners import DockerRunner
+
+    home, data, missing = tmp_path / "home", tmp_path / "traces", tmp_path / "gone"
+    home.mkdir()
+    data.mkdir()
+    monkeypatch.setenv("INFERBENCH_HOME", str(home))
+    monkeypatch.setenv("INFERBENCH_GPUS", "none")
+    monkeypatch.setenv("INFERBENCH_DATA_DIRS", f"{data}:{home / 'data'}:{missing}")
+    runner = DockerRunner(image="inferbench/stage:test")
+    kwargs = runner.create_kwargs(runner.container_spec(_call(Stage.MEASURE,
+                                                              platform="onnxruntime",
+                                                              config=0)))
+    assert kwargs["environment"]["INFERBENCH_DATA_DIRS"] == f"{data}:{home / 'data'}:{missing}"
+    from inferbench.containers import DOCKER_SOCKET
+
+    mounts = {m["Target"]: m for m in kwargs["mounts"] if m["Target"] != DOCKER_SOCKET}
+    # the home's own data directory comes with the home; a missing one is not mounted
+    assert set(mounts) == {str(home.resolve()), str(data.resolve())}
+    assert mounts[str(data.resolve())]["ReadOnly"] is True
+    assert not mounts[str(home.resolve())].get("ReadOnly")
