@@ -48,6 +48,14 @@ class RungJudgement:
     failed_on: str | None = None
 
     @property
+    def server_failed(self) -> bool:
+        """Failed on the server's own account, whatever the generator did: requests failed,
+        or it completed too little of what was really sent. Late sends only delay requests,
+        so such a failure stands even where the measurement was not valid; a rung that met
+        the rule, or failed it on latency (timed from the schedule), may owe it to them."""
+        return self.failed_on in ("errors", "throughput")
+
+    @property
     def achieved_ratio(self) -> float | None:
         base = self.sent_rps or self.offered
         return self.achieved_rps / base if base else None
@@ -167,8 +175,12 @@ class FamilyCapacity:
 
     def caveats(self) -> list[str]:
         """What limits the answer without invalidating it: an INVALID bracket rung leaves
-        the capacity a lower bound."""
-        if self.bracket is not None and self.bracket.verdict not in (None, VALID):
+        the capacity a lower bound, unless the server failed there on its own account."""
+        b = self.bracket
+        if b is not None and b.verdict not in (None, VALID):
+            rung = next((r for r in self.rungs if r.offered == b.offered), None)
+            if rung is not None and rung.judgement.server_failed:
+                return []
             return [f"{family_label(self)}: the capacity is a lower bound; the next load "
                     f"tried ({self.bracket.offered:g}) was not measured validly: "
                     f"{self.bracket.reason}"]

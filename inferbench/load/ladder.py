@@ -407,7 +407,7 @@ class RungCheck:
         latency may owe it to the generator's late sends (latency is timed from the
         schedule). Failed requests, or a server that completed too little of what was sent,
         are the server's own failure whatever the generator did."""
-        return not self.valid and self.slo.failed_on in (None, "latency")
+        return not self.valid and not self.slo.server_failed
 
     def result(self, elapsed_s: float) -> RungResult:
         return RungResult(self.holds, elapsed_s, self.reason, self.slo.latency_at_slo_ms,

@@ -221,9 +221,10 @@ def test_a_poisson_count_short_of_its_nominal_rate_is_not_a_server_falling_behin
 
 def test_the_answer_rests_on_the_capacity_rung_not_on_the_overload_probes():
     """A search drives rungs into overload on purpose; an INVALID rung above the bracket
-    decides nothing, an INVALID bracket leaves the capacity a lower bound (a caveat)."""
+    decides nothing, an INVALID bracket leaves the capacity a lower bound (a caveat) unless
+    the server failed there on its own account (fell behind, or requests failed)."""
     overloaded = [rung(0, 10.0, p99=5.0), rung(1, 20.0, p99=8.0),
-                  rung(2, 40.0, p99=900.0, tp=30.0, verdict="INVALID",
+                  rung(2, 40.0, p99=900.0, tp=40.0, verdict="INVALID",
                        reasons=["30 % of requests were sent more than 1 ms late"]),
                   rung(3, 30.0, p99=60.0)]
     f = family_capacity(overloaded, **SLO)
@@ -235,6 +236,11 @@ def test_the_answer_rests_on_the_capacity_rung_not_on_the_overload_probes():
     (caveat,) = invalid_bracket.caveats()
     assert caveat.startswith("onnxruntime b1 [db=off,inst=1]: the capacity is a lower bound; "
                              "the next load tried (40) was not measured validly: INVALID: ")
+    # late sends cannot make a server complete less of what was sent, nor fail requests
+    for failing in ({"throughput_rps": 30.0, "sent_rps": 39.8}, {"n_failed": 12}):
+        fell_behind = family_capacity([*overloaded[:2], {**overloaded[2], **failing}], **SLO)
+        assert fell_behind.bracket.offered == 40.0 and fell_behind.caveats() == []
+        assert fell_behind.bracket.reason.startswith("INVALID: ")  # the verdict still shown
 
 
 def test_with_no_rung_holding_the_lowest_rung_decides():
