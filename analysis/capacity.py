@@ -123,6 +123,7 @@ class Bracket:
     reason: str
     latency_ms: float | None
     achieved_rps: float
+    server_failed: bool = False    # see RungJudgement.server_failed
 
     def to_dict(self) -> dict[str, Any]:
         return {"offered": self.offered, "point": self.point, "verdict": self.verdict,
@@ -177,10 +178,7 @@ class FamilyCapacity:
         """What limits the answer without invalidating it: an INVALID bracket rung leaves
         the capacity a lower bound, unless the server failed there on its own account."""
         b = self.bracket
-        if b is not None and b.verdict not in (None, VALID):
-            rung = next((r for r in self.rungs if r.offered == b.offered), None)
-            if rung is not None and rung.judgement.server_failed:
-                return []
+        if b is not None and b.verdict not in (None, VALID) and not b.server_failed:
             return [f"{family_label(self)}: the capacity is a lower bound; the next load "
                     f"tried ({self.bracket.offered:g}) was not measured validly: "
                     f"{self.bracket.reason}"]
@@ -301,7 +299,7 @@ def family_capacity(rows: Sequence[Mapping[str, Any]], *, slo_percentile: float,
         if above:
             b = above[0]
             bracket = Bracket(b.offered, b.point, b.verdict, b.reason or "", b.latency_ms,
-                              b.achieved_rps)
+                              b.achieved_rps, b.judgement.server_failed)
     batch = int(first.get("batch_size") or 1)
     cap_rps = None
     price = energy = method = None

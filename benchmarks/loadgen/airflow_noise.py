@@ -23,7 +23,7 @@ import subprocess
 import time
 
 import numpy as np
-from common import ROOT, load_average, reference_server, v2_body
+from common import ROOT, lateness, lateness_cells, load_average, reference_server, v2_body
 
 from inferbench.load.priority import DEFAULT_ISSUER_NICE, issuer_priority
 from inferbench.load.runner import Request, StopRule, run_point
@@ -58,10 +58,7 @@ def point(url: str, rate: float, seconds: float, seed: int,
         records = run_point([Request(url, body, headers)], rate_rps=rate, seed=seed,
                             warmup_s=2.0, rule=StopRule(seconds, 0, seconds),
                             request_timeout_s=10)
-    a = records.arrays()
-    late_ms = (a["sent_ns"] - a["scheduled_ns"]) / 1e6
-    return (100 * float((late_ms > 1).mean()), float(late_ms.mean()),
-            float(np.percentile(late_ms, 99)), stall)
+    return (*lateness(records), stall)
 
 
 def main() -> None:
@@ -99,9 +96,7 @@ def main() -> None:
     for state in STATES:
         for rate in rates:
             mine = [r for r in rows if r[0] == state and r[1] == rate]
-            lates = " / ".join(f"{r[2]:.2f}" for r in mine)
-            print(f"| {state} | {rate:g} | {lates} | {np.mean([r[3] for r in mine]):.3f} | "
-                  f"{np.mean([r[4] for r in mine]):.3f} | "
+            print(f"| {state} | {rate:g} | {lateness_cells(mine)} | "
                   f"{np.mean([r[5] for r in mine]):.2f} |")
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import load_average, reference_server, v2_body
+from common import lateness, lateness_cells, load_average, reference_server, v2_body
 
 from inferbench.load.priority import (
     DEFAULT_ISSUER_NICE,
@@ -97,10 +97,7 @@ def point(url: str, rate: float, seconds: float, seed: int, mode: dict,
                                 request_timeout_s=10)
     finally:
         work = busy.stop()
-    a = records.arrays()
-    late_ms = (a["sent_ns"] - a["scheduled_ns"]) / 1e6
-    return (100 * float((late_ms > 1).mean()), float(late_ms.mean()),
-            float(np.percentile(late_ms, 99)), work)
+    return (*lateness(records), work)
 
 
 def main() -> None:
@@ -130,9 +127,7 @@ def main() -> None:
     for rate in rates:
         for name in MODES:
             mine = [r for r in rows if r[0] == name and r[1] == rate]
-            lates = " / ".join(f"{r[2]:.2f}" for r in mine)
-            print(f"| {name} | {rate:g} | {lates} | {np.mean([r[3] for r in mine]):.3f} | "
-                  f"{np.mean([r[4] for r in mine]):.3f} | "
+            print(f"| {name} | {rate:g} | {lateness_cells(mine)} | "
                   f"{100 * np.mean([r[5] for r in mine]) / np.mean(alone):.1f} |")
 
 

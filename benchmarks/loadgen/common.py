@@ -36,6 +36,22 @@ def v2_body() -> tuple[bytes, dict[str, str]]:
     return v2protocol.encode_request("INPUT0", np.zeros((1, 4), np.float32), "OUTPUT0")
 
 
+def lateness(records) -> tuple[float, float, float]:
+    """(late > 1 ms %, mean lateness ms, p99 lateness ms) of one point's sends."""
+    a = records.arrays()
+    late_ms = (a["sent_ns"] - a["scheduled_ns"]) / 1e6
+    return (100 * float((late_ms > 1).mean()), float(late_ms.mean()),
+            float(np.percentile(late_ms, 99)))
+
+
+def lateness_cells(rows: list[tuple]) -> str:
+    """The table cells of one state's repeats, whose rows carry `lateness` at [2:5]: late
+    sends of each repeat, then the mean lateness and p99 lateness averaged over them."""
+    lates = " / ".join(f"{r[2]:.2f}" for r in rows)
+    return (f"{lates} | {np.mean([r[3] for r in rows]):.3f} | "
+            f"{np.mean([r[4] for r in rows]):.3f}")
+
+
 def load_average() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
