@@ -124,3 +124,37 @@ class ConfigFiles:
     def point_records(self, point: int) -> Path:
         """One measurement point's per-request records (numpy .npz)."""
         return self.points_dir / f"{point}.npz"
+
+    @property
+    def server_log(self) -> Path:
+        return self.dir / "server.log"
+
+    @property
+    def attempts_dir(self) -> Path:
+        """Earlier attempts' files, one numbered directory each (1 = the first)."""
+        return self.dir / "attempts"
+
+    @property
+    def measurement_files(self) -> tuple[Path, ...]:
+        """What one load attempt writes."""
+        return self.load, self.samples, self.points_dir
+
+    @property
+    def attempt_files(self) -> tuple[Path, ...]:
+        """What one attempt at the configuration writes: its server's and its load's."""
+        return self.endpoint, self.server_log, *self.measurement_files
+
+    def set_aside(self, files: tuple[Path, ...]) -> Path | None:
+        """Move an earlier attempt's `files` (those that exist) into the next numbered
+        directory under attempts/, so that a retried or cleared task never writes over what
+        an earlier attempt measured. Returns that directory, None when there was nothing."""
+        present = [f for f in files if f.exists()]
+        if not present:
+            return None
+        number = 1 + max((int(d.name) for d in self.attempts_dir.glob("*") if d.name.isdigit()),
+                         default=0)
+        target = self.attempts_dir / str(number)
+        target.mkdir(parents=True)
+        for path in present:
+            path.rename(target / path.name)
+        return target

@@ -26,10 +26,36 @@ def spawn(plan: LaunchPlan, log_path: Path, tag: str | None = None) -> subproces
     """Start the server in a session of its own (its group is what stop_group stops)."""
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
     env = {**os.environ, **plan.env, **({SERVER_TAG_ENV: tag} if tag else {})}
-    return subprocess.Popen(
+    process = subprocess.Popen(
         plan.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=env, cwd=plan.cwd, start_new_session=True,
     )
+    _SPAWNED[process.pid] = process
+    return process
+
+
+# The servers this process started, by pid. Holding the Popen keeps its exit status: a
+# dropped Popen is reaped by the next one subprocess starts, and the status with it.
+_SPAWNED: dict[int, subprocess.Popen] = {}
+
+
+def exit_description(pid: int) -> str | None:
+    """None while the process group led by `pid` runs; else how it ended, as a phrase
+    ("was killed by signal 9 (SIGKILL)", "exited with code 1"). Only a server this process
+    started has a known exit status."""
+    process = _SPAWNED.get(pid)
+    if process is not None and process.poll() is not None and not group_alive(pid):
+        code = process.returncode
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "unknown signal"
+            return f"was killed by signal {-code} ({name})"
+        return f"exited with code {code}"
+    if process is None and not group_alive(pid):
+        return "is gone (another process started it: its exit status is unknown here)"
+    return None
 
 
 def tagged_leaders(tag: str) -> list[int]:

@@ -6,13 +6,14 @@ the same code runs as a local process, in a container, or straight from a test.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, Required, TypedDict, cast
+from typing import BinaryIO, NotRequired, Required, TypedDict, cast
 
 import numpy as np
 from sqlalchemy import Engine
@@ -62,23 +63,36 @@ def make_context(run_id: str, spec_json: str | None = None, db_url: str | None =
     return StageContext(run_id, spec, run_dir, db_url or db_url_from_env())
 
 
-def write_json(path: Path, data: Mapping[str, object]) -> None:
-    """Write atomically: a reader never sees half a file, even if this task is killed."""
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `path` through a temporary beside it, then rename: a reader never sees half a
+    file, whether this task is killed or the disk fills mid-write (the temporary is removed
+    and the previous file, if any, stays as it was)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        tmp.replace(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise InferBenchError(
+                f"the disk holding {path.parent} is full (ENOSPC) while writing {path.name}; "
+                "what was written before is kept; fix: free space there, then clear the "
+                "task") from exc
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write JSON atomically (see _write_atomically)."""
+    text = json.dumps(data, indent=2, default=str).encode()
+    _write_atomically(path, lambda f: f.write(text))
 
 
 def save_point_records(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write one point's request records atomically, like write_json: a task killed or a
     disk filled mid-write leaves the previous file or none, never a truncated one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            np.savez(f, **arrays)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load_point_records(path: Path) -> dict[str, np.ndarray]:

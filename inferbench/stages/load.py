@@ -18,7 +18,7 @@ and whether the rung held, so the task log shows the search as it went.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from typing import TypedDict
 
@@ -60,6 +60,7 @@ from inferbench.stages.common import (
 )
 from inferbench.stages.family_prediction import predict_family, predicted_at
 from inferbench.stages.point_verdict import judge_point_records
+from inferbench.stages.serve import server_exit
 
 DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once up front
 # How long to wait at most for a server to answer what a rung left queued (see drain).
@@ -206,6 +207,9 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
         raise InferBenchError(f"platform {platform!r} has no ready server in run {ctx.run_id!r}"
                               " (see the serve task's log)")
     spec = ctx.spec
+    earlier = files.set_aside(files.measurement_files)  # a retried load stage
+    if earlier is not None:
+        print(f"an earlier load attempt's files are kept in {earlier}", flush=True)
     files.points_dir.mkdir(exist_ok=True)
     summary: LoadSummary = {"platform": platform, "config": config, "points": [],
                             "samples_file": files.samples.name, "ladders": []}
@@ -253,11 +257,12 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                               **predicted_at(prediction, rung.offered)})
                 summary["points"].append(point)
                 family_points.append(index)
-                files.samples.write_text(json.dumps(samples))
+                write_json(files.samples, samples)
                 write_json(files.load, summary)
                 failed_before = judged.n_failed
                 print(rung_line(batch_size, rung, check, open_loop, spec.slo.percentile),
                       flush=True)
+                _check_server_alive(endpoint, index, judged.n_failed)
                 ladder.report(check.result(time.monotonic() - started))
             outcome = ladder.outcome
             summary["ladders"].append(
@@ -267,14 +272,34 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 print(ladder_line(batch_size, outcome, open_loop), flush=True)
     except BaseException as exc:  # a SIGTERMed stage too: what it measured is kept
         summary["error"] = f"{type(exc).__name__}: {exc}"
-        files.samples.write_text(json.dumps(samples))
-        write_json(files.load, summary)
+        gone = None if isinstance(exc, ServerExited) else server_exit(endpoint)
+        if gone:  # e.g. the readiness check of the next family found no server
+            summary["error"] += f" (the server {gone})"
+        # A full disk may refuse these too; the files of the last rung then stand, and the
+        # error that ended the stage is the one raised.
+        with contextlib.suppress(OSError, InferBenchError):
+            write_json(files.samples, samples)
+            write_json(files.load, summary)
         raise
     return {"platform": platform, "config": config,
             "points": [{"point": p["point"], "batch_size": p["batch_size"],
                         "n_requests": p["n_requests"], "stop_reason": p["stop_reason"]}
                        for p in summary["points"]],
             "ladders": summary["ladders"]}
+
+
+class ServerExited(InferBenchError):
+    """The server ended while it was being measured: the rest of the ladder cannot run."""
+
+
+def _check_server_alive(endpoint: Endpoint, point: int, n_failed: int) -> None:
+    """After each rung: a server that died during it ends the load stage, naming how it
+    ended, instead of measuring refused connections for the remaining rungs."""
+    gone = server_exit(endpoint)
+    if gone:
+        raise ServerExited(
+            f"the {endpoint['platform']} server {gone} during point {point} ({n_failed} "
+            f"requests of that point failed; they are recorded); see its log {endpoint.get('log')}")
 
 
 def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: PhaseRecords,

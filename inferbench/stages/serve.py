@@ -19,6 +19,7 @@ from inferbench import containers, paths
 from inferbench.backends import get_backend
 from inferbench.backends.base import LaunchPlan, ServeContext
 from inferbench.backends.process import (
+    exit_description,
     process_started_at,
     spawn,
     stop_group,
@@ -61,13 +62,20 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> Endpoint:
 
 
 def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
-    """Start one configuration's server and wait until its model is ready."""
+    """Start one configuration's server and wait until its model is ready.
+
+    An earlier attempt at this configuration (a retried or cleared task) is first stopped,
+    and its files set aside under attempts/: one server at a time, nothing measured lost."""
     platform = resolved.platform
+    stop_servers(ctx, platform, [resolved])
+    earlier = resolved.files.set_aside(resolved.files.attempt_files)
+    if earlier is not None:
+        print(f"an earlier attempt's files are kept in {earlier}", flush=True)
     backend = get_backend(platform)
     sctx = serve_context(ctx, resolved)
     backend.prepare(sctx)
     plan = backend.launch_plan(sctx)
-    log_path = sctx.workdir / "server.log"
+    log_path = resolved.files.server_log
     endpoint_file = resolved.files.endpoint
     base_url = f"http://127.0.0.1:{sctx.http_port}"
     endpoint: Endpoint = {
@@ -153,6 +161,29 @@ def _start_container(ctx: StageContext, resolved: ResolvedConfig, plan: LaunchPl
                               f"{READY_TIMEOUT_S:.0f} s")
 
 
+def server_exit(endpoint: Endpoint) -> str | None:
+    """None while the configuration's server runs; else how it ended, as a phrase for the
+    load stage's error ("was killed by signal 9 (SIGKILL)", "exited with code 137 (killed
+    for memory)")."""
+    if "pid" in endpoint:
+        return exit_description(int(endpoint["pid"]))
+    if not endpoint.get("container_id"):
+        return None
+    from docker.errors import NotFound
+
+    try:
+        container = containers.client().containers.get(endpoint["container_id"])
+    except NotFound:
+        return "is gone (its container was removed)"
+    except InferBenchError:
+        return None  # a stage without the Docker socket (load alone) cannot tell
+    state = container.attrs.get("State") or {}
+    if state.get("Running") or container.status in ("created", "running", "restarting"):
+        return None
+    memory = " (killed for memory)" if state.get("OOMKilled") else ""
+    return f"exited with code {state.get('ExitCode')}{memory} (its container {container.status})"
+
+
 def _stop_server(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint) -> bool:
     """Stop whatever serves one configuration; True if something was still running."""
     if "pid" in endpoint:
@@ -207,7 +238,12 @@ def stop_servers(ctx: StageContext, platform: str, configs: list[ResolvedConfig]
             continue  # never started
         stopped[resolved.index] = _stop_server(ctx, resolved, endpoint)
         endpoint.setdefault("stopped_at", time.time())
-        write_json(resolved.files.endpoint, endpoint)
+        try:
+            write_json(resolved.files.endpoint, endpoint)
+        except (OSError, InferBenchError) as exc:
+            # The server is stopped; only the note of it is lost (a full disk): a later
+            # stop checks the recorded pid's start time, so it cannot signal a stranger.
+            print(f"could not record that the server stopped: {exc}", flush=True)
     result: StopResult = {"platform": platform, "stopped": any(stopped.values()),
                           "configs": stopped}
     if not stopped:

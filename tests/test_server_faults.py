@@ -1,0 +1,159 @@
+"""Faults injected for real into a measured configuration: the server SIGKILLed in the
+middle of a point, the configuration retried after that, the disk full while it measures.
+
+Real ONNX Runtime server (FastAPI), real PostgreSQL; each test is a few seconds of load.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from test_pipeline import SPEC, converted, count
+
+from inferbench import perfdb
+from inferbench.backends.process import group_alive, tagged_leaders
+from inferbench.errors import InferBenchError
+from inferbench.perfdb import schema
+from inferbench.stages import STAGES
+from inferbench.stages.common import load_point_records, read_json
+
+pytestmark = pytest.mark.integration
+
+PLATFORM = "onnxruntime"
+
+
+def _when(ready, action, after_s: float = 0.0) -> threading.Thread:
+    """Run `action(found)` `after_s` seconds after `ready()` first returns something."""
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = ready()
+            if found:
+                time.sleep(after_s)
+                action(found)
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_server_sigkilled_mid_point_is_named_and_a_retry_keeps_both_attempts(
+        inferbench_env, db_url):
+    """SIGKILL the server 1.5 s into a 4 s point: the point's failed requests are recorded
+    beside the ones it answered, the load stage ends naming how the server died, the
+    deployment is partial with that reason, and nothing is left running. A retry of the
+    same configuration then runs one server and sets the killed attempt's files aside."""
+    run_id = "server-sigkilled"
+    spec = {**SPEC, "name": run_id, "batch_sizes": [1, 4], "warmup_s": 0.5,
+            "min_duration_s": 4, "max_duration_s": 8, "min_requests": 40}
+    ctx = converted(run_id, spec)
+    files = ctx.run_dir.config_files(PLATFORM, 0)
+    def ready_endpoint():
+        endpoint = read_json(files.endpoint) if files.endpoint.exists() else None
+        return endpoint if endpoint and endpoint.get("status") == "ready" else None
+
+    killed = _when(ready_endpoint, lambda endpoint: os.kill(endpoint["pid"], signal.SIGKILL),
+                   after_s=2.0)
+    with pytest.raises(InferBenchError) as ended:
+        STAGES["measure"](ctx, PLATFORM, 0)
+    killed.join()
+    message = str(ended.value)
+    assert "was killed by signal 9 (SIGKILL) during point 0" in message, message
+    first_endpoint = read_json(files.endpoint)
+    assert tagged_leaders(first_endpoint["server_tag"]) == []
+    assert not group_alive(first_endpoint["pid"])
+    load = read_json(files.load)
+    assert "SIGKILL" in load["error"] and len(load["points"]) == 1  # the b4 family never ran
+    status = load_point_records(files.point_records(0))["status"]
+    assert (status == 200).sum() > 0 and (status == 0).sum() > 0, np.unique(status)
+
+    collected = STAGES["collect"](ctx, PLATFORM)
+    assert collected["status"] == "partial"
+    with perfdb.engine(db_url).connect() as conn:
+        error = conn.execute(select(schema.deployments.c.error).where(
+            schema.deployments.c.run_id == run_id)).scalar_one()
+        failed = conn.execute(select(schema.requests.c.status).where(
+            schema.requests.c.run_id == run_id, schema.requests.c.status == 0)).all()
+    assert "killed by signal 9 (SIGKILL)" in error and len(failed) == (status == 0).sum()
+
+    retried = STAGES["measure"](ctx, PLATFORM, 0)  # the task cleared or retried
+    assert [p["batch_size"] for p in retried["points"]] == [1, 4]
+    attempt = files.attempts_dir / "1"
+    assert read_json(attempt / "load.json")["error"] == load["error"]
+    assert (attempt / "points" / "0.npz").exists() and (attempt / "server.log").exists()
+    assert read_json(files.load).get("error") is None
+    assert STAGES["collect"](ctx, PLATFORM)["status"] == "measured"
+    with perfdb.engine(db_url).connect() as conn:
+        assert count(conn, schema.points, run_id) == 2
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MiB tmpfs (root only): writes past it fail with ENOSPC."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Fill the disk to its last byte; the ballast file to delete to free it again."""
+    ballast = disk / "ballast"
+    try:
+        with ballast.open("wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    return ballast
+
+
+def test_a_disk_filled_mid_run_keeps_the_points_already_written(inferbench_env, db_url,
+                                                                  small_disk, monkeypatch):
+    """The run directory's disk fills while the second point runs: its records cannot be
+    written, the stage fails saying so, the first point's files stay whole (no torn file,
+    no temporary left), the server is stopped, and once space is freed collect stores the
+    first point with the deployment partial."""
+    run_id = "disk-full"
+    spec = {**SPEC, "name": run_id, "batch_sizes": [1, 4], "warmup_s": 0,
+            "min_duration_s": 1.5, "max_duration_s": 4, "min_requests": 20,
+            "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
+    ctx = converted(run_id, spec)  # the model and its formats on the big disk
+    # Only this configuration's directory lives on the small disk.
+    files = ctx.run_dir.config_files(PLATFORM, 0)
+    files.dir.rmdir()
+    files.dir.symlink_to(small_disk)
+    ballast: list[Path] = []
+    def first_point_written():
+        load = read_json(files.load) if files.load.exists() else None
+        return load and load["points"]
+
+    # point 1 takes at least 1.5 s: the disk is full long before it ends
+    _when(first_point_written, lambda points: ballast.append(_fill(small_disk)))
+    with pytest.raises(InferBenchError) as full:
+        STAGES["measure"](ctx, PLATFORM, 0)
+    assert f"the disk holding {files.points_dir} is full (ENOSPC)" in str(full.value), full.value
+    endpoint = read_json(files.endpoint)
+    assert not group_alive(endpoint["pid"]) and tagged_leaders(endpoint["server_tag"]) == []
+    assert not list(files.dir.rglob("*.tmp")), "a torn temporary file was left"
+    load = read_json(files.load)
+    assert [p["point"] for p in load["points"]] == [0]
+    assert len(load_point_records(files.point_records(0))["status"]) >= 20
+    ballast[0].unlink()
+    collected = STAGES["collect"](ctx, PLATFORM)
+    assert collected["status"] == "partial" and collected["points"] == 1
