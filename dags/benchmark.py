@@ -18,9 +18,16 @@ from typing import Any
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
-from inferbench.pipeline import BENCHMARK_DAG_ID, RETRY_DELAY_S, STAGE_TRAITS, Stage
+from inferbench.pipeline import (
+    BENCHMARK_DAG_ID,
+    RETRY_DELAY_S,
+    RUN_TIMEOUT_S,
+    STAGE_TRAITS,
+    Stage,
+)
 from inferbench.platforms import Platform
 from operators.params import spec_params
+from operators.run_callbacks import mark_run_aborted
 from operators.stage import StageOperator
 
 # As many benchmarks at once as there are GPU workers (INFERBENCH_WORKERS, default 1): the
@@ -78,6 +85,9 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=MAX_ACTIVE_RUNS,
+    # A run that ends without its analysis is marked aborted in the results database.
+    dagrun_timeout=timedelta(seconds=RUN_TIMEOUT_S),
+    on_failure_callback=mark_run_aborted,
     params=spec_params(),
     tags=["inferbench"],
     doc_md=__doc__,

@@ -59,6 +59,10 @@ class StageTraits:
 # The longest measure task: a run's whole load budget, plus an hour to start and stop.
 MEASURE_TIMEOUT_S = MAX_PLANNED_S + 3600.0
 RETRY_DELAY_S = 15.0  # doubled at each retry
+# The longest a benchmark's DAG run may take (Airflow fails it after that): every family's
+# whole time cap, plus a day for conversions, server starts and retries. A run still
+# `running` in the results database after it has ended: see writer.abort_abandoned_runs.
+RUN_TIMEOUT_S = MAX_PLANNED_S + 24 * 3600.0
 
 
 STAGE_TRAITS: dict[Stage, StageTraits] = {

@@ -17,13 +17,21 @@ from inferbench.errors import InferBenchError
 DATABASES = ("airflow", "inferbench")
 
 
-def _server(home: Path):
+def _server(home: Path, start: bool = True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         import pgserver
+        from pgserver.postgres_server import PostmasterInfo
 
         logging.getLogger("pgserver").setLevel(logging.WARNING)
-        return pgserver.get_server(home / "pg", cleanup_mode=None)
+        server = pgserver.get_server(home / "pg", cleanup_mode=None)
+    # get_server keeps one handle per data directory for the life of this process: a
+    # server stopped since (stop_postgres, another process, a crash) is started again.
+    running = PostmasterInfo.read_from_pgdata(server.pgdata)
+    if start and (running is None or not running.is_running()):
+        with server._lock:  # pgserver's own lock against two processes starting it
+            server.ensure_postgres_running()
+    return server
 
 
 def ensure_postgres(home: Path) -> None:
@@ -46,14 +54,16 @@ def database_url(home: Path, database: str, driver: str = "psycopg") -> str:
     return uri.replace("postgresql://", f"postgresql+{driver}://", 1)
 
 
-def stop_postgres(home: Path) -> None:
+def stop_postgres(home: Path, mode: str = "fast") -> None:
+    """Stop the server: "fast" (sessions rolled back, a clean shutdown) or "immediate" (as
+    after a crash: no shutdown checkpoint, recovery at the next start)."""
     pgdata = home / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return
-    server = _server(home)  # imports pgserver with its XDG_RUNTIME_DIR warning silenced
+    server = _server(home, start=False)  # imports pgserver, its warning silenced
     from pgserver.postgres_server import pg_ctl
 
     try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
+        pg_ctl(["-w", "-m", mode, "stop"], pgdata=pgdata, user=server.system_user)
     except subprocess.CalledProcessError:
         pass  # already stopped

@@ -31,6 +31,7 @@ runs = Table(
     Column("spec", JSON, nullable=False),
     Column("spec_hash", String(16), nullable=False),
     # running -> complete | partial (some platform or point failed; what was measured is kept)
+    # | aborted (the DAG run ended without the analysis: its stored data are kept)
     Column("status", String(16), nullable=False),
     Column("verdict", String(8)),  # VALID | INVALID, set by analyze
     Column("verdict_reasons", JSON),

@@ -4,11 +4,11 @@ rows are upserted, and a platform's measurements are replaced as a whole in one 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Table, delete, update
+from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from inferbench.perfdb import schema
@@ -37,6 +37,27 @@ def register_run(conn: Connection, run_id: str, spec: BenchmarkSpec) -> None:
         index_elements=["run_id"],
         set_={"spec": stmt.excluded.spec, "spec_hash": stmt.excluded.spec_hash,
               "status": "running"}))
+
+
+def abort_run(conn: Connection, run_id: str, reason: str) -> bool:
+    """Mark a run that ended without its analysis `aborted` (INVALID, with the reason);
+    a run that finished keeps its status. True if the run was still `running`."""
+    done = conn.execute(update(schema.runs).where(
+        schema.runs.c.run_id == run_id, schema.runs.c.status == "running").values(
+        status="aborted", verdict="INVALID", verdict_reasons=[reason], finished_at=now()))
+    return done.rowcount > 0
+
+
+def abort_abandoned_runs(conn: Connection, older_than: timedelta) -> list[str]:
+    """Abort the runs still `running` that started longer ago than any run may last (the
+    DAG's run timeout): their DAG run has ended, and the note of it could not be written
+    then (the database was down when it failed). Returns their ids."""
+    cutoff = now() - older_than
+    stale = conn.execute(select(schema.runs.c.run_id).where(
+        schema.runs.c.status == "running", schema.runs.c.created_at < cutoff)).scalars().all()
+    reason = (f"still running {older_than} after it started, longer than a run may last: it "
+              "ended without its analysis, and its end could not be recorded then")
+    return [run_id for run_id in stale if abort_run(conn, run_id, reason)]
 
 
 def finish_run(conn: Connection, run_id: str, *, status: str, verdict: str,

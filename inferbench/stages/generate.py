@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import Any, TypedDict
 
 from inferbench import perfdb
 from inferbench.perfdb import schema, writer
+from inferbench.pipeline import RUN_TIMEOUT_S
 from inferbench.stages.common import StageContext, write_json
 
 
@@ -53,6 +55,8 @@ def run(ctx: StageContext) -> ModelInfo:
     perfdb.migrate(ctx.db_url)
     with ctx.db.begin() as conn:
         writer.register_run(conn, ctx.run_id, ctx.spec)
+        for stale in writer.abort_abandoned_runs(conn, timedelta(seconds=RUN_TIMEOUT_S)):
+            print(f"run {stale!r} ended long ago without its analysis: marked aborted")
         writer.upsert(conn, schema.models, {"run_id": ctx.run_id, "created_at": writer.now(),
                                             **info})
     return info
