@@ -734,3 +734,9 @@ def example_spec() -> BenchmarkSpec:
         # accepts that and says so. The default stays 1 %.
         max_late_send_pct=5.0,
     )
+
+
+def spec_from_conf(conf: dict[str, Any], source: str = "DAG-run conf") -> BenchmarkSpec:
+    """The spec a benchmark DAG run gets from its conf: the fields it names replace the
+    DAG's defaults (the demo spec), as Airflow merges a conf into the DAG's Params."""
+    return parse_spec({**example_spec().model_dump(mode="json"), **conf}, source=source)

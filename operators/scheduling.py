@@ -142,13 +142,11 @@ def job_spec(conf: dict[str, Any]) -> tuple[Any, float]:
     the spec itself (missing fields take the DAG's defaults, as its Params do); a conf may
     instead wrap a spec it stands in for, {"spec": {...}, "time_scale": 0.05, ...} (the
     scheduling benchmark's stand-in jobs, benchmarks/scheduling/dags/sched_job.py)."""
-    from inferbench.spec import example_spec, parse_spec
+    from inferbench.spec import parse_spec, spec_from_conf
 
     if "spec" in conf:
-        raw, scale = conf["spec"], float(conf.get("time_scale", 1.0))
-    else:
-        raw, scale = {**example_spec().model_dump(mode="json"), **conf}, 1.0
-    return parse_spec(raw, source="DAG-run conf"), scale
+        return parse_spec(conf["spec"], source="DAG-run conf"), float(conf.get("time_scale", 1.0))
+    return spec_from_conf(conf), 1.0
 
 
 def predicted_seconds(conf: dict[str, Any], results_url: str) -> float:

@@ -63,6 +63,22 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
                            f"run_id={one['run_id']}", "task_id=analyze", "attempt=1.log")
         assert f"report: {one['report']}" in analyze_log.read_text()
 
+        # A conf whose fields each pass Airflow's per-field check but not together is
+        # refused at trigger, with the reason, and no run is created.
+        from inferbench.airflow_api import AirflowClient
+        from inferbench.errors import InferBenchError
+        from inferbench.pipeline import BENCHMARK_DAG_ID
+
+        client = AirflowClient(f"http://127.0.0.1:{port}")
+        mismatched = {**json.loads(Path(spec).read_text()), "platforms": ["triton"],
+                      "formats": ["torchscript"]}
+        with pytest.raises(InferBenchError) as refused:
+            client.trigger(BENCHMARK_DAG_ID, "refused-at-trigger", mismatched)
+        assert "HTTP 400" in str(refused.value), refused.value
+        assert "fix: add 'onnx' to formats" in str(refused.value), refused.value
+        with pytest.raises(InferBenchError, match="HTTP 404"):
+            client.get_run(BENCHMARK_DAG_ID, "refused-at-trigger")
+
         second = inferbench("run", spec, "--json", "--port", port, env=env)
         assert second.returncode == 0, second.stdout + second.stderr[-5000:]
         two = json.loads(second.stdout)

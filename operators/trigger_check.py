@@ -1,0 +1,91 @@
+"""The benchmark spec checked whole when a run is triggered, in Airflow's API server.
+
+Airflow validates each DAG Param on its own (its JSON schema), so a conf whose fields are
+each fine but do not fit together (a batch size above max_batch_size, a grid over its cap,
+a plan over the run's time budget) would create a run that fails in its first stage. This
+middleware sits in front of the trigger endpoint of the benchmark DAG, which the UI's
+trigger form and the REST API both call, and answers such a conf with HTTP 400 and the
+spec's own error (the field, the value, the fix) before any run exists.
+
+The plugin is registered through the `airflow.plugins` entry point (pyproject.toml), so
+every Airflow that has InferBench installed loads it: the embedded default and the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from inferbench.errors import InferBenchError
+from inferbench.pipeline import BENCHMARK_DAG_ID
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+TRIGGER_PATH = re.compile(rf"(.*/)?api/v2/dags/{re.escape(BENCHMARK_DAG_ID)}/dagRuns/?")
+MAX_BODY_BYTES = 1 << 20  # a spec is a few kB; Airflow answers anything odd itself
+
+
+def conf_problem(body: bytes) -> str | None:
+    """Why the trigger request's conf is not a valid benchmark spec, or None when it is
+    (or when the body is not a trigger Airflow would accept anyway: it answers that)."""
+    from inferbench.spec import spec_from_conf
+
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    conf = payload.get("conf") if isinstance(payload, dict) else None
+    if not isinstance(conf, dict):
+        return None  # no conf: the DAG's defaults, the demo spec
+    try:
+        spec_from_conf(conf, source="the trigger's conf")
+    except InferBenchError as exc:
+        return str(exc)
+    return None
+
+
+class SpecCheckMiddleware:
+    """ASGI middleware: a POST to the benchmark DAG's trigger endpoint whose conf is not a
+    valid spec gets 400 {"detail": reason}; every other request passes untouched."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope.get("method") != "POST"
+                or not TRIGGER_PATH.fullmatch(scope.get("path", ""))):
+            await self.app(scope, receive, send)
+            return
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body") or len(body) > MAX_BODY_BYTES:
+                break
+        problem = conf_problem(body) if len(body) <= MAX_BODY_BYTES else None
+        if problem is not None:
+            answer = json.dumps({"detail": f"invalid benchmark spec: {problem}"}).encode()
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(answer)).encode())]})
+            await send({"type": "http.response.body", "body": answer})
+            return
+
+        async def replay() -> Message:  # the app reads the body this middleware read
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+class InferBenchPlugin(AirflowPlugin):
+    name = "inferbench"
+    fastapi_root_middlewares = [{"middleware": SpecCheckMiddleware, "args": [], "kwargs": {},
+                                 "name": "InferBench spec check at trigger"}]
