@@ -54,9 +54,17 @@ def load_grid_intensity(path: Path | None = None) -> dict[str, float]:
     return {r["region"].strip().lower(): float(r["g_co2_per_kwh"]) for r in _csv_rows(path)}
 
 
-def hardware_name(gpus: list[dict] | None, cpu_logical_cores: int | None) -> str:
-    """The device string prices are matched on: the first GPU's name, else ``cpu:<N>vcpu``."""
-    if gpus:
+def hardware_name(gpus: list[dict] | None, cpu_logical_cores: int | None,
+                  device: str = "cpu") -> str:
+    """The device string a result is labelled and priced by: where the model ran. On a
+    GPU (``device`` "gpu") the first GPU's name; on the CPU ``cpu:<N>vcpu``, whatever GPUs
+    the host also has (a model served on the CPU is never labelled, priced or metered as
+    a GPU)."""
+    if device == "gpu":
+        if not gpus:
+            raise InferBenchError("a server reported running its model on a GPU, but the "
+                                  "host's provenance lists no GPU (NVML found none); fix: "
+                                  "install nvidia-ml-py on the GPU worker")
         return str(gpus[0].get("name"))
     return f"cpu:{cpu_logical_cores or 0}vcpu"
 

@@ -77,6 +77,11 @@ def test_triton_over_grpc_through_the_stages(inferbench_env, db_url):
         assert result.n_failed == 0 and result.n_ok >= 40
         assert 20 < result.throughput_rps < 60
         assert count(conn, schema.requests, "pipeline-grpc") == result.n_ok
+        # Triton's loaded model config says where its instances run: KIND_CPU here.
+        facts = conn.execute(select(schema.provenance.c.facts).where(
+            schema.provenance.c.run_id == "pipeline-grpc",
+            schema.provenance.c.platform == "triton")).scalar_one()
+        assert facts["device"] == "cpu"
 
 
 def test_stages_write_a_complete_valid_run(inferbench_env, db_url):
@@ -111,6 +116,7 @@ def test_stages_write_a_complete_valid_run(inferbench_env, db_url):
         facts = conn.execute(select(schema.provenance.c.facts).where(
             schema.provenance.c.run_id == "pipeline-direct")).scalar_one()
         assert facts["spec_hash"] == run["spec_hash"] and facts["packages"]["onnxruntime"]
+        assert facts["device"] == "cpu"  # as the serve stage asked the server
     report = run["report_path"]
     html = open(report).read()
     assert "VALID" in html and "data:image/png;base64," in html

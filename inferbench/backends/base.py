@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from inferbench.backends.server_stats import ServerStats, read_model_stats
-from inferbench.platforms import ModelFormat, PlatformDescriptor, Transport
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,15 @@ class Backend(ABC):
     def ready_path(self, ctx: ServeContext) -> str:
         """Readiness means the model itself is loaded, not only the server's HTTP port."""
         return f"/v2/models/{ctx.model_name}/ready"
+
+    def serving_device(self, base_url: str, model_name: str) -> DeviceKind:
+        """Where the running server really runs the model, as the analysis labels, prices
+        and meters it. A platform that can only run on the CPU says so; one that can use a
+        GPU asks its server."""
+        if set(self.descriptor.devices) == {DeviceKind.CPU}:
+            return DeviceKind.CPU
+        raise NotImplementedError(f"{self.name} can run on {sorted(self.descriptor.devices)}: "
+                                  "its backend must ask the server where the model runs")
 
     # Whether the server answers GET /v2/models/{name}/stats (backends/server_stats.py).
     has_model_stats: ClassVar[bool] = False

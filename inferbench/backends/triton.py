@@ -295,12 +295,13 @@ class TritonBackend(Backend):
             shutil.copy2(part, model_dir / "1" / part.name.replace(onnx_path.name, "model.onnx",
                                                                     1))
         (model_dir / "config.pbtxt").write_text(
-            image_model_config(ctx, gpu=containers.gpu_count() > 0, accelerator=_accelerator()))
+            image_model_config(ctx, gpu=containers.gpu_count() != 0,  # -1: all GPUs
+                               accelerator=_accelerator()))
 
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
         image = _image()
         if image is not None:
-            gpu = containers.gpu_count() > 0
+            gpu = containers.gpu_count() != 0  # -1: all GPUs
             return LaunchPlan(argv=["tritonserver", f"--model-repository={self.repository(ctx)}",
                                     *self._endpoint_flags(ctx),
                                     f"--allow-gpu-metrics={'true' if gpu else 'false'}"],
@@ -322,6 +323,22 @@ class TritonBackend(Backend):
         ]
         return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=ctx.workdir)
+
+    def serving_device(self, base_url: str, model_name: str) -> DeviceKind:
+        """The kind of the instance group Triton loaded the model with (its model config
+        endpoint): KIND_GPU is the GPU, anything else the CPU."""
+        import json
+        import urllib.request
+
+        url = f"{base_url}/v2/models/{model_name}/config"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                config = json.loads(response.read())
+        except (OSError, ValueError) as exc:
+            raise InferBenchError(f"Triton's model config at {url} is unreadable ({exc}); "
+                                  "where the model runs cannot be told") from None
+        kinds = {group.get("kind") for group in config.get("instance_group") or []}
+        return DeviceKind.GPU if "KIND_GPU" in kinds else DeviceKind.CPU
 
     @staticmethod
     def _endpoint_flags(ctx: ServeContext) -> list[str]:

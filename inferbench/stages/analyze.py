@@ -103,19 +103,29 @@ def _unmeasured_deployments(ctx: StageContext, deployments: list[dict]) -> list[
             for c in server_configs(ctx.spec) if (p.value, c.index) not in measured]
 
 
-def _hardware(tables: dict[str, list[dict]]) -> str:
+def _devices(tables: dict[str, list[dict]]) -> dict[tuple[str, int], str]:
+    """Where each deployment's server ran the model, as its serve stage asked the server
+    (collect keeps it in the deployment's provenance). Deployments recorded before the
+    device was asked have none: every platform then ran on the CPU."""
+    return {(p["platform"], p["config_index"]): p["facts"].get("device") or "cpu"
+            for p in tables["provenance"] if p["platform"]}
+
+
+def _hardware(tables: dict[str, list[dict]], device: str) -> str:
+    """The label of `device` on this run's host (analysis.cost.hardware_name)."""
     from analysis.cost import hardware_name
 
     facts = next((p["facts"] for p in tables["provenance"] if p["platform"] == ""),
                  next((p["facts"] for p in tables["provenance"]), {}))
-    return hardware_name(facts.get("gpus"), facts.get("cpu_logical_cores"))
+    return hardware_name(facts.get("gpus"), facts.get("cpu_logical_cores"), device)
 
 
 def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
-                 price, grid_g_per_kwh: float) -> dict[str, Any]:
+                 price, grid_g_per_kwh: float, on_gpu: bool) -> dict[str, Any]:
     """Price, cost per million requests, energy and CO2 of one point. Energy: NVML power
-    samples integrated over the point on GPU hosts; otherwise an estimate from the server's
-    CPU use (labelled as such). RAPL is not sampled by the resource sampler yet."""
+    samples integrated over the point where the model ran on the GPU; otherwise an estimate
+    from the server's CPU use (labelled as such), even on a host with GPUs: their power is
+    not this model's. RAPL is not sampled by the resource sampler yet."""
     from analysis.cost import (
         co2_g,
         cost_per_million_requests,
@@ -133,7 +143,7 @@ def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
         server = queries.resource_series(conn, ctx.run_id, point["platform"], "server")
     in_gpu = (gpu["t_ns"] >= lo) & (gpu["t_ns"] <= hi) & np.isfinite(gpu["gpu_power_w"])
     in_cpu = (server["t_ns"] >= lo) & (server["t_ns"] <= hi) & np.isfinite(server["cpu_pct"])
-    if in_gpu.sum() >= 2:
+    if on_gpu and in_gpu.sum() >= 2:
         energy_j, method = energy_from_power_j(gpu["t_ns"][in_gpu],
                                                gpu["gpu_power_w"][in_gpu]), "nvml_power"
     elif in_cpu.any():
@@ -177,8 +187,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
         arrays = {(p["platform"], p["config_index"], p["point"]): queries.request_arrays(
             conn, ctx.run_id, p["platform"], p["point"], p["config_index"])
             for p in tables["points"]}
-    hardware = _hardware(tables)
-    price = match_price(hardware, load_prices(), os.environ.get("INFERBENCH_INSTANCE"))
+    devices = _devices(tables)
+    labels = {device: _hardware(tables, device) for device in {*devices.values(), "cpu"}}
+    prices, instance = load_prices(), os.environ.get("INFERBENCH_INSTANCE")
+    price_of = {device: match_price(label, prices, instance) for device, label in labels.items()}
+    hardware = ", ".join(sorted({labels[d] for d in devices.values()})) or labels["cpu"]
     region = os.environ.get("INFERBENCH_GRID_REGION", "world").lower()
     grid = load_grid_intensity()
     if region not in grid:
@@ -189,7 +202,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         point_arrays = arrays[(point["platform"], point["config_index"], point["point"])]
         row, latency_ms = _summarise_point(ctx, point, point_arrays)
         row["deployment"] = _deployment_name(ctx, point["platform"], point["config_index"])
-        row.update(_cost_energy(ctx, row, point, price, grid[region]))
+        device = devices.get((point["platform"], point["config_index"]), "cpu")
+        row.update(_cost_energy(ctx, row, point, price_of[device], grid[region],
+                                on_gpu=device == "gpu"))
         results.append(row)
         quality_points.append({
             "label": f"{row['deployment']} batch {point['batch_size']}",

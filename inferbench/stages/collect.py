@@ -130,6 +130,7 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
         **collect_provenance(),
         "platform": platform,
         "platform_version": (endpoint or {}).get("platform_version"),
+        "device": (endpoint or {}).get("device"),  # where the model ran
         "spec_hash": ctx.spec.spec_hash(),
         "model_seed": ctx.spec.model.seed,
         "workload_seed": ctx.spec.workload.seed,

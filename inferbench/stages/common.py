@@ -136,6 +136,7 @@ class Endpoint(TypedDict, total=False):
     container_id: str               # docker runtime
     cold_start_s: float
     ready_at: float
+    device: str                     # where the server runs the model (platforms.DeviceKind)
     error: str
     stopped_at: float
 

@@ -108,13 +108,15 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
             endpoint["pid_started_at"] = process_started_at(process.pid)
             write_json(endpoint_file, endpoint)
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
+        endpoint.update(cold_start_s=time.perf_counter() - started, ready_at=time.time())
+        # Asked of the running server: the analysis labels, prices and meters by it.
+        endpoint["device"] = backend.serving_device(base_url, sctx.model_name).value
     except BaseException as exc:  # a SIGTERM while it starts, too: the new server goes
         _stop_server(ctx, resolved, endpoint)
         endpoint.update(status="failed", error=str(exc) or type(exc).__name__)
         write_json(endpoint_file, endpoint)
         raise
-    endpoint.update(status="ready", cold_start_s=time.perf_counter() - started,
-                    ready_at=time.time())
+    endpoint.update(status="ready")
     write_json(endpoint_file, endpoint)
     return endpoint
 

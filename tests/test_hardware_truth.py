@@ -1,0 +1,98 @@
+"""Results carry the hardware the model really ran on. On a GPU host a model served on the
+CPU is labelled, priced and metered as the CPU; only a server that reports running the
+model on the GPU gets the GPU's name, price and NVML energy.
+
+No GPU here: the host's GPU and its power samples are fake NVML readings written into the
+run's provenance and resource samples, as the sampler would on a GPU worker (named so in
+each test). The device itself comes from the serve stage (the real servers' answers are
+checked in tests/test_pipeline.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import insert, select, update
+from test_predictions_db import PLATFORM, write_run
+
+from analysis.cost import hardware_name
+from inferbench import perfdb
+from inferbench.errors import InferBenchError
+from inferbench.perfdb import schema
+from inferbench.stages import STAGES
+from inferbench.stages.common import read_json, write_json
+
+pytestmark = pytest.mark.integration
+
+FAKE_GPU = {"name": "NVIDIA H100 80GB HBM3", "driver": "fake", "memory_bytes": 80 * 2**30}
+
+
+def _collected_on_a_fake_gpu_host(run_id: str, tmp_path, db_url, device: str | None):
+    """A measured run collected as on a host whose NVML lists one GPU drawing 300 W
+    through every point (fake NVML), its server process busy on one core (fake sampler
+    readings); its server reported running on `device`."""
+    ctx, files = write_run(run_id, tmp_path, db_url, predictions=False)
+    endpoint = read_json(files.endpoint)
+    if device is not None:
+        endpoint["device"] = device
+    write_json(files.endpoint, endpoint)
+    STAGES["collect"](ctx, PLATFORM)
+    load = read_json(files.load)
+    start = min(p["started_ns"] for p in load["points"])
+    end = max(p["ended_ns"] for p in load["points"])
+    t = schema.provenance
+    with perfdb.engine(db_url).begin() as conn:
+        for row in conn.execute(select(t).where(t.c.run_id == run_id)).all():
+            facts = {**row.facts, "gpus": [FAKE_GPU]}
+            conn.execute(update(t).where(t.c.run_id == run_id, t.c.platform == row.platform,
+                                         t.c.config_index == row.config_index)
+                         .values(facts=json.loads(json.dumps(facts))))
+        conn.execute(insert(schema.resource_samples), [
+            {"run_id": run_id, "platform": PLATFORM, "config_index": 0, "source": source,
+             "t_ns": ts, "cpu_pct": 100.0 if source == "server" else None,
+             "gpu_util_pct": 50.0 if source == "gpu0" else None,
+             "gpu_power_w": 300.0 if source == "gpu0" else None}
+            for source in ("gpu0", "server")
+            for ts in range(start - 10**8, end + 10**8, 10**8)])
+    return ctx
+
+
+def _labels(db_url: str, run_id: str) -> tuple[str, set, set]:
+    with perfdb.engine(db_url).connect() as conn:
+        hardware = conn.execute(select(schema.runs.c.hardware).where(
+            schema.runs.c.run_id == run_id)).scalar_one()
+        rows = conn.execute(select(schema.results.c.energy_method,
+                                   schema.results.c.usd_per_hour).where(
+            schema.results.c.run_id == run_id)).all()
+    return hardware, {r.energy_method for r in rows}, {r.usd_per_hour for r in rows}
+
+
+def test_a_model_served_on_the_cpu_of_a_fake_nvml_gpu_host_is_labelled_cpu(db_url, tmp_path):
+    ctx = _collected_on_a_fake_gpu_host("truth-cpu", tmp_path, db_url, device="cpu")
+    STAGES["analyze"](ctx)
+    hardware, methods, prices = _labels(db_url, "truth-cpu")
+    assert hardware.startswith("cpu:") and "H100" not in hardware
+    assert methods == {"estimate_cpu_tdp"}  # the GPU's 300 W are not this model's
+    assert all(p is None or p < 5 for p in prices)  # a CPU instance's price, or none
+
+
+def test_a_model_served_on_the_gpu_of_a_fake_nvml_host_is_labelled_priced_metered_by_it(
+        db_url, tmp_path):
+    ctx = _collected_on_a_fake_gpu_host("truth-gpu", tmp_path, db_url, device="gpu")
+    STAGES["analyze"](ctx)
+    hardware, methods, prices = _labels(db_url, "truth-gpu")
+    assert hardware == FAKE_GPU["name"] and methods == {"nvml_power"}
+    assert prices == {11.06}  # the cheapest H100 row of analysis/data/instance_prices.csv
+
+
+def test_a_deployment_recorded_before_devices_were_asked_counts_as_cpu(db_url, tmp_path):
+    ctx = _collected_on_a_fake_gpu_host("truth-old", tmp_path, db_url, device=None)
+    STAGES["analyze"](ctx)
+    assert _labels(db_url, "truth-old")[0].startswith("cpu:")
+
+
+def test_hardware_name_is_where_the_model_ran():
+    assert hardware_name([FAKE_GPU], 16) == "cpu:16vcpu"
+    assert hardware_name([FAKE_GPU], 16, "gpu") == FAKE_GPU["name"]
+    with pytest.raises(InferBenchError, match="lists no GPU"):
+        hardware_name([], 16, "gpu")
