@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from inferbench.errors import InferBenchError
+from inferbench.platforms import gpu_index
 
 DATA = Path(__file__).parent / "data"
 # Used only for the CPU estimate when nothing better is measured: watts per fully busy
@@ -60,13 +61,14 @@ def hardware_name(gpus: list[dict] | None, cpu_logical_cores: int | None,
     GPU (``device`` "gpu") the first GPU's name; on the CPU ``cpu:<N>vcpu``, whatever GPUs
     the host also has (a model served on the CPU is never labelled, priced or metered as
     a GPU)."""
-    if device == "gpu":
-        if not gpus:
-            raise InferBenchError("a server reported running its model on a GPU, but the "
-                                  "host's provenance lists no GPU (NVML found none); fix: "
-                                  "install nvidia-ml-py on the GPU worker")
-        return str(gpus[0].get("name"))
-    return f"cpu:{cpu_logical_cores or 0}vcpu"
+    index = gpu_index(device)
+    if index is None:
+        return f"cpu:{cpu_logical_cores or 0}vcpu"
+    if index >= len(gpus or []):
+        raise InferBenchError(f"a server reported running its model on {device}, but the "
+                              f"host's provenance lists {len(gpus or [])} GPU(s) (NVML); fix: "
+                              "install nvidia-ml-py on the GPU worker")
+    return str(gpus[index].get("name"))
 
 
 def match_price(hardware: str, prices: list[Price], instance: str | None = None) -> Price | None:

@@ -54,6 +54,23 @@ class DeviceKind(StrEnum):
     GPU = "gpu"
 
 
+# How the spec's `hardware` and the recorded devices are spelled: "cpu", "gpu" (the first
+# GPU) or "gpu:<index>".
+DEVICE_PATTERN = r"^(cpu|gpu(:[0-9]{1,2})?)$"
+
+
+def device_kind(device: str) -> DeviceKind:
+    """DeviceKind of a device spelled as DEVICE_PATTERN says."""
+    return DeviceKind(device.split(":", 1)[0])
+
+
+def gpu_index(device: str) -> int | None:
+    """The GPU's index of "gpu" (0) or "gpu:N" (N); None for the CPU."""
+    if device_kind(device) is not DeviceKind.GPU:
+        return None
+    return int(device.split(":", 1)[1]) if ":" in device else 0
+
+
 @dataclass(frozen=True)
 class PlatformDescriptor:
     """The facts about one serving platform that code outside its backend needs.

@@ -34,7 +34,7 @@ from inferbench.load.http import MAX_CONNECTIONS
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
-from inferbench.platforms import ModelFormat, Platform, Transport
+from inferbench.platforms import DEVICE_PATTERN, ModelFormat, Platform, Transport, device_kind
 
 
 class ModelFamily(StrEnum):
@@ -474,6 +474,11 @@ class BenchmarkSpec(_Strict):
     conversion_rtol: float = Field(1e-3, ge=0, description="Relative tolerance of that check.")
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Container "
                                     "resource limits (docker runtime).")
+    hardware: str = Field(
+        "cpu", pattern=DEVICE_PATTERN,
+        description="Where the servers run the model: cpu, gpu (the first GPU) or gpu:<index>. "
+        "A platform that cannot run there is refused; one that falls back to the CPU fails "
+        "its deployment.")
     sweep_id: str | None = Field(
         None, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$",
         description="Label grouping the runs of one sweep (set by the nightly sweep; reports "
@@ -508,6 +513,14 @@ class BenchmarkSpec(_Strict):
                     f"not in formats {[f.value for f in self.formats]!r}; fix: add "
                     f"{needed.value!r} to formats"
                 )
+        kind = device_kind(self.hardware)
+        cannot = [p.value for p in self.platforms if kind not in descriptor(p).devices]
+        if cannot:
+            able = [p.value for p, d in descriptors().items() if kind in d.devices]
+            raise ValueError(
+                f"hardware {self.hardware!r}: platforms {cannot!r} cannot run a model on the "
+                f"{kind.value.upper()} (only {able!r} can); fix: list only those platforms, "
+                'or set hardware to "cpu"')
         transport = self.workload.transport
         unable = [p.value for p in self.platforms
                   if transport not in descriptor(p).transports]
@@ -645,6 +658,8 @@ class BenchmarkSpec(_Strict):
             del data["server"]["openvino_precision"]
         if self.ladder == LadderSpec():  # and specs from before the ladder
             del data["ladder"]
+        if self.hardware == "cpu":  # and specs from before hardware
+            del data["hardware"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -78,7 +78,7 @@ def test_a_model_served_on_the_cpu_of_a_fake_nvml_gpu_host_is_labelled_cpu(db_ur
 
 def test_a_model_served_on_the_gpu_of_a_fake_nvml_host_is_labelled_priced_metered_by_it(
         db_url, tmp_path):
-    ctx = _collected_on_a_fake_gpu_host("truth-gpu", tmp_path, db_url, device="gpu")
+    ctx = _collected_on_a_fake_gpu_host("truth-gpu", tmp_path, db_url, device="gpu:0")
     STAGES["analyze"](ctx)
     hardware, methods, prices = _labels(db_url, "truth-gpu")
     assert hardware == FAKE_GPU["name"] and methods == {"nvml_power"}
@@ -93,6 +93,66 @@ def test_a_deployment_recorded_before_devices_were_asked_counts_as_cpu(db_url, t
 
 def test_hardware_name_is_where_the_model_ran():
     assert hardware_name([FAKE_GPU], 16) == "cpu:16vcpu"
-    assert hardware_name([FAKE_GPU], 16, "gpu") == FAKE_GPU["name"]
-    with pytest.raises(InferBenchError, match="lists no GPU"):
-        hardware_name([], 16, "gpu")
+    assert hardware_name([FAKE_GPU], 16, "gpu:0") == FAKE_GPU["name"]
+    with pytest.raises(InferBenchError, match="provenance lists 0 GPU"):
+        hardware_name([], 16, "gpu:0")
+
+
+# On this GPU-less host, with the project's CPU builds of ONNX Runtime and torch: asking
+# for a GPU fails with the reason, never a quiet run on the CPU.
+
+def test_onnxruntime_asked_for_a_gpu_it_cannot_use_refuses_instead_of_falling_back(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from inferbench.servers.runtimes import load_onnxruntime
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])], "relu",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph), path)
+    assert load_onnxruntime(str(path), 1, None).device == "cpu"
+    with pytest.raises(InferBenchError) as refused:
+        load_onnxruntime(str(path), 1, None, device="gpu:0")
+    assert "asked to run on gpu:0 but runs on ['CPUExecutionProvider']" in str(refused.value)
+    assert "fix: install onnxruntime-gpu" in str(refused.value)
+
+
+def test_torchscript_asked_for_a_gpu_without_cuda_refuses(tmp_path):
+    import torch
+
+    from inferbench.servers.runtimes import load_torchscript
+
+    path = tmp_path / "linear.pt"
+    torch.jit.trace(torch.nn.Linear(4, 2), torch.zeros(1, 4)).save(str(path))
+    assert load_torchscript(str(path), 1, [4], device="cpu").device == "cpu"
+    with pytest.raises(InferBenchError, match="sees no CUDA device.*fix: install a CUDA build"):
+        load_torchscript(str(path), 1, [4], device="gpu:0")
+
+
+def test_a_server_running_elsewhere_than_the_hardware_fails_its_deployment():
+    from inferbench.stages.serve import _check_device
+
+    _check_device("triton", "gpu", "gpu:0")  # gpu is the first GPU
+    for asked, runs_on in [("gpu:0", "cpu"), ("cpu", "gpu:0"), ("gpu:1", "gpu:0")]:
+        with pytest.raises(InferBenchError, match=f"asked to run the model on {asked} "
+                                                   f"\\(hardware\\) but its server runs it on "
+                                                   f"{runs_on}"):
+            _check_device("triton", asked, runs_on)
+
+
+def test_a_spec_asking_a_gpu_of_a_cpu_only_platform_is_refused_with_the_fix():
+    from inferbench.spec import example_spec, parse_spec
+
+    spec = {**example_spec().model_dump(mode="json"), "platforms": ["openvino"],
+            "formats": ["onnx"], "hardware": "gpu"}
+    with pytest.raises(InferBenchError) as refused:
+        parse_spec(spec)
+    message = str(refused.value)
+    assert "platforms ['openvino'] cannot run a model on the GPU" in message
+    assert 'fix: list only those platforms, or set hardware to "cpu"' in message
+    assert parse_spec({**spec, "hardware": "cpu"}).hardware == "cpu"
+    assert parse_spec({**spec, "platforms": ["onnxruntime"], "hardware": "gpu:1"}).hardware \
+        == "gpu:1"

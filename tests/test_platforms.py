@@ -113,11 +113,11 @@ def test_unknown_platform_lists_the_known_ones():
 
 
 def test_gpu_is_claimed_only_where_a_gpu_path_exists():
-    # Every server the project builds runs on the CPU; only Triton reaches a GPU, and only
-    # through NVIDIA's image. TF Serving exists only as its Docker image.
+    # Every server runs on the CPU. A GPU: Triton through NVIDIA's image, and the project's
+    # FastAPI server with ONNX Runtime's CUDA provider or torch on cuda (servers/runtimes.py).
     assert all(DeviceKind.CPU in facts.devices for facts in descriptors().values())
     assert [p for p, f in descriptors().items() if DeviceKind.GPU in f.devices] == [
-        Platform.TRITON]
+        Platform.TRITON, Platform.ONNXRUNTIME, Platform.TORCHSCRIPT]
     assert "image" in descriptor(Platform.TRITON).devices[DeviceKind.GPU]
     assert "Docker image" in descriptor(Platform.TFSERVING).devices[DeviceKind.CPU]
 

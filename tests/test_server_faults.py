@@ -7,11 +7,13 @@ Real ONNX Runtime server (FastAPI), real PostgreSQL; each test is a few seconds 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +52,7 @@ def _when(ready, action, after_s: float = 0.0) -> threading.Thread:
 
 def test_a_server_sigkilled_mid_point_is_named_and_a_retry_keeps_both_attempts(
         inferbench_env, db_url):
-    """SIGKILL the server 1.5 s into a 4 s point: the point's failed requests are recorded
+    """SIGKILL the server a second into a 4 s point: the point's failed requests are recorded
     beside the ones it answered, the load stage ends naming how the server died, the
     deployment is partial with that reason, and nothing is left running. A retry of the
     same configuration then runs one server and sets the killed attempt's files aside."""
@@ -59,12 +61,19 @@ def test_a_server_sigkilled_mid_point_is_named_and_a_retry_keeps_both_attempts(
             "min_duration_s": 4, "max_duration_s": 8, "min_requests": 40}
     ctx = converted(run_id, spec)
     files = ctx.run_dir.config_files(PLATFORM, 0)
-    def ready_endpoint():
+    def into_the_measured_phase():
+        """The endpoint once the server has answered 60 requests: the warm-up's 20 (0.5 s
+        at 40 req/s) and a second of the point's own."""
         endpoint = read_json(files.endpoint) if files.endpoint.exists() else None
-        return endpoint if endpoint and endpoint.get("status") == "ready" else None
+        if not endpoint or endpoint.get("status") != "ready":
+            return None
+        url = f"{endpoint['url']}/v2/models/{endpoint['model_name']}/stats"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answered = json.loads(response.read())["model_stats"][0]["request_count"]
+        return endpoint if answered >= 60 else None
 
-    killed = _when(ready_endpoint, lambda endpoint: os.kill(endpoint["pid"], signal.SIGKILL),
-                   after_s=2.0)
+    killed = _when(into_the_measured_phase,
+                   lambda endpoint: os.kill(endpoint["pid"], signal.SIGKILL))
     with pytest.raises(InferBenchError) as ended:
         STAGES["measure"](ctx, PLATFORM, 0)
     killed.join()

@@ -34,9 +34,10 @@ OLD_PYTHON_BACKEND_BATCHING = (
     'parameters: { key: "onnx_path" value: { string_value: "/m.onnx" } }\n'
     'parameters: { key: "site_packages" value: { string_value: "/sp" } }\n'
     'parameters: { key: "intra_op_threads" value: { string_value: "2" } }\n')
+# ...plus the GPU the spec's hardware names (gpu = gpu:0), which the hand-made one lacked.
 OLD_IMAGE_GPU_TENSORRT = (
     TENSORS + 'backend: "onnxruntime"\n'
-    'instance_group [ { count: 2 kind: KIND_GPU } ]\n'
+    'instance_group [ { count: 2 kind: KIND_GPU gpus: [ 0 ] } ]\n'
     'dynamic_batching { max_queue_delay_microseconds: 0 }\n'
     'parameters: { key: "intra_op_thread_count" value: { string_value: "2" } }\n'
     'optimization { execution_accelerators { gpu_execution_accelerator: '
@@ -70,6 +71,13 @@ def _parse(text: str):
 ], ids=["python", "python-batching", "image-gpu-tensorrt", "image-cpu"])
 def test_same_message_as_the_hand_written_text(new, old):
     assert _parse(new()) == _parse(old)
+
+
+def test_the_gpu_instances_go_on_the_gpu_the_hardware_names():
+    ctx = _ctx()
+    on_gpu_1 = ServeContext(**{**ctx.__dict__, "device": "gpu:1"})
+    (group,) = _parse(image_model_config(on_gpu_1, gpu=True)).instance_group
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU and list(group.gpus) == [1]
 
 
 def test_batcher_on_with_default_knobs_is_still_present():

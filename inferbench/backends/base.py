@@ -51,6 +51,7 @@ class ServeContext:
     metrics_port: int
     max_batch_size: int       # largest batch the benchmark will send
     threads: int = 1          # inference threads per model instance (same on every platform)
+    device: str = "cpu"       # where to run the model: the spec's hardware (cpu, gpu:<index>)
     server: ServerConfig = field(default_factory=ServerConfig)
 
 
@@ -107,12 +108,12 @@ class Backend(ABC):
         """Readiness means the model itself is loaded, not only the server's HTTP port."""
         return f"/v2/models/{ctx.model_name}/ready"
 
-    def serving_device(self, base_url: str, model_name: str) -> DeviceKind:
-        """Where the running server really runs the model, as the analysis labels, prices
-        and meters it. A platform that can only run on the CPU says so; one that can use a
-        GPU asks its server."""
+    def serving_device(self, base_url: str, model_name: str) -> str:
+        """Where the running server really runs the model ("cpu" or "gpu:<index>"), as the
+        analysis labels, prices and meters it. A platform that can only run on the CPU says
+        so; one that can use a GPU asks its server."""
         if set(self.descriptor.devices) == {DeviceKind.CPU}:
-            return DeviceKind.CPU
+            return DeviceKind.CPU.value
         raise NotImplementedError(f"{self.name} can run on {sorted(self.descriptor.devices)}: "
                                   "its backend must ask the server where the model runs")
 

@@ -3,11 +3,15 @@ one backend class per runtime, the same server, batcher and protocol for each.""
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 from importlib.metadata import version as dist_version
 from typing import ClassVar
 
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext
+from inferbench.errors import InferBenchError
+from inferbench.platforms import DeviceKind
 
 
 class FastApiRuntimeBackend(Backend):
@@ -26,13 +30,25 @@ class FastApiRuntimeBackend(Backend):
             "--input-shape", ",".join(map(str, ctx.input_shape)),
             "--port", str(ctx.http_port), "--threads", str(ctx.threads),
             "--instances", str(ctx.server.instance_count),
-            "--max-batch-size", str(ctx.max_batch_size),
+            "--max-batch-size", str(ctx.max_batch_size), "--device", ctx.device,
             *(["--precision", ctx.server.openvino_precision] if self.runtime == "openvino"
               else []),
             # preferred_batch_sizes is a Triton knob; this batcher has the two basic ones.
             *(["--dynamic-batching", "--max-queue-delay-us",
                str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
         ])
+
+    def serving_device(self, base_url: str, model_name: str) -> str:
+        """The device the server's model metadata reports (servers/fastapi_server.py)."""
+        if set(self.descriptor.devices) == {DeviceKind.CPU}:
+            return DeviceKind.CPU.value
+        url = f"{base_url}/v2/models/{model_name}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return str(json.loads(response.read())["device"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise InferBenchError(f"the server's model metadata at {url} does not say where "
+                                  f"the model runs ({exc})") from None
 
     def version(self) -> str:
         return (f"{self.runtime_distribution} {dist_version(self.runtime_distribution)} + "

@@ -12,8 +12,10 @@ class OnnxRuntimeBackend(FastApiRuntimeBackend):
         model_format=ModelFormat.ONNX,
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=3.0,
-        # servers/runtimes.py asks ONNX Runtime for its CPUExecutionProvider only.
-        devices={DeviceKind.CPU: "ONNX Runtime's CPU execution provider"},
+        # servers/runtimes.py; the GPU path is not verified here (no GPU on these hosts).
+        devices={DeviceKind.CPU: "ONNX Runtime's CPU execution provider",
+                 DeviceKind.GPU: "ONNX Runtime's CUDA execution provider (onnxruntime-gpu "
+                                 "installed in place of onnxruntime)"},
     )
     runtime = "onnxruntime"
     runtime_distribution = "onnxruntime"

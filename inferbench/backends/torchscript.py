@@ -13,9 +13,10 @@ class TorchScriptBackend(FastApiRuntimeBackend):
         model_format=ModelFormat.TORCHSCRIPT,
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=4.0,
-        # servers/runtimes.py loads the module with map_location="cpu"; the project installs
-        # torch's CPU wheel.
-        devices={DeviceKind.CPU: "PyTorch on the CPU"},
+        # servers/runtimes.py; the project installs torch's CPU wheel, a GPU worker a CUDA
+        # build. The GPU path is not verified here (no GPU on these hosts).
+        devices={DeviceKind.CPU: "PyTorch on the CPU",
+                 DeviceKind.GPU: "PyTorch on cuda:<index> (a CUDA build of torch)"},
     )
     runtime = "torchscript"
     runtime_distribution = "torch"

@@ -49,7 +49,13 @@ from typing import TYPE_CHECKING
 from inferbench import containers
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext
 from inferbench.errors import InferBenchError
-from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
+from inferbench.platforms import (
+    DeviceKind,
+    ModelFormat,
+    PlatformDescriptor,
+    Transport,
+    gpu_index,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -180,7 +186,9 @@ def scheduling(config: ModelConfig, ctx: ServeContext, kind: str = "KIND_CPU") -
     The batcher's largest batch is the model's max_batch_size (ctx.max_batch_size); the
     Python-backend model concatenates the requests Triton hands it into one ORT run."""
     server = ctx.server
-    config.instance_group.add(count=server.instance_count, kind=kind)
+    group = config.instance_group.add(count=server.instance_count, kind=kind)
+    if kind == "KIND_GPU":  # on the GPU the spec's hardware names (gpu = gpu:0)
+        group.gpus.append(gpu_index(ctx.device) or 0)
     if server.dynamic_batching:
         # Present even with every knob at its default: its presence turns the batcher on.
         config.dynamic_batching.SetInParent()
@@ -295,7 +303,7 @@ class TritonBackend(Backend):
             shutil.copy2(part, model_dir / "1" / part.name.replace(onnx_path.name, "model.onnx",
                                                                     1))
         (model_dir / "config.pbtxt").write_text(
-            image_model_config(ctx, gpu=containers.gpu_count() != 0,  # -1: all GPUs
+            image_model_config(ctx, gpu=ctx.device != DeviceKind.CPU.value,
                                accelerator=_accelerator()))
 
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
@@ -324,9 +332,9 @@ class TritonBackend(Backend):
         return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=ctx.workdir)
 
-    def serving_device(self, base_url: str, model_name: str) -> DeviceKind:
-        """The kind of the instance group Triton loaded the model with (its model config
-        endpoint): KIND_GPU is the GPU, anything else the CPU."""
+    def serving_device(self, base_url: str, model_name: str) -> str:
+        """The instance group Triton loaded the model with (its model config endpoint):
+        KIND_GPU on its first listed GPU, anything else the CPU."""
         import json
         import urllib.request
 
@@ -337,8 +345,10 @@ class TritonBackend(Backend):
         except (OSError, ValueError) as exc:
             raise InferBenchError(f"Triton's model config at {url} is unreadable ({exc}); "
                                   "where the model runs cannot be told") from None
-        kinds = {group.get("kind") for group in config.get("instance_group") or []}
-        return DeviceKind.GPU if "KIND_GPU" in kinds else DeviceKind.CPU
+        for group in config.get("instance_group") or []:
+            if group.get("kind") == "KIND_GPU":
+                return f"gpu:{(group.get('gpus') or [0])[0]}"
+        return DeviceKind.CPU.value
 
     @staticmethod
     def _endpoint_flags(ctx: ServeContext) -> list[str]:

@@ -28,10 +28,11 @@ from inferbench.servers.runtimes import load_instances
 
 def build_app(model_path: str, model_name: str, threads: int = 1,
               server: ServerConfig | None = None, max_batch_size: int = 1,
-              runtime: str = "onnxruntime", input_shape: list[int] | None = None) -> FastAPI:
+              runtime: str = "onnxruntime", input_shape: list[int] | None = None,
+              device: str = "cpu") -> FastAPI:
     server = server or ServerConfig()
     instances = load_instances(runtime, model_path, threads, server.instance_count,
-                               input_shape, precision=server.openvino_precision)
+                               input_shape, precision=server.openvino_precision, device=device)
     first = instances[0]
     input_shapes = dict(first.inputs)
     output_names = first.output_names
@@ -64,6 +65,9 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
             return JSONResponse({"error": f"unknown model {name!r}"}, status_code=404)
         return JSONResponse({
             "name": model_name, "platform": first.platform, "versions": [first.version],
+            # Not in KServe V2 (clients ignore it): where the model really runs, which the
+            # serve stage records and the analysis labels, prices and meters by.
+            "device": first.device,
             "inputs": [{"name": name, "datatype": "FP32", "shape": shape}
                        for name, shape in input_shapes.items()],
             "outputs": [{"name": n, "datatype": "FP32"} for n in output_names],
@@ -121,13 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-queue-delay-us", type=int, default=0)
     parser.add_argument("--precision", default="f32", choices=["f32", "bf16"],
                         help="inference precision (openvino only)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, gpu (the first GPU) or gpu:<index>")
     args = parser.parse_args(argv)
     server = ServerConfig(dynamic_batching=args.dynamic_batching,
                           max_queue_delay_us=args.max_queue_delay_us,
                           instance_count=args.instances, openvino_precision=args.precision)
     shape = [int(x) for x in args.input_shape.split(",")] if args.input_shape else None
     app = build_app(args.model_path, args.model_name, args.threads, server,
-                    args.max_batch_size, args.runtime, shape)
+                    args.max_batch_size, args.runtime, shape, args.device)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inferbench.errors import InferBenchError
+from inferbench.platforms import gpu_index
 
 
 @dataclass
@@ -21,22 +22,36 @@ class ModelRuntime:
 
     platform: str  # reported in the model metadata, e.g. "onnxruntime"
     version: str
+    device: str  # where it really runs the model: "cpu" or "gpu:<index>" (the metadata says)
     inputs: list[tuple[str, list[int]]]  # name and shape (-1 for a free dimension)
     output_names: list[str]
     run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
 
 
-def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] | None
-                     ) -> ModelRuntime:
+def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] | None,
+                     device: str = "cpu") -> ModelRuntime:
+    """ONNX Runtime with its CPU execution provider, or on a GPU its CUDA one. ONNX Runtime
+    falls back to the CPU when CUDA cannot be used (a CPU build, no driver): that is refused
+    here, since the results would be labelled with a GPU the model never ran on."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    index = gpu_index(device)
+    providers: list = ["CPUExecutionProvider"]
+    if index is not None:
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+    session = ort.InferenceSession(model_path, options, providers=providers)
+    active = session.get_providers()
+    if index is not None and active[0] != "CUDAExecutionProvider":
+        raise InferBenchError(
+            f"ONNX Runtime was asked to run on {device} but runs on {active!r} (available "
+            f"here: {ort.get_available_providers()!r}); fix: install onnxruntime-gpu in place "
+            "of onnxruntime on the GPU worker, or set hardware to \"cpu\"")
     output_names = [o.name for o in session.get_outputs()]
     return ModelRuntime(
-        platform="onnxruntime", version=ort.__version__,
+        platform="onnxruntime", version=ort.__version__, device=device,
         inputs=[(i.name, [d if isinstance(d, int) else -1 for d in i.shape])
                 for i in session.get_inputs()],
         output_names=output_names,
@@ -47,22 +62,30 @@ def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] |
 TORCHSCRIPT_INPUT, TORCHSCRIPT_OUTPUT = "input", "output"
 
 
-def load_torchscript(model_path: str, threads: int, input_shape: Sequence[int] | None
-                     ) -> ModelRuntime:
+def load_torchscript(model_path: str, threads: int, input_shape: Sequence[int] | None,
+                     device: str = "cpu") -> ModelRuntime:
+    """PyTorch's own runtime on the CPU, or on a GPU as `cuda:<index>`."""
     import torch
 
     if not input_shape:
         raise InferBenchError("the torchscript runtime needs --input-shape (one sample's "
                               "shape, e.g. 3,32,32): a TorchScript file does not record it")
+    index = gpu_index(device)
+    if index is not None and not torch.cuda.is_available():
+        raise InferBenchError(
+            f"PyTorch was asked to run on {device}, but this torch {torch.__version__} sees no "
+            f"CUDA device (built for CUDA: {torch.version.cuda or 'no'}); fix: install a CUDA "
+            "build of torch on the GPU worker, or set hardware to \"cpu\"")
+    where = torch.device("cpu" if index is None else f"cuda:{index}")
     torch.set_num_threads(threads)
-    module = torch.jit.load(model_path, map_location="cpu").eval()
+    module = torch.jit.load(model_path, map_location=where).eval()
 
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
-            out = module(torch.from_numpy(feeds[TORCHSCRIPT_INPUT]))
-        return [out.numpy()]
+            out = module(torch.from_numpy(feeds[TORCHSCRIPT_INPUT]).to(where))
+        return [out.cpu().numpy()]
 
-    return ModelRuntime(platform="torchscript", version=torch.__version__,
+    return ModelRuntime(platform="torchscript", version=torch.__version__, device=device,
                         inputs=[(TORCHSCRIPT_INPUT, [-1, *input_shape])],
                         output_names=[TORCHSCRIPT_OUTPUT], run=run)
 
@@ -89,18 +112,19 @@ def load_openvino(model_path: str, threads: int, input_shape: Sequence[int] | No
         return [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
 
     return ModelRuntime(platform="openvino", version=f"{ov.__version__} ({precision})",
+                        device="cpu",
                         inputs=[(i.get_any_name(), shape(i)) for i in compiled.inputs],
                         output_names=[o.get_any_name() for o in outputs], run=run)
 
 
-RUNTIMES: dict[str, Callable[[str, int, Sequence[int] | None], ModelRuntime]] = {
+RUNTIMES: dict[str, Callable[..., ModelRuntime]] = {
     "onnxruntime": load_onnxruntime, "torchscript": load_torchscript,
     "openvino": load_openvino}
 
 
 def load_instances(runtime: str, model_path: str, threads: int, instances: int,
-                   input_shape: Sequence[int] | None = None, precision: str = "f32"
-                   ) -> list[ModelRuntime]:
+                   input_shape: Sequence[int] | None = None, precision: str = "f32",
+                   device: str = "cpu") -> list[ModelRuntime]:
     """`instances` independent copies of the model (as Triton loads one per instance)."""
     try:
         loader = RUNTIMES[runtime]
@@ -111,6 +135,9 @@ def load_instances(runtime: str, model_path: str, threads: int, instances: int,
         raise InferBenchError(f"precision {precision!r} is an OpenVINO option; runtime "
                               f"{runtime!r} runs f32 only")
     if runtime == "openvino":
+        if device != "cpu":
+            raise InferBenchError(f"OpenVINO runs on the CPU here, not {device}; fix: set "
+                                  'hardware to "cpu" for the openvino platform')
         return [load_openvino(model_path, threads, input_shape, precision)
                 for _ in range(instances)]
-    return [loader(model_path, threads, input_shape) for _ in range(instances)]
+    return [loader(model_path, threads, input_shape, device) for _ in range(instances)]

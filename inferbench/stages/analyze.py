@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, update
 
 from inferbench.errors import InferBenchError
 from inferbench.perfdb import queries, schema, writer
+from inferbench.platforms import gpu_index
 from inferbench.server_grid import server_configs
 from inferbench.stages.common import StageContext
 from inferbench.stages.point_verdict import judge_point_records
@@ -121,7 +122,7 @@ def _hardware(tables: dict[str, list[dict]], device: str) -> str:
 
 
 def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
-                 price, grid_g_per_kwh: float, on_gpu: bool) -> dict[str, Any]:
+                 price, grid_g_per_kwh: float, device: str) -> dict[str, Any]:
     """Price, cost per million requests, energy and CO2 of one point. Energy: NVML power
     samples integrated over the point where the model ran on the GPU; otherwise an estimate
     from the server's CPU use (labelled as such), even on a host with GPUs: their power is
@@ -139,11 +140,12 @@ def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
     lo, hi = point["started_ns"], point["ended_ns"]
     energy_j, method = None, None
     with ctx.db.connect() as conn:
-        gpu = queries.resource_series(conn, ctx.run_id, point["platform"], "gpu0")
+        index = gpu_index(device)
+        gpu = queries.resource_series(conn, ctx.run_id, point["platform"], f"gpu{index or 0}")
         server = queries.resource_series(conn, ctx.run_id, point["platform"], "server")
     in_gpu = (gpu["t_ns"] >= lo) & (gpu["t_ns"] <= hi) & np.isfinite(gpu["gpu_power_w"])
     in_cpu = (server["t_ns"] >= lo) & (server["t_ns"] <= hi) & np.isfinite(server["cpu_pct"])
-    if on_gpu and in_gpu.sum() >= 2:
+    if index is not None and in_gpu.sum() >= 2:
         energy_j, method = energy_from_power_j(gpu["t_ns"][in_gpu],
                                                gpu["gpu_power_w"][in_gpu]), "nvml_power"
     elif in_cpu.any():
@@ -203,8 +205,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         row, latency_ms = _summarise_point(ctx, point, point_arrays)
         row["deployment"] = _deployment_name(ctx, point["platform"], point["config_index"])
         device = devices.get((point["platform"], point["config_index"]), "cpu")
-        row.update(_cost_energy(ctx, row, point, price_of[device], grid[region],
-                                on_gpu=device == "gpu"))
+        row.update(_cost_energy(ctx, row, point, price_of[device], grid[region], device))
         results.append(row)
         quality_points.append({
             "label": f"{row['deployment']} batch {point['batch_size']}",

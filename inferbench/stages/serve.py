@@ -28,6 +28,7 @@ from inferbench.backends.process import (
 )
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
+from inferbench.platforms import device_kind, gpu_index
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
 from inferbench.spec import Transport
 from inferbench.stages.common import Endpoint, StageContext, read_endpoint, read_json, write_json
@@ -53,7 +54,7 @@ def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
         workdir=resolved.files.dir, http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,
-        server=resolved.server)
+        server=resolved.server, device=ctx.spec.hardware)
 
 
 def run(ctx: StageContext, platform: str, config: int = 0) -> Endpoint:
@@ -110,7 +111,8 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
         endpoint.update(cold_start_s=time.perf_counter() - started, ready_at=time.time())
         # Asked of the running server: the analysis labels, prices and meters by it.
-        endpoint["device"] = backend.serving_device(base_url, sctx.model_name).value
+        endpoint["device"] = backend.serving_device(base_url, sctx.model_name)
+        _check_device(platform, ctx.spec.hardware, endpoint["device"])
     except BaseException as exc:  # a SIGTERM while it starts, too: the new server goes
         _stop_server(ctx, resolved, endpoint)
         endpoint.update(status="failed", error=str(exc) or type(exc).__name__)
@@ -119,6 +121,16 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
     endpoint.update(status="ready")
     write_json(endpoint_file, endpoint)
     return endpoint
+
+
+def _check_device(platform: str, asked: str, runs_on: str) -> None:
+    """A server that runs the model elsewhere than the spec's hardware (a silent fall-back
+    to the CPU) fails its deployment: its numbers would describe another device."""
+    if device_kind(runs_on) is not device_kind(asked) or (
+            gpu_index(asked) is not None and gpu_index(runs_on) != gpu_index(asked)):
+        raise InferBenchError(f"platform {platform!r} was asked to run the model on {asked} "
+                              f"(hardware) but its server runs it on {runs_on}; fix: see the "
+                              "server's log for why, or set hardware to where it can run")
 
 
 def server_tag(ctx: StageContext, resolved: ResolvedConfig) -> str:

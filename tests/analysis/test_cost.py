@@ -53,7 +53,7 @@ def test_price_matching():
         Price("aws", "g6.xlarge", "L4", 0.805)
     with pytest.raises(InferBenchError, match="'nope' is not in the price table"):
         match_price("x", prices, instance="nope")
-    assert hardware_name([{"name": "NVIDIA L4"}], 8, "gpu") == "NVIDIA L4"
+    assert hardware_name([{"name": "NVIDIA L4"}], 8, "gpu:0") == "NVIDIA L4"
 
 
 def test_tables_parse_and_bad_rows_are_named(tmp_path):
