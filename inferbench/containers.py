@@ -6,7 +6,11 @@ Both kinds of container use these settings: the stage containers the Airflow tas
   local runtime, and the embedded PostgreSQL's socket directory is under the mounted home;
 - the InferBench home (run directories, model artifacts) is bind-mounted at the same path as
   on the host, so a container started from inside a container mounts the same files;
-- labels name the run and the role, so whatever a run started can be found and removed;
+- labels name the run and the role, so whatever a run started can be found and removed
+  (and a stage container's name its stage: inferbench.leftover_containers);
+- the Docker socket is never the daemon's own: a stage that starts serving containers gets
+  a filtering proxy's (inferbench.docker_proxy), and the directory of those proxies' sockets
+  (under the home) is hidden from every container;
 - GPUs are requested when the worker has them; CPU and memory limits come from the spec.
 
 The docker SDK is imported lazily: the local runtime never needs it.
@@ -28,7 +32,9 @@ GPUS_ENV = "INFERBENCH_GPUS"              # "all", a count, or "none"; default: 
 DEFAULT_IMAGE = "inferbench/stage:cpu"
 LABEL_RUN = "org.inferbench.run"
 LABEL_ROLE = "org.inferbench.role"
+SERVER_ROLE_PREFIX = "server:"              # the role of a serving container
 DOCKER_SOCKET = "/var/run/docker.sock"
+PROXY_DIR_NAME = ".docker-proxy"            # under the home: the proxies' sockets
 RUNTIMES = ("local", "docker")
 
 
@@ -42,6 +48,17 @@ def runtime_from_env() -> str:
 
 def image_from_env() -> str:
     return os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
+
+
+def server_role(platform: str, config: int) -> str:
+    """The role label of the container serving one configuration of a platform."""
+    return f"{SERVER_ROLE_PREFIX}{platform}:{config}"
+
+
+def proxy_dir(home: Path) -> Path:
+    """Where the Docker proxies of stage containers listen: under the home, because the
+    daemon mounts a socket from the host's view of it (the worker sees the same path)."""
+    return home / PROXY_DIR_NAME
 
 
 @dataclass(frozen=True)
@@ -59,11 +76,13 @@ class ContainerSpec:
     image: str
     command: list[str]
     run_id: str
-    role: str                         # stage name, or "server:<platform>"
+    role: str                         # stage name, or server_role(platform, config)
     home: Path
     environment: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
-    docker_socket: bool = False       # the serve stage starts sibling serving containers
+    # A Docker API socket on the host (a filtering proxy's), mounted at DOCKER_SOCKET: for
+    # the stages that start sibling serving containers.
+    docker_socket: Path | None = None
     entrypoint: list[str] | None = None
     name: str | None = None
     # Mounted read-only at the same paths (the data directories a spec's files come from),
@@ -81,8 +100,13 @@ class ContainerSpec:
             if source.is_dir() and not source.is_relative_to(home):
                 mounts.append(Mount(target=str(source), source=str(source), type="bind",
                                     read_only=True))
+        proxies = proxy_dir(Path(home))
+        if proxies.is_dir():
+            # Every container sees the home; none may reach a stage's proxy socket there.
+            mounts.append(Mount(target=str(proxies), source=None, type="tmpfs"))
         if self.docker_socket:
-            mounts.append(Mount(target=DOCKER_SOCKET, source=DOCKER_SOCKET, type="bind"))
+            mounts.append(Mount(target=DOCKER_SOCKET, source=str(self.docker_socket),
+                                type="bind"))
         kwargs: dict[str, Any] = {
             "image": self.image, "command": self.command, "environment": self.environment,
             "labels": {LABEL_RUN: self.run_id, LABEL_ROLE: self.role},
@@ -134,6 +158,16 @@ def client():
     return c
 
 
+def daemon_socket() -> str:
+    """The path of the daemon's unix socket, as the docker SDK finds it (DOCKER_HOST)."""
+    host = os.environ.get("DOCKER_HOST", f"unix://{DOCKER_SOCKET}")
+    if not host.startswith("unix://"):
+        raise InferBenchError(f"DOCKER_HOST={host!r}: stage containers reach the daemon "
+                              "through a filtering proxy of its unix socket; fix: run the "
+                              "worker beside a daemon with a unix socket")
+    return host.removeprefix("unix://")
+
+
 def remove(container) -> None:
     """Stop and remove a container, whatever its state; gone already is fine."""
     import docker.errors
@@ -146,7 +180,9 @@ def remove(container) -> None:
 
 def run_containers(docker_client, run_id: str) -> list:
     """Every container (running or not) that belongs to `run_id`."""
-    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    # ignore_removed: one removed while it is listed (a teardown at work) is gone, not an error
+    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"},
+                                         ignore_removed=True)
 
 
 def all_inferbench_containers(docker_client) -> list:

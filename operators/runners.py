@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from inferbench.containers import (
     ContainerSpec,
     Limits,
     image_from_env,
+    proxy_dir,
 )
 from inferbench.pipeline import (
     DB_ENV,
@@ -153,8 +155,12 @@ class DockerRunner(StageRunner):
 
     Runs as `inferbench.containers.ContainerSpec` describes every InferBench container (host
     network, the home mounted at the same path, run/role labels, GPUs, the spec's memory
-    limit); the Docker socket only for stages that start or stop serving containers. The
-    container is removed whatever the outcome, and stopped by `kill`.
+    limit). Stages that start or stop serving containers get a Docker socket: a filtering
+    proxy's (inferbench.docker_proxy), run here for as long as the container, which lets
+    them manage their own run's serving containers only; the others get none. The
+    container is removed whatever the outcome, and stopped by `kill`; what a killed
+    attempt left is removed before the next stage container starts
+    (inferbench.leftover_containers).
 
     :param image: the stage image; None reads INFERBENCH_IMAGE when the stage runs.
     :param entrypoint: overrides the image's entry point (`inferbench`).
@@ -168,19 +174,26 @@ class DockerRunner(StageRunner):
         # other's, so at least one of them sees the other and the container is stopped.
         self._container: Any = None
         self._killed = False
+        # This runner's proxy socket, unique: a task's retry gets a runner of its own.
+        self._proxy_name = secrets.token_hex(8)
 
     def command(self, call: StageCall) -> list[str]:
         return call.args()
 
     def container_spec(self, call: StageCall) -> ContainerSpec:
         from inferbench import paths
+        from inferbench.leftover_containers import stage_container_name
 
         image = self.image or image_from_env()
         resources = call.spec.get("resources") or {}
+        home = paths.home()
+        socket = (proxy_dir(home) / f"{self._proxy_name}.sock"
+                  if STAGE_TRAITS[call.stage].controls_servers else None)
         return ContainerSpec(
             image=image, command=self.command(call), run_id=call.run_id, role=str(call.stage),
-            home=paths.home(), docker_socket=STAGE_TRAITS[call.stage].controls_servers,
-            entrypoint=self.entrypoint,
+            home=home, docker_socket=socket, entrypoint=self.entrypoint,
+            name=stage_container_name(home, call.run_id, str(call.stage), call.platform,
+                                      call.config),
             # where a trace or sweep file may be read from, as on the worker
             read_only_dirs=tuple(data_dirs()),
             limits=Limits(cpus=resources.get("cpus"), memory_gb=resources.get("memory_gb")),
@@ -203,13 +216,52 @@ class DockerRunner(StageRunner):
         return kwargs
 
     def run(self, call: StageCall, log: Any) -> Any:
-        from inferbench import containers
+        from inferbench import containers, leftover_containers
 
         client = containers.client()  # imports the docker SDK; names the extra if missing
+        spec = self.container_spec(call)
+        # Made before the container's arguments: ContainerSpec hides the proxies' directory
+        # (a tmpfs over it) wherever it exists.
+        proxy_dir(spec.home).mkdir(mode=0o700, parents=True, exist_ok=True)
+        kwargs = self.create_kwargs(spec)
+        assert spec.name is not None
+        leftover_containers.remove_before_stage(client, name=spec.name, run_id=call.run_id,
+                                                stage=str(call.stage), log=log)
+        proxy = self._start_proxy(spec, log) if spec.docker_socket else None
+        try:
+            return self._run_container(client, call, spec, kwargs, log)
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            if call.stage == Stage.STOP and call.platform is not None:
+                leftover_containers.remove_servers(client, run_id=call.run_id,
+                                                   platform=call.platform, config=call.config,
+                                                   log=log)
+
+    def _start_proxy(self, spec: ContainerSpec, log: Any) -> Any:
+        """The Docker proxy of this stage container, serving until the container ends."""
+        from inferbench import containers
+        from inferbench.docker_policy import StagePolicy
+        from inferbench.docker_proxy import DockerProxy, remove_stale_sockets
+
+        assert spec.docker_socket is not None
+        for stale in remove_stale_sockets(spec.docker_socket.parent):
+            log.info("removed the socket of a Docker proxy that is gone: %s", stale)
+        home = spec.home.resolve()
+        # The data directories a serving container may mount, as ContainerSpec mounts them:
+        # those inside the home come with it (and a stage could swap them for a symlink).
+        outside = tuple(d.resolve() for d in spec.read_only_dirs
+                        if d.resolve().is_dir() and not d.resolve().is_relative_to(home))
+        policy = StagePolicy(run_id=spec.run_id, home=home, read_only_dirs=outside)
+        return DockerProxy(spec.docker_socket, policy, upstream=containers.daemon_socket(),
+                           log=lambda line: log.warning("%s", line)).start()
+
+    def _run_container(self, client: Any, call: StageCall, spec: ContainerSpec,
+                       kwargs: dict[str, Any], log: Any) -> Any:
         import docker.errors
 
-        spec = self.container_spec(call)
-        kwargs = self.create_kwargs(spec)
+        from inferbench import containers
+
         log.info("running stage %r in %s: %s", str(call.stage), spec.image,
                  " ".join(spec.command))
         try:

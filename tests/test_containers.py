@@ -29,8 +29,12 @@ def test_containers_mount_the_home_at_the_same_path_with_host_networking_and_lab
 
 def test_the_docker_socket_is_mounted_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.setenv(containers.GPUS_ENV, "none")
-    mounts = _spec(tmp_path, docker_socket=True).create_kwargs()["mounts"]
-    assert containers.DOCKER_SOCKET in [m["Target"] for m in mounts]
+    proxy_socket = tmp_path / "proxy.sock"
+    mounts = _spec(tmp_path, docker_socket=proxy_socket).create_kwargs()["mounts"]
+    assert (str(proxy_socket), containers.DOCKER_SOCKET) in [(m["Source"], m["Target"])
+                                                            for m in mounts]
+    assert containers.DOCKER_SOCKET not in [m["Target"] for m in
+                                            _spec(tmp_path).create_kwargs()["mounts"]]
 
 
 def test_limits_become_hard_cpu_and_memory_limits(tmp_path, monkeypatch):

@@ -1,11 +1,13 @@
 """The docker runtime for real: images built from the local base, stages and servers as
-containers started through Airflow, nothing left behind. Needs a Docker daemon; `.ci/run`
-starts one (scripts/start-docker.sh) where the machine allows, otherwise these skip."""
+containers started through Airflow, nothing left behind, even after a task process is
+killed outright. Needs a Docker daemon; `.ci/run` starts one (scripts/start-docker.sh)
+where the machine allows, otherwise these skip."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -110,6 +112,172 @@ def test_on_kill_removes_a_running_stage_container(docker_client, stage_image, t
     thread.join(60)
     assert not thread.is_alive() and outcome and outcome[0] is not None
     assert containers.run_containers(docker_client, run_id) == []
+
+
+class _TaskLog:
+    """Collects what a runner logs, as the task log would show it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, fmt: str, *args) -> None:
+        self.lines.append(fmt % args)
+
+    warning = info
+
+
+def _python_runner(image: str, script: str, *args: str):
+    """A docker runner whose stage container runs `python -c script args...`."""
+    from operators.runners import DockerRunner
+
+    class Python(DockerRunner):
+        def command(self, call):
+            return ["-c", script, *args]
+
+    return Python(image=image, entrypoint=["python"])
+
+
+# In the stage container of a measure-like stage: start a serving container through the
+# Docker socket the stage got (the proxy), try a call the proxy refuses, then hang.
+_STARTS_A_SERVER = """
+import os, sys, time
+from pathlib import Path
+from inferbench import containers
+client = containers.client()
+spec = containers.ContainerSpec(
+    image=os.environ["INFERBENCH_IMAGE"], command=["300"], entrypoint=["sleep"],
+    run_id=sys.argv[1], role=containers.server_role("onnxruntime", 0),
+    home=Path(os.environ["INFERBENCH_HOME"]))
+print("server started", client.containers.run(**spec.create_kwargs()).id, flush=True)
+try:
+    client.containers.list(all=True)
+except Exception as exc:
+    print("an unfiltered list:", exc, flush=True)
+time.sleep(300)
+"""
+
+# The task process: runs the measure stage's container like the operator does, and on
+# SIGTERM stops it as Airflow's on_kill does (a 30 s grace, which the hanging stage uses up).
+_TASK_PROCESS = """
+import signal, sys
+from inferbench.pipeline import Stage
+from operators.runners import DockerRunner, StageCall
+
+image, run_id, script = sys.argv[1:4]
+
+class MeasureLike(DockerRunner):
+    def command(self, call):
+        return ["-c", script, run_id]
+
+class TaskLog:
+    def info(self, fmt, *args):
+        print(fmt % args, flush=True)
+    warning = info
+
+runner = MeasureLike(image=image, entrypoint=["python"])
+signal.signal(signal.SIGTERM, lambda *_: runner.kill())
+runner.run(StageCall(Stage.MEASURE, run_id, {}, "onnxruntime", 0), TaskLog())
+"""
+
+
+def _output_until(process: subprocess.Popen, marker: str, timeout_s: float) -> list[str]:
+    """The lines `process` printed, up to the first holding `marker`."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while not any(marker in line for line in lines):
+        assert process.poll() is None, "\n".join(lines)
+        assert time.monotonic() < deadline, "\n".join(lines)
+        time.sleep(0.2)
+    return lines
+
+
+def test_a_sigkilled_task_leaves_its_containers_and_the_next_attempt_removes_them(
+        docker_client, stage_image, tmp_path, monkeypatch):
+    """The task process is SIGTERMed and then SIGKILLed while its stage container (which
+    started a server through its Docker proxy) runs: both containers outlive it, and the
+    next attempt at the stage removes them before its own container starts."""
+    from inferbench.pipeline import Stage
+    from operators.runners import StageCall
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("INFERBENCH_HOME", str(home))
+    monkeypatch.setenv(containers.GPUS_ENV, "none")
+    run_id = f"docker-sigkill-{os.getpid()}"
+    run_label = f"{containers.LABEL_RUN}={run_id}"
+    server_role = containers.server_role("onnxruntime", 0)
+    other_run = docker_client.containers.run(
+        stage_image, ["120"], entrypoint=["sleep"], detach=True, network_mode="none",
+        labels={containers.LABEL_RUN: f"{run_id}-other", containers.LABEL_ROLE: server_role})
+    task = subprocess.Popen(
+        [sys.executable, "-c", _TASK_PROCESS, stage_image, run_id, _STARTS_A_SERVER],
+        cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # the stage container's socket is the proxy, not the daemon's
+        output = _output_until(task, "an unfiltered list: 403", timeout_s=60)
+        assert "listing containers is allowed only with the filter" in output[-1]
+        task.send_signal(signal.SIGTERM)
+        time.sleep(2)
+        task.kill()
+        task.wait(10)
+        left = {c.labels[containers.LABEL_ROLE]: c.status
+                for c in containers.run_containers(docker_client, run_id)}
+        assert left == {"measure": "running", server_role: "running"}
+
+        retry = _TaskLog()
+        proxies = home / containers.PROXY_DIR_NAME
+        _python_runner(stage_image, "import os, sys; print('sockets seen:', os.listdir("
+                       "sys.argv[1]))", str(proxies)).run(
+            StageCall(Stage.MEASURE, run_id, {}, "onnxruntime", 0), retry)
+        # it ran, and its own proxy's socket (there on the worker) is hidden in containers
+        assert "sockets seen: []" in retry.lines
+        removed = [line for line in retry.lines if line.startswith("removing container")]
+        assert len(removed) == 2, retry.lines
+        assert any("server started" in line for line in removed)  # its last lines, kept
+        ps = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={run_label}"],
+                            capture_output=True, text=True, check=True)
+        assert ps.stdout.strip() == ""
+        other_run.reload()
+        assert other_run.status == "running"  # another run's server is not this run's
+        # the killed task's proxy socket went with the next proxy's start
+        assert list((home / containers.PROXY_DIR_NAME).glob("*.sock")) == []
+    finally:
+        if task.poll() is None:
+            task.kill()
+        for container in containers.run_containers(docker_client, run_id) + [other_run]:
+            containers.remove(container)
+
+
+def test_the_stop_stage_removes_a_server_that_a_killed_serve_never_recorded(
+        docker_client, stage_image, tmp_path, monkeypatch):
+    from inferbench.pipeline import Stage
+    from operators.runners import StageCall
+
+    monkeypatch.setenv("INFERBENCH_HOME", str(tmp_path))
+    monkeypatch.setenv(containers.GPUS_ENV, "none")
+    run_id = f"docker-unrecorded-{os.getpid()}"
+    # no endpoint file names it: the serve task died before writing the container's id
+    docker_client.containers.run(
+        stage_image, ["120"], entrypoint=["sleep"], detach=True, network_mode="none",
+        labels={containers.LABEL_RUN: run_id,
+                containers.LABEL_ROLE: containers.server_role("onnxruntime", 1)})
+    log = _TaskLog()
+    try:
+        _python_runner(stage_image, "print('no server recorded')").run(
+            StageCall(Stage.STOP, run_id, {}, "onnxruntime"), log)
+        assert "no server recorded" in log.lines
+        assert any("a server the stop stage did not find" in line for line in log.lines)
+        assert containers.run_containers(docker_client, run_id) == []
+    finally:
+        for container in containers.run_containers(docker_client, run_id):
+            containers.remove(container)
 
 
 def _table_rows(url: str, run_id: str) -> dict[str, int]:

@@ -41,13 +41,23 @@ def test_compose_file_validates_and_refuses_to_start_without_secrets(tmp_path):
     refused = _compose(ROOT / ".env.example", "config", "-q")
     assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr
     filled = tmp_path / ".env"
-    filled.write_text(re.sub(r"^(POSTGRES_PASSWORD|AIRFLOW_ADMIN_PASSWORD|AIRFLOW_JWT_SECRET|"
-                             r"AIRFLOW_FERNET_KEY)=$", r"\1=s3cret", example, flags=re.M))
+    secrets = re.sub(r"^(POSTGRES_PASSWORD|AIRFLOW_ADMIN_PASSWORD|AIRFLOW_JWT_SECRET|"
+                     r"AIRFLOW_FERNET_KEY)=$", r"\1=s3cret", example, flags=re.M)
+    filled.write_text(secrets)
+    # the results role's password is required on its own, not borrowed from the superuser
+    refused = _compose(filled, "config", "-q")
+    assert refused.returncode != 0 and "RESULTS_DB_PASSWORD" in refused.stderr
+    filled.write_text(secrets.replace("RESULTS_DB_PASSWORD=\n", "RESULTS_DB_PASSWORD=r3sults\n"))
     config = _compose(filled, "config")
     assert config.returncode == 0, config.stderr
     import yaml
 
     services = yaml.safe_load(config.stdout)["services"]
+    results_urls = [env[key] for env in (s.get("environment") or {} for s in services.values())
+                    for key in ("INFERBENCH_DB_URL", "RESULTS_DB_URL") if key in env]
+    assert len(results_urls) >= 5
+    assert all("//inferbench:r3sults@" in url and "s3cret" not in url for url in results_urls)
+    assert services["postgres"]["environment"]["RESULTS_DB_PASSWORD"] == "r3sults"
     assert set(services) >= {"postgres", "redis", "api-server", "scheduler", "dag-processor",
                              "triggerer", "worker-0"}
     worker = services["worker-0"]

@@ -139,10 +139,6 @@ def server_tag(ctx: StageContext, resolved: ResolvedConfig) -> str:
     return f"{paths.home()}|{ctx.run_id}|{resolved.platform}|{resolved.index}"
 
 
-def _server_role(resolved: ResolvedConfig) -> str:
-    return f"server:{resolved.platform}:{resolved.index}"
-
-
 def _start_container(ctx: StageContext, resolved: ResolvedConfig, plan: LaunchPlan,
                      endpoint: Endpoint, ready_url: str) -> None:
     """The docker runtime: the server runs in its own container from the stage image (the
@@ -153,12 +149,16 @@ def _start_container(ctx: StageContext, resolved: ResolvedConfig, plan: LaunchPl
     resources = ctx.spec.resources
     spec = containers.ContainerSpec(
         image=plan.image or containers.image_from_env(), command=plan.argv, entrypoint=[],
-        run_id=ctx.run_id, role=_server_role(resolved), home=paths.home(),
+        run_id=ctx.run_id, role=containers.server_role(resolved.platform, resolved.index),
+        home=paths.home(),
         environment=plan.env,
         limits=containers.Limits(cpus=resources.cpus, memory_gb=resources.memory_gb))
     kwargs = spec.create_kwargs()
     if plan.cwd is not None:
         kwargs["working_dir"] = str(plan.cwd)
+    # Before the start: a stage killed before it records the id still leaves an endpoint
+    # whose teardown finds the container by its labels (_stop_server).
+    write_json(resolved.files.endpoint, endpoint)
     container = client.containers.run(**kwargs)
     endpoint["container_id"] = container.id
     write_json(resolved.files.endpoint, endpoint)
@@ -215,7 +215,8 @@ def _stop_server(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint
     # By label, not only by the recorded id: a serve task killed between starting the
     # container and writing its id still leaves nothing behind.
     for container in containers.run_containers(client, ctx.run_id):
-        if container.labels.get(containers.LABEL_ROLE) != _server_role(resolved):
+        if container.labels.get(containers.LABEL_ROLE) != containers.server_role(
+                resolved.platform, resolved.index):
             continue
         was_running = was_running or container.status == "running"
         with open(endpoint["log"], "ab") as log:  # keep the server's log with the run
