@@ -12,6 +12,7 @@ runtime, never loads it.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,25 @@ class StageRunner(ABC):
         """Stop what `run` started (called from another thread by the task's on_kill)."""
 
 
+def _terminate_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A preexec_fn: the stage gets SIGTERM when the task process that started it dies,
+    even by SIGKILL (a lost worker), and then stops its server as on_kill would have it
+    (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # the task died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 class LocalRunner(StageRunner):
     """The stage as a child process of the worker, in its own process group."""
 
@@ -131,7 +151,7 @@ class LocalRunner(StageRunner):
         # A new session, so that on_kill reaches the servers and workers the stage started.
         self._process = process = subprocess.Popen(
             argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            bufsize=1, start_new_session=True)
+            bufsize=1, start_new_session=True, preexec_fn=_terminate_with_parent(os.getpid()))
         output = _Output(log)
         assert process.stdout is not None
         for line in process.stdout:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -166,3 +167,58 @@ def test_a_disk_filled_mid_run_keeps_the_points_already_written(inferbench_env, 
     ballast[0].unlink()
     collected = STAGES["collect"](ctx, PLATFORM)
     assert collected["status"] == "partial" and collected["points"] == 1
+
+
+def test_a_sigkilled_task_process_takes_its_local_stage_and_server_with_it(inferbench_env):
+    """The Airflow task process running a local-runtime measure is SIGKILLed (a lost
+    worker): its stage process gets SIGTERM from the kernel (parent-death signal), stops
+    the server it started and records why; no stage process or server is left."""
+    import psutil
+
+    run_id = "task-sigkilled"
+    spec = {**SPEC, "batch_sizes": [1], "name": run_id, "warmup_s": 0,
+            "min_duration_s": 120, "max_duration_s": 180,
+            "workload": {"arrival": "closed_loop", "concurrency": 1, "seed": 3}}
+    ctx = converted(run_id, spec)
+    files = ctx.run_dir.config_files(PLATFORM, 0)
+    task = subprocess.Popen(
+        [sys.executable, "-c",
+         "import json, logging, sys\n"
+         "from inferbench.pipeline import Stage\n"
+         "from operators.runners import LocalRunner, StageCall\n"
+         f"call = StageCall(Stage.MEASURE, {run_id!r}, json.loads(sys.argv[1]), "
+         f"{PLATFORM!r}, 0)\n"
+         "LocalRunner().run(call, logging.getLogger('task'))\n", json.dumps(spec)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stage_processes() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if "stage measure" in cmd and f"--run {run_id}" in cmd:
+                found.append(proc)
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            endpoint = read_json(files.endpoint) if files.endpoint.exists() else None
+            if endpoint and endpoint.get("status") == "ready":
+                break
+            time.sleep(0.2)
+        assert endpoint and endpoint.get("status") == "ready"
+        assert len(stage_processes()) == 1
+        time.sleep(2)  # into the point
+        os.kill(task.pid, signal.SIGKILL)
+        task.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while stage_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stage_processes() == [], "the stage outlived its SIGKILLed task"
+        assert tagged_leaders(endpoint["server_tag"]) == []
+        assert "terminated (SIGTERM)" in read_json(files.load)["error"]
+    finally:
+        for proc in stage_processes():
+            proc.kill()
+        for pid in tagged_leaders(read_json(files.endpoint)["server_tag"]):
+            os.killpg(pid, signal.SIGKILL)
