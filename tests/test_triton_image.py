@@ -13,7 +13,7 @@ from inferbench.errors import InferBenchError
 IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
 
 
-def _ctx(tmp_path, **server) -> ServeContext:
+def _ctx(tmp_path, device: str = "cpu", **server) -> ServeContext:
     model = tmp_path / "model" / "model.onnx"
     model.parent.mkdir(exist_ok=True)
     model.write_bytes(b"onnx")
@@ -21,7 +21,7 @@ def _ctx(tmp_path, **server) -> ServeContext:
     return ServeContext(model_name="cnn", model_path=model, input_shape=(3, 8, 8),
                         num_outputs=10, workdir=tmp_path / "triton", http_port=8000,
                         grpc_port=8001, metrics_port=8002, max_batch_size=8, threads=2,
-                        server=ServerConfig(**server))
+                        server=ServerConfig(**server), device=device)
 
 
 def _config(path):
@@ -40,7 +40,8 @@ def image(monkeypatch):
 
 def test_repository_for_the_onnxruntime_backend_on_the_gpu(tmp_path, image, monkeypatch):
     monkeypatch.setenv("INFERBENCH_GPUS", "1")
-    ctx = _ctx(tmp_path, dynamic_batching=True, max_queue_delay_us=500, instance_count=2)
+    ctx = _ctx(tmp_path, "gpu", dynamic_batching=True, max_queue_delay_us=500,
+               instance_count=2)
     TritonBackend().prepare(ctx)
     model_dir = ctx.workdir / "model_repository" / "cnn"
     assert (model_dir / "1" / "model.onnx").read_bytes() == b"onnx"
@@ -57,18 +58,17 @@ def test_repository_for_the_onnxruntime_backend_on_the_gpu(tmp_path, image, monk
 def test_tensorrt_accelerator_needs_and_uses_the_gpu(tmp_path, image, monkeypatch):
     monkeypatch.setenv(ACCELERATOR_ENV, "tensorrt")
     monkeypatch.setenv("INFERBENCH_GPUS", "1")
-    ctx = _ctx(tmp_path)
+    ctx = _ctx(tmp_path, "gpu:0")
     TritonBackend().prepare(ctx)
     config = _config(ctx.workdir / "model_repository" / "cnn" / "config.pbtxt")
     accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert [a.name for a in accelerators] == ["tensorrt"]
-    monkeypatch.setenv("INFERBENCH_GPUS", "none")
     with pytest.raises(InferBenchError, match="needs a GPU"):
-        TritonBackend().prepare(_ctx(tmp_path))
+        TritonBackend().prepare(_ctx(tmp_path))  # hardware "cpu"
 
 
-def test_cpu_worker_gets_cpu_instances(tmp_path, image, monkeypatch):
-    monkeypatch.setenv("INFERBENCH_GPUS", "none")
+def test_cpu_hardware_gets_cpu_instances_even_on_a_gpu_worker(tmp_path, image, monkeypatch):
+    monkeypatch.setenv("INFERBENCH_GPUS", "1")
     ctx = _ctx(tmp_path)
     TritonBackend().prepare(ctx)
     config = _config(ctx.workdir / "model_repository" / "cnn" / "config.pbtxt")

@@ -44,18 +44,29 @@ def exit_description(pid: int) -> str | None:
     ("was killed by signal 9 (SIGKILL)", "exited with code 1"). Only a server this process
     started has a known exit status."""
     process = _SPAWNED.get(pid)
-    if process is not None and process.poll() is not None and not group_alive(pid):
-        code = process.returncode
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = "unknown signal"
-            return f"was killed by signal {-code} ({name})"
-        return f"exited with code {code}"
-    if process is None and not group_alive(pid):
+    if process is None:  # a server another process started (maybe not a group leader)
+        if _process_alive(pid) or group_alive(pid):
+            return None
         return "is gone (another process started it: its exit status is unknown here)"
-    return None
+    if process.poll() is None or group_alive(pid):
+        return None
+    code = process.returncode
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {-code} ({name})"
+    return f"exited with code {code}"
+
+
+def _process_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def tagged_leaders(tag: str) -> list[int]:

@@ -169,8 +169,8 @@ def model_config(ctx: ServeContext, onnx_path: Path, site_packages: list[str]) -
 def image_model_config(ctx: ServeContext, gpu: bool, accelerator: str = "") -> str:
     """config.pbtxt for the Triton image's onnxruntime backend (the model in `1/model.onnx`)."""
     if accelerator == "tensorrt" and not gpu:
-        raise InferBenchError(f"{ACCELERATOR_ENV}=tensorrt needs a GPU, and this worker "
-                              "has none; fix: unset it, or run on a GPU worker")
+        raise InferBenchError(f"{ACCELERATOR_ENV}=tensorrt needs a GPU, and the spec's "
+                              'hardware is "cpu"; fix: set hardware to "gpu", or unset it')
     config = _base_config(ctx, "onnxruntime", "KIND_GPU" if gpu else "KIND_CPU")
     # The same thread budget as every other platform (the backend's own parameter).
     config.parameters["intra_op_thread_count"].string_value = str(ctx.threads)

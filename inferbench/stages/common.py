@@ -7,6 +7,7 @@ the same code runs as a local process, in a container, or straight from a test.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import zipfile
@@ -91,8 +92,12 @@ def write_json(path: Path, data: object) -> None:
 
 def save_point_records(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write one point's request records atomically, like write_json: a task killed or a
-    disk filled mid-write leaves the previous file or none, never a truncated one."""
-    _write_atomically(path, lambda f: np.savez(f, **arrays))
+    disk filled mid-write leaves the previous file or none, never a truncated one. The
+    archive is built in memory first: numpy's zip writer, interrupted by a full disk, would
+    leave a half-closed archive behind that fails again when it is collected."""
+    archive = io.BytesIO()
+    np.savez(archive, **arrays)
+    _write_atomically(path, lambda f: f.write(archive.getbuffer()))
 
 
 def load_point_records(path: Path) -> dict[str, np.ndarray]:

@@ -299,7 +299,8 @@ def _check_server_alive(endpoint: Endpoint, point: int, n_failed: int) -> None:
     if gone:
         raise ServerExited(
             f"the {endpoint['platform']} server {gone} during point {point} ({n_failed} "
-            f"requests of that point failed; they are recorded); see its log {endpoint.get('log')}")
+            "requests of that point failed; they are recorded)"
+            + (f"; see its log {endpoint['log']}" if endpoint.get("log") else ""))
 
 
 def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: PhaseRecords,
