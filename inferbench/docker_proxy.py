@@ -44,13 +44,11 @@ _DROPPED = {"connection", "keep-alive", "proxy-connection", "te", "upgrade", "ex
             "content-length", "trailer"}
 
 
-class BadRequest(Exception):
+class BadRequest(Refused):
     """A request this proxy cannot read as exactly one HTTP/1.x request."""
 
     def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+        super().__init__(message, status)
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ class DockerProxy:
                 request = read_request(client)
                 target = self.policy.check(request.method, request.target, request.body,
                                            self._inspect)
-            except (BadRequest, Refused) as refused:
+            except Refused as refused:  # BadRequest too
                 if refused.status != 404:  # a removed container's inspect is no news
                     call = f" {request.method} {request.path}" if request else ""
                     self.log(f"docker proxy refused{call}: {refused.message}")

@@ -45,3 +45,15 @@ def inferbench_env(pg_home, db_url, monkeypatch) -> Path:
     monkeypatch.setenv("INFERBENCH_HOME", str(pg_home))
     monkeypatch.setenv("INFERBENCH_DB_URL", db_url)
     return pg_home
+
+
+class TaskLog:
+    """Collects what a stage runner writes into the task log (its `log` argument)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, *args) -> None:
+        self.lines.append(msg % args)
+
+    warning = info

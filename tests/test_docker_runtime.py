@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TaskLog
 from sqlalchemy import func, inspect, select
 
 from inferbench import containers
@@ -112,18 +112,6 @@ def test_on_kill_removes_a_running_stage_container(docker_client, stage_image, t
     thread.join(60)
     assert not thread.is_alive() and outcome and outcome[0] is not None
     assert containers.run_containers(docker_client, run_id) == []
-
-
-class _TaskLog:
-    """Collects what a runner logs, as the task log would show it."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, fmt: str, *args) -> None:
-        self.lines.append(fmt % args)
-
-    warning = info
 
 
 def _python_runner(image: str, script: str, *args: str):
@@ -231,7 +219,7 @@ def test_a_sigkilled_task_leaves_its_containers_and_the_next_attempt_removes_the
                 for c in containers.run_containers(docker_client, run_id)}
         assert left == {"measure": "running", server_role: "running"}
 
-        retry = _TaskLog()
+        retry = TaskLog()
         proxies = home / containers.PROXY_DIR_NAME
         _python_runner(stage_image, "import os, sys; print('sockets seen:', os.listdir("
                        "sys.argv[1]))", str(proxies)).run(
@@ -268,7 +256,7 @@ def test_the_stop_stage_removes_a_server_that_a_killed_serve_never_recorded(
         stage_image, ["120"], entrypoint=["sleep"], detach=True, network_mode="none",
         labels={containers.LABEL_RUN: run_id,
                 containers.LABEL_ROLE: containers.server_role("onnxruntime", 1)})
-    log = _TaskLog()
+    log = TaskLog()
     try:
         _python_runner(stage_image, "print('no server recorded')").run(
             StageCall(Stage.STOP, run_id, {}, "onnxruntime"), log)

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from conftest import TaskLog
 
 from inferbench.cli import main
 from inferbench.containers import RUNTIMES
@@ -27,18 +28,6 @@ from inferbench.pipeline import (
     stage_args,
     validate_stage_args,
 )
-
-
-class _Log:
-    """Collects what a runner writes into the task log."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def info(self, msg: str, *args) -> None:
-        self.lines.append(msg % args)
-
-    warning = info
 
 
 def _script_runner(code: str):
@@ -168,7 +157,7 @@ def test_operator_hands_the_call_to_its_runtime_runner():
 def test_local_runner_streams_output_and_returns_the_last_result():
     code = ("import os; print('hello'); print('RESULT {\"n\": 1}'); "
             f"print('spec', os.environ[{SPEC_ENV!r}]); print('RESULT {{\"n\": 2}}')")
-    log = _Log()
+    log = TaskLog()
     assert _script_runner(code).run(_call(), log) == {"n": 2}
     assert "hello" in log.lines
     assert 'spec {"platforms": ["onnxruntime"]}' in log.lines
@@ -180,7 +169,7 @@ def test_local_runner_failure_carries_the_output_tail():
 
     code = "import sys; [print(i) for i in range(100)]; sys.exit(3)"
     with pytest.raises(StageFailed, match="stage 'generate' exited with code 3") as failed:
-        _script_runner(code).run(_call(), _Log())
+        _script_runner(code).run(_call(), TaskLog())
     assert failed.value.returncode == 3
     assert failed.value.tail == [str(i) for i in range(70, 100)]
 
@@ -199,7 +188,7 @@ def test_local_runner_kill_stops_the_whole_process_group(tmp_path):
 
     def run() -> None:
         try:
-            runner.run(_call(), _Log())
+            runner.run(_call(), TaskLog())
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - the killed stage's failure is expected
             outcome.append(exc)
