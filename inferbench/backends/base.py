@@ -111,9 +111,13 @@ class Backend(ABC):
     def serving_device(self, base_url: str, model_name: str) -> str:
         """Where the running server really runs the model ("cpu" or "gpu:<index>"), as the
         analysis labels, prices and meters it. A platform that can only run on the CPU says
-        so; one that can use a GPU asks its server."""
+        so; one that can use a GPU asks its server (ask_serving_device)."""
         if set(self.descriptor.devices) == {DeviceKind.CPU}:
             return DeviceKind.CPU.value
+        return self.ask_serving_device(base_url, model_name)
+
+    def ask_serving_device(self, base_url: str, model_name: str) -> str:
+        """serving_device of a platform that can use a GPU: asked of its running server."""
         raise NotImplementedError(f"{self.name} can run on {sorted(self.descriptor.devices)}: "
                                   "its backend must ask the server where the model runs")
 

@@ -11,7 +11,6 @@ from typing import ClassVar
 
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext
 from inferbench.errors import InferBenchError
-from inferbench.platforms import DeviceKind
 
 
 class FastApiRuntimeBackend(Backend):
@@ -38,10 +37,8 @@ class FastApiRuntimeBackend(Backend):
                str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
         ])
 
-    def serving_device(self, base_url: str, model_name: str) -> str:
+    def ask_serving_device(self, base_url: str, model_name: str) -> str:
         """The device the server's model metadata reports (servers/fastapi_server.py)."""
-        if set(self.descriptor.devices) == {DeviceKind.CPU}:
-            return DeviceKind.CPU.value
         url = f"{base_url}/v2/models/{model_name}"
         try:
             with urllib.request.urlopen(url, timeout=30) as response:

@@ -332,7 +332,7 @@ class TritonBackend(Backend):
         return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=ctx.workdir)
 
-    def serving_device(self, base_url: str, model_name: str) -> str:
+    def ask_serving_device(self, base_url: str, model_name: str) -> str:
         """The instance group Triton loaded the model with (its model config endpoint):
         KIND_GPU on its first listed GPU, anything else the CPU."""
         import json

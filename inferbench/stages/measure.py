@@ -51,7 +51,8 @@ def run(ctx: StageContext, platform: str, config: int = 0) -> MeasureResult:
     # platform's teardown would, but only after the remaining configurations. So first stop
     # whatever server an earlier configuration of this platform, or an earlier attempt at
     # this one (a retry, a cleared task), left running: one server on the machine at a time.
-    serve.stop_servers(ctx, platform, every)
+    # serve.start stops this configuration's own earlier server.
+    serve.stop_servers(ctx, platform, [r for r in every if r.index != resolved.index])
     try:
         endpoint = serve.start(ctx, resolved)
         measured = load.drive(ctx, resolved, endpoint)

@@ -28,7 +28,7 @@ from inferbench.backends.process import (
 )
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
-from inferbench.platforms import device_kind, gpu_index
+from inferbench.platforms import gpu_index
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
 from inferbench.spec import Transport
 from inferbench.stages.common import Endpoint, StageContext, read_endpoint, read_json, write_json
@@ -126,8 +126,7 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
 def _check_device(platform: str, asked: str, runs_on: str) -> None:
     """A server that runs the model elsewhere than the spec's hardware (a silent fall-back
     to the CPU) fails its deployment: its numbers would describe another device."""
-    if device_kind(runs_on) is not device_kind(asked) or (
-            gpu_index(asked) is not None and gpu_index(runs_on) != gpu_index(asked)):
+    if gpu_index(runs_on) != gpu_index(asked):  # None on the CPU; "gpu" is gpu:0
         raise InferBenchError(f"platform {platform!r} was asked to run the model on {asked} "
                               f"(hardware) but its server runs it on {runs_on}; fix: see the "
                               "server's log for why, or set hardware to where it can run")
