@@ -40,9 +40,12 @@ Settings (Airflow config section [inferbench], so also AIRFLOW__INFERBENCH__* va
 - sched_policy: rr_fcfs | rr_sjf | qa_sjf (default qa_sjf)
 - sched_aging_rate: seconds of predicted length a job gains per second waited (default 0.1)
 - sched_dags: comma-separated DAG ids whose runs are scheduled (default: the benchmark DAG)
-Workers are the Airflow pools named worker-0, worker-1, ... (slots = 1 each); `inferbench
-up` creates them (INFERBENCH_WORKERS, default 1); in the cluster, airflow-init does, and
-each worker-N Celery worker listens on the queue of the same name, which the hook sets too.
+Workers are the Airflow pools named <class>-worker-<n> (slots = 1 each; the class, cpu or
+gpu, is where the worker can run a model: inferbench/scheduling/workers.py); `inferbench up`
+creates them (INFERBENCH_WORKERS, default 1, of this host's class); in the cluster,
+airflow-init does, and each worker's Celery worker listens on the queue of the same name,
+which the hook sets too. A run is placed only among the workers of the class its spec's
+`hardware` needs.
 
 A job's first task (a root of the DAG) gets the job's weight; its later tasks get a boost
 over every first task, so a job that holds a worker keeps it between its tasks. That is a
@@ -69,6 +72,12 @@ from inferbench.scheduling.policies import (
     parse_policy,
     priority_weight,
 )
+from inferbench.scheduling.workers import (
+    POOL_SUFFIX,
+    eligible_workers,
+    no_worker_reason,
+    sort_workers,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -80,7 +89,6 @@ log = logging.getLogger(__name__)
 
 SECTION = "inferbench"
 DEFAULT_SCHED_DAGS = (BENCHMARK_DAG_ID,)
-WORKER_POOL_PREFIX = "worker-"
 DECISION_VARIABLE_PREFIX = "inferbench_sched__"
 
 RunKey = tuple[str, str]  # (dag_id, run_id)
@@ -172,22 +180,17 @@ def predicted_seconds(conf: dict[str, Any], results_url: str) -> float:
 
 # --- Airflow's side: reads and writes through the session that is creating the run --------
 
-def _sort_workers(names: list[str]) -> list[str]:
-    return sorted(names, key=lambda n: int(n[len(WORKER_POOL_PREFIX):]))
-
-
-def _worker_pools(session: Session, lock: bool = False) -> list[str]:
+def worker_pools(session: Session, lock: bool = False) -> list[str]:
     """The worker pools; with `lock`, their rows locked until the caller's transaction
     ends."""
     from airflow.models.pool import Pool
     from sqlalchemy import select
 
-    query = (select(Pool.pool).where(Pool.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))
+    query = (select(Pool.pool).where(Pool.pool.contains(POOL_SUFFIX, autoescape=True))
              .order_by(Pool.pool))
     if lock:
         query = query.with_for_update(key_share=True)
-    names = session.scalars(query).all()
-    return _sort_workers([n for n in names if n[len(WORKER_POOL_PREFIX):].isdigit()])
+    return sort_workers(session.scalars(query).all())
 
 
 def _pending_variables(session: Session) -> dict[str, Any]:
@@ -251,7 +254,7 @@ def _last_worker(session: Session, dag_ids: set[str], dag_run: Any) -> str | Non
         .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id,
                            DagRun.run_id == TaskInstance.run_id))
         .where(DagRun.dag_id.in_(sorted(dag_ids)), DagRun.id != dag_run.id,
-               TaskInstance.pool.startswith(WORKER_POOL_PREFIX, autoescape=True))
+               TaskInstance.pool.contains(POOL_SUFFIX, autoescape=True))
         .order_by(DagRun.id.desc()).limit(1))
 
 
@@ -284,12 +287,17 @@ def _decide_in(session: Session, dag_run: Any) -> Decision:
     kept = _kept(session, [key])
     if key in kept:
         return kept[key]
-    predicted = predicted_seconds(dict(dag_run.conf or {}), _results_url())
-    workers = _worker_pools(session, lock=True)
+    conf = dict(dag_run.conf or {})
+    predicted = predicted_seconds(conf, _results_url())
+    pools = worker_pools(session, lock=True)
+    if not pools:
+        raise InferBenchError("no worker pools (cpu-worker-0, gpu-worker-0, ...) exist in "
+                              "Airflow; fix: run `inferbench up` or create them with "
+                              "`airflow pools set gpu-worker-0 1 'GPU worker 0'`")
+    hardware = job_spec(conf)[0].hardware
+    workers = eligible_workers(pools, hardware)
     if not workers:
-        raise InferBenchError("no worker pools (worker-0, worker-1, ...) exist in Airflow; "
-                              "fix: run `inferbench up` or create them with "
-                              "`airflow pools set worker-0 1 'GPU worker 0'`")
+        raise InferBenchError(no_worker_reason(hardware, pools))
     kept = _kept(session, [key])  # decided by another transaction while we waited
     if key in kept:
         return kept[key]
@@ -352,7 +360,7 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
     task_instance.pool = decision.worker
     task_instance.pool_slots = 1
     # The worker's Celery queue has the pool's name (docker-compose.yaml: `--queues
-    # worker-N`), so in the cluster the task also runs on that worker's host; the
+    # gpu-worker-N`), so in the cluster the task also runs on that worker's host; the
     # LocalExecutor of the embedded default ignores queues.
     task_instance.queue = decision.worker
     task_instance.priority_weight = priority_weight(decision.order_key, continuation)
@@ -361,7 +369,7 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
 def _place_by_default(task_instance: Any, dag_run: Any) -> None:
     """The first worker pool (and its queue), weight 1; Airflow's defaults if none exists."""
     try:
-        workers = _in_run_session(dag_run, _worker_pools)
+        workers = _in_run_session(dag_run, worker_pools)
     except Exception:  # the metadata DB itself failing: leave the task as Airflow made it
         log.exception("could not read the worker pools")
         return

@@ -5,7 +5,9 @@ each fine but do not fit together (a batch size above max_batch_size, a grid ove
 a plan over the run's time budget) would create a run that fails in its first stage. This
 middleware sits in front of the trigger endpoint of the benchmark DAG, which the UI's
 trigger form and the REST API both call, and answers such a conf with HTTP 400 and the
-spec's own error (the field, the value, the fix) before any run exists.
+spec's own error (the field, the value, the fix) before any run exists. A spec asking for a
+GPU where no GPU worker exists (inferbench/scheduling/workers.py) is refused the same way:
+its run could only fail.
 
 The plugin is registered through the `airflow.plugins` entry point (pyproject.toml), so
 every Airflow that has InferBench installed loads it: the embedded default and the cluster.
@@ -13,6 +15,7 @@ every Airflow that has InferBench installed loads it: the embedded default and t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -45,10 +48,26 @@ def conf_problem(body: bytes) -> str | None:
     if not isinstance(conf, dict):
         return None  # no conf: the DAG's defaults, the demo spec
     try:
-        spec_from_conf(conf, source="the trigger's conf")
+        spec = spec_from_conf(conf, source="the trigger's conf")
     except InferBenchError as exc:
         return str(exc)
-    return None
+    return worker_problem(spec.hardware)
+
+
+def worker_problem(hardware: str) -> str | None:
+    """Why no worker can take a run with spec `hardware` (a GPU asked where only CPU
+    workers exist), or None. Reads the worker pools from Airflow's metadata database."""
+    from airflow.utils.session import create_session
+
+    from inferbench.platforms import DeviceKind
+    from inferbench.scheduling.workers import eligible_workers, job_class, no_worker_reason
+    from operators.scheduling import worker_pools
+
+    if job_class(hardware) is DeviceKind.CPU:
+        return None  # every worker has CPUs; no pool at all is the scheduler's to log
+    with create_session() as session:
+        pools = worker_pools(session)
+    return None if eligible_workers(pools, hardware) else no_worker_reason(hardware, pools)
 
 
 class SpecCheckMiddleware:
@@ -70,7 +89,9 @@ class SpecCheckMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body") or len(body) > MAX_BODY_BYTES:
                 break
-        problem = conf_problem(body) if len(body) <= MAX_BODY_BYTES else None
+        # In a thread: the check may read Airflow's database, which would block the loop.
+        problem = (await asyncio.to_thread(conf_problem, body)
+                   if len(body) <= MAX_BODY_BYTES else None)
         if problem is not None:
             answer = json.dumps({"detail": f"invalid benchmark spec: {problem}"}).encode()
             await send({"type": "http.response.start", "status": 400,

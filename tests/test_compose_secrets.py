@@ -48,7 +48,7 @@ def test_every_results_database_url_uses_the_results_roles_own_password():
 def test_what_the_worker_passes_to_stage_containers_holds_no_superuser_password():
     from operators.runners import PASSED_ENV
 
-    worker = _environments(_compose())["worker-0"]
+    worker = _environments(_compose())["gpu-worker-0"]
     passed = {key: worker[key] for key in PASSED_ENV if key in worker}
     assert "INFERBENCH_DB_URL" in passed
     for key, value in passed.items():

@@ -20,7 +20,8 @@ from conftest import ROOT
 from inferbench.netutil import free_port
 from inferbench.scheduling.jobmix import job_mix
 from inferbench.scheduling.observe import overlaps
-from inferbench.scheduling.policies import Policy, WorkerLoad, place, worker_names
+from inferbench.scheduling.policies import Policy, WorkerLoad, place
+from inferbench.scheduling.workers import worker_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -59,10 +59,10 @@ def test_compose_file_validates_and_refuses_to_start_without_secrets(tmp_path):
     assert all("//inferbench:r3sults@" in url and "s3cret" not in url for url in results_urls)
     assert services["postgres"]["environment"]["RESULTS_DB_PASSWORD"] == "r3sults"
     assert set(services) >= {"postgres", "redis", "api-server", "scheduler", "dag-processor",
-                             "triggerer", "worker-0"}
-    worker = services["worker-0"]
+                             "triggerer", "gpu-worker-0"}
+    worker = services["gpu-worker-0"]
     assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert "--queues worker-0" in " ".join(worker["command"] if isinstance(
+    assert "--queues gpu-worker-0" in " ".join(worker["command"] if isinstance(
         worker["command"], list) else [worker["command"]])
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from inferbench.embedded.postgres import database_url, ensure_postgres
 from inferbench.errors import InferBenchError
 from inferbench.load.priority import lower_priority
 from inferbench.netutil import poll_http_ok, port_is_free
+from inferbench.platforms import DeviceKind
+from inferbench.scheduling.workers import host_class
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server")
 WORKERS_ENV = "INFERBENCH_WORKERS"  # how many worker pools (GPU workers) to create
@@ -149,20 +152,22 @@ def _write_local_settings(home: Path) -> None:
         path.write_text(LOCAL_SETTINGS)
 
 
-def ensure_worker_pools(base_url: str, n: int) -> list[str]:
-    """Pools worker-0..n-1 with one slot each (a worker runs one job at a time); pools of
-    workers beyond n, left from an earlier start, are deleted so no job is placed there."""
+def ensure_worker_pools(base_url: str, n: int, hardware: DeviceKind) -> list[str]:
+    """Pools <hardware>-worker-0..n-1 with one slot each (a worker runs one job at a time);
+    other worker pools, left from an earlier start (more workers, another class, or the
+    class-less `worker-N` names of older versions), are deleted so no job is placed there."""
     from inferbench.airflow_api import AirflowClient
-    from inferbench.scheduling.policies import worker_names
+    from inferbench.scheduling.workers import parse_worker_pool, worker_names
 
     client = AirflowClient(base_url)
-    wanted = worker_names(n)
+    wanted = worker_names(n, hardware)
     existing = client.pools()
     for name in wanted:
-        client.set_pool(name, 1, f"GPU worker {name}: one benchmark job at a time",
-                        create=name not in existing)
+        client.set_pool(name, 1, f"{hardware.value.upper()} worker {name}: one benchmark job "
+                        "at a time", create=name not in existing)
     for name in existing:
-        if name.startswith("worker-") and name not in wanted:
+        stale = parse_worker_pool(name) or re.fullmatch(r"worker-\d+", name)
+        if stale and name not in wanted:
             client.delete_pool(name)
     return wanted
 
@@ -225,7 +230,7 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     logs.mkdir(parents=True, exist_ok=True)
     _migrate(env, home)
     _write_local_settings(home)
-    n_workers = worker_count()
+    n_workers, hardware = worker_count(), host_class()
     pids = {k: v for k, v in _read_pids(home).items() if _alive(v)}
     for name in COMPONENTS:
         if name in pids:
@@ -248,7 +253,7 @@ def start_airflow(home: Path, dags_folder: Path, port: int = 8080,
     if not poll_http_ok(health, timeout_s, interval_s=0.5):
         raise InferBenchError(f"the Airflow api-server did not answer at {health} within "
                               f"{timeout_s:.0f} s; see {logs / 'api-server.log'}")
-    ensure_worker_pools(base, n_workers)
+    ensure_worker_pools(base, n_workers, hardware)
     if wait_for_dag:
         from inferbench.airflow_api import AirflowClient
 

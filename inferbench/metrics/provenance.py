@@ -44,7 +44,8 @@ def git_commit() -> str | None:
         return None
 
 
-def _gpus() -> list[dict[str, Any]]:
+def nvml_gpus() -> list[dict[str, Any]]:
+    """Name, driver and memory of each GPU NVML sees; empty on a host without one."""
     try:
         import pynvml
 
@@ -71,7 +72,7 @@ def collect_provenance() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "cpu_logical_cores": psutil.cpu_count(logical=True),
         "memory_bytes": psutil.virtual_memory().total,
-        "gpus": _gpus(),
+        "gpus": nvml_gpus(),
         "packages": versions,
         "git_commit": git_commit(),
     }

@@ -70,13 +70,6 @@ class WorkerLoad:
     queued_work_s: float = 0.0
 
 
-def worker_names(n: int) -> list[str]:
-    """Pool names of n workers: worker-0 .. worker-(n-1)."""
-    if n < 1:
-        raise InferBenchError(f"number of workers {n!r} must be >= 1")
-    return [f"worker-{i}" for i in range(n)]
-
-
 def place(policy: Policy, workers: Sequence[str], loads: Mapping[str, WorkerLoad],
           last_worker: str | None) -> str:
     """The worker for a new job.

@@ -22,8 +22,8 @@ from inferbench.scheduling.policies import (
     order_key,
     place,
     priority_weight,
-    worker_names,
 )
+from inferbench.scheduling.workers import worker_names
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ def simulate(jobs: Sequence[SimJob], n_workers: int, policy: Policy,
     holds a worker back until then (a replay: when the real scheduler first started a task
     there)."""
     workers = worker_names(n_workers)
+    # A replay names its workers as the recorded run did (older runs: `worker-N`).
+    workers += sorted(set((placements or {}).values()) - set(workers))
     free_at = {w: (available_from or {}).get(w, 0.0) for w in workers}
     running: dict[str, tuple[SimJob, float] | None] = dict.fromkeys(workers)
     queues: dict[str, list] = {w: [] for w in workers}  # heap of (-weight, submitted, i)

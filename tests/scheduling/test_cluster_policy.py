@@ -8,6 +8,8 @@ one task, so each run is one job."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import ROOT
 from sqlalchemy import select
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.integration
 STANDIN_DAGS = ROOT / "benchmarks" / "scheduling" / "dags"
 DAG_ID = "inferbench_sched_job"
 TWO_STEP_ID = "sched_two_step"  # a DAG of two tasks, written by a test
-WORKERS = ("worker-0", "worker-1")
+WORKERS = ("cpu-worker-0", "cpu-worker-1")
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +125,12 @@ def test_runs_are_placed_weighted_and_their_decisions_kept_in_airflow(policy_ins
     trigger("c", 0.1)  # the shortest
     with create_session() as session:
         got = {r: kept(session, scheduling, r) for r in "abc"}
-        # queue-aware: a takes worker-0; b the idle worker-1; c the one with less queued
-        # (predicted) work, worker-1 (b is half as long as a)
-        assert [got[r].worker for r in "abc"] == ["worker-0", "worker-1", "worker-1"]
-        assert got["b"].loads == {"worker-0": [1, pytest.approx(got["a"].predicted_s, abs=1e-3)],
-                                  "worker-1": [0, 0.0]}
+        # queue-aware: a takes cpu-worker-0; b the idle cpu-worker-1; c the one with less queued
+        # (predicted) work, cpu-worker-1 (b is half as long as a)
+        assert [got[r].worker for r in "abc"] == ["cpu-worker-0", "cpu-worker-1", "cpu-worker-1"]
+        assert got["b"].loads == {"cpu-worker-0": [1, pytest.approx(got["a"].predicted_s,
+                                                                    abs=1e-3)],
+                                  "cpu-worker-1": [0, 0.0]}
         assert got["b"].predicted_s == pytest.approx(got["a"].predicted_s / 2)
         # shortest predicted first (keys share the busy period of a)
         assert got["a"].key_ref_s == got["b"].key_ref_s == got["c"].key_ref_s
@@ -146,18 +149,18 @@ def test_runs_are_placed_weighted_and_their_decisions_kept_in_airflow(policy_ins
         assert (ti.pool, ti.queue, ti.priority_weight) == placed(session, "c")
         assert decision_variables(session, scheduling) == 3
 
-        # a ends: the next decision sees worker-0 idle and deletes a's Variable.
+        # a ends: the next decision sees cpu-worker-0 idle and deletes a's Variable.
         a_run = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID,
                                                      DagRun.run_id == "a")).one()
         a_run.set_state(DagRunState.SUCCESS)
     trigger("d", 1.0)
     with create_session() as session:
         d = kept(session, scheduling, "d")
-        assert d.worker == "worker-0" and d.loads["worker-0"] == [0, 0.0]
-        assert d.loads["worker-1"][0] == 2
+        assert d.worker == "cpu-worker-0" and d.loads["cpu-worker-0"] == [0, 0.0]
+        assert d.loads["cpu-worker-1"][0] == 2
         assert kept(session, scheduling, "a") is None
         assert decision_variables(session, scheduling) == 3  # b, c, d
-        assert placed(session, "d") == ("worker-0", "worker-0", d.priority_weight)
+        assert placed(session, "d") == ("cpu-worker-0", "cpu-worker-0", d.priority_weight)
 
 
 def standin_task():
@@ -279,7 +282,50 @@ def test_a_conf_the_policy_cannot_place_neither_fails_the_trigger_nor_the_schedu
     bad["spec"] = {**bad["spec"], "min_duration_s": 30, "max_duration_s": 10}
     trigger_dag(DAG_ID, triggered_by=DagRunTriggeredByType.TEST, run_id="bad-conf", conf=bad)
     with create_session() as session:
-        assert placed(session, "bad-conf") == ("worker-0", "worker-0", 1)
+        assert placed(session, "bad-conf") == ("cpu-worker-0", "cpu-worker-0", 1)
         assert kept(session, policy_installed, "bad-conf") is None
     assert any("no scheduling decision" in r.getMessage() and "max_duration_s" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_a_gpu_run_goes_only_to_a_gpu_worker_and_is_refused_at_trigger_without_one(
+        policy_installed):
+    """Hardware classes: with CPU workers only, a GPU spec has no worker (the trigger check
+    names the reason; the hook places it by default). Once a GPU worker's pool exists, GPU
+    runs go there and nowhere else, and CPU runs keep to the CPU workers."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy import delete
+
+    from operators.trigger_check import conf_problem, worker_problem
+
+    def gpu_conf() -> dict:
+        gpu = conf(0.1)
+        gpu["spec"] = {**gpu["spec"], "hardware": "gpu:1"}
+        return gpu
+
+    problem = worker_problem("gpu:1")
+    assert "hardware 'gpu:1' needs a GPU worker" in problem and "cpu-worker-0" in problem
+    assert "fix: add a gpu-worker-<n> worker" in problem
+    assert worker_problem("cpu") is None
+    body = {"conf": {"hardware": "gpu", "platforms": ["onnxruntime"], "formats": ["onnx"]}}
+    assert "needs a GPU worker" in conf_problem(json.dumps(body).encode())
+
+    Pool.create_or_update_pool("gpu-worker-0", 1, "test GPU worker", include_deferred=False)
+    try:
+        assert worker_problem("gpu:1") is None
+        for run_id, run_conf in (("gpu-a", gpu_conf()), ("cpu-a", conf(0.1)),
+                                 ("gpu-b", gpu_conf()), ("cpu-b", conf(0.1))):
+            trigger_dag(DAG_ID, triggered_by=DagRunTriggeredByType.TEST, run_id=run_id,
+                        conf=run_conf)
+        with create_session() as session:
+            pools = {r: placed(session, r)[0] for r in ("gpu-a", "gpu-b", "cpu-a", "cpu-b")}
+            gpu_decision = kept(session, policy_installed, "gpu-b")
+        assert pools["gpu-a"] == pools["gpu-b"] == "gpu-worker-0"  # busy, but the only one
+        assert {pools["cpu-a"], pools["cpu-b"]} == set(WORKERS)
+        assert set(gpu_decision.loads) == {"gpu-worker-0"}  # it saw only its own class
+    finally:
+        with create_session() as session:
+            session.execute(delete(Pool).where(Pool.pool == "gpu-worker-0"))

@@ -15,14 +15,14 @@ from inferbench.scheduling.policies import (
     parse_policy,
     place,
     priority_weight,
-    worker_names,
 )
+from inferbench.scheduling.workers import worker_names
 
 W = worker_names(3)
 
 
 def test_worker_names_and_bad_count():
-    assert W == ["worker-0", "worker-1", "worker-2"]
+    assert W == ["cpu-worker-0", "cpu-worker-1", "cpu-worker-2"]
     with pytest.raises(InferBenchError, match="0"):
         worker_names(0)
 
@@ -35,22 +35,22 @@ def test_parse_policy_names_the_allowed_values():
 
 @pytest.mark.parametrize("policy", [Policy.RR_FCFS, Policy.RR_SJF])
 def test_round_robin_ignores_load(policy):
-    busy = {"worker-1": WorkerLoad(5, 500.0)}
-    assert place(policy, W, busy, None) == "worker-0"
-    assert place(policy, W, busy, "worker-0") == "worker-1"  # even though it is the busiest
-    assert place(policy, W, busy, "worker-2") == "worker-0"
-    assert place(policy, W, busy, "worker-9") == "worker-0"  # a pool that is gone
+    busy = {"cpu-worker-1": WorkerLoad(5, 500.0)}
+    assert place(policy, W, busy, None) == "cpu-worker-0"
+    assert place(policy, W, busy, "cpu-worker-0") == "cpu-worker-1"  # even though it is the busiest
+    assert place(policy, W, busy, "cpu-worker-2") == "cpu-worker-0"
+    assert place(policy, W, busy, "cpu-worker-9") == "cpu-worker-0"  # a pool that is gone
 
 
 def test_queue_aware_prefers_idle_then_least_work():
-    loads = {"worker-0": WorkerLoad(1, 10.0), "worker-1": WorkerLoad(0, 0.0),
-             "worker-2": WorkerLoad(2, 3.0)}
-    assert place(Policy.QA_SJF, W, loads, "worker-0") == "worker-1"  # idle first
-    loads["worker-1"] = WorkerLoad(3, 50.0)
-    assert place(Policy.QA_SJF, W, loads, None) == "worker-2"  # least queued work
-    loads["worker-0"] = WorkerLoad(1, 3.0)
-    assert place(Policy.QA_SJF, W, loads, None) == "worker-0"  # tie on work: fewer jobs
-    assert place(Policy.QA_SJF, W, {}, None) == "worker-0"  # nothing known: all idle
+    loads = {"cpu-worker-0": WorkerLoad(1, 10.0), "cpu-worker-1": WorkerLoad(0, 0.0),
+             "cpu-worker-2": WorkerLoad(2, 3.0)}
+    assert place(Policy.QA_SJF, W, loads, "cpu-worker-0") == "cpu-worker-1"  # idle first
+    loads["cpu-worker-1"] = WorkerLoad(3, 50.0)
+    assert place(Policy.QA_SJF, W, loads, None) == "cpu-worker-2"  # least queued work
+    loads["cpu-worker-0"] = WorkerLoad(1, 3.0)
+    assert place(Policy.QA_SJF, W, loads, None) == "cpu-worker-0"  # tie on work: fewer jobs
+    assert place(Policy.QA_SJF, W, {}, None) == "cpu-worker-0"  # nothing known: all idle
 
 
 def test_fcfs_key_is_submission_time_and_sjf_key_ages():

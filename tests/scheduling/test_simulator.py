@@ -18,10 +18,10 @@ def jobs(*lengths: float) -> list[SimJob]:
 def test_one_worker_sjf_vs_fcfs_exact():
     mix = jobs(5, 1, 3)
     sjf = simulate(mix, 1, Policy.RR_SJF, gap_s=0, eligible_delay_s=0)
-    assert orders(sjf) == {"worker-0": ["j1", "j2", "j0"]}
+    assert orders(sjf) == {"cpu-worker-0": ["j1", "j2", "j0"]}
     assert sorted(r.jct_s for r in sjf) == [1, 4, 9]
     fcfs = simulate(mix, 1, Policy.RR_FCFS, gap_s=0, eligible_delay_s=0)
-    assert orders(fcfs) == {"worker-0": ["j0", "j1", "j2"]}
+    assert orders(fcfs) == {"cpu-worker-0": ["j0", "j1", "j2"]}
     assert sorted(r.jct_s for r in fcfs) == [5, 6, 9]
 
 
@@ -33,16 +33,18 @@ def test_gap_and_eligibility_delay():
 def test_placement_queue_aware_vs_round_robin():
     mix = jobs(10, 1, 1, 1)
     qa = {r.label: r.worker for r in simulate(mix, 2, Policy.QA_SJF, gap_s=0)}
-    assert qa == {"j0": "worker-0", "j1": "worker-1", "j2": "worker-1", "j3": "worker-1"}
+    assert qa == {"j0": "cpu-worker-0", "j1": "cpu-worker-1", "j2": "cpu-worker-1",
+                  "j3": "cpu-worker-1"}
     rr = {r.label: r.worker for r in simulate(mix, 2, Policy.RR_FCFS, gap_s=0)}
-    assert rr == {"j0": "worker-0", "j1": "worker-1", "j2": "worker-0", "j3": "worker-1"}
+    assert rr == {"j0": "cpu-worker-0", "j1": "cpu-worker-1", "j2": "cpu-worker-0",
+                  "j3": "cpu-worker-1"}
 
 
 def test_replayed_placements_are_kept():
     mix = jobs(3, 3, 3)
-    res = simulate(mix, 2, Policy.QA_SJF, placements={"j0": "worker-1", "j1": "worker-1",
-                                                      "j2": "worker-1"})
-    assert {r.worker for r in res} == {"worker-1"}
+    res = simulate(mix, 2, Policy.QA_SJF, placements={"j0": "cpu-worker-1", "j1": "cpu-worker-1",
+                                                      "j2": "cpu-worker-1"})
+    assert {r.worker for r in res} == {"cpu-worker-1"}
 
 
 def test_at_scale_queue_aware_sjf_beats_round_robin_fcfs():
@@ -63,6 +65,6 @@ def test_a_held_back_worker_starts_the_best_job_waiting_then():
     one first although the longer one was submitted (and eligible) earlier."""
     mix = [SimJob("long", T0, 5, 5), SimJob("short", T0 + 0.5, 1, 1)]
     res = simulate(mix, 1, Policy.RR_SJF, gap_s=0, eligible_delay_s=0,
-                   available_from={"worker-0": T0 + 2})
-    assert orders(res) == {"worker-0": ["short", "long"]}
+                   available_from={"cpu-worker-0": T0 + 2})
+    assert orders(res) == {"cpu-worker-0": ["short", "long"]}
     assert [(r.label, r.start_s - T0) for r in res] == [("short", 2.0), ("long", 3.0)]

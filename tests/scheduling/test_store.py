@@ -10,8 +10,9 @@ from sqlalchemy import delete
 
 from inferbench.errors import InferBenchError
 from inferbench.scheduling.decisions import ActiveJob, Decision, decide
-from inferbench.scheduling.policies import Policy, priority_weight, worker_names
+from inferbench.scheduling.policies import Policy, priority_weight
 from inferbench.scheduling.store import record, recorded, stored
+from inferbench.scheduling.workers import worker_names
 
 W = worker_names(2)
 DAG = "test_store_dag"
@@ -22,35 +23,36 @@ def test_decisions_place_from_what_is_active_and_key_from_the_busy_period():
     kw = {"dag_id": DAG, "policy": Policy.QA_SJF, "aging_rate": 0.1, "workers": W,
           "last_worker": None}
     a = decide(run_id="a", predicted_s=30.0, active=[], now_s=T, **kw)
-    assert (a.worker, a.key_ref_s, a.order_key) == ("worker-0", T, 30.0)
+    assert (a.worker, a.key_ref_s, a.order_key) == ("cpu-worker-0", T, 30.0)
     assert a.priority_weight == priority_weight(30.0)
-    # a is active (running for 10 s): worker-1 is idle, so b goes there
+    # a is active (running for 10 s): cpu-worker-1 is idle, so b goes there
     b = decide(run_id="b", predicted_s=5.0, active=[ActiveJob(a, T)], now_s=T + 10, **kw)
-    assert b.worker == "worker-1" and b.loads == {"worker-0": [1, 20.0], "worker-1": [0, 0.0]}
+    assert b.worker == "cpu-worker-1"
+    assert b.loads == {"cpu-worker-0": [1, 20.0], "cpu-worker-1": [0, 0.0]}
     assert (b.key_ref_s, b.order_key) == (T, 5.0 + 0.1 * 10)  # same busy period as a
-    # both busy: least queued work is worker-1 (5 s waiting) vs worker-0 (30 - 12 left)
+    # both busy: least queued work is cpu-worker-1 (5 s waiting) vs cpu-worker-0 (30 - 12 left)
     c = decide(run_id="c", predicted_s=1.0, active=[ActiveJob(a, T), ActiveJob(b, None)],
                now_s=T + 12, **kw)
-    assert c.worker == "worker-1" and c.loads["worker-0"] == [1, 18.0]
+    assert c.worker == "cpu-worker-1" and c.loads["cpu-worker-0"] == [1, 18.0]
     # a job past its prediction counts no work, but still holds its worker
     late = decide(run_id="late", predicted_s=1.0, active=[ActiveJob(a, T)], now_s=T + 99, **kw)
-    assert late.loads["worker-0"] == [1, 0.0] and late.worker == "worker-1"
+    assert late.loads["cpu-worker-0"] == [1, 0.0] and late.worker == "cpu-worker-1"
     # a job on a worker that is gone counts nowhere
-    gone = dataclasses.replace(a, worker="worker-7")
+    gone = dataclasses.replace(a, worker="cpu-worker-7")
     assert decide(run_id="x", predicted_s=1.0, active=[ActiveJob(gone, None)], now_s=T,
-                  **kw).loads == {"worker-0": [0, 0.0], "worker-1": [0, 0.0]}
+                  **kw).loads == {"cpu-worker-0": [0, 0.0], "cpu-worker-1": [0, 0.0]}
     # nothing active any more: a new busy period starts, keys count from it
     d = decide(run_id="d", predicted_s=2.0, active=[], now_s=T + 1000, **kw)
-    assert (d.key_ref_s, d.order_key, d.worker) == (T + 1000, 2.0, "worker-0")
+    assert (d.key_ref_s, d.order_key, d.worker) == (T + 1000, 2.0, "cpu-worker-0")
 
 
 def test_round_robin_continues_from_the_last_worker():
     kw = {"dag_id": DAG, "policy": Policy.RR_FCFS, "aging_rate": 0.1, "workers": W,
           "active": [], "predicted_s": 1.0, "now_s": T}
-    assert decide(run_id="r0", last_worker=None, **kw).worker == "worker-0"
-    assert decide(run_id="r1", last_worker="worker-0", **kw).worker == "worker-1"
-    assert decide(run_id="r2", last_worker="worker-1", **kw).worker == "worker-0"
-    assert decide(run_id="r3", last_worker="worker-9", **kw).worker == "worker-0"
+    assert decide(run_id="r0", last_worker=None, **kw).worker == "cpu-worker-0"
+    assert decide(run_id="r1", last_worker="cpu-worker-0", **kw).worker == "cpu-worker-1"
+    assert decide(run_id="r2", last_worker="cpu-worker-1", **kw).worker == "cpu-worker-0"
+    assert decide(run_id="r3", last_worker="cpu-worker-9", **kw).worker == "cpu-worker-0"
 
 
 def test_decision_json_round_trip_and_refusal():
@@ -61,7 +63,7 @@ def test_decision_json_round_trip_and_refusal():
     with pytest.raises(InferBenchError, match="not a scheduling decision"):
         Decision.from_json('{"dag_id": "x"}')
     with pytest.raises(InferBenchError, match="not a scheduling decision"):
-        Decision.from_json("worker-0")
+        Decision.from_json("cpu-worker-0")
 
 
 @pytest.fixture
@@ -100,6 +102,6 @@ def test_record_once_per_run_replace_when_placed_again(conn):
     again = decide(run_id="a", predicted_s=30.0, active=[ActiveJob(b, None)],
                    now_s=T + 60, **kw)
     assert record(conn, again)
-    assert stored(conn, DAG, "a").worker == again.worker == "worker-0"
+    assert stored(conn, DAG, "a").worker == again.worker == "cpu-worker-0"
     assert stored(conn, DAG, "a").submitted_s == T + 60
     assert {r["run_id"]: r["seq"] for r in recorded(conn, DAG, ["a", "b"])} == seq

@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 
 from inferbench.errors import InferBenchError
-from inferbench.scheduling.policies import worker_names
 from inferbench.scheduling.sweep import expand_sweep, load_sweep, planned_placement
+from inferbench.scheduling.workers import worker_names
 from inferbench.spec import parse_spec
 
 SMALL = {
@@ -79,7 +79,7 @@ def test_small_sweep_planned_placement_fills_idle_workers_then_least_work():
     runs = expand_sweep(SMALL, "tiny")
     plan = planned_placement(runs, worker_names(3))
     order = [plan[r.run_id] for r in runs]
-    assert order[:3] == ["worker-0", "worker-1", "worker-2"]  # idle first
+    assert order[:3] == ["cpu-worker-0", "cpu-worker-1", "cpu-worker-2"]  # idle first
     per_worker = {w: sum(r.predicted_s for r in runs if plan[r.run_id] == w)
                   for w in worker_names(3)}
     # greedy least-work keeps the workers within one job of each other

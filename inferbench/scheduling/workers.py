@@ -1,0 +1,89 @@
+"""Workers and their hardware class.
+
+A worker is an Airflow pool of one slot (and, in the cluster, the Celery queue of the same
+name) called `<class>-worker-<n>`, the class being where it can run a model: `cpu` or
+`gpu` (the platforms' DeviceKind). The name carries the class so that the job scheduler
+can route a run from the pools alone, with nothing else to keep in step:
+- a run whose spec asks for a GPU (`hardware` "gpu" or "gpu:<index>") goes only to a GPU
+  worker, and is refused at trigger when there is none;
+- a CPU run goes to the CPU workers, or, where the cluster has none, to the GPU workers
+  (a GPU worker has CPUs; its results are labelled by the CPU the model ran on).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from inferbench.errors import InferBenchError
+from inferbench.platforms import DeviceKind, device_kind
+
+POOL_SUFFIX = "-worker-"
+POOL_NAME = re.compile(rf"^({'|'.join(k.value for k in DeviceKind)}){POOL_SUFFIX}(\d+)$")
+WORKER_CLASS_ENV = "INFERBENCH_WORKER_CLASS"
+
+
+def worker_pool(hardware: DeviceKind | str, index: int) -> str:
+    return f"{DeviceKind(hardware).value}{POOL_SUFFIX}{index}"
+
+
+def parse_worker_pool(name: str) -> tuple[DeviceKind, int] | None:
+    """(class, index) of a worker pool's name; None for any other pool."""
+    match = POOL_NAME.fullmatch(name)
+    return (DeviceKind(match[1]), int(match[2])) if match else None
+
+
+def worker_names(n: int, hardware: DeviceKind | str = DeviceKind.CPU) -> list[str]:
+    """Pool names of n workers of one class: <class>-worker-0 .. <class>-worker-(n-1)."""
+    if n < 1:
+        raise InferBenchError(f"number of workers {n!r} must be >= 1")
+    return [worker_pool(hardware, i) for i in range(n)]
+
+
+def sort_workers(names: Iterable[str]) -> list[str]:
+    """The worker pools among `names`, CPU workers first, each class by index."""
+    parsed = [(p, n) for n in names if (p := parse_worker_pool(n))]
+    order = list(DeviceKind)
+    return [n for p, n in sorted(parsed, key=lambda pn: (order.index(pn[0][0]), pn[0][1]))]
+
+
+def job_class(hardware: str) -> DeviceKind:
+    """The worker class a run needs: its spec's `hardware` device kind."""
+    return device_kind(hardware)
+
+
+def eligible_workers(workers: Sequence[str], hardware: str) -> list[str]:
+    """The workers a run with spec `hardware` may go to (see the module's doc); empty when
+    none can take it."""
+    by_class = {k: [w for w in workers if (p := parse_worker_pool(w)) and p[0] is k]
+                for k in DeviceKind}
+    if job_class(hardware) is DeviceKind.GPU:
+        return by_class[DeviceKind.GPU]
+    return by_class[DeviceKind.CPU] or by_class[DeviceKind.GPU]
+
+
+def no_worker_reason(hardware: str, workers: Sequence[str]) -> str:
+    """Why a run with spec `hardware` has no worker, naming the fix."""
+    return (f"hardware {hardware!r} needs a {job_class(hardware).value.upper()} worker, and "
+            f"none exists (worker pools: {list(workers) or 'none'}); fix: add a "
+            f"{job_class(hardware).value}{POOL_SUFFIX}<n> worker (docker-compose.yaml's "
+            "worker block; `INFERBENCH_WORKER_CLASS=gpu inferbench up` on a GPU host), or set "
+            'hardware to "cpu"')
+
+
+def host_class(env: dict[str, str] | None = None) -> DeviceKind:
+    """The class of this host's workers: INFERBENCH_WORKER_CLASS when set, else `gpu` when
+    NVML sees a GPU, else `cpu`."""
+    import os
+
+    value = (env if env is not None else os.environ).get(WORKER_CLASS_ENV, "").strip()
+    if value:
+        try:
+            return DeviceKind(value)
+        except ValueError:
+            raise InferBenchError(
+                f"{WORKER_CLASS_ENV} {value!r} is not a worker class; fix: set one of "
+                f"{[k.value for k in DeviceKind]!r} or unset it") from None
+    from inferbench.metrics.provenance import nvml_gpus
+
+    return DeviceKind.GPU if nvml_gpus() else DeviceKind.CPU
