@@ -104,6 +104,17 @@ def energy_from_power_j(t_ns: np.ndarray, power_w: np.ndarray) -> float:
     return float(np.sum((p[1:] + p[:-1]) * 0.5 * np.diff(t)))
 
 
+def energy_from_nvml_counter_j(energy_mj: np.ndarray) -> float | None:
+    """Energy (J) between the first and last of time-ordered readings of NVML's total-energy
+    counter (mJ, 64-bit: it does not wrap); None with fewer than two readings or when the
+    counter went back (the driver reloaded between them)."""
+    e = np.asarray(energy_mj, dtype=np.float64)
+    e = e[np.isfinite(e)]
+    if e.size < 2 or np.any(np.diff(e) < 0):
+        return None
+    return float(e[-1] - e[0]) / 1e3
+
+
 def energy_from_counter_j(start_uj: int, end_uj: int, max_range_uj: int) -> float:
     """Energy (J) between two readings of a wrapping counter (RAPL ``energy_uj``, whose range
     is ``max_energy_range_uj``): one wrap is corrected."""

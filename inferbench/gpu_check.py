@@ -47,7 +47,7 @@ def _model_file(workdir: Path) -> Path:
 
 def _gpu_figures(samples: list[dict[str, Any]], index: int, started_ns: int,
                  ended_ns: int) -> dict[str, Any]:
-    from analysis.cost import energy_from_power_j
+    from analysis.cost import energy_from_nvml_counter_j, energy_from_power_j
 
     rows = [s for s in samples if s.get("source") == f"gpu{index}"
             and started_ns <= s["t_ns"] <= ended_ns]
@@ -56,10 +56,16 @@ def _gpu_figures(samples: list[dict[str, Any]], index: int, started_ns: int,
                               "point; fix: install nvidia-ml-py and check the driver")
     t = np.array([r["t_ns"] for r in rows], dtype=np.int64)
     power = np.array([r["gpu_power_w"] for r in rows], dtype=np.float64)
+    counter = np.array([np.nan if r.get("gpu_energy_mj") is None else r["gpu_energy_mj"]
+                        for r in rows], dtype=np.float64)
+    counted = energy_from_nvml_counter_j(counter)  # what analyze uses where the GPU has it
+    integrated = energy_from_power_j(t, power)
     return {"gpu_util_pct_mean": float(np.mean([r["gpu_util_pct"] for r in rows])),
             "gpu_mem_bytes_max": int(max(r["gpu_mem_bytes"] for r in rows)),
             "gpu_power_w_mean": float(power.mean()), "nvml_readings": len(rows),
-            "energy_j": energy_from_power_j(t, power)}
+            "energy_j_power_integral": integrated, "energy_j_counter": counted,
+            "energy_method": "nvml_energy_counter" if counted is not None else "nvml_power",
+            "energy_j": counted if counted is not None else integrated}
 
 
 def check(device: str, seconds: float, concurrency: int = 4) -> dict[str, Any]:

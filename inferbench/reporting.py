@@ -190,7 +190,9 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                "Prices from analysis/data/instance_prices.csv (editable).",
                                "energy method `estimate_cpu_tdp` is an ESTIMATE (server CPU use "
                                "x an assumed 10 W per busy core), not a measurement; "
-                               "`nvml_power` integrates NVML power samples.",
+                               "`nvml_energy_counter` is the GPU's NVML total-energy counter "
+                               "over the point; `nvml_power` integrates NVML power samples "
+                               "(GPUs without the counter).",
                                "CO2 from analysis/data/grid_intensity.csv (region "
                                "INFERBENCH_GRID_REGION, default world)."],
                      "tables": [_table(["configuration", "run", "hardware", "$/hour",

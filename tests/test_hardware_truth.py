@@ -27,10 +27,12 @@ pytestmark = pytest.mark.integration
 FAKE_GPU = {"name": "NVIDIA H100 80GB HBM3", "driver": "fake", "memory_bytes": 80 * 2**30}
 
 
-def _collected_on_a_fake_gpu_host(run_id: str, tmp_path, db_url, device: str | None):
+def _collected_on_a_fake_gpu_host(run_id: str, tmp_path, db_url, device: str | None,
+                                  counter_w: float | None = None):
     """A measured run collected as on a host whose NVML lists one GPU drawing 300 W
     through every point (fake NVML), its server process busy on one core (fake sampler
-    readings); its server reported running on `device`."""
+    readings); its server reported running on `device`. With `counter_w`, the fake GPU
+    also has NVML's total-energy counter, rising at that many watts."""
     ctx, files = write_run(run_id, tmp_path, db_url, predictions=False)
     endpoint = read_json(files.endpoint)
     if device is not None:
@@ -51,7 +53,9 @@ def _collected_on_a_fake_gpu_host(run_id: str, tmp_path, db_url, device: str | N
             {"run_id": run_id, "platform": PLATFORM, "config_index": 0, "source": source,
              "t_ns": ts, "cpu_pct": 100.0 if source == "server" else None,
              "gpu_util_pct": 50.0 if source == "gpu0" else None,
-             "gpu_power_w": 300.0 if source == "gpu0" else None}
+             "gpu_power_w": 300.0 if source == "gpu0" else None,
+             "gpu_energy_mj": (int(counter_w * (ts - start) / 1e6)
+                               if source == "gpu0" and counter_w else None)}
             for source in ("gpu0", "server")
             for ts in range(start - 10**8, end + 10**8, 10**8)])
     return ctx
@@ -83,6 +87,36 @@ def test_a_model_served_on_the_gpu_of_a_fake_nvml_host_is_labelled_priced_metere
     hardware, methods, prices = _labels(db_url, "truth-gpu")
     assert hardware == FAKE_GPU["name"] and methods == {"nvml_power"}
     assert prices == {11.06}  # the cheapest H100 row of analysis/data/instance_prices.csv
+
+
+def test_a_gpu_with_nvml_s_energy_counter_is_metered_by_the_counter(db_url, tmp_path):
+    """Fake NVML: the counter rises at 250 W while the power readings say 300 W, so the
+    figure shows which source analyze used."""
+    ctx = _collected_on_a_fake_gpu_host("truth-counter", tmp_path, db_url, device="gpu:0",
+                                        counter_w=250.0)
+    STAGES["analyze"](ctx)
+    r, p = schema.results, schema.points
+    with perfdb.engine(db_url).connect() as conn:
+        rows = conn.execute(select(r.c.energy_method, r.c.energy_j_per_request, r.c.n_ok,
+                                   p.c.started_ns, p.c.ended_ns)
+                            .join(p, (p.c.run_id == r.c.run_id) & (p.c.point == r.c.point))
+                            .where(r.c.run_id == "truth-counter")).all()
+    assert rows
+    start = min(row.started_ns for row in rows)
+    grid = range(start - 10**8, max(row.ended_ns for row in rows) + 10**8, 10**8)
+    for row in rows:  # the counter's rise between the point's first and last samples
+        inside = [t for t in grid if row.started_ns <= t <= row.ended_ns]
+        assert row.energy_method == "nvml_energy_counter"
+        assert row.energy_j_per_request == pytest.approx(
+            250.0 * (inside[-1] - inside[0]) / 1e9 / row.n_ok, rel=0.01)
+
+
+def test_the_energy_counter_is_read_only_while_it_counts_forward():
+    from analysis.cost import energy_from_nvml_counter_j
+
+    assert energy_from_nvml_counter_j([1000, float("nan"), 4000]) == 3.0
+    assert energy_from_nvml_counter_j([5000, 100]) is None  # the driver reloaded
+    assert energy_from_nvml_counter_j([1000]) is None
 
 
 def test_a_deployment_recorded_before_devices_were_asked_counts_as_cpu(db_url, tmp_path):
@@ -156,3 +190,35 @@ def test_a_spec_asking_a_gpu_of_a_cpu_only_platform_is_refused_with_the_fix():
     assert parse_spec({**spec, "hardware": "cpu"}).hardware == "cpu"
     assert parse_spec({**spec, "platforms": ["onnxruntime"], "hardware": "gpu:1"}).hardware \
         == "gpu:1"
+
+
+def test_the_sampler_reads_a_fake_nvml_s_energy_counter_where_the_gpu_has_one(monkeypatch):
+    """A fake pynvml with two GPUs: the first has the total-energy counter, the second
+    answers NOT_SUPPORTED (pre-Volta), which the sampler then stops asking."""
+    import types
+
+    from inferbench.metrics.sampler import _Nvml
+
+    class NVMLError(Exception):
+        pass
+
+    asked = {0: 0, 1: 0}
+
+    def energy(handle):
+        asked[handle] += 1
+        if handle == 1:
+            raise NVMLError("Not Supported")
+        return 1_000_000 + 500 * asked[handle]
+
+    fake = types.SimpleNamespace(
+        NVMLError=NVMLError, nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=40),
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=2**30),
+        nvmlDeviceGetPowerUsage=lambda h: 250_000, nvmlDeviceGetTotalEnergyConsumption=energy)
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    nvml = _Nvml()
+    rows = nvml.sample(1) + nvml.sample(2)
+    assert [(r["source"], r["gpu_energy_mj"]) for r in rows] == [
+        ("gpu0", 1_000_500), ("gpu1", None), ("gpu0", 1_001_000), ("gpu1", None)]
+    assert rows[0]["gpu_power_w"] == 250.0 and asked[1] == 1

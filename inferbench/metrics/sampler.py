@@ -16,10 +16,16 @@ import psutil
 
 
 class _Nvml:
-    """NVML handles if the NVIDIA driver and nvidia-ml-py are present, else nothing."""
+    """NVML handles if the NVIDIA driver and nvidia-ml-py are present, else nothing.
+
+    Besides utilisation, memory and power, each reading carries the GPU's total-energy
+    counter (mJ since the driver loaded; Volta and later): the energy of a point is then the
+    counter's difference, exact between readings, where power samples integrated over
+    0.5 s would miss what happens between them. GPUs without the counter give None."""
 
     def __init__(self) -> None:
         self.handles: list = []
+        self._no_counter: set[int] = set()
         try:
             import pynvml
 
@@ -37,8 +43,18 @@ class _Nvml:
             mem = self.nvml.nvmlDeviceGetMemoryInfo(h)
             power_mw = self.nvml.nvmlDeviceGetPowerUsage(h)
             rows.append({"source": f"gpu{i}", "t_ns": t_ns, "gpu_util_pct": float(util.gpu),
-                         "gpu_mem_bytes": int(mem.used), "gpu_power_w": power_mw / 1000.0})
+                         "gpu_mem_bytes": int(mem.used), "gpu_power_w": power_mw / 1000.0,
+                         "gpu_energy_mj": self._energy_mj(i, h)})
         return rows
+
+    def _energy_mj(self, index: int, handle) -> int | None:
+        if index in self._no_counter:
+            return None
+        try:
+            return int(self.nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+        except self.nvml.NVMLError:  # not supported by this GPU: power integration instead
+            self._no_counter.add(index)
+            return None
 
 
 class _Sampling:

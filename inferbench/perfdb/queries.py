@@ -165,13 +165,13 @@ def resource_series(conn: Connection, run_id: str, platform: str,
                     source: str) -> dict[str, np.ndarray]:
     """Time series of one sampler source, ordered by time (NULLs as NaN)."""
     t = schema.resource_samples
-    rows = conn.execute(select(t.c.t_ns, t.c.cpu_pct, t.c.gpu_power_w)
+    rows = conn.execute(select(t.c.t_ns, t.c.cpu_pct, t.c.gpu_power_w, t.c.gpu_energy_mj)
                         .where(t.c.run_id == run_id, t.c.platform == platform,
                                t.c.source == source).order_by(t.c.t_ns)).all()
-    cols = list(zip(*rows, strict=True)) if rows else [[], [], []]
+    cols = list(zip(*rows, strict=True)) if rows else [[], [], [], []]
 
     def arr(values) -> np.ndarray:
         return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
 
     return {"t_ns": np.asarray(cols[0], dtype=np.int64), "cpu_pct": arr(cols[1]),
-            "gpu_power_w": arr(cols[2])}
+            "gpu_power_w": arr(cols[2]), "gpu_energy_mj": arr(cols[3])}

@@ -150,6 +150,7 @@ resource_samples = Table(
     Column("gpu_util_pct", Float),
     Column("gpu_mem_bytes", BigInteger),
     Column("gpu_power_w", Float),
+    Column("gpu_energy_mj", BigInteger),  # NVML's total-energy counter at t_ns, if the GPU has it
 )
 
 provenance = Table(

@@ -123,14 +123,16 @@ def _hardware(tables: dict[str, list[dict]], device: str) -> str:
 
 def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
                  price, grid_g_per_kwh: float, device: str) -> dict[str, Any]:
-    """Price, cost per million requests, energy and CO2 of one point. Energy: NVML power
-    samples integrated over the point where the model ran on the GPU; otherwise an estimate
-    from the server's CPU use (labelled as such), even on a host with GPUs: their power is
-    not this model's. RAPL is not sampled by the resource sampler yet."""
+    """Price, cost per million requests, energy and CO2 of one point. Energy, where the
+    model ran on the GPU: the GPU's NVML total-energy counter over the point where it has
+    one, else its NVML power samples integrated over the point; otherwise an estimate from
+    the server's CPU use (labelled as such), even on a host with GPUs: their power is not
+    this model's. RAPL is not sampled by the resource sampler yet."""
     from analysis.cost import (
         co2_g,
         cost_per_million_requests,
         energy_estimate_cpu_j,
+        energy_from_nvml_counter_j,
         energy_from_power_j,
     )
 
@@ -143,9 +145,14 @@ def _cost_energy(ctx: StageContext, row: dict[str, Any], point: dict[str, Any],
         index = gpu_index(device)
         gpu = queries.resource_series(conn, ctx.run_id, point["platform"], f"gpu{index or 0}")
         server = queries.resource_series(conn, ctx.run_id, point["platform"], "server")
-    in_gpu = (gpu["t_ns"] >= lo) & (gpu["t_ns"] <= hi) & np.isfinite(gpu["gpu_power_w"])
+    in_point = (gpu["t_ns"] >= lo) & (gpu["t_ns"] <= hi)
+    in_gpu = in_point & np.isfinite(gpu["gpu_power_w"])
     in_cpu = (server["t_ns"] >= lo) & (server["t_ns"] <= hi) & np.isfinite(server["cpu_pct"])
-    if index is not None and in_gpu.sum() >= 2:
+    counted = (energy_from_nvml_counter_j(gpu["gpu_energy_mj"][in_point])
+               if index is not None else None)
+    if counted is not None:
+        energy_j, method = counted, "nvml_energy_counter"
+    elif index is not None and in_gpu.sum() >= 2:
         energy_j, method = energy_from_power_j(gpu["t_ns"][in_gpu],
                                                gpu["gpu_power_w"][in_gpu]), "nvml_power"
     elif in_cpu.any():
