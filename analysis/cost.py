@@ -55,6 +55,14 @@ def load_grid_intensity(path: Path | None = None) -> dict[str, float]:
     return {r["region"].strip().lower(): float(r["g_co2_per_kwh"]) for r in _csv_rows(path)}
 
 
+CPU_LABEL_PREFIX = "cpu:"
+
+
+def is_gpu_label(hardware: str | None) -> bool:
+    """Whether a result's hardware label (hardware_name) names a GPU."""
+    return bool(hardware) and not str(hardware).startswith(CPU_LABEL_PREFIX)
+
+
 def hardware_name(gpus: list[dict] | None, cpu_logical_cores: int | None,
                   device: str = "cpu") -> str:
     """The device string a result is labelled and priced by: where the model ran. On a
@@ -63,7 +71,7 @@ def hardware_name(gpus: list[dict] | None, cpu_logical_cores: int | None,
     a GPU)."""
     index = gpu_index(device)
     if index is None:
-        return f"cpu:{cpu_logical_cores or 0}vcpu"
+        return f"{CPU_LABEL_PREFIX}{cpu_logical_cores or 0}vcpu"
     if index >= len(gpus or []):
         raise InferBenchError(f"a server reported running its model on {device}, but the "
                               f"host's provenance lists {len(gpus or [])} GPU(s) (NVML); fix: "

@@ -19,6 +19,7 @@ is an upper bound.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,13 +163,22 @@ class Ceiling:
     peak_gflops: float  # FP32 dense unless the source says otherwise
     mem_gbs: float
     source: str
+    nvml_name: str = ""  # regular expression for the names NVML gives this accelerator
 
 
 def load_ceilings(path: Path | None = None) -> list[Ceiling]:
     path = path or DATA / "accelerators.csv"
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     return [Ceiling(r["name"], float(r["peak_fp32_gflops"]), float(r["mem_bandwidth_gbs"]),
-                    r["source"]) for r in csv.DictReader(lines)]
+                    r["source"], r.get("nvml_name") or "") for r in csv.DictReader(lines)]
+
+
+def ceiling_for_gpu(nvml_name: str, ceilings: list[Ceiling]) -> Ceiling | None:
+    """The row whose `nvml_name` pattern matches the whole name NVML gave a GPU (ignoring
+    case and surrounding spaces); None when no row describes it."""
+    name = nvml_name.strip()
+    return next((c for c in ceilings
+                 if c.nvml_name and re.fullmatch(c.nvml_name, name, re.IGNORECASE)), None)
 
 
 def attainable_gflops(intensity: float, peak_gflops: float, mem_gbs: float) -> float:

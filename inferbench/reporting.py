@@ -68,10 +68,11 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
         family_labeller,
         rank,
     )
+    from analysis.cost import is_gpu_label
     from analysis.heatmap import heat_map
     from analysis.points import labeller, latency_at
     from analysis.recommend import recommend
-    from analysis.roofline import attained_gflops, load_ceilings
+    from analysis.roofline import attained_gflops, ceiling_for_gpu, load_ceilings
 
     config_label = labeller(records)
     sections: list[dict] = []
@@ -203,13 +204,13 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                         "$ per 1M requests", "J/request", "energy method",
                                         "g CO2/request"], cost_rows)], "images": []})
 
-    roof_points, roof_rows, ceilings = [], [], []
+    roof_points, roof_rows, cpu_ceilings = [], [], []
     for run in runs:
         facts = run.get("analysis") or {}
         model_cost, cpu = facts.get("model_cost"), facts.get("cpu_ceilings")
-        if cpu:
-            ceilings.append((f"this CPU ({run.get('hardware')}, measured)",
-                             cpu["peak_gflops"], cpu["mem_gbs"]))
+        if cpu:  # measured where analyze ran: the run's host
+            cpu_ceilings.append(("this host's CPU (measured)", cpu["peak_gflops"],
+                                 cpu["mem_gbs"]))
         if not model_cost:
             continue
         for label, r in shown:
@@ -221,15 +222,29 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
             roof_points.append((label, intensity, attained))
             roof_rows.append([label, model_cost["flops"], model_cost["bytes"], intensity,
                               attained])
-    ceilings = ceilings[:1] + [(c.name, c.peak_gflops, c.mem_gbs) for c in load_ceilings()
-                               if c.name in ("H100 SXM5", "A100 SXM4 80GB", "L4", "T4")]
+    # The GPUs models ran on get their own roofs, found by the name NVML gave them.
+    known, gpu_notes, used, ceilings = load_ceilings(), [], set(), cpu_ceilings[:1]
+    for gpu in sorted({r["hardware"] for _, r in shown if is_gpu_label(r.get("hardware"))}):
+        match = ceiling_for_gpu(gpu, known)
+        if match is None:
+            gpu_notes.append(f"No ceiling for the GPU {gpu!r}: add its row, with a nvml_name "
+                             "pattern matching that name, to analysis/data/accelerators.csv.")
+            continue
+        used.add(match.name)
+        ceilings.append((f"{match.name} (this GPU: {gpu}, datasheet)", match.peak_gflops,
+                         match.mem_gbs))
+    ceilings += [(f"{c.name} (reference)", c.peak_gflops, c.mem_gbs) for c in known
+                 if c.name in ("H100 SXM5", "A100 SXM4 80GB", "L4", "T4") and c.name not in used]
     images = [("Roofline", plots.roofline_png(roof_points, ceilings, out_dir / "roofline.png"))]
     sections.append({"id": "roofline", "title": "Roofline",
                      "notes": ["FLOPs and compulsory bytes per sample counted from the ONNX "
                                "graph (analysis/roofline.py); attained = FLOPs x batch / p50 "
                                "latency, at each family's capacity rung. CPU ceilings from a "
-                               "numpy matmul / copy microbenchmark; accelerator ceilings from "
-                               "analysis/data/accelerators.csv (datasheets)."],
+                               "numpy matmul / copy microbenchmark; the roof of each GPU a "
+                               "model ran on from analysis/data/accelerators.csv (datasheets), "
+                               "matched by the name NVML gives it; ceilings marked "
+                               "(reference) are other accelerators no model here ran on."]
+                     + gpu_notes,
                      "tables": [_table(["configuration", "FLOPs/sample", "bytes/sample",
                                         "FLOP/byte", "attained GFLOP/s"], roof_rows),
                                 _table(["ceiling", "peak GFLOP/s", "bandwidth GB/s"],

@@ -87,6 +87,9 @@ def test_a_model_served_on_the_gpu_of_a_fake_nvml_host_is_labelled_priced_metere
     hardware, methods, prices = _labels(db_url, "truth-gpu")
     assert hardware == FAKE_GPU["name"] and methods == {"nvml_power"}
     assert prices == {11.06}  # the cheapest H100 row of analysis/data/instance_prices.csv
+    report = (ctx.run_dir.report_dir / "report.html").read_text()
+    assert "H100 SXM5 (this GPU: NVIDIA H100 80GB HBM3, datasheet)" in report  # its roof
+    assert "H100 SXM5 (reference)" not in report
 
 
 def test_a_gpu_with_nvml_s_energy_counter_is_metered_by_the_counter(db_url, tmp_path):

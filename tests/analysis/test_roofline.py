@@ -62,3 +62,14 @@ def test_intensity_and_roofline_formulas():
     names = {c.name for c in load_ceilings()}
     assert {"H100 SXM5", "A100 SXM4 80GB", "L4", "T4"} <= names
 
+
+
+def test_a_gpu_s_roof_is_found_by_the_name_nvml_gives_it():
+    from analysis.roofline import ceiling_for_gpu
+
+    known = load_ceilings()
+    for nvml_name, row in [("NVIDIA H200", "H200 SXM"), ("NVIDIA H100 80GB HBM3", "H100 SXM5"),
+                           ("NVIDIA A100-SXM4-40GB", "A100 SXM4 40GB"), ("Tesla T4", "T4"),
+                           ("nvidia l4 ", "L4"), ("NVIDIA H200 NVL", "H200 NVL")]:
+        assert ceiling_for_gpu(nvml_name, known).name == row, nvml_name
+    assert ceiling_for_gpu("NVIDIA L40S", known) is None  # no row: not the L4's roof
