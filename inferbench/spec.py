@@ -30,11 +30,19 @@ from inferbench.budgets import (
     MAX_REQUEST_ELEMENTS,
 )
 from inferbench.errors import InferBenchError
+from inferbench.gpu_sharing import Sharing
 from inferbench.load.http import MAX_CONNECTIONS
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
-from inferbench.platforms import DEVICE_PATTERN, ModelFormat, Platform, Transport, device_kind
+from inferbench.platforms import (
+    DEVICE_PATTERN,
+    DeviceKind,
+    ModelFormat,
+    Platform,
+    Transport,
+    device_kind,
+)
 
 
 class ModelFamily(StrEnum):
@@ -479,6 +487,10 @@ class BenchmarkSpec(_Strict):
         description="Where the servers run the model: cpu, gpu (the first GPU) or gpu:<index>. "
         "A platform that cannot run there is refused; one that falls back to the CPU fails "
         "its deployment.")
+    sharing: Sharing = Field(
+        Sharing.NONE, description="How each server shares its GPU: none (alone) or mps "
+        "(an NVIDIA MPS daemon started for the server and stopped with it; local runtime, "
+        "GPU hardware, a worker with nvidia-cuda-mps-control).")
     sweep_id: str | None = Field(
         None, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$",
         description="Label grouping the runs of one sweep (set by the nightly sweep; reports "
@@ -521,6 +533,11 @@ class BenchmarkSpec(_Strict):
                 f"hardware {self.hardware!r}: platforms {cannot!r} cannot run a model on the "
                 f"{kind.value.upper()} (only {able!r} can); fix: list only those platforms, "
                 'or set hardware to "cpu"')
+        if self.sharing is Sharing.MPS and kind is not DeviceKind.GPU:
+            raise ValueError(
+                f"sharing 'mps' shares a GPU between a server's processes, but hardware is "
+                f"{self.hardware!r}; fix: set hardware to 'gpu' (or 'gpu:<index>'), or "
+                "sharing to 'none'")
         transport = self.workload.transport
         unable = [p.value for p in self.platforms
                   if transport not in descriptor(p).transports]
@@ -660,6 +677,8 @@ class BenchmarkSpec(_Strict):
             del data["ladder"]
         if self.hardware == "cpu":  # and specs from before hardware
             del data["hardware"]
+        if self.sharing is Sharing.NONE:  # and before sharing
+            del data["sharing"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from inferbench.errors import InferBenchError
+from inferbench.gpu_sharing import Sharing
 from inferbench.metrics.provenance import collect_provenance
 from inferbench.perfdb import writer
 from inferbench.server_grid import ResolvedConfig, resolve_configs
@@ -131,6 +132,7 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
         "platform": platform,
         "platform_version": (endpoint or {}).get("platform_version"),
         "device": (endpoint or {}).get("device"),  # where the model ran
+        "sharing": (endpoint or {}).get("sharing", Sharing.NONE.value),  # the GPU's sharing
         "spec_hash": ctx.spec.spec_hash(),
         "model_seed": ctx.spec.model.seed,
         "workload_seed": ctx.spec.workload.seed,

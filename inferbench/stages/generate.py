@@ -6,7 +6,8 @@ import hashlib
 from datetime import timedelta
 from typing import Any, TypedDict
 
-from inferbench import perfdb
+from inferbench import containers, perfdb
+from inferbench.gpu_sharing import Sharing, check_mps_available
 from inferbench.perfdb import schema, writer
 from inferbench.pipeline import RUN_TIMEOUT_S
 from inferbench.stages.common import StageContext, write_json
@@ -36,6 +37,8 @@ def run(ctx: StageContext) -> ModelInfo:
 
     from inferbench.models.generator import build_model, count_parameters
 
+    if ctx.spec.sharing is Sharing.MPS:  # refused on this worker before anything is built
+        check_mps_available(containers.runtime_from_env())
     ctx.run_dir.ensure()
     write_json(ctx.run_dir.spec_file, ctx.spec.model_dump(mode="json"))
     ctx.run_dir.model_dir.mkdir(exist_ok=True)

@@ -27,6 +27,7 @@ from inferbench.backends.process import (
     wait_ready,
 )
 from inferbench.errors import InferBenchError
+from inferbench.gpu_sharing import Sharing, check_mps_available, mps_env, start_mps, stop_mps
 from inferbench.netutil import free_port
 from inferbench.platforms import gpu_index
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
@@ -93,6 +94,8 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
     started = time.perf_counter()
     endpoint["started_at"] = time.time()
     try:
+        if ctx.spec.sharing is Sharing.MPS:
+            check_mps_available(endpoint["runtime"])
         if endpoint["runtime"] == "docker":
             _start_container(ctx, resolved, plan, endpoint, ready_url)
         elif plan.image is not None:
@@ -102,6 +105,13 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
                 "the platform's image setting to serve locally")
         else:
             endpoint["server_tag"] = server_tag(ctx, resolved)
+            if ctx.spec.sharing is Sharing.MPS:
+                env = mps_env(endpoint["server_tag"], resolved.files.server_log.parent / "mps")
+                endpoint["sharing"] = Sharing.MPS.value
+                endpoint["mps"] = env  # before the start: a stop then quits it whatever happens
+                write_json(endpoint_file, endpoint)
+                endpoint["mps_started_at"] = start_mps(env, endpoint["runtime"])["started_at"]
+                plan.env.update(env)  # the server's CUDA processes use this daemon only
             write_json(endpoint_file, endpoint)  # before the spawn: see _stop_server
             process = spawn(plan, log_path, endpoint["server_tag"])
             endpoint["pid"] = process.pid
@@ -198,7 +208,16 @@ def server_exit(endpoint: Endpoint) -> str | None:
 
 
 def _stop_server(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint) -> bool:
-    """Stop whatever serves one configuration; True if something was still running."""
+    """Stop whatever serves one configuration, then the MPS daemon started for it; True if
+    the server was still running."""
+    try:
+        return _stop_serving(ctx, resolved, endpoint)
+    finally:
+        if endpoint.get("mps"):
+            stop_mps(endpoint["mps"])
+
+
+def _stop_serving(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint) -> bool:
     if "pid" in endpoint:
         if "stopped_at" in endpoint:
             return False  # stopped before: its pid may be another process's by now
