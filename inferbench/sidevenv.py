@@ -35,11 +35,17 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
     # uvloop: 0.22 dropped the implicit event loop of get_event_loop(), which MLServer
     # 1.7.1's parallel workers call before any loop runs (every worker then dies at start).
     "mlserver": ("mlserver==1.7.1", "onnxruntime==1.32.0", "numpy==1.26.4", "uvloop==0.21.0"),
+    # The same server on GPU workers: ONNX Runtime's CUDA build (the newest the package
+    # index holds; it replaces `onnxruntime`, so it cannot share an environment with it).
+    # Created only when a spec asks MLServer for a GPU.
+    "mlserver-gpu": ("mlserver==1.7.1", "onnxruntime-gpu==1.31.1", "numpy==1.26.4",
+                     "uvloop==0.21.0"),
 }
 
 # The distribution whose import proves each environment usable after installation.
 _CHECK_IMPORTS: dict[str, tuple[str, ...]] = {
     "mlserver": ("mlserver", "onnxruntime", "numpy"),
+    "mlserver-gpu": ("mlserver", "onnxruntime", "numpy"),
 }
 
 ENV_VAR = "INFERBENCH_SIDE_VENVS"

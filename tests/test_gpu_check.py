@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 def test_asked_for_a_gpu_without_one_it_says_why_and_exits_2(capsys):
     assert gpu_check.main(["--device", "gpu:0", "--seconds", "1"]) == 2
-    assert "sees no CUDA device" in capsys.readouterr().err
+    assert "sees 0 CUDA device(s)" in capsys.readouterr().err
 
 
 def test_the_dry_run_on_the_cpu_measures_and_reports_the_cpu():

@@ -165,7 +165,7 @@ def test_torchscript_asked_for_a_gpu_without_cuda_refuses(tmp_path):
     path = tmp_path / "linear.pt"
     torch.jit.trace(torch.nn.Linear(4, 2), torch.zeros(1, 4)).save(str(path))
     assert load_torchscript(str(path), 1, [4], device="cpu").device == "cpu"
-    with pytest.raises(InferBenchError, match="sees no CUDA device.*fix: install a CUDA build"):
+    with pytest.raises(InferBenchError, match="sees 0 CUDA device.*fix: install a CUDA build"):
         load_torchscript(str(path), 1, [4], device="gpu:0")
 
 

@@ -104,7 +104,9 @@ def test_model_settings_without_batching(prepared, onnx_model):
         "platform": "onnxruntime",
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, IN_FEATURES]}],
         "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, OUT_FEATURES]}],
-        "parameters": {"uri": str(onnx_model[0].resolve()), "extra": {"intra_op_threads": 2}},
+        "parameters": {"uri": str(onnx_model[0].resolve()), "extra": {
+            "intra_op_threads": 2, "device": "cpu",
+            "device_report": str(ctx.workdir / "serving-device.json")}},
         "max_batch_size": 0, "max_batch_time": 0.0,  # MLServer's "batching off"
     }
     runtime = (repo / MODEL / "inferbench_onnx_runtime.py").read_text()
@@ -291,6 +293,18 @@ def test_runtime_decodes_runs_and_batches(tmp_path, onnx_model):
     np.testing.assert_allclose(out["split"]["a"], expected[:1], rtol=0, atol=1e-5)
     np.testing.assert_allclose(out["split"]["b"], expected[1:], rtol=0, atol=1e-5)
     assert "INT64" in out["dtype_error"]
+
+
+@side_env
+def test_a_gpu_the_side_environment_cannot_use_is_refused_before_mlserver_starts(prepared):
+    """The CPU build of ONNX Runtime here: the probe lists no CUDA provider. (The GPU side
+    environment is not created on this host; its CPU twin stands in for the probe.)"""
+    from inferbench.errors import InferBenchError
+
+    with pytest.raises(InferBenchError,
+                       match=r"asked to run on gpu:0.*CPUExecutionProvider.*fix: a GPU worker"):
+        mls._require_cuda_provider(mls.SIDE_ENV, "gpu:0")
+    assert mls.side_env("gpu:1") == "mlserver-gpu" and mls.side_env("cpu") == "mlserver"
 
 
 @side_env

@@ -4,6 +4,7 @@ server runs in tests/test_conformance.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -121,6 +122,30 @@ def test_handler_runs_a_server_batch_as_one_and_splits_the_answers(tmp_path):
         assert context.headers[index]["X-Output-Shape"] == ",".join(map(str, want.shape))
     with pytest.raises(ValueError, match="whole number of samples"):
         handler.handle([{"body": b"\0" * 12}], context)
+
+
+def test_the_handler_reports_its_device_and_refuses_a_gpu_torch_cannot_use(tmp_path):
+    """CPU torch here: the model's device is reported as the CPU; a GPU is refused by the
+    handler (in TorchServe's worker) and, in seconds, by the backend before any start."""
+    torch = pytest.importorskip("torch")
+    from inferbench.backends.torchserve import TorchServeBackend
+    from inferbench.errors import InferBenchError
+    from inferbench.servers import torchserve_handler
+
+    torch.jit.trace(torch.nn.Linear(48, 10), torch.zeros(1, 48)).save(str(tmp_path / "m.pt"))
+    report = tmp_path / "serving-device.json"
+    settings = {"input_shape": [48], "threads": 1, "device": "cpu", "device_report": str(report)}
+    (tmp_path / "inferbench.json").write_text(json.dumps(settings))
+    torchserve_handler.RawTensorHandler().initialize(_Context(tmp_path))
+    assert json.loads(report.read_text())["device"] == "cpu"
+    (tmp_path / "inferbench.json").write_text(json.dumps({**settings, "device": "gpu:0"}))
+    with pytest.raises(RuntimeError, match="asked to run the model on gpu:0.*refusing"):
+        torchserve_handler.RawTensorHandler().initialize(_Context(tmp_path))
+    ctx = dataclasses.replace(_ctx(tmp_path), device="gpu:0")
+    with pytest.raises(InferBenchError, match="sees 0 CUDA device.*fix: install a CUDA build"):
+        TorchServeBackend().prepare(ctx)
+    assert "number_of_gpu=1" in config_properties(ctx, tmp_path, {"management": 1,
+                                                                  "grpc_management": 2})
 
 
 def test_protocol_posts_raw_tensors_and_checks_the_answers_batch():

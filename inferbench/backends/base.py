@@ -68,6 +68,44 @@ class LaunchPlan:
     cwd: Path | None = None
 
 
+# Where a server that has no metadata endpoint for it (TorchServe's handler, the MLServer
+# runtime) reports the device its loaded model runs on, as JSON {"device": "cpu" |
+# "gpu:<index>", ...}, written by the server's own worker once the model is on that device.
+DEVICE_REPORT_FILE = "serving-device.json"
+
+
+def device_report_path(ctx: ServeContext) -> Path:
+    return ctx.workdir / DEVICE_REPORT_FILE
+
+
+def clear_device_report(ctx: ServeContext) -> None:
+    """Before a server starts: a report left by an earlier server must not speak for it."""
+    device_report_path(ctx).unlink(missing_ok=True)
+
+
+def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0) -> str:
+    """The device the running server's worker reported (device_report_path). Waited for:
+    a server may call itself healthy while its worker still loads the model (TorchServe's
+    /ping does)."""
+    import json
+    import time
+
+    from inferbench.errors import InferBenchError
+
+    path = device_report_path(ctx)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return str(json.loads(path.read_text())["device"])
+        except (OSError, ValueError, KeyError) as exc:
+            if time.monotonic() > deadline:
+                raise InferBenchError(
+                    f"the {platform} server is ready but its worker did not report where the "
+                    f"model runs in {path} within {wait_s:.0f} s ({exc}); fix: see the "
+                    "server's log") from None
+        time.sleep(0.1)
+
+
 class Backend(ABC):
     """A serving platform. Each subclass is listed in `inferbench.backends.backend_classes`
     under its `name` (a `Platform` value) and describes itself in `descriptor`."""
@@ -89,6 +127,11 @@ class Backend(ABC):
     def version(self) -> str:
         """The platform's version string, stored as provenance."""
 
+    def version_on(self, device: str) -> str:
+        """The version string of the build that serves on `device` (a platform with a
+        separate GPU build says which)."""
+        return self.version()
+
     # Shorthands for the descriptor's facts that the stages read on every run.
     @property
     def model_format(self) -> ModelFormat:
@@ -108,15 +151,15 @@ class Backend(ABC):
         """Readiness means the model itself is loaded, not only the server's HTTP port."""
         return f"/v2/models/{ctx.model_name}/ready"
 
-    def serving_device(self, base_url: str, model_name: str) -> str:
+    def serving_device(self, ctx: ServeContext, base_url: str) -> str:
         """Where the running server really runs the model ("cpu" or "gpu:<index>"), as the
         analysis labels, prices and meters it. A platform that can only run on the CPU says
         so; one that can use a GPU asks its server (ask_serving_device)."""
         if set(self.descriptor.devices) == {DeviceKind.CPU}:
             return DeviceKind.CPU.value
-        return self.ask_serving_device(base_url, model_name)
+        return self.ask_serving_device(ctx, base_url)
 
-    def ask_serving_device(self, base_url: str, model_name: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
         """serving_device of a platform that can use a GPU: asked of its running server."""
         raise NotImplementedError(f"{self.name} can run on {sorted(self.descriptor.devices)}: "
                                   "its backend must ask the server where the model runs")

@@ -37,9 +37,9 @@ class FastApiRuntimeBackend(Backend):
                str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
         ])
 
-    def ask_serving_device(self, base_url: str, model_name: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
         """The device the server's model metadata reports (servers/fastapi_server.py)."""
-        url = f"{base_url}/v2/models/{model_name}"
+        url = f"{base_url}/v2/models/{ctx.model_name}"
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 return str(json.loads(response.read())["device"])

@@ -30,11 +30,25 @@ from pathlib import Path
 from typing import Any
 
 from inferbench import sidevenv
-from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
+from inferbench.backends.base import (
+    Backend,
+    LaunchPlan,
+    ServeContext,
+    ServerStats,
+    clear_device_report,
+    device_report_path,
+    read_device_report,
+)
 from inferbench.errors import InferBenchError
-from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport, gpu_index
+
+
+def side_env(device: str) -> str:
+    """The side environment that serves on `device`: ONNX Runtime's CPU or CUDA build."""
+    return SIDE_ENV if gpu_index(device) is None else GPU_SIDE_ENV
 
 SIDE_ENV = "mlserver"
+GPU_SIDE_ENV = "mlserver-gpu"  # with onnxruntime-gpu (inferbench/sidevenv.py)
 RUNTIME_MODULE = "inferbench_onnx_runtime"
 RUNTIME_CLASS = "OnnxRuntimeModel"
 
@@ -84,7 +98,8 @@ def model_settings(ctx: ServeContext, onnx_path: Path) -> dict[str, Any]:
             # The ONNX file in place: the dynamo exporter may keep weights in a
             # `.onnx.data` file beside it, which a copy would have to follow.
             "uri": str(onnx_path),
-            "extra": {"intra_op_threads": ctx.threads},
+            "extra": {"intra_op_threads": ctx.threads, "device": ctx.device,
+                      "device_report": str(device_report_path(ctx))},
         },
     }
     settings.update(batching(ctx))
@@ -123,9 +138,11 @@ class MLServerBackend(Backend):
         protocols={Transport.HTTP: "kserve-v2-json", Transport.GRPC: "kserve-v2-grpc"},
         # 3.6-4.9 s measured (1-2 workers, batching on and off): mlserver start + worker spawn.
         startup_s=5.0,
-        # The project's runtime asks ONNX Runtime for its CPUExecutionProvider only.
+        # The project's runtime asks ONNX Runtime for the spec's device and reports it.
         devices={DeviceKind.CPU: "ONNX Runtime's CPU execution provider, in MLServer's side "
-                 "virtual environment"},
+                 "virtual environment",
+                 DeviceKind.GPU: "ONNX Runtime's CUDA execution provider, in a side "
+                 f"environment of its own ({GPU_SIDE_ENV}: onnxruntime-gpu)"},
     )
 
     def prepare(self, ctx: ServeContext) -> None:
@@ -133,7 +150,11 @@ class MLServerBackend(Backend):
         if not onnx_path.is_file():
             raise InferBenchError(f"ONNX model {onnx_path} does not exist; the convert stage "
                                   "must run before the mlserver platform is prepared")
-        sidevenv.ensure(SIDE_ENV)  # minutes the first time on a host, then instant
+        env = side_env(ctx.device)
+        sidevenv.ensure(env)  # minutes the first time on a host, then instant
+        if gpu_index(ctx.device) is not None:
+            _require_cuda_provider(env, ctx.device)
+        clear_device_report(ctx)
         repo = repository(ctx)
         # From an empty repository: MLServer loads every model-settings.json it finds.
         if repo.exists():
@@ -147,13 +168,21 @@ class MLServerBackend(Backend):
             files("inferbench.servers").joinpath("mlserver_runtime.py").read_text())
 
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
-        return LaunchPlan(argv=[str(sidevenv.bin_dir(SIDE_ENV) / "mlserver"), "start",
+        return LaunchPlan(argv=[str(sidevenv.bin_dir(side_env(ctx.device)) / "mlserver"), "start",
                                 str(repository(ctx))],
                           env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=repository(ctx))
 
     def version(self) -> str:
-        return _version()
+        return _version(SIDE_ENV)
+
+    def version_on(self, device: str) -> str:
+        return _version(side_env(device))
+
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+        """What the runtime reported once it had loaded the model (ONNX Runtime's active
+        execution provider; MLServer's metadata does not say)."""
+        return read_device_report(ctx, self.name)
 
     def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
                      ) -> ServerStats | None:
@@ -172,16 +201,35 @@ class MLServerBackend(Backend):
         return None
 
 
-def _version() -> str:
-    """`mlserver X (onnxruntime Y)` as installed in the side environment."""
-    versions = _side_versions()
+def _require_cuda_provider(env: str, device: str) -> None:
+    """Refuse, before MLServer starts, a GPU the side environment's ONNX Runtime cannot use
+    (its runtime would refuse too, but MLServer only logs a model that fails to load)."""
+    import subprocess
+
+    probe = subprocess.run(
+        [str(sidevenv.python(env)), "-c",
+         "import json, onnxruntime; print(json.dumps(onnxruntime.get_available_providers()))"],
+        capture_output=True, text=True, timeout=120, env=_server_env(), check=False)
+    providers = json.loads(probe.stdout) if probe.returncode == 0 else []
+    if "CUDAExecutionProvider" not in providers:
+        raise InferBenchError(
+            f"MLServer was asked to run on {device}, but ONNX Runtime in its side environment "
+            f"{env!r} offers {providers or probe.stderr.strip()[-300:]!r}; fix: a GPU worker "
+            "with the NVIDIA driver and the CUDA 12 libraries onnxruntime-gpu needs, or set "
+            'hardware to "cpu"')
+
+
+def _version(env: str) -> str:
+    """`mlserver X (onnxruntime Y)` as installed in side environment `env`."""
+    versions = _side_versions(env)
     if not versions:  # not created yet: ask again next time rather than cache "unknown"
         _side_versions.cache_clear()
-    return (f"mlserver {versions.get('mlserver', 'unknown')} "
-            f"(onnxruntime {versions.get('onnxruntime', 'unknown')})")
+    runtime = next((f"{dist} {versions[dist]}" for dist in ("onnxruntime-gpu", "onnxruntime")
+                    if dist in versions), "onnxruntime unknown")
+    return f"mlserver {versions.get('mlserver', 'unknown')} ({runtime})"
 
 
 @functools.cache
-def _side_versions() -> dict[str, str]:
+def _side_versions(env: str) -> dict[str, str]:
     # A subprocess in the side environment (~0.1 s), once per process.
-    return sidevenv.distribution_versions(SIDE_ENV, ["mlserver", "onnxruntime"])
+    return sidevenv.distribution_versions(env, ["mlserver", "onnxruntime", "onnxruntime-gpu"])

@@ -39,10 +39,18 @@ from importlib.metadata import version as dist_version
 from importlib.resources import files
 from pathlib import Path
 
-from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
+from inferbench.backends.base import (
+    Backend,
+    LaunchPlan,
+    ServeContext,
+    ServerStats,
+    clear_device_report,
+    device_report_path,
+    read_device_report,
+)
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
-from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
+from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport, gpu_index
 
 HANDLER_FILE = "torchserve_handler.py"
 SETTINGS_FILE = "inferbench.json"  # read by the handler (torchserve_handler.SETTINGS_FILE)
@@ -95,6 +103,8 @@ def config_properties(ctx: ServeContext, model_store: Path, ports: dict[str, int
         "number_of_netty_threads": "2",
         "netty_client_threads": "2",
         "default_response_timeout": str(RESPONSE_TIMEOUT_S),
+        # GPUs TorchServe hands its workers (gpu_id); the handler runs on the spec's device.
+        "number_of_gpu": "0" if gpu_index(ctx.device) is None else "1",
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -107,8 +117,10 @@ class TorchServeBackend(Backend):
         # which the load generator has no client.
         protocols={Transport.HTTP: "torchserve"},
         startup_s=8.0,
-        # The project's handler loads the model with map_location="cpu".
-        devices={DeviceKind.CPU: "TorchServe's Python workers, PyTorch on the CPU"},
+        # The project's handler loads the model onto the spec's device and reports it.
+        devices={DeviceKind.CPU: "TorchServe's Python workers, PyTorch on the CPU",
+                 DeviceKind.GPU: "TorchServe's Python workers, PyTorch on cuda:<index> (a "
+                 "CUDA build of torch on the worker)"},
     )
 
     @staticmethod
@@ -129,9 +141,16 @@ class TorchServeBackend(Backend):
         build.mkdir(exist_ok=True)
         handler = build / HANDLER_FILE
         handler.write_text(files("inferbench.servers").joinpath(HANDLER_FILE).read_text())
+        # Refused here, in seconds, rather than by every worker TorchServe keeps restarting
+        # (its health check would stay unhealthy until the ready timeout).
+        from inferbench.servers.runtimes import torch_device  # numpy, torch: not on lookups
+
+        torch_device(ctx.device)
+        clear_device_report(ctx)
         settings = build / SETTINGS_FILE
         settings.write_text(json.dumps({"input_shape": list(ctx.input_shape),
-                                        "threads": ctx.threads}))
+                                        "threads": ctx.threads, "device": ctx.device,
+                                        "device_report": str(device_report_path(ctx))}))
         archiver = Path(sys.executable).with_name("torch-model-archiver")
         result = subprocess.run(
             [str(archiver), "--model-name", ctx.model_name, "--version", "1.0",
@@ -160,6 +179,11 @@ class TorchServeBackend(Backend):
                  # exists in the temp directory (/tmp/.model_server.pid): one per server.
                  "TMPDIR": str(ctx.workdir)},
             cwd=ctx.workdir)
+
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+        """What the handler reported once it had loaded the model (TorchServe's APIs do not
+        say where a worker runs it)."""
+        return read_device_report(ctx, self.name)
 
     def ready_path(self, ctx: ServeContext) -> str:
         # The inference API's health check answers 200 only once every registered model has

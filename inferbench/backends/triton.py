@@ -332,13 +332,13 @@ class TritonBackend(Backend):
         return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=ctx.workdir)
 
-    def ask_serving_device(self, base_url: str, model_name: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
         """The instance group Triton loaded the model with (its model config endpoint):
         KIND_GPU on its first listed GPU, anything else the CPU."""
         import json
         import urllib.request
 
-        url = f"{base_url}/v2/models/{model_name}/config"
+        url = f"{base_url}/v2/models/{ctx.model_name}/config"
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 config = json.loads(response.read())

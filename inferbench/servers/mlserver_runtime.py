@@ -13,9 +13,18 @@ max_batch_time): when on, `predict` receives the merged request, whose input hol
 concatenated rows of every request in the batch, and MLServer splits the flat output back
 by each request's rows. So the output must be encoded flat (NumpyCodec does) with the
 batch dimension first.
+
+Device: model-settings.json's extra `device` ("cpu" or "gpu:<index>") picks ONNX Runtime's
+CPU or CUDA execution provider; a CUDA provider that is not the active one (ONNX Runtime
+falls back to the CPU quietly) fails the load. Once loaded, the runtime writes where the
+model runs to the extra `device_report` file, which the serve stage reads (MLServer's
+metadata does not say).
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -51,13 +60,38 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
+def providers_for(device: str) -> list:
+    """Execution providers for "cpu" or "gpu[:<index>]" (the CPU one last: ONNX Runtime
+    places on it the nodes the CUDA provider lacks)."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+def report_device(path: str, device: str, active: list[str]) -> None:
+    """Write where the session runs, whole (temporary file, then rename)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as out:
+        json.dump({"device": device, "providers": active, "onnxruntime": ort.__version__,
+                   "pid": os.getpid()}, out)
+    os.replace(tmp, path)
+
+
 class OnnxRuntimeModel(MLModel):
     async def load(self) -> bool:
         path = await get_model_uri(self._settings)
         extra = (self._settings.parameters.extra if self._settings.parameters else None) or {}
+        device = str(extra.get("device", "cpu"))
         self._session = ort.InferenceSession(
             path, sess_options=session_options(int(extra.get("intra_op_threads", 1))),
-            providers=["CPUExecutionProvider"])
+            providers=providers_for(device))
+        active = self._session.get_providers()
+        if device != "cpu" and active[0] != "CUDAExecutionProvider":
+            raise RuntimeError(f"ONNX Runtime was asked to run on {device} but runs on "
+                               f"{active!r}; refusing to serve on the CPU under a GPU label")
+        if extra.get("device_report"):
+            report_device(str(extra["device_report"]), device, active)
         self._ort_input = self._session.get_inputs()[0].name
         self._ort_output = self._session.get_outputs()[0].name
         return True

@@ -62,6 +62,23 @@ def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] |
 TORCHSCRIPT_INPUT, TORCHSCRIPT_OUTPUT = "input", "output"
 
 
+def torch_device(device: str):
+    """The torch.device of "cpu" or "gpu[:<index>]"; a GPU this torch cannot use is refused
+    with the fix (a CPU build would otherwise run the model on the CPU under a GPU label)."""
+    import torch
+
+    index = gpu_index(device)
+    if index is None:
+        return torch.device("cpu")
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= visible:
+        raise InferBenchError(
+            f"PyTorch was asked to run on {device}, but this torch {torch.__version__} sees "
+            f"{visible} CUDA device(s) (built for CUDA: {torch.version.cuda or 'no'}); fix: "
+            "install a CUDA build of torch on the GPU worker, or set hardware to \"cpu\"")
+    return torch.device(f"cuda:{index}")
+
+
 def load_torchscript(model_path: str, threads: int, input_shape: Sequence[int] | None,
                      device: str = "cpu") -> ModelRuntime:
     """PyTorch's own runtime on the CPU, or on a GPU as `cuda:<index>`."""
@@ -70,13 +87,7 @@ def load_torchscript(model_path: str, threads: int, input_shape: Sequence[int] |
     if not input_shape:
         raise InferBenchError("the torchscript runtime needs --input-shape (one sample's "
                               "shape, e.g. 3,32,32): a TorchScript file does not record it")
-    index = gpu_index(device)
-    if index is not None and not torch.cuda.is_available():
-        raise InferBenchError(
-            f"PyTorch was asked to run on {device}, but this torch {torch.__version__} sees no "
-            f"CUDA device (built for CUDA: {torch.version.cuda or 'no'}); fix: install a CUDA "
-            "build of torch on the GPU worker, or set hardware to \"cpu\"")
-    where = torch.device("cpu" if index is None else f"cuda:{index}")
+    where = torch_device(device)
     torch.set_num_threads(threads)
     module = torch.jit.load(model_path, map_location=where).eval()
 

@@ -3,8 +3,10 @@
 Packed into the model archive (.mar) by the torchserve backend and run by TorchServe's
 Python worker (`ts.model_service_worker`), so it imports only torch, numpy and the
 standard library, never `inferbench`. Its settings come from `inferbench.json`, an extra
-file of the archive: the sample shape (without the batch dimension) and the intra-op
-thread budget every platform gets.
+file of the archive: the sample shape (without the batch dimension), the intra-op
+thread budget every platform gets, the device to run on ("cpu" or "gpu:<index>": PyTorch's
+cuda:<index>, never a quiet fall-back to the CPU) and the file where the worker reports the
+device its loaded model is on (the serve stage reads it: TorchServe has no API for it).
 
 Wire format (the `torchserve` protocol of the load generator): the request body is the
 C-order float32 bytes of a batch of samples, the answer the float32 bytes of its outputs,
@@ -44,9 +46,13 @@ class RawTensorHandler:
             torch.set_num_interop_threads(1)
         except RuntimeError:
             pass  # fixed for good once any inter-op work ran in this process
+        self._device = _torch_device(torch, settings.get("device", "cpu"))
         serialized = context.manifest["model"]["serializedFile"]
-        self._model = torch.jit.load(os.path.join(model_dir, serialized), map_location="cpu")
+        self._model = torch.jit.load(os.path.join(model_dir, serialized),
+                                     map_location=self._device)
         self._model.eval()
+        if settings.get("device_report"):
+            _report_device(settings["device_report"], self._model, self._device)
         self.initialized = True
 
     def _decode(self, row: dict[str, Any]):
@@ -65,14 +71,43 @@ class RawTensorHandler:
         batches = [self._decode(row) for row in data]
         merged = batches[0] if len(batches) == 1 else np.concatenate(batches, axis=0)
         with torch.inference_mode():
-            result = self._model(torch.from_numpy(np.ascontiguousarray(merged)))
-        result = result.numpy().astype(np.float32, copy=False)
+            result = self._model(torch.from_numpy(np.ascontiguousarray(merged))
+                                 .to(self._device))
+        result = result.cpu().numpy().astype(np.float32, copy=False)
         answers = []
         for index, rows in enumerate(np.split(result, np.cumsum([len(b) for b in batches])[:-1])):
             context.set_response_content_type(index, "application/octet-stream")
             context.set_response_header(index, SHAPE_HEADER, ",".join(map(str, rows.shape)))
             answers.append(np.ascontiguousarray(rows).tobytes())
         return answers
+
+
+def _torch_device(torch: Any, device: str) -> Any:
+    """torch.device for "cpu" or "gpu[:<index>]"; refuses a GPU this torch cannot use (the
+    check of inferbench.servers.runtimes.torch_device, which this file cannot import)."""
+    if device == "cpu":
+        return torch.device("cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= visible:
+        raise RuntimeError(f"asked to run the model on {device}, but this torch sees "
+                           f"{visible} CUDA device(s) (CUDA build: {torch.version.cuda}); "
+                           "refusing to fall back to the CPU")
+    return torch.device("cuda", index)
+
+
+def _report_device(path: str, model: Any, device: Any) -> None:
+    """Where the loaded model's tensors are (its first parameter or buffer; the device it
+    was loaded to when it has none), written whole (temporary file, then rename)."""
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    actual = tensor.device if tensor is not None else device
+    spelled = "cpu" if actual.type == "cpu" else f"gpu:{actual.index or 0}"
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as out:
+        json.dump({"device": spelled, "torch_device": str(actual), "pid": os.getpid()}, out)
+    os.replace(tmp, path)
 
 
 _service = RawTensorHandler()

@@ -84,7 +84,7 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
         "platform": platform, "url": base_url, "model_name": sctx.model_name,
         "protocol": backend.protocol, "log": str(log_path),
         "config": resolved.index, "config_label": resolved.label,
-        "platform_version": backend.version(), "status": "starting",
+        "platform_version": backend.version_on(sctx.device), "status": "starting",
         "runtime": containers.runtime_from_env()}
     endpoint["metrics_url"] = f"http://127.0.0.1:{sctx.metrics_port}"
     if Transport.GRPC in backend.descriptor.transports:
@@ -121,7 +121,7 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
         endpoint.update(cold_start_s=time.perf_counter() - started, ready_at=time.time())
         # Asked of the running server: the analysis labels, prices and meters by it.
-        endpoint["device"] = backend.serving_device(base_url, sctx.model_name)
+        endpoint["device"] = backend.serving_device(sctx, base_url)
         _check_device(platform, ctx.spec.hardware, endpoint["device"])
     except BaseException as exc:  # a SIGTERM while it starts, too: the new server goes
         _stop_server(ctx, resolved, endpoint)
