@@ -225,3 +225,40 @@ def test_the_sampler_reads_a_fake_nvml_s_energy_counter_where_the_gpu_has_one(mo
     assert [(r["source"], r["gpu_energy_mj"]) for r in rows] == [
         ("gpu0", 1_000_500), ("gpu1", None), ("gpu0", 1_001_000), ("gpu1", None)]
     assert rows[0]["gpu_power_w"] == 250.0 and asked[1] == 1
+
+
+def test_onnxruntime_asks_tensorrt_then_cuda_where_a_fake_provider_list_has_them(monkeypatch):
+    """A fake ONNX Runtime GPU build (fake provider list and session, named so): TensorRT's
+    provider is asked first where the build has it, then CUDA's, on the spec's GPU; the
+    runtime says which one runs the model."""
+    import onnxruntime as ort
+
+    from inferbench.servers.runtimes import load_onnxruntime
+
+    asked = []
+
+    class FakeSession:
+        def __init__(self, path, options, providers):
+            asked.append(providers)
+            self._active = [p[0] if isinstance(p, tuple) else p for p in providers]
+
+        def get_providers(self):
+            return self._active
+
+        def get_inputs(self):
+            return []
+
+        def get_outputs(self):
+            return []
+
+    monkeypatch.setattr(ort, "InferenceSession", FakeSession)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    runtime = load_onnxruntime("fake.onnx", 1, None, device="gpu:1")
+    assert asked[-1] == [("TensorrtExecutionProvider", {"device_id": 1}),
+                         ("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert (runtime.device, runtime.accelerator) == ("gpu:1", "Tensorrt")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert load_onnxruntime("fake.onnx", 1, None, device="gpu:0").accelerator == "CUDA"
+    assert load_onnxruntime("fake.onnx", 1, None).accelerator is None

@@ -68,6 +68,7 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
             # Not in KServe V2 (clients ignore it): where the model really runs, which the
             # serve stage records and the analysis labels, prices and meters by.
             "device": first.device,
+            "accelerator": first.accelerator,  # e.g. ONNX Runtime's Tensorrt or CUDA provider
             "inputs": [{"name": name, "datatype": "FP32", "shape": shape}
                        for name, shape in input_shapes.items()],
             "outputs": [{"name": n, "datatype": "FP32"} for n in output_names],

@@ -26,13 +26,21 @@ class ModelRuntime:
     inputs: list[tuple[str, list[int]]]  # name and shape (-1 for a free dimension)
     output_names: list[str]
     run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
+    accelerator: str | None = None  # the GPU library running it, where one is named
+
+
+# ONNX Runtime's GPU execution providers, in the order they are asked for: TensorRT's where
+# the installed build has it (it compiles engines for the graph; nodes it cannot take fall
+# to CUDA's), then CUDA's. The CPU provider comes last for the nodes neither has.
+ORT_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] | None,
                      device: str = "cpu") -> ModelRuntime:
-    """ONNX Runtime with its CPU execution provider, or on a GPU its CUDA one. ONNX Runtime
-    falls back to the CPU when CUDA cannot be used (a CPU build, no driver): that is refused
-    here, since the results would be labelled with a GPU the model never ran on."""
+    """ONNX Runtime with its CPU execution provider, or on a GPU its TensorRT one where the
+    build has it, else its CUDA one. ONNX Runtime falls back to the CPU when the GPU cannot
+    be used (a CPU build, no driver): that is refused here, since the results would be
+    labelled with a GPU the model never ran on."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -41,10 +49,12 @@ def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] |
     index = gpu_index(device)
     providers: list = ["CPUExecutionProvider"]
     if index is not None:
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        available = ort.get_available_providers()
+        asked = [p for p in ORT_GPU_PROVIDERS if p in available] or ["CUDAExecutionProvider"]
+        providers[:0] = [(p, {"device_id": index}) for p in asked]
     session = ort.InferenceSession(model_path, options, providers=providers)
     active = session.get_providers()
-    if index is not None and active[0] != "CUDAExecutionProvider":
+    if index is not None and active[0] not in ORT_GPU_PROVIDERS:
         raise InferBenchError(
             f"ONNX Runtime was asked to run on {device} but runs on {active!r} (available "
             f"here: {ort.get_available_providers()!r}); fix: install onnxruntime-gpu in place "
@@ -52,6 +62,7 @@ def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] |
     output_names = [o.name for o in session.get_outputs()]
     return ModelRuntime(
         platform="onnxruntime", version=ort.__version__, device=device,
+        accelerator=active[0].removesuffix("ExecutionProvider") if index is not None else None,
         inputs=[(i.name, [d if isinstance(d, int) else -1 for d in i.shape])
                 for i in session.get_inputs()],
         output_names=output_names,
