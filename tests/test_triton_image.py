@@ -107,7 +107,9 @@ def test_an_image_plan_is_refused_by_the_local_runtime(tmp_path, image, monkeypa
     monkeypatch.setattr(serve, "write_json", lambda *_a: None)
     stage = Stage()
     stage.run_dir = _RunDir(tmp_path)
-    stage.spec = None
+    from inferbench.spec import example_spec
+
+    stage.spec = example_spec()  # its sharing: none
     with pytest.raises(InferBenchError, match="needs the docker runtime"):
         serve.run(stage, "triton")
 
