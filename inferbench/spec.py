@@ -32,6 +32,7 @@ from inferbench.budgets import (
 from inferbench.errors import InferBenchError
 from inferbench.gpu_sharing import Sharing
 from inferbench.load.http import MAX_CONNECTIONS
+from inferbench.models.architectures import ARCHITECTURES
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
@@ -52,6 +53,11 @@ class ModelFamily(StrEnum):
     CNN = "cnn"
     LSTM = "lstm"
     ATTENTION = "attention"
+
+
+# Well-known architectures built from their definitions, named as their facts are
+# (inferbench/models/architectures.py).
+Architecture = StrEnum("Architecture", {name.upper(): name for name in ARCHITECTURES})
 
 
 class Arrival(StrEnum):
@@ -96,30 +102,58 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """A model from the canonical generator: `depth` blocks of one `family`, seeded weights."""
+    """The model: from the canonical generator (`depth` blocks of one `family`) or a
+    well-known `architecture`; seeded random weights either way."""
 
-    family: ModelFamily = Field(description="Block type: fc, cnn (residual), lstm or attention.")
+    family: ModelFamily | None = Field(
+        None, description="Block type of the canonical generator: fc, cnn (residual), lstm or "
+        "attention. Give this or architecture.")
+    architecture: Architecture | None = Field(
+        None, description="A well-known architecture built from its published definition with "
+        "seeded random weights: resnet50 or mobilenet_v2 (input_shape defaults to "
+        "[3, 224, 224], num_outputs to 1000; depth and width do not apply). Give this or "
+        "family.")
     depth: int = Field(2, ge=1, le=64, description="Number of stacked blocks.")
     width: int = Field(
         32, ge=1, le=4096, description="Hidden width: units (fc/lstm/attention) or channels (cnn)."
     )
     input_shape: list[int] = Field(
         description="Shape of one sample, without the batch dimension. "
-        "fc: [features]; cnn: [channels, height, width]; lstm/attention: [sequence, features].",
+        "fc: [features]; cnn: [channels, height, width]; lstm/attention: [sequence, features]; "
+        "an architecture: [3, height, width] (its own default when omitted).",
         min_length=1,
         max_length=3,
     )
     num_outputs: int = Field(10, ge=1, le=100_000, description="Size of the output layer.")
     seed: int = Field(0, ge=0, description="Seed of the random weights.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _architecture_defaults(cls, data: Any) -> Any:
+        """An architecture's own input shape and head size where the spec leaves them out."""
+        if isinstance(data, dict) and data.get("architecture") in ARCHITECTURES:
+            facts = ARCHITECTURES[str(data["architecture"])]
+            data = {"input_shape": list(facts.input_shape),
+                    "num_outputs": facts.num_outputs, **data}
+        return data
+
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSpec:
-        expected = {ModelFamily.FC: 1, ModelFamily.CNN: 3, ModelFamily.LSTM: 2,
-                    ModelFamily.ATTENTION: 2}[self.family]
+        if (self.family is None) == (self.architecture is None):
+            given = "both" if self.family else "neither"
+            raise ValueError(
+                f"model gives {given} of family and architecture; fix: give family (the "
+                f"canonical generator: {[f.value for f in ModelFamily]!r}) or architecture "
+                f"({[a.value for a in Architecture]!r}), not both")
+        if self.architecture is not None:
+            self._check_architecture()
+        expected = 3 if self.family is None else {
+            ModelFamily.FC: 1, ModelFamily.CNN: 3, ModelFamily.LSTM: 2,
+            ModelFamily.ATTENTION: 2}[self.family]
         if len(self.input_shape) != expected:
             raise ValueError(
                 f"input_shape {self.input_shape!r} has {len(self.input_shape)} dimension(s) but "
-                f"family {self.family.value!r} takes {expected}; fix: give {expected} numbers "
+                f"{self.kind!r} takes {expected}; fix: give {expected} numbers "
                 "(see the field's description)"
             )
         if any(d < 1 for d in self.input_shape):
@@ -136,6 +170,29 @@ class ModelSpec(_Strict):
             )
         return self
 
+    def _check_architecture(self) -> None:
+        facts = ARCHITECTURES[self.architecture.value]
+        # At their defaults they are what a dumped spec carries back: only a change refuses.
+        generator_only = [f for f in ("depth", "width") if f in self.model_fields_set
+                          and getattr(self, f) != type(self).model_fields[f].default]
+        if generator_only:
+            raise ValueError(
+                f"model.{generator_only[0]} sizes the canonical generator's blocks; "
+                f"architecture {self.architecture.value!r} has its own ({facts.definition}); "
+                f"fix: remove {' and '.join(generator_only)}")
+        shape = self.input_shape
+        if len(shape) == 3 and (shape[0] != facts.input_shape[0]
+                                or min(shape[1:]) < facts.min_side):
+            raise ValueError(
+                f"input_shape {shape!r}: {self.architecture.value} takes {facts.input_shape[0]} "
+                f"channels and images of at least {facts.min_side} x {facts.min_side}; fix: "
+                f"e.g. {list(facts.input_shape)!r} (its default: leave input_shape out)")
+
+    @property
+    def kind(self) -> str:
+        """The model's family, or its architecture's name (what runs are grouped by)."""
+        return self.architecture.value if self.architecture is not None else self.family.value
+
     @property
     def sample_elements(self) -> int:
         """Numbers in one sample of the input."""
@@ -144,6 +201,8 @@ class ModelSpec(_Strict):
     @property
     def name(self) -> str:
         shape = "x".join(str(d) for d in self.input_shape)
+        if self.architecture is not None:
+            return f"{self.architecture.value}_in{shape}_o{self.num_outputs}_s{self.seed}"
         return f"{self.family.value}_d{self.depth}_w{self.width}_in{shape}_s{self.seed}"
 
 
@@ -525,6 +584,11 @@ class BenchmarkSpec(_Strict):
                     f"not in formats {[f.value for f in self.formats]!r}; fix: add "
                     f"{needed.value!r} to formats"
                 )
+        if self.model.architecture is not None and ModelFormat.SAVEDMODEL in self.formats:
+            raise ValueError(
+                f"formats 'savedmodel' is exported by porting the canonical generator's blocks "
+                f"to Keras; architecture {self.model.architecture.value!r} has no such port; "
+                "fix: remove 'savedmodel' (and tfserving) from the spec")
         kind = device_kind(self.hardware)
         cannot = [p.value for p in self.platforms if kind not in descriptor(p).devices]
         if cannot:
@@ -677,6 +741,8 @@ class BenchmarkSpec(_Strict):
             del data["ladder"]
         if self.hardware == "cpu":  # and specs from before hardware
             del data["hardware"]
+        if self.model.architecture is None:  # and generator models from before architectures
+            del data["model"]["architecture"]
         if self.sharing is Sharing.NONE:  # and before sharing
             del data["sharing"]
         canonical = json.dumps(data, sort_keys=True,

@@ -36,16 +36,32 @@ SPEC = {
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def converted(pg_home, db_url):
-    """One generated and converted model for every platform."""
+# A well-known architecture at full size, one image per request (its outputs reach ~100:
+# compared with the conversion check's relative tolerance too).
+RESNET50 = {**SPEC, "name": "conformance-resnet50", "model": {"architecture": "resnet50"},
+            "batch_sizes": [1]}
+RESNET50_RTOL = 1e-3
+
+
+def _converted(pg_home, db_url, spec: dict):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INFERBENCH_HOME", str(pg_home))
         mp.setenv("INFERBENCH_DB_URL", db_url)
-        ctx = make_context("conformance", spec_json=json.dumps(SPEC))
+        ctx = make_context(spec["name"], spec_json=json.dumps(spec))
         STAGES["generate"](ctx)
         STAGES["convert"](ctx)
         yield ctx
+
+
+@pytest.fixture(scope="module")
+def converted(pg_home, db_url):
+    """One generated and converted model for every platform."""
+    yield from _converted(pg_home, db_url, SPEC)
+
+
+@pytest.fixture(scope="module")
+def converted_resnet50(pg_home, db_url):
+    yield from _converted(pg_home, db_url, RESNET50)
 
 
 def reference_outputs(ctx, batch: np.ndarray) -> np.ndarray:
@@ -61,9 +77,18 @@ def reference_outputs(ctx, batch: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
 def test_platform_conforms(converted, platform):
-    ctx = converted
-    backend = get_backend(platform)
     batch = np.random.default_rng(11).standard_normal((3, 3, 16, 16), dtype=np.float32)
+    _serves_like_pytorch(converted, platform, batch, rtol=0)
+
+
+@pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
+def test_resnet50_conforms(converted_resnet50, platform):
+    batch = np.random.default_rng(12).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    _serves_like_pytorch(converted_resnet50, platform, batch, rtol=RESNET50_RTOL)
+
+
+def _serves_like_pytorch(ctx, platform: str, batch: np.ndarray, rtol: float) -> None:
+    backend = get_backend(platform)
     endpoint = STAGES["serve"](ctx, platform)
     try:
         assert endpoint["status"] == "ready" and endpoint["cold_start_s"] > 0
@@ -78,7 +103,7 @@ def test_platform_conforms(converted, platform):
         protocol.check(status, headers, body, len(batch))
         outputs = protocol.decode(headers, body)
         np.testing.assert_allclose(outputs[backend.output_name], reference_outputs(ctx, batch),
-                                   rtol=0, atol=ATOL)
+                                   rtol=rtol, atol=ATOL)
     finally:
         STAGES["stop"](ctx, platform)
     assert not group_alive(endpoint["pid"]), f"{platform}: the server outlived its teardown"

@@ -92,12 +92,18 @@ class CanonicalModel(nn.Module):
         return self.head(h)
 
 
-def build_model(spec: ModelSpec) -> CanonicalModel:
-    """Build the model with weights drawn from `spec.seed`, in eval mode (inference only)."""
+def build_model(spec: ModelSpec) -> nn.Module:
+    """Build the model (the canonical generator's, or a well-known architecture) with weights
+    drawn from `spec.seed`, in eval mode (inference only)."""
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(spec.seed)
-        model = CanonicalModel(spec)
+        if spec.architecture is not None:
+            from inferbench.models.architectures import build_architecture
+
+            model = build_architecture(spec.architecture.value, spec.num_outputs)
+        else:
+            model = CanonicalModel(spec)
         # Batch-norm running statistics are random too, so the layer is not an identity.
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):

@@ -33,6 +33,11 @@ def _unlabelled(spec_json: dict) -> dict:
     return {k: v for k, v in spec_json.items() if k not in _LABELS}
 
 
+def _model_kind(model: dict) -> str | None:
+    """A stored spec's model kind (ModelSpec.kind): its architecture, else its family."""
+    return model.get("architecture") or model.get("family")
+
+
 def similar_runs(conn: Connection, spec: BenchmarkSpec,
                  limit: int = HISTORY_RUNS) -> list[tuple[float, float]]:
     """(prior_s, actual_s) of the newest finished, complete runs like `spec`: the same spec
@@ -49,6 +54,6 @@ def similar_runs(conn: Connection, spec: BenchmarkSpec,
         return _pairs(same[:limit])
     platforms = sorted(p.value for p in spec.platforms)
     like = [r for r in candidates
-            if r[0].get("model", {}).get("family") == spec.model.family.value
+            if _model_kind(r[0].get("model") or {}) == spec.model.kind
             and sorted(r[0].get("platforms", [])) == platforms]
     return _pairs(like[:limit])

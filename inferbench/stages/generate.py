@@ -48,7 +48,7 @@ def run(ctx: StageContext) -> ModelInfo:
     torch.save(model.state_dict(), artifact)
     info: ModelInfo = {
         "model_name": model_spec.name,
-        "family": model_spec.family.value,
+        "family": model_spec.kind,
         "hyperparams": model_spec.model_dump(mode="json"),
         "n_parameters": count_parameters(model),
         "artifact_path": str(artifact),
