@@ -93,7 +93,7 @@ def check(device: str, seconds: float, concurrency: int = 4) -> dict[str, Any]:
         url = f"http://127.0.0.1:{ctx.http_port}"
         try:
             wait_ready(url + backend.ready_path(ctx), server, 180.0, log)
-            runs_on = backend.serving_device(ctx, url)
+            runs_on = backend.serving_device(ctx, url).device
             protocol = get_protocol(backend.protocol)
             target = Target(url, ctx.model_name, backend.input_name, backend.output_name)
             rng = np.random.default_rng(0)

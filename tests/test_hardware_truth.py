@@ -262,3 +262,45 @@ def test_onnxruntime_asks_tensorrt_then_cuda_where_a_fake_provider_list_has_them
         "CUDAExecutionProvider", "CPUExecutionProvider"])
     assert load_onnxruntime("fake.onnx", 1, None, device="gpu:0").accelerator == "CUDA"
     assert load_onnxruntime("fake.onnx", 1, None).accelerator is None
+
+
+def test_triton_s_device_and_accelerator_are_read_from_a_fake_model_config_endpoint(tmp_path):
+    """A fake Triton (a local HTTP server answering the model config endpoint, named so):
+    a KIND_GPU instance group on GPU 1 with TensorRT named is gpu:1 / tensorrt; a CPU group
+    is the CPU with no accelerator."""
+    import http.server
+    import threading
+
+    from inferbench.backends.base import ServeContext
+    from inferbench.backends.triton import TritonBackend
+
+    answers = {}
+
+    class FakeTriton(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps(answers["config"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeTriton)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    ctx = ServeContext(model_name="m", model_path=tmp_path / "m.onnx", input_shape=(4,),
+                       num_outputs=2, workdir=tmp_path, http_port=1, grpc_port=2,
+                       metrics_port=3, max_batch_size=1, device="gpu:1")
+    try:
+        answers["config"] = {"backend": "onnxruntime", "instance_group": [
+            {"kind": "KIND_GPU", "gpus": [1], "count": 1}], "optimization": {
+            "execution_accelerators": {"gpu_execution_accelerator": [{"name": "tensorrt"}]}}}
+        got = TritonBackend().serving_device(ctx, url)
+        assert (got.device, got.accelerator) == ("gpu:1", "tensorrt")
+        answers["config"] = {"backend": "python", "instance_group": [{"kind": "KIND_CPU"}]}
+        got = TritonBackend().serving_device(ctx, url)
+        assert (got.device, got.accelerator) == ("cpu", None)
+    finally:
+        server.shutdown()

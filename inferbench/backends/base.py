@@ -68,6 +68,16 @@ class LaunchPlan:
     cwd: Path | None = None
 
 
+@dataclass(frozen=True)
+class ServingDevice:
+    """Where a running server runs its model: "cpu" or "gpu:<index>", and on a GPU the
+    library doing it where the server says (ONNX Runtime's active execution provider,
+    torch's device, Triton's instance kind)."""
+
+    device: str
+    accelerator: str | None = None
+
+
 # Where a server that has no metadata endpoint for it (TorchServe's handler, the MLServer
 # runtime) reports the device its loaded model runs on, as JSON {"device": "cpu" |
 # "gpu:<index>", ...}, written by the server's own worker once the model is on that device.
@@ -83,10 +93,10 @@ def clear_device_report(ctx: ServeContext) -> None:
     device_report_path(ctx).unlink(missing_ok=True)
 
 
-def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0) -> str:
-    """The device the running server's worker reported (device_report_path). Waited for:
-    a server may call itself healthy while its worker still loads the model (TorchServe's
-    /ping does)."""
+def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0) -> dict:
+    """What the running server's worker reported (device_report_path): its "device" and the
+    library's own detail. Waited for: a server may call itself healthy while its worker
+    still loads the model (TorchServe's /ping does)."""
     import json
     import time
 
@@ -96,8 +106,10 @@ def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0) -
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return str(json.loads(path.read_text())["device"])
-        except (OSError, ValueError, KeyError) as exc:
+            report = json.loads(path.read_text())
+            str(report["device"])
+            return report
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             if time.monotonic() > deadline:
                 raise InferBenchError(
                     f"the {platform} server is ready but its worker did not report where the "
@@ -151,15 +163,16 @@ class Backend(ABC):
         """Readiness means the model itself is loaded, not only the server's HTTP port."""
         return f"/v2/models/{ctx.model_name}/ready"
 
-    def serving_device(self, ctx: ServeContext, base_url: str) -> str:
+    def serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """Where the running server really runs the model ("cpu" or "gpu:<index>"), as the
-        analysis labels, prices and meters it. A platform that can only run on the CPU says
-        so; one that can use a GPU asks its server (ask_serving_device)."""
+        analysis labels, prices and meters it, and the GPU library running it where the
+        server names one. A platform that can only run on the CPU says so; one that can use
+        a GPU asks its server (ask_serving_device)."""
         if set(self.descriptor.devices) == {DeviceKind.CPU}:
-            return DeviceKind.CPU.value
+            return ServingDevice(DeviceKind.CPU.value)
         return self.ask_serving_device(ctx, base_url)
 
-    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """serving_device of a platform that can use a GPU: asked of its running server."""
         raise NotImplementedError(f"{self.name} can run on {sorted(self.descriptor.devices)}: "
                                   "its backend must ask the server where the model runs")

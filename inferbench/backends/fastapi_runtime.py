@@ -9,7 +9,7 @@ import urllib.request
 from importlib.metadata import version as dist_version
 from typing import ClassVar
 
-from inferbench.backends.base import Backend, LaunchPlan, ServeContext
+from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServingDevice
 from inferbench.errors import InferBenchError
 
 
@@ -37,12 +37,13 @@ class FastApiRuntimeBackend(Backend):
                str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
         ])
 
-    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """The device the server's model metadata reports (servers/fastapi_server.py)."""
         url = f"{base_url}/v2/models/{ctx.model_name}"
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
-                return str(json.loads(response.read())["device"])
+                meta = json.loads(response.read())
+                return ServingDevice(str(meta["device"]), meta.get("accelerator"))
         except (OSError, ValueError, KeyError) as exc:
             raise InferBenchError(f"the server's model metadata at {url} does not say where "
                                   f"the model runs ({exc})") from None

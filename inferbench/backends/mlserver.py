@@ -35,6 +35,7 @@ from inferbench.backends.base import (
     LaunchPlan,
     ServeContext,
     ServerStats,
+    ServingDevice,
     clear_device_report,
     device_report_path,
     read_device_report,
@@ -179,10 +180,13 @@ class MLServerBackend(Backend):
     def version_on(self, device: str) -> str:
         return _version(side_env(device))
 
-    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """What the runtime reported once it had loaded the model (ONNX Runtime's active
         execution provider; MLServer's metadata does not say)."""
-        return read_device_report(ctx, self.name)
+        report = read_device_report(ctx, self.name)
+        providers = report.get("providers") or [None]
+        on_gpu = report["device"] != DeviceKind.CPU.value
+        return ServingDevice(report["device"], providers[0] if on_gpu else None)
 
     def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
                      ) -> ServerStats | None:

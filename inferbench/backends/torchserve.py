@@ -44,6 +44,7 @@ from inferbench.backends.base import (
     LaunchPlan,
     ServeContext,
     ServerStats,
+    ServingDevice,
     clear_device_report,
     device_report_path,
     read_device_report,
@@ -180,10 +181,12 @@ class TorchServeBackend(Backend):
                  "TMPDIR": str(ctx.workdir)},
             cwd=ctx.workdir)
 
-    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """What the handler reported once it had loaded the model (TorchServe's APIs do not
         say where a worker runs it)."""
-        return read_device_report(ctx, self.name)
+        report = read_device_report(ctx, self.name)
+        on_gpu = report["device"] != DeviceKind.CPU.value
+        return ServingDevice(report["device"], report.get("torch_device") if on_gpu else None)
 
     def ready_path(self, ctx: ServeContext) -> str:
         # The inference API's health check answers 200 only once every registered model has

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inferbench import containers
-from inferbench.backends.base import Backend, LaunchPlan, ServeContext
+from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServingDevice
 from inferbench.errors import InferBenchError
 from inferbench.platforms import (
     DeviceKind,
@@ -332,9 +332,10 @@ class TritonBackend(Backend):
         return LaunchPlan(argv=argv, env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=ctx.workdir)
 
-    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> str:
+    def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """The instance group Triton loaded the model with (its model config endpoint):
-        KIND_GPU on its first listed GPU, anything else the CPU."""
+        KIND_GPU on its first listed GPU, anything else the CPU; on the GPU, the execution
+        accelerators its config names (TensorRT) or its backend."""
         import json
         import urllib.request
 
@@ -345,10 +346,14 @@ class TritonBackend(Backend):
         except (OSError, ValueError) as exc:
             raise InferBenchError(f"Triton's model config at {url} is unreadable ({exc}); "
                                   "where the model runs cannot be told") from None
+        accelerators = [a.get("name") for a in ((config.get("optimization") or {}).get(
+            "execution_accelerators") or {}).get("gpu_execution_accelerator") or []]
         for group in config.get("instance_group") or []:
             if group.get("kind") == "KIND_GPU":
-                return f"gpu:{(group.get('gpus') or [0])[0]}"
-        return DeviceKind.CPU.value
+                return ServingDevice(f"gpu:{(group.get('gpus') or [0])[0]}",
+                                     ",".join(filter(None, accelerators))
+                                     or config.get("backend"))
+        return ServingDevice(DeviceKind.CPU.value)
 
     @staticmethod
     def _endpoint_flags(ctx: ServeContext) -> list[str]:

@@ -132,6 +132,7 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
         "platform": platform,
         "platform_version": (endpoint or {}).get("platform_version"),
         "device": (endpoint or {}).get("device"),  # where the model ran
+        "accelerator": (endpoint or {}).get("accelerator"),  # and with what, on a GPU
         "sharing": (endpoint or {}).get("sharing", Sharing.NONE.value),  # the GPU's sharing
         "spec_hash": ctx.spec.spec_hash(),
         "model_seed": ctx.spec.model.seed,

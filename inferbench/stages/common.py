@@ -142,6 +142,7 @@ class Endpoint(TypedDict, total=False):
     cold_start_s: float
     ready_at: float
     device: str                     # where the server runs the model (platforms.DeviceKind)
+    accelerator: str                # on a GPU: the library running the model, as the server says
     sharing: str                    # how it shares its GPU (gpu_sharing.Sharing); absent: none
     mps: dict[str, str]             # sharing "mps": the daemon's directories (gpu_sharing)
     mps_started_at: float

@@ -121,7 +121,10 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
             wait_ready(ready_url, process, READY_TIMEOUT_S, log_path)
         endpoint.update(cold_start_s=time.perf_counter() - started, ready_at=time.time())
         # Asked of the running server: the analysis labels, prices and meters by it.
-        endpoint["device"] = backend.serving_device(sctx, base_url)
+        serving = backend.serving_device(sctx, base_url)
+        endpoint["device"] = serving.device
+        if serving.accelerator:
+            endpoint["accelerator"] = serving.accelerator
         _check_device(platform, ctx.spec.hardware, endpoint["device"])
     except BaseException as exc:  # a SIGTERM while it starts, too: the new server goes
         _stop_server(ctx, resolved, endpoint)
