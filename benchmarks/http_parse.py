@@ -144,7 +144,7 @@ def e2e_table(old: ModuleType, seconds: float, rounds: int) -> None:
     from inferbench.servers.reference_server import ReferenceServerProcess
 
     server = ReferenceServerProcess(0.0, 1)
-    body, headers = v2protocol.encode_request("INPUT0", np.zeros((1, 4), np.float32),
+    body, headers = v2protocol.encode_request({"INPUT0": np.zeros((1, 4), np.float32)},
                                               "OUTPUT0")
     requests = [runner.Request(server.infer_url, body, headers)]
     rows: dict[tuple[int, str], list[tuple[float, float, int, int]]] = {}

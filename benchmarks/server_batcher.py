@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     shape = tuple(int(d) for d in args.input_shape.split(","))
     sample = np.random.default_rng(0).standard_normal((1, *shape), dtype=np.float32)
-    body, headers = v2protocol.encode_request("input", sample, "output")
+    body, headers = v2protocol.encode_request({"input": sample}, "output")
     old_source = subprocess.run(
         ["git", "show", f"{BEFORE_BATCHER}:inferbench/servers/onnxruntime_server.py"],
         cwd=ROOT, capture_output=True, text=True, check=True).stdout

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from inferbench.errors import InferBenchError
+from inferbench.models.signature import single_input
 
 BATCH = 8
 INPUT_SHAPE = (3, 64, 64)
@@ -84,7 +85,7 @@ def check(device: str, seconds: float, concurrency: int = 4) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="inferbench-gpu-check-") as tmp:
         workdir = Path(tmp)
         ctx = ServeContext(model_name="gpucheck", model_path=_model_file(workdir),
-                           input_shape=INPUT_SHAPE, num_outputs=10, workdir=workdir,
+                           inputs=single_input(INPUT_SHAPE), num_outputs=10, workdir=workdir,
                            http_port=free_port(), grpc_port=free_port(),
                            metrics_port=free_port(), max_batch_size=BATCH, device=device)
         plan = backend.launch_plan(ctx)

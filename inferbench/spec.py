@@ -33,6 +33,7 @@ from inferbench.errors import InferBenchError
 from inferbench.gpu_sharing import Sharing
 from inferbench.load.http import MAX_CONNECTIONS
 from inferbench.models.architectures import ARCHITECTURES
+from inferbench.models.signature import TensorSpec, single_input
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
@@ -111,8 +112,9 @@ class ModelSpec(_Strict):
     architecture: Architecture | None = Field(
         None, description="A well-known architecture built from its published definition with "
         "seeded random weights: resnet50 or mobilenet_v2 (input_shape defaults to "
-        "[3, 224, 224], num_outputs to 1000; depth and width do not apply). Give this or "
-        "family.")
+        "[3, 224, 224], num_outputs to 1000), or bert_base (input_shape [sequence], default "
+        "[128]: int64 token ids and an attention mask; num_outputs 2); depth and width do not "
+        "apply. Give this or family.")
     depth: int = Field(2, ge=1, le=64, description="Number of stacked blocks.")
     width: int = Field(
         32, ge=1, le=4096, description="Hidden width: units (fc/lstm/attention) or channels (cnn)."
@@ -120,7 +122,8 @@ class ModelSpec(_Strict):
     input_shape: list[int] = Field(
         description="Shape of one sample, without the batch dimension. "
         "fc: [features]; cnn: [channels, height, width]; lstm/attention: [sequence, features]; "
-        "an architecture: [3, height, width] (its own default when omitted).",
+        "resnet50 / mobilenet_v2: [3, height, width]; bert_base: [sequence] (an "
+        "architecture's own default when omitted).",
         min_length=1,
         max_length=3,
     )
@@ -147,9 +150,10 @@ class ModelSpec(_Strict):
                 f"({[a.value for a in Architecture]!r}), not both")
         if self.architecture is not None:
             self._check_architecture()
-        expected = 3 if self.family is None else {
-            ModelFamily.FC: 1, ModelFamily.CNN: 3, ModelFamily.LSTM: 2,
-            ModelFamily.ATTENTION: 2}[self.family]
+        expected = len(ARCHITECTURES[self.architecture.value].input_shape) \
+            if self.family is None else {
+                ModelFamily.FC: 1, ModelFamily.CNN: 3, ModelFamily.LSTM: 2,
+                ModelFamily.ATTENTION: 2}[self.family]
         if len(self.input_shape) != expected:
             raise ValueError(
                 f"input_shape {self.input_shape!r} has {len(self.input_shape)} dimension(s) but "
@@ -181,6 +185,13 @@ class ModelSpec(_Strict):
                 f"architecture {self.architecture.value!r} has its own ({facts.definition}); "
                 f"fix: remove {' and '.join(generator_only)}")
         shape = self.input_shape
+        if facts.text:
+            if len(shape) == 1 and not 1 <= shape[0] <= facts.max_sequence:
+                raise ValueError(
+                    f"input_shape {shape!r}: {self.architecture.value} takes sequences of 1 to "
+                    f"{facts.max_sequence} tokens (its position embeddings); fix: e.g. "
+                    f"{list(facts.input_shape)!r} (its default: leave input_shape out)")
+            return
         if len(shape) == 3 and (shape[0] != facts.input_shape[0]
                                 or min(shape[1:]) < facts.min_side):
             raise ValueError(
@@ -194,9 +205,17 @@ class ModelSpec(_Strict):
         return self.architecture.value if self.architecture is not None else self.family.value
 
     @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The model's input signature: one float32 tensor of input_shape, or an
+        architecture's own (BERT: token ids and an attention mask of input_shape)."""
+        if self.architecture is not None:
+            return ARCHITECTURES[self.architecture.value].inputs(tuple(self.input_shape))
+        return single_input(self.input_shape)
+
+    @property
     def sample_elements(self) -> int:
-        """Numbers in one sample of the input."""
-        return math.prod(self.input_shape)
+        """Numbers in one sample of the inputs, all of them together."""
+        return sum(math.prod(t.shape) for t in self.inputs)
 
     @property
     def name(self) -> str:

@@ -33,7 +33,7 @@ def test_an_architecture_takes_its_own_input_and_head_unless_told():
     ({"architecture": "resnet50", "input_shape": [1, 224, 224]}, {}, "takes 3 channels"),
     ({"architecture": "mobilenet_v2", "input_shape": [3, 16, 16]}, {}, "at least 32 x 32"),
     ({"architecture": "resnet50", "input_shape": [224, 224]}, {}, "takes 3; fix: give 3"),
-    ({"architecture": "vgg16"}, {}, "'resnet50' or 'mobilenet_v2'"),
+    ({"architecture": "vgg16"}, {}, "'resnet50', 'mobilenet_v2' or 'bert_base'"),
     ({"architecture": "resnet50"}, {"formats": ["onnx", "savedmodel"]}, "has no such port"),
 ])
 def test_a_bad_model_is_refused_naming_the_field_and_the_fix(model, fields, says):

@@ -18,6 +18,7 @@ import pytest
 from inferbench.backends import get_backend
 from inferbench.backends.process import group_alive
 from inferbench.load.protocols import Target, get_protocol
+from inferbench.models.signature import as_inputs, batch_size_of, sample_inputs
 from inferbench.stages import STAGES
 from inferbench.stages.common import make_context
 
@@ -43,6 +44,13 @@ RESNET50 = {**SPEC, "name": "conformance-resnet50", "model": {"architecture": "r
 RESNET50_RTOL = 1e-3
 
 
+# A language model at full size with its two int64 inputs (token ids, attention mask) at
+# sequence 128, one request of one sequence: integers and several inputs through each
+# platform's own client and server.
+BERT_BASE = {**SPEC, "name": "conformance-bert", "model": {"architecture": "bert_base"},
+             "batch_sizes": [1]}
+
+
 def _converted(pg_home, db_url, spec: dict):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INFERBENCH_HOME", str(pg_home))
@@ -64,7 +72,12 @@ def converted_resnet50(pg_home, db_url):
     yield from _converted(pg_home, db_url, RESNET50)
 
 
-def reference_outputs(ctx, batch: np.ndarray) -> np.ndarray:
+@pytest.fixture(scope="module")
+def converted_bert(pg_home, db_url):
+    yield from _converted(pg_home, db_url, BERT_BASE)
+
+
+def reference_outputs(ctx, batch: dict[str, np.ndarray]) -> np.ndarray:
     """The original PyTorch model's answer, rebuilt from the spec (same seed)."""
     import torch
 
@@ -72,7 +85,7 @@ def reference_outputs(ctx, batch: np.ndarray) -> np.ndarray:
 
     model = build_model(ctx.spec.model).eval()
     with torch.inference_mode():
-        return model(torch.from_numpy(batch)).numpy()
+        return model(*map(torch.from_numpy, batch.values())).numpy()
 
 
 @pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
@@ -87,7 +100,14 @@ def test_resnet50_conforms(converted_resnet50, platform):
     _serves_like_pytorch(converted_resnet50, platform, batch, rtol=RESNET50_RTOL)
 
 
-def _serves_like_pytorch(ctx, platform: str, batch: np.ndarray, rtol: float) -> None:
+@pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
+def test_bert_base_conforms(converted_bert, platform):
+    batch = sample_inputs(converted_bert.spec.model.inputs, 1, np.random.default_rng(13))
+    assert batch["input_ids"].dtype == np.int64 and batch["input_ids"].shape == (1, 128)
+    _serves_like_pytorch(converted_bert, platform, batch, rtol=RESNET50_RTOL)
+
+
+def _serves_like_pytorch(ctx, platform: str, batch, rtol: float) -> None:
     backend = get_backend(platform)
     endpoint = STAGES["serve"](ctx, platform)
     try:
@@ -99,8 +119,9 @@ def _serves_like_pytorch(ctx, platform: str, batch: np.ndarray, rtol: float) -> 
         # Through the platform's own client, as the load stage talks to it.
         protocol = get_protocol(backend.protocol)
         target = Target(base, endpoint["model_name"], backend.input_name, backend.output_name)
+        batch = as_inputs(batch, backend.input_name)
         status, headers, body = protocol.send_once(protocol.build(target, batch))
-        protocol.check(status, headers, body, len(batch))
+        protocol.check(status, headers, body, batch_size_of(batch))
         outputs = protocol.decode(headers, body)
         np.testing.assert_allclose(outputs[backend.output_name], reference_outputs(ctx, batch),
                                    rtol=rtol, atol=ATOL)

@@ -18,6 +18,7 @@ from test_predictions_db import PLATFORM, write_run
 from analysis.cost import hardware_name
 from inferbench import perfdb
 from inferbench.errors import InferBenchError
+from inferbench.models.signature import single_input
 from inferbench.perfdb import schema
 from inferbench.stages import STAGES
 from inferbench.stages.common import read_json, write_json
@@ -164,9 +165,9 @@ def test_torchscript_asked_for_a_gpu_without_cuda_refuses(tmp_path):
 
     path = tmp_path / "linear.pt"
     torch.jit.trace(torch.nn.Linear(4, 2), torch.zeros(1, 4)).save(str(path))
-    assert load_torchscript(str(path), 1, [4], device="cpu").device == "cpu"
+    assert load_torchscript(str(path), 1, single_input([4]), device="cpu").device == "cpu"
     with pytest.raises(InferBenchError, match="sees 0 CUDA device.*fix: install a CUDA build"):
-        load_torchscript(str(path), 1, [4], device="gpu:0")
+        load_torchscript(str(path), 1, single_input([4]), device="gpu:0")
 
 
 def test_a_server_running_elsewhere_than_the_hardware_fails_its_deployment():
@@ -290,7 +291,7 @@ def test_triton_s_device_and_accelerator_are_read_from_a_fake_model_config_endpo
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeTriton)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    ctx = ServeContext(model_name="m", model_path=tmp_path / "m.onnx", input_shape=(4,),
+    ctx = ServeContext(model_name="m", model_path=tmp_path / "m.onnx", inputs=single_input((4,)),
                        num_outputs=2, workdir=tmp_path, http_port=1, grpc_port=2,
                        metrics_port=3, max_batch_size=1, device="gpu:1")
     try:

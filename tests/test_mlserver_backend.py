@@ -27,6 +27,7 @@ from inferbench.backends import get_backend
 from inferbench.backends import mlserver as mls
 from inferbench.backends.base import ServeContext, ServerConfig
 from inferbench.errors import InferBenchError
+from inferbench.models.signature import single_input
 
 MODEL = "tiny"
 IN_FEATURES, OUT_FEATURES = 4, 3
@@ -38,7 +39,7 @@ side_env = pytest.mark.skipif(not sidevenv.is_current("mlserver"),
 def _context(workdir: Path, model_path: Path, server: ServerConfig | None = None,
              ports: tuple[int, int, int] = (18080, 18081, 18082)) -> ServeContext:
     return ServeContext(
-        model_name=MODEL, model_path=model_path, input_shape=(IN_FEATURES,),
+        model_name=MODEL, model_path=model_path, inputs=single_input((IN_FEATURES,)),
         num_outputs=OUT_FEATURES, workdir=workdir, http_port=ports[0], grpc_port=ports[1],
         metrics_port=ports[2], max_batch_size=8, threads=2, server=server or ServerConfig())
 
@@ -251,7 +252,7 @@ RUNTIME_CHECK = textwrap.dedent("""
     # gRPC raw_input_contents, unpacked into `data` the way MLServer's converter does
     raw_input = RequestInput(name="input", datatype="FP32", shape=[3, 4], data=[])
     inject_raw([raw_input], [x.tobytes()])
-    out["raw_decoded"] = decode_batch(raw_input).tolist()
+    out["raw_decoded"] = decode_batch(raw_input, "FP32", np.float32).tolist()
 
     # Adaptive batching: two requests merged by MLServer, answered once, split back
     a = RequestInput(name="input", datatype="FP32", shape=[1, 4], data=x[:1].ravel().tolist())
@@ -264,7 +265,8 @@ RUNTIME_CHECK = textwrap.dedent("""
     out["split"] = {k: NumpyCodec.decode_output(v.outputs[0]).tolist() for k, v in split.items()}
 
     try:
-        decode_batch(RequestInput(name="input", datatype="INT64", shape=[1], data=[1]))
+        decode_batch(RequestInput(name="input", datatype="INT64", shape=[1], data=[1]), "FP32",
+                     np.float32)
         out["dtype_error"] = None
     except InferenceError as exc:
         out["dtype_error"] = str(exc)

@@ -17,6 +17,7 @@ from inferbench.backends.base import ServeContext, ServerConfig
 from inferbench.backends.onnxruntime import OnnxRuntimeBackend
 from inferbench.backends.process import spawn, stop_group, wait_ready
 from inferbench.load import v2protocol
+from inferbench.models.signature import single_input
 from inferbench.netutil import free_port
 from inferbench.spec import ModelSpec
 
@@ -42,7 +43,7 @@ def onnx_model(tmp_path_factory) -> Path:
 
 
 def serve(tmp_path: Path, onnx_model: Path, server: ServerConfig):
-    ctx = ServeContext(model_name="fc", model_path=onnx_model, input_shape=(8,),
+    ctx = ServeContext(model_name="fc", model_path=onnx_model, inputs=single_input((8,)),
                        num_outputs=SPEC.num_outputs, workdir=tmp_path, http_port=free_port(),
                        grpc_port=free_port(), metrics_port=free_port(),
                        max_batch_size=MAX_BATCH, server=server)
@@ -59,7 +60,7 @@ def serve(tmp_path: Path, onnx_model: Path, server: ServerConfig):
 
 
 def infer(url: str, batch: np.ndarray) -> np.ndarray:
-    body, headers = v2protocol.encode_request("input", batch, "output")
+    body, headers = v2protocol.encode_request({"input": batch}, "output")
     req = urllib.request.Request(f"{url}/v2/models/fc/infer", data=body, headers=headers)
     with urllib.request.urlopen(req, timeout=30) as response:
         outputs = v2protocol.decode_response(response.read(),

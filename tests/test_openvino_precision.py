@@ -10,6 +10,7 @@ import pytest
 
 from inferbench.backends.base import ServeContext, ServerConfig
 from inferbench.backends.openvino import OpenVinoBackend
+from inferbench.models.signature import single_input
 from inferbench.server_grid import server_configs
 from inferbench.spec import BenchmarkSpec, ModelSpec
 
@@ -45,7 +46,7 @@ def test_bf16_without_openvino_is_refused_with_the_fix():
 
 
 def test_the_server_is_started_with_the_precision(tmp_path):
-    ctx = ServeContext(model_name="m", model_path=tmp_path / "m.onnx", input_shape=(32,),
+    ctx = ServeContext(model_name="m", model_path=tmp_path / "m.onnx", inputs=single_input((32,)),
                        num_outputs=10, workdir=tmp_path, http_port=1, grpc_port=2,
                        metrics_port=3, max_batch_size=4,
                        server=ServerConfig(openvino_precision="bf16"))

@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
     for spec in FAMILIES:
         model = build_model(spec)
         path = tmp_path_factory.mktemp(spec.family.value) / filename
-        tool = export(model, sample_input(spec, 1, CHECK_SEED), path)
+        tool = export(model, {"input": sample_input(spec, 1, CHECK_SEED)}, path)
         out[spec.family.value] = (spec, model, path, tool)
     return out
 
@@ -47,7 +47,7 @@ def test_savedmodel_matches_pytorch_within_default_tolerance(exported, spec):
         x = sample_input(spec, batch, CHECK_SEED + batch)
         with torch.no_grad():
             ref = model(x).numpy()
-        got = infer(x.numpy())
+        got = infer({"input": x.numpy()})
         assert got.shape == ref.shape == (batch, spec.num_outputs)
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, ref, atol=ATOL, rtol=RTOL)
@@ -70,9 +70,9 @@ def test_different_weights_give_different_outputs(exported, tmp_path):
     other = build_model(spec.model_copy(update={"seed": 1}))
     x = sample_input(spec, 2, 3)
     export, _ = EXPORTERS[ModelFormat.SAVEDMODEL]
-    export(other, x, tmp_path / "other")
-    a = _runner(ModelFormat.SAVEDMODEL, path)(x.numpy())
-    b = _runner(ModelFormat.SAVEDMODEL, tmp_path / "other")(x.numpy())
+    export(other, {"input": x}, tmp_path / "other")
+    a = _runner(ModelFormat.SAVEDMODEL, path)({"input": x.numpy()})
+    b = _runner(ModelFormat.SAVEDMODEL, tmp_path / "other")({"input": x.numpy()})
     assert not np.allclose(a, b)
     with torch.no_grad():
         np.testing.assert_allclose(b, other(x).numpy(), atol=ATOL, rtol=RTOL)

@@ -28,6 +28,7 @@ from inferbench.backends.tfserving import (
 )
 from inferbench.errors import InferBenchError
 from inferbench.load.protocols import Target, get_protocol
+from inferbench.models.signature import single_input
 
 
 def _ctx(tmp_path: Path, **server) -> ServeContext:
@@ -35,7 +36,7 @@ def _ctx(tmp_path: Path, **server) -> ServeContext:
     (model / "variables").mkdir(parents=True, exist_ok=True)
     (model / "saved_model.pb").write_bytes(b"not parsed by prepare")
     (model / "variables" / "variables.index").write_bytes(b"")
-    return ServeContext(model_name="cnn_d1", model_path=model, input_shape=(3, 8, 8),
+    return ServeContext(model_name="cnn_d1", model_path=model, inputs=single_input((3, 8, 8)),
                         num_outputs=10, workdir=tmp_path / "work", http_port=18501,
                         grpc_port=18500, metrics_port=18502, max_batch_size=8, threads=2,
                         server=ServerConfig(**server))

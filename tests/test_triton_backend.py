@@ -106,7 +106,7 @@ class Server:
 def _context(workdir: Path, onnx_path: Path,
              server: ServerConfig | None = None) -> ServeContext:
     return ServeContext(
-        model_name=MODEL_NAME, model_path=onnx_path, input_shape=tuple(SPEC.input_shape),
+        model_name=MODEL_NAME, model_path=onnx_path, inputs=SPEC.inputs,
         num_outputs=SPEC.num_outputs, workdir=workdir, http_port=_free_port(),
         grpc_port=_free_port(), metrics_port=_free_port(), max_batch_size=MAX_BATCH, threads=1,
         server=server or ServerConfig(),
@@ -298,7 +298,7 @@ def test_load_generator_codec_interoperates(server: Server, onnx_model: Path) ->
     from inferbench.load.v2protocol import decode_response, encode_request
 
     batch = np.random.default_rng(7).standard_normal((2, *SPEC.input_shape), dtype=np.float32)
-    body, headers = encode_request(Backend.input_name, batch, Backend.output_name)
+    body, headers = encode_request({Backend.input_name: batch}, Backend.output_name)
     request = urllib.request.Request(f"{server.url}/v2/models/{MODEL_NAME}/infer", data=body,
                                      headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:

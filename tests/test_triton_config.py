@@ -13,6 +13,7 @@ import pytest
 from inferbench.backends.base import ServeContext, ServerConfig
 from inferbench.backends.triton import image_model_config, model_config, scheduling
 from inferbench.errors import InferBenchError
+from inferbench.models.signature import single_input
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")
@@ -49,7 +50,8 @@ OLD_IMAGE_CPU = (
 
 
 def _ctx(**server) -> ServeContext:
-    return ServeContext(model_name="cnn", model_path=Path("/m.onnx"), input_shape=(3, 8, 8),
+    return ServeContext(model_name="cnn", model_path=Path("/m.onnx"),
+                        inputs=single_input((3, 8, 8)),
                         num_outputs=10, workdir=Path("/w"), http_port=1, grpc_port=2,
                         metrics_port=3, max_batch_size=8, threads=2,
                         server=ServerConfig(**server))

@@ -9,6 +9,7 @@ import pytest
 from inferbench.backends.base import ServeContext, ServerConfig
 from inferbench.backends.triton import ACCELERATOR_ENV, IMAGE_ENV, TritonBackend
 from inferbench.errors import InferBenchError
+from inferbench.models.signature import single_input
 
 IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
 
@@ -18,7 +19,7 @@ def _ctx(tmp_path, device: str = "cpu", **server) -> ServeContext:
     model.parent.mkdir(exist_ok=True)
     model.write_bytes(b"onnx")
     (model.parent / "model.onnx.data").write_bytes(b"weights")
-    return ServeContext(model_name="cnn", model_path=model, input_shape=(3, 8, 8),
+    return ServeContext(model_name="cnn", model_path=model, inputs=single_input((3, 8, 8)),
                         num_outputs=10, workdir=tmp_path / "triton", http_port=8000,
                         grpc_port=8001, metrics_port=8002, max_batch_size=8, threads=2,
                         server=ServerConfig(**server), device=device)

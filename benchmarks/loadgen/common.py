@@ -33,7 +33,7 @@ def v2_body() -> tuple[bytes, dict[str, str]]:
 
     from inferbench.load import v2protocol
 
-    return v2protocol.encode_request("INPUT0", np.zeros((1, 4), np.float32), "OUTPUT0")
+    return v2protocol.encode_request({"INPUT0": np.zeros((1, 4), np.float32)}, "OUTPUT0")
 
 
 def lateness(records) -> tuple[float, float, float]:

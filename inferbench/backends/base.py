@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from inferbench.backends.server_stats import ServerStats, read_model_stats
+from inferbench.models.signature import SINGLE_INPUT, TensorSpec
 from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
 
@@ -43,7 +44,7 @@ class ServeContext:
 
     model_name: str           # name the model is served under (V2 URL path)
     model_path: Path          # the converted artifact of `Backend.model_format`
-    input_shape: tuple[int, ...]  # one sample, without the batch dimension
+    inputs: tuple[TensorSpec, ...]  # the model's input signature (models/signature.py)
     num_outputs: int
     workdir: Path             # this platform's directory inside the run directory
     http_port: int
@@ -124,7 +125,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
     descriptor: ClassVar[PlatformDescriptor]
-    input_name: ClassVar[str] = "input"
+    input_name: ClassVar[str] = SINGLE_INPUT
     output_name: ClassVar[str] = "output"
 
     @abstractmethod

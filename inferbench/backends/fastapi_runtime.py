@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServingDevice
 from inferbench.errors import InferBenchError
+from inferbench.models import signature
 
 
 class FastApiRuntimeBackend(Backend):
@@ -26,7 +27,7 @@ class FastApiRuntimeBackend(Backend):
             sys.executable, "-m", "inferbench.servers.fastapi_server",
             "--runtime", self.runtime,
             "--model-path", str(ctx.model_path), "--model-name", ctx.model_name,
-            "--input-shape", ",".join(map(str, ctx.input_shape)),
+            "--inputs", signature.to_text(ctx.inputs),
             "--port", str(ctx.http_port), "--threads", str(ctx.threads),
             "--instances", str(ctx.server.instance_count),
             "--max-batch-size", str(ctx.max_batch_size), "--device", ctx.device,

@@ -91,8 +91,8 @@ def model_settings(ctx: ServeContext, onnx_path: Path) -> dict[str, Any]:
         "name": ctx.model_name,
         "implementation": f"{RUNTIME_MODULE}.{RUNTIME_CLASS}",
         "platform": "onnxruntime",
-        "inputs": [{"name": Backend.input_name, "datatype": "FP32",
-                    "shape": [-1, *ctx.input_shape]}],
+        "inputs": [{"name": t.name, "datatype": t.datatype,
+                    "shape": [-1, *t.shape]} for t in ctx.inputs],
         "outputs": [{"name": Backend.output_name, "datatype": "FP32",
                      "shape": [-1, ctx.num_outputs]}],
         "parameters": {

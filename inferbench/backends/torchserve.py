@@ -149,7 +149,9 @@ class TorchServeBackend(Backend):
         torch_device(ctx.device)
         clear_device_report(ctx)
         settings = build / SETTINGS_FILE
-        settings.write_text(json.dumps({"input_shape": list(ctx.input_shape),
+        settings.write_text(json.dumps({"inputs": [{"name": t.name, "dtype": t.dtype,
+                                                    "shape": list(t.shape)}
+                                                   for t in ctx.inputs],
                                         "threads": ctx.threads, "device": ctx.device,
                                         "device_report": str(device_report_path(ctx))}))
         archiver = Path(sys.executable).with_name("torch-model-archiver")

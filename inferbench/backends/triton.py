@@ -141,12 +141,14 @@ def _config_text(config: ModelConfig) -> str:
 
 
 def _base_config(ctx: ServeContext, backend: str, kind: str) -> ModelConfig:
-    """The ModelConfig parts every repository shares: one FP32 input and output tensor,
-    instances and batching from ctx.server."""
+    """The ModelConfig parts every repository shares: the model's inputs (Triton's types are
+    the V2 datatype names), one FP32 output, instances and batching from ctx.server."""
     pb = _model_config_pb2()
     config = pb.ModelConfig(name=ctx.model_name, backend=backend,
                             max_batch_size=ctx.max_batch_size)
-    config.input.add(name=Backend.input_name, data_type=pb.TYPE_FP32, dims=ctx.input_shape)
+    for tensor in ctx.inputs:
+        config.input.add(name=tensor.name, data_type=getattr(pb, f"TYPE_{tensor.datatype}"),
+                         dims=tensor.shape)
     config.output.add(name=Backend.output_name, data_type=pb.TYPE_FP32,
                       dims=[ctx.num_outputs])
     scheduling(config, ctx, kind)

@@ -55,6 +55,11 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-name", default=None)
     p.add_argument("--input-shape", default=None, help="shape of one sample, e.g. 3,32,32 "
                    "(kserve-v2*: from the metadata when not given)")
+    p.add_argument("--inputs", default=None, help="a model of several or integer inputs: "
+                   "name:dtype:one sample's shape for each, ';' between them, e.g. "
+                   "'input_ids:int64:128;attention_mask:int64:128' (float32 inputs get normal "
+                   "values, int64 ones get ones: a valid token id and mask); kserve-v2*: read "
+                   "from the metadata when it lists several inputs")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the request inputs (and of "
                    "the arrivals)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from inferbench.load.arrivals import schedule_for
 from inferbench.load.priority import issuer_priority
 from inferbench.load.protocols import Target, get_protocol
 from inferbench.load.runner import PhaseRecords, StopRule, run_point
+from inferbench.models import signature
+from inferbench.models.signature import Fill, TensorSpec
 from inferbench.spec import WorkloadSpec
 
 DISTINCT_PAYLOADS = 8
@@ -51,7 +54,8 @@ def workload_from_args(args: argparse.Namespace) -> WorkloadSpec:
         raise InferBenchError("bad load options:\n" + "\n".join(lines)) from None
 
 
-def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.ndarray]]:
+def build_target_and_batches(args: argparse.Namespace
+                             ) -> tuple[Target, list[np.ndarray] | list[dict]]:
     if args.batch_size < 1:
         raise InferBenchError(f"--batch-size {args.batch_size!r} must be >= 1")
     kserve = args.protocol.startswith("kserve-v2")
@@ -65,8 +69,13 @@ def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.
         except ValueError:
             raise InferBenchError(f"--input-shape {args.input_shape!r} is not a comma list of "
                                   "integers; fix: e.g. 3,32,32") from None
+    if args.inputs:
+        return _target_and_named_batches(args, signature.from_text(args.inputs), output_name)
     if kserve and (shape is None or input_name is None or output_name is None):
         meta = get_protocol(args.protocol).model_metadata(args.endpoint, args.model)
+        if len(meta["inputs"]) > 1 and not (args.input_shape or args.input_name):
+            return _target_and_named_batches(args, _metadata_inputs(meta), output_name
+                                             or meta["outputs"][0]["name"])
         first = meta["inputs"][0]
         input_name = input_name or first["name"]
         output_name = output_name or meta["outputs"][0]["name"]
@@ -86,6 +95,32 @@ def build_target_and_batches(args: argparse.Namespace) -> tuple[Target, list[np.
     batches = [rng.standard_normal((args.batch_size, *shape)).astype(dtype)
                for _ in range(DISTINCT_PAYLOADS)]
     return target, batches
+
+
+def _metadata_inputs(meta: dict[str, Any]) -> tuple[TensorSpec, ...]:
+    """Every input the model's metadata lists, as a signature (float32 and int64 only)."""
+    dtypes = {v: k for k, v in signature.DTYPES.items()}
+    inputs = []
+    for entry in meta["inputs"]:
+        dims = entry["shape"][1:] if entry["shape"] and entry["shape"][0] == -1 \
+            else entry["shape"]
+        if any(d < 0 for d in dims) or entry.get("datatype") not in dtypes:
+            raise InferBenchError(f"input {entry['name']!r} is {entry.get('datatype')} of shape "
+                                  f"{dims}; fix: give --inputs with a fixed shape and float32 "
+                                  "or int64 for each input")
+        inputs.append(TensorSpec(entry["name"], dtypes[entry["datatype"]], tuple(dims)))
+    return tuple(inputs)
+
+
+def _target_and_named_batches(args: argparse.Namespace, inputs: tuple[TensorSpec, ...],
+                              output_name: str | None) -> tuple[Target, list[dict]]:
+    """Batches of every input by name: float32 ones normal, int64 ones all ones (a valid
+    token id and attention mask for any vocabulary)."""
+    inputs = tuple(replace(t, fill=Fill.MASK) if t.dtype == "int64" else t for t in inputs)
+    target = Target(args.endpoint, args.model, inputs[0].name, output_name or "OUTPUT0")
+    rng = np.random.default_rng(args.seed * 7919 + args.batch_size)
+    return target, [signature.sample_inputs(inputs, args.batch_size, rng)
+                    for _ in range(DISTINCT_PAYLOADS)]
 
 
 def summarise(records: PhaseRecords, *, open_loop: bool, rule: StopRule, late_ms: float,

@@ -20,22 +20,32 @@ DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np
 DATATYPE_NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
-def encode_request(input_name: str, array: np.ndarray, output_name: str) -> tuple[bytes, dict]:
-    """Body and headers of one binary infer request for a single input tensor."""
-    array = np.ascontiguousarray(array)
-    raw = array.tobytes()
-    header = {
-        "inputs": [{
-            "name": input_name,
-            "shape": list(array.shape),
-            "datatype": DATATYPE_NAMES[array.dtype],
-            "parameters": {"binary_data_size": len(raw)},
-        }],
-        "outputs": [{"name": output_name, "parameters": {"binary_data": True}}],
-    }
+def datatype_of(name: str, array: np.ndarray) -> str:
+    """The V2 datatype of an input array, or an error naming the input and the fix."""
+    try:
+        return DATATYPE_NAMES[array.dtype]
+    except KeyError:
+        raise ValueError(f"input {name!r} has element type {array.dtype}, which V2 clients "
+                         f"here do not send; fix: one of {sorted(map(str, DATATYPE_NAMES))}") \
+            from None
+
+
+def encode_request(inputs: dict[str, np.ndarray], output_name: str) -> tuple[bytes, dict]:
+    """Body and headers of one binary infer request: each input's bytes after the header,
+    in the header's order."""
+    entries, blobs = [], []
+    for name, array in inputs.items():
+        array = np.ascontiguousarray(array)
+        raw = array.tobytes()
+        entries.append({"name": name, "shape": list(array.shape),
+                        "datatype": datatype_of(name, array),
+                        "parameters": {"binary_data_size": len(raw)}})
+        blobs.append(raw)
+    header = {"inputs": entries,
+              "outputs": [{"name": output_name, "parameters": {"binary_data": True}}]}
     head = json.dumps(header, separators=(",", ":")).encode()
     headers = {HEADER_LENGTH: str(len(head)), "Content-Type": "application/octet-stream"}
-    return head + raw, headers
+    return head + b"".join(blobs), headers
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:

@@ -115,9 +115,22 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def sample_input(spec: ModelSpec, batch_size: int, seed: int) -> torch.Tensor:
-    """Seeded float32 input of one batch."""
+    """Seeded float32 input of one batch, for a model with a single float32 input."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn((batch_size, *spec.input_shape), generator=gen, dtype=torch.float32)
+
+
+def sample_inputs(spec: ModelSpec, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded inputs of one batch for every input of the model's signature, in its order
+    (the single float32 input as sample_input draws it)."""
+    if len(spec.inputs) == 1 and spec.inputs[0].dtype == "float32":
+        return {spec.inputs[0].name: sample_input(spec, batch_size, seed)}
+    import numpy as np
+
+    from inferbench.models.signature import sample_inputs as draw
+
+    arrays = draw(spec.inputs, batch_size, np.random.default_rng(seed))
+    return {name: torch.from_numpy(a) for name, a in arrays.items()}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -13,6 +13,7 @@ Run: python -m inferbench.servers.fastapi_server --runtime onnxruntime --model-p
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -22,19 +23,21 @@ from fastapi.responses import JSONResponse
 
 from inferbench.backends.base import ServerConfig
 from inferbench.load import v2protocol
+from inferbench.models import signature
+from inferbench.models.signature import TensorSpec
 from inferbench.servers.batcher import DynamicBatcher
 from inferbench.servers.runtimes import load_instances
 
 
 def build_app(model_path: str, model_name: str, threads: int = 1,
               server: ServerConfig | None = None, max_batch_size: int = 1,
-              runtime: str = "onnxruntime", input_shape: list[int] | None = None,
+              runtime: str = "onnxruntime", inputs: Sequence[TensorSpec] | None = None,
               device: str = "cpu") -> FastAPI:
     server = server or ServerConfig()
     instances = load_instances(runtime, model_path, threads, server.instance_count,
-                               input_shape, precision=server.openvino_precision, device=device)
+                               inputs, precision=server.openvino_precision, device=device)
     first = instances[0]
-    input_shapes = dict(first.inputs)
+    input_names = [name for name, _, _ in first.inputs]
     output_names = first.output_names
     batcher = DynamicBatcher(
         [inst.run for inst in instances],
@@ -69,8 +72,8 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
             # serve stage records and the analysis labels, prices and meters by.
             "device": first.device,
             "accelerator": first.accelerator,  # e.g. ONNX Runtime's Tensorrt or CUDA provider
-            "inputs": [{"name": name, "datatype": "FP32", "shape": shape}
-                       for name, shape in input_shapes.items()],
+            "inputs": [{"name": name, "datatype": datatype, "shape": shape}
+                       for name, datatype, shape in first.inputs],
             "outputs": [{"name": n, "datatype": "FP32"} for n in output_names],
         })
 
@@ -92,9 +95,9 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         try:
             tensors, header = v2protocol.decode_request(
                 body, request.headers.get(v2protocol.HEADER_LENGTH))
-            feeds = {k: v for k, v in tensors.items() if k in input_shapes}
-            if set(feeds) != set(input_shapes):
-                raise ValueError(f"expected inputs {sorted(input_shapes)}, got "
+            feeds = {k: v for k, v in tensors.items() if k in input_names}
+            if set(feeds) != set(input_names):
+                raise ValueError(f"expected inputs {sorted(input_names)}, got "
                                  f"{sorted(tensors)}")
         except (ValueError, KeyError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -114,8 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime", default="onnxruntime",
                         help="onnxruntime (an .onnx file) or torchscript (a .pt file)")
     parser.add_argument("--model-path", required=True)
+    parser.add_argument("--inputs", default=None,
+                        help="the model's inputs, name:dtype:one sample's shape, ';' between "
+                        "them, e.g. input_ids:int64:128;attention_mask:int64:128 (torchscript "
+                        "needs them or --input-shape)")
     parser.add_argument("--input-shape", default=None,
-                        help="one sample's shape, e.g. 3,32,32 (torchscript needs it)")
+                        help="one float32 input's sample shape, e.g. 3,32,32 (short for "
+                        "--inputs input:float32:3,32,32)")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -132,9 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     server = ServerConfig(dynamic_batching=args.dynamic_batching,
                           max_queue_delay_us=args.max_queue_delay_us,
                           instance_count=args.instances, openvino_precision=args.precision)
-    shape = [int(x) for x in args.input_shape.split(",")] if args.input_shape else None
+    inputs = signature.from_text(args.inputs) if args.inputs else (
+        signature.single_input([int(x) for x in args.input_shape.split(",")])
+        if args.input_shape else None)
     app = build_app(args.model_path, args.model_name, args.threads, server,
-                    args.max_batch_size, args.runtime, shape, args.device)
+                    args.max_batch_size, args.runtime, inputs, args.device)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

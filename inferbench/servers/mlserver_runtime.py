@@ -34,21 +34,24 @@ from mlserver.errors import InferenceError
 from mlserver.types import InferenceRequest, InferenceResponse, RequestInput
 from mlserver.utils import get_model_uri
 
-INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+# ONNX Runtime's element types of the inputs the benchmark sends, as V2 datatypes and numpy.
+ORT_TYPES = {"tensor(float)": ("FP32", np.float32), "tensor(int64)": ("INT64", np.int64),
+             "tensor(int32)": ("INT32", np.int32), "tensor(double)": ("FP64", np.float64)}
 
 
-def decode_batch(request_input: RequestInput) -> np.ndarray:
-    """The request's tensor as contiguous FP32, batch dimension first.
+def decode_batch(request_input: RequestInput, datatype: str, dtype) -> np.ndarray:
+    """The request's tensor as a contiguous array of the model input's type, batch
+    dimension first.
 
     JSON requests carry `data` as a (possibly nested) list; gRPC requests with
     `raw_input_contents` have had their bytes unpacked into `data` by MLServer before the
     runtime sees them (mlserver/raw.py), so both arrive as `data` with a `shape`."""
-    if request_input.datatype != "FP32":
+    if request_input.datatype != datatype:
         raise InferenceError(f"input {request_input.name!r} has datatype "
-                             f"{request_input.datatype!r}; this model takes FP32")
+                             f"{request_input.datatype!r}; this model takes {datatype}")
     array = NumpyCodec.decode_input(request_input)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return np.ascontiguousarray(array, dtype=dtype)
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -92,16 +95,21 @@ class OnnxRuntimeModel(MLModel):
                                f"{active!r}; refusing to serve on the CPU under a GPU label")
         if extra.get("device_report"):
             report_device(str(extra["device_report"]), device, active)
-        self._ort_input = self._session.get_inputs()[0].name
+        # name -> (V2 datatype, numpy type) of each graph input, in the graph's order.
+        self._ort_inputs = {i.name: ORT_TYPES.get(i.type, ("FP32", np.float32))
+                            for i in self._session.get_inputs()}
         self._ort_output = self._session.get_outputs()[0].name
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        inputs = [i for i in payload.inputs if i.name == INPUT_NAME] or payload.inputs[:1]
-        if not inputs:
-            raise InferenceError(f"the request has no input (expected {INPUT_NAME!r})")
-        batch = decode_batch(inputs[0])
-        (result,) = self._session.run([self._ort_output], {self._ort_input: batch})
+        given = {i.name: i for i in payload.inputs}
+        missing = [name for name in self._ort_inputs if name not in given]
+        if missing:
+            raise InferenceError(f"the request lacks input(s) {missing!r} (it has "
+                                 f"{sorted(given)!r})")
+        feeds = {name: decode_batch(given[name], datatype, dtype)
+                 for name, (datatype, dtype) in self._ort_inputs.items()}
+        (result,) = self._session.run([self._ort_output], feeds)
         output = np.ascontiguousarray(result, dtype=np.float32)
         return InferenceResponse(
             model_name=self.name, model_version=self.version, id=payload.id,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from inferbench.errors import InferBenchError
+from inferbench.load.v2protocol import DATATYPE_NAMES
+from inferbench.models.signature import TensorSpec
 from inferbench.platforms import gpu_index
 
 
@@ -23,7 +25,7 @@ class ModelRuntime:
     platform: str  # reported in the model metadata, e.g. "onnxruntime"
     version: str
     device: str  # where it really runs the model: "cpu" or "gpu:<index>" (the metadata says)
-    inputs: list[tuple[str, list[int]]]  # name and shape (-1 for a free dimension)
+    inputs: list[tuple[str, str, list[int]]]  # name, V2 datatype, shape (-1: a free dimension)
     output_names: list[str]
     run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
     accelerator: str | None = None  # the GPU library running it, where one is named
@@ -35,7 +37,12 @@ class ModelRuntime:
 ORT_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] | None,
+# ONNX Runtime's names of the element types the benchmark sends, as V2 datatypes.
+ORT_DATATYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64",
+                 "tensor(int32)": "INT32"}
+
+
+def load_onnxruntime(model_path: str, threads: int, inputs: Sequence[TensorSpec] | None,
                      device: str = "cpu") -> ModelRuntime:
     """ONNX Runtime with its CPU execution provider, or on a GPU its TensorRT one where the
     build has it, else its CUDA one. ONNX Runtime falls back to the CPU when the GPU cannot
@@ -63,14 +70,16 @@ def load_onnxruntime(model_path: str, threads: int, input_shape: Sequence[int] |
     return ModelRuntime(
         platform="onnxruntime", version=ort.__version__, device=device,
         accelerator=active[0].removesuffix("ExecutionProvider") if index is not None else None,
-        inputs=[(i.name, [d if isinstance(d, int) else -1 for d in i.shape])
+        inputs=[(i.name, ORT_DATATYPES.get(i.type, i.type),
+                 [d if isinstance(d, int) else -1 for d in i.shape])
                 for i in session.get_inputs()],
         output_names=output_names,
         run=lambda feeds: session.run(output_names, feeds))
 
 
-# A TorchScript module has no tensor names: the server uses the names every backend uses.
-TORCHSCRIPT_INPUT, TORCHSCRIPT_OUTPUT = "input", "output"
+# A TorchScript module has no tensor names: its inputs are named by the signature it is
+# given (positional, in that order) and its output by the name every backend uses.
+TORCHSCRIPT_OUTPUT = "output"
 
 
 def torch_device(device: str):
@@ -90,29 +99,33 @@ def torch_device(device: str):
     return torch.device(f"cuda:{index}")
 
 
-def load_torchscript(model_path: str, threads: int, input_shape: Sequence[int] | None,
+def load_torchscript(model_path: str, threads: int, inputs: Sequence[TensorSpec] | None,
                      device: str = "cpu") -> ModelRuntime:
-    """PyTorch's own runtime on the CPU, or on a GPU as `cuda:<index>`."""
+    """PyTorch's own runtime on the CPU, or on a GPU as `cuda:<index>`; the inputs are
+    passed positionally in the signature's order (the order they were traced in)."""
     import torch
 
-    if not input_shape:
-        raise InferBenchError("the torchscript runtime needs --input-shape (one sample's "
-                              "shape, e.g. 3,32,32): a TorchScript file does not record it")
+    if not inputs:
+        raise InferBenchError("the torchscript runtime needs --inputs (e.g. "
+                              "input:float32:3,32,32) or --input-shape: a TorchScript file "
+                              "does not record its inputs")
     where = torch_device(device)
     torch.set_num_threads(threads)
     module = torch.jit.load(model_path, map_location=where).eval()
+    names = [t.name for t in inputs]
 
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
-            out = module(torch.from_numpy(feeds[TORCHSCRIPT_INPUT]).to(where))
+            out = module(*(torch.from_numpy(feeds[n]).to(where) for n in names))
         return [out.cpu().numpy()]
 
     return ModelRuntime(platform="torchscript", version=torch.__version__, device=device,
-                        inputs=[(TORCHSCRIPT_INPUT, [-1, *input_shape])],
+                        inputs=[(t.name, t.datatype, [-1, *t.shape])
+                                for t in inputs],
                         output_names=[TORCHSCRIPT_OUTPUT], run=run)
 
 
-def load_openvino(model_path: str, threads: int, input_shape: Sequence[int] | None,
+def load_openvino(model_path: str, threads: int, inputs: Sequence[TensorSpec] | None,
                   precision: str = "f32") -> ModelRuntime:
     """OpenVINO's CPU plugin on the ONNX file. f32 inference precision unless asked: on CPUs
     with AMX or AVX-512 BF16 the plugin defaults to bf16, whose outputs differ from the other
@@ -135,7 +148,9 @@ def load_openvino(model_path: str, threads: int, input_shape: Sequence[int] | No
 
     return ModelRuntime(platform="openvino", version=f"{ov.__version__} ({precision})",
                         device="cpu",
-                        inputs=[(i.get_any_name(), shape(i)) for i in compiled.inputs],
+                        inputs=[(i.get_any_name(),
+                                 DATATYPE_NAMES[np.dtype(i.get_element_type().to_dtype())],
+                                 shape(i)) for i in compiled.inputs],
                         output_names=[o.get_any_name() for o in outputs], run=run)
 
 
@@ -145,7 +160,7 @@ RUNTIMES: dict[str, Callable[..., ModelRuntime]] = {
 
 
 def load_instances(runtime: str, model_path: str, threads: int, instances: int,
-                   input_shape: Sequence[int] | None = None, precision: str = "f32",
+                   inputs: Sequence[TensorSpec] | None = None, precision: str = "f32",
                    device: str = "cpu") -> list[ModelRuntime]:
     """`instances` independent copies of the model (as Triton loads one per instance)."""
     try:
@@ -160,6 +175,6 @@ def load_instances(runtime: str, model_path: str, threads: int, instances: int,
         if device != "cpu":
             raise InferBenchError(f"OpenVINO runs on the CPU here, not {device}; fix: set "
                                   'hardware to "cpu" for the openvino platform')
-        return [load_openvino(model_path, threads, input_shape, precision)
+        return [load_openvino(model_path, threads, inputs, precision)
                 for _ in range(instances)]
-    return [loader(model_path, threads, input_shape, device) for _ in range(instances)]
+    return [loader(model_path, threads, inputs, device) for _ in range(instances)]

@@ -1,15 +1,17 @@
-"""TorchServe handler that serves a TorchScript model on raw float32 tensors.
+"""TorchServe handler that serves a TorchScript model on raw tensors.
 
 Packed into the model archive (.mar) by the torchserve backend and run by TorchServe's
 Python worker (`ts.model_service_worker`), so it imports only torch, numpy and the
 standard library, never `inferbench`. Its settings come from `inferbench.json`, an extra
-file of the archive: the sample shape (without the batch dimension), the intra-op
+file of the archive: the model's inputs (name, element type, one sample's shape), the intra-op
 thread budget every platform gets, the device to run on ("cpu" or "gpu:<index>": PyTorch's
 cuda:<index>, never a quiet fall-back to the CPU) and the file where the worker reports the
 device its loaded model is on (the serve stage reads it: TorchServe has no API for it).
 
-Wire format (the `torchserve` protocol of the load generator): the request body is the
-C-order float32 bytes of a batch of samples, the answer the float32 bytes of its outputs,
+Wire format (the `torchserve` protocol of the load generator): the request body is each
+input's C-order bytes for a batch of samples, one input after the other in the model's
+signature order (a single float32 input: just its bytes), so the batch size is the body's
+length over one sample's bytes of all inputs; the answer is the float32 bytes of its outputs,
 with the answer's shape in the `X-Output-Shape` header (comma-separated). With
 TorchServe's batching on, the frontend hands several requests over at once: they run as
 one concatenated batch, and the output is split back by each request's rows.
@@ -37,8 +39,11 @@ class RawTensorHandler:
         with open(os.path.join(model_dir, SETTINGS_FILE)) as f:
             settings = json.load(f)
         self._np, self._torch = np, torch
-        self._sample_shape = tuple(int(d) for d in settings["input_shape"])
-        self._sample_size = int(np.prod(self._sample_shape))
+        # (name, numpy dtype, one sample's shape, one sample's bytes) per input, in order.
+        self._inputs = [(i["name"], np.dtype(i["dtype"]), tuple(int(d) for d in i["shape"]))
+                        for i in settings["inputs"]]
+        self._sample_bytes = [dtype.itemsize * int(np.prod(shape))
+                              for _, dtype, shape in self._inputs]
         torch.set_num_threads(int(settings["threads"]))
         # One batch runs at a time per worker: inter-op threads would only add threads
         # beyond the budget the other platforms get.
@@ -55,27 +60,38 @@ class RawTensorHandler:
             _report_device(settings["device_report"], self._model, self._device)
         self.initialized = True
 
-    def _decode(self, row: dict[str, Any]):
+    def _decode(self, row: dict[str, Any]) -> list:
+        """One request's input arrays, in signature order."""
         body = row.get("body") if row.get("body") is not None else row.get("data")
         if not isinstance(body, (bytes, bytearray)):
-            raise ValueError("the request body must be raw float32 bytes "
+            raise ValueError("the request body must be raw tensor bytes "
                              "(Content-Type: application/octet-stream)")
-        values = self._np.frombuffer(bytes(body), dtype=self._np.float32)
-        if values.size == 0 or values.size % self._sample_size:
-            raise ValueError(f"a body of {values.size} float32 values is not a whole number "
-                             f"of samples of shape {self._sample_shape}")
-        return values.reshape(-1, *self._sample_shape)
+        body = bytes(body)
+        per_sample = sum(self._sample_bytes)
+        if not body or len(body) % per_sample:
+            described = ", ".join(f"{n} {d} {list(s)}" for n, d, s in self._inputs)
+            raise ValueError(f"a body of {len(body)} bytes is not a whole number of samples "
+                             f"of the inputs ({described}: {per_sample} bytes a sample)")
+        rows, arrays, offset = len(body) // per_sample, [], 0
+        for (_, dtype, shape), size in zip(self._inputs, self._sample_bytes, strict=True):
+            arrays.append(self._np.frombuffer(body, dtype=dtype, count=rows * size
+                                              // dtype.itemsize, offset=offset)
+                          .reshape(rows, *shape))
+            offset += rows * size
+        return arrays
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         np, torch = self._np, self._torch
         batches = [self._decode(row) for row in data]
-        merged = batches[0] if len(batches) == 1 else np.concatenate(batches, axis=0)
+        merged = [parts[0] if len(batches) == 1 else np.concatenate(parts, axis=0)
+                  for parts in zip(*batches, strict=True)]
         with torch.inference_mode():
-            result = self._model(torch.from_numpy(np.ascontiguousarray(merged))
-                                 .to(self._device))
+            result = self._model(*(torch.from_numpy(np.ascontiguousarray(m)).to(self._device)
+                                   for m in merged))
         result = result.cpu().numpy().astype(np.float32, copy=False)
         answers = []
-        for index, rows in enumerate(np.split(result, np.cumsum([len(b) for b in batches])[:-1])):
+        sizes = [len(b[0]) for b in batches]
+        for index, rows in enumerate(np.split(result, np.cumsum(sizes)[:-1])):
             context.set_response_content_type(index, "application/octet-stream")
             context.set_response_header(index, SHAPE_HEADER, ",".join(map(str, rows.shape)))
             answers.append(np.ascontiguousarray(rows).tobytes())

@@ -63,7 +63,9 @@ class TritonPythonModel:
 
         self._np = np
         self._pb_utils = pb_utils
-        self._input_name = config["input"][0]["name"]
+        # name and numpy type of each input, in the config's (the signature's) order
+        self._inputs = [(i["name"], pb_utils.triton_string_to_numpy(i["data_type"]))
+                        for i in config["input"]]
         self._output_name = config["output"][0]["name"]
 
         options = ort.SessionOptions()
@@ -76,7 +78,6 @@ class TritonPythonModel:
             _parameter(config, "onnx_path"), sess_options=options,
             providers=["CPUExecutionProvider"],
         )
-        self._ort_input = self._session.get_inputs()[0].name
         self._ort_output = self._session.get_outputs()[0].name
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -84,11 +85,12 @@ class TritonPythonModel:
         # own client batch): run them as one concatenated batch, the point of batching,
         # and split the output back by each request's rows. Without it there is one.
         pb_utils, np = self._pb_utils, self._np
-        batches, errors = [], {}
+        batches, errors = [], {}  # per request: its input arrays by name
         for i, request in enumerate(requests):
             try:
-                tensor = pb_utils.get_input_tensor_by_name(request, self._input_name)
-                batches.append(np.ascontiguousarray(tensor.as_numpy(), dtype=np.float32))
+                batches.append({name: np.ascontiguousarray(
+                    pb_utils.get_input_tensor_by_name(request, name).as_numpy(), dtype=dtype)
+                    for name, dtype in self._inputs})
             except Exception as exc:  # noqa: BLE001 - one bad request must not fail the others
                 errors[i] = f"{type(exc).__name__}: {exc}"
                 batches.append(None)
@@ -96,10 +98,13 @@ class TritonPythonModel:
         outputs: list[Any] = []
         if good:
             try:
-                merged = good[0] if len(good) == 1 else np.concatenate(good, axis=0)
-                result = self._session.run([self._ort_output], {self._ort_input: merged})[0]
+                feeds = {name: good[0][name] if len(good) == 1
+                         else np.concatenate([b[name] for b in good], axis=0)
+                         for name, _ in self._inputs}
+                result = self._session.run([self._ort_output], feeds)[0]
                 result = result.astype(np.float32, copy=False)
-                outputs = np.split(result, np.cumsum([len(b) for b in good])[:-1], axis=0)
+                sizes = [len(b[self._inputs[0][0]]) for b in good]
+                outputs = np.split(result, np.cumsum(sizes)[:-1], axis=0)
             except Exception as exc:  # noqa: BLE001 - answer every request with the error
                 errors.update({i: f"{type(exc).__name__}: {exc}"
                                for i, b in enumerate(batches) if b is not None})

@@ -36,57 +36,64 @@ class Conversion(TypedDict):
     duration_s: float        # export time
 
 
-def _export_onnx(model, example, path: Path) -> str:
+def _export_onnx(model, example: dict, path: Path) -> str:
+    """ONNX with the signature's input names and a free batch dimension on every input."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
+    names, args = list(example), tuple(example.values())
     try:
-        torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
-                          output_names=["output"], dynamic_shapes=({0: batch},), verbose=False)
+        torch.onnx.export(model, args, str(path), dynamo=True, input_names=names,
+                          output_names=["output"],
+                          dynamic_shapes=tuple({0: batch} for _ in args), verbose=False)
         return f"torch.onnx dynamo (torch {torch.__version__})"
     except Exception as exc:  # noqa: BLE001 - fall back, and say so in the stored tool name
         warnings.warn(f"dynamo ONNX export failed ({exc!r}); using the TorchScript exporter",
                       stacklevel=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
+            torch.onnx.export(model, args, str(path), dynamo=False, input_names=names,
                               output_names=["output"], opset_version=17,
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+                              dynamic_axes={n: {0: "batch"} for n in [*names, "output"]})
         return f"torch.onnx torchscript (torch {torch.__version__})"
 
 
-def _export_torchscript(model, example, path: Path) -> str:
+def _export_torchscript(model, example: dict, path: Path) -> str:
+    """Traced with the inputs positional, in signature order (the servers call it so)."""
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript is deprecated upstream but still served
-        traced = torch.jit.trace(model, example)
+        traced = torch.jit.trace(model, tuple(example.values()))
     traced.save(str(path))
     return f"torch.jit.trace (torch {torch.__version__})"
 
 
 def _runner(fmt: ModelFormat, path: Path):
-    """A function batch -> outputs that runs the converted artifact the way a server would."""
+    """A function inputs (by name) -> output that runs the converted artifact the way a
+    server would."""
     if fmt is ModelFormat.SAVEDMODEL:
         from inferbench.models.tf_port import load_savedmodel
 
-        return load_savedmodel(path)
+        infer = load_savedmodel(path)
+        return lambda feeds: infer(*feeds.values())
     if fmt is ModelFormat.ONNX:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {"input": x})[0]
+        return lambda feeds: session.run(None, feeds)[0]
     import torch
 
     loaded = torch.jit.load(str(path))
-    return lambda x: loaded(torch.from_numpy(x)).detach().numpy()
+    return lambda feeds: loaded(*map(torch.from_numpy, feeds.values())).detach().numpy()
 
 
-def _export_savedmodel(model, example, path: Path) -> str:
+def _export_savedmodel(model, example: dict, path: Path) -> str:
     # TensorFlow is imported only here: a run without the savedmodel format never loads it.
     from inferbench.models.tf_port import export_savedmodel
 
-    return export_savedmodel(model, example, path)
+    (single,) = example.values()  # the spec refuses SavedModel for multi-input models
+    return export_savedmodel(model, single, path)
 
 
 EXPORTERS = {ModelFormat.ONNX: (_export_onnx, "model.onnx"),
@@ -98,15 +105,15 @@ EXPORTERS = {ModelFormat.ONNX: (_export_onnx, "model.onnx"),
 def run(ctx: StageContext) -> dict[str, Conversion]:
     import torch
 
-    from inferbench.models.generator import build_model, sample_input
+    from inferbench.models.generator import build_model, sample_inputs
 
     model_spec = ctx.spec.model
     model = build_model(model_spec)
     model.load_state_dict(torch.load(ctx.run_dir.model_dir / "model.pt", weights_only=True))
     batch_sizes = sorted({min(ctx.spec.batch_sizes), max(ctx.spec.batch_sizes)})
-    inputs = [sample_input(model_spec, b, CHECK_SEED + b) for b in batch_sizes]
+    inputs = [sample_inputs(model_spec, b, CHECK_SEED + b) for b in batch_sizes]
     with torch.no_grad():
-        expected = [model(x).numpy() for x in inputs]
+        expected = [model(*x.values()).numpy() for x in inputs]
     results: dict[str, Conversion] = {}
     failures: list[str] = []
     for fmt in ctx.spec.formats:
@@ -118,7 +125,7 @@ def run(ctx: StageContext) -> dict[str, Conversion]:
         infer = _runner(fmt, path)
         diffs, passed = [], True
         for x, ref in zip(inputs, expected, strict=True):
-            got = infer(x.numpy())
+            got = infer({name: t.numpy() for name, t in x.items()})
             diffs.append(float(np.max(np.abs(got - ref))))
             passed &= got.shape == ref.shape and bool(
                 np.allclose(got, ref, atol=ctx.spec.conversion_atol, rtol=ctx.spec.conversion_rtol))

@@ -46,6 +46,7 @@ from inferbench.load.protocols import Protocol, Target, get_protocol
 from inferbench.load.runner import PhaseRecords, Request, StopRule, run_point
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
+from inferbench.models.signature import sample_inputs
 from inferbench.server_grid import ResolvedConfig, resolve_config
 from inferbench.spec import BenchmarkSpec, Transport, WorkloadSpec
 from inferbench.stages.common import (
@@ -67,11 +68,11 @@ DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once 
 DRAIN_MAX_S = 60.0
 
 
-def _batches(ctx: StageContext, batch_size: int) -> list[np.ndarray]:
-    """The seeded inputs of one point (the same for either transport)."""
+def _batches(ctx: StageContext, batch_size: int) -> list[dict[str, np.ndarray]]:
+    """The seeded inputs of one point by input name (the same for either transport)."""
     rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
-    shape = (batch_size, *ctx.spec.model.input_shape)
-    return [rng.standard_normal(shape, dtype=np.float32) for _ in range(DISTINCT_PAYLOADS)]
+    return [sample_inputs(ctx.spec.model.inputs, batch_size, rng)
+            for _ in range(DISTINCT_PAYLOADS)]
 
 
 class PointBrief(TypedDict):

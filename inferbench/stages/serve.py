@@ -51,7 +51,7 @@ def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
     model = ctx.spec.model
     return ServeContext(
         model_name=model.name, model_path=Path(converted["artifact_path"]),
-        input_shape=tuple(model.input_shape), num_outputs=model.num_outputs,
+        inputs=model.inputs, num_outputs=model.num_outputs,
         workdir=resolved.files.dir, http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,

@@ -13,7 +13,7 @@ from inferbench.servers.reference_server import QueueModel
 
 
 def v2_request(url: str, batch: int = 1) -> Request:
-    body, headers = v2protocol.encode_request("INPUT0", np.zeros((batch, 4), np.float32),
+    body, headers = v2protocol.encode_request({"INPUT0": np.zeros((batch, 4), np.float32)},
                                               "OUTPUT0")
     return Request(f"{url}/v2/models/reference/infer", body, headers)
 

@@ -1,9 +1,10 @@
 """The one small client interface every protocol implements.
 
-A protocol turns a batch (a numpy array) into the bytes of one HTTP request, and checks a
-response. Requests are built once, before a run (the issuer only writes prepared bytes), so
-a protocol's cost never shows up as late sends. A backend that speaks something new brings
-a subclass and registers it in `inferbench.load.protocols.PROTOCOLS`.
+A protocol turns a batch (its input tensors by name; a lone array is the single input the
+target names) into the bytes of one request, and checks a response. Requests are built
+once, before a run (the issuer only writes prepared bytes), so a protocol's cost never shows
+up as late sends. A backend that speaks something new brings a subclass and registers it in
+`inferbench.load.protocols.PROTOCOLS`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +20,17 @@ import numpy as np
 
 from inferbench.errors import InferBenchError
 from inferbench.load.runner import Request
+from inferbench.models.signature import as_inputs, batch_size_of
+
+# One request's inputs: by name, or a lone array for a single-input model.
+Batch = np.ndarray | Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class Target:
     """Where requests go: a base URL (scheme://host:port, or the full URL for generic
-    HTTP), a model name, and the input/output tensor names for protocols that name them."""
+    HTTP), a model name, and the tensor names for protocols that name them (input_name:
+    the one input of a batch given as a lone array)."""
 
     url: str
     model: str = ""
@@ -39,8 +46,8 @@ class Protocol(ABC):
     needs_model: bool = True  # the request names the model (False: the URL is the endpoint)
 
     @abstractmethod
-    def build(self, target: Target, batch: np.ndarray) -> Request:
-        """The POST request carrying `batch` (first dimension = batch size)."""
+    def build(self, target: Target, batch: Batch) -> Request:
+        """The request carrying `batch` (every input's first dimension = batch size)."""
 
     @abstractmethod
     def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:
@@ -74,11 +81,30 @@ class Protocol(ABC):
                                   "start the server or correct --endpoint") from None
         return status, {k.lower(): v for k, v in headers.items()}, body
 
-    def probe(self, target: Target, batch: np.ndarray) -> None:
+    def probe(self, target: Target, batch: Batch) -> None:
         """Send one request now (outside the timed run) and check its answer: a misconfigured
         endpoint fails here with a clear message instead of as 100 % errors."""
         status, headers, body = self.send_once(self.build(target, batch))
-        self.check(status, headers, body, len(batch))
+        self.check(status, headers, body, batch_size_of(inputs_of(target, batch)))
+
+
+def inputs_of(target: Target, batch: Batch) -> dict[str, np.ndarray]:
+    """A request's input tensors by name (a lone array is the target's input_name); inputs
+    that disagree on the batch size are refused here, before anything is sent."""
+    inputs = as_inputs(batch, target.input_name)
+    batch_size_of(inputs)
+    return inputs
+
+
+def single_tensor(protocol: str, target: Target, batch: Batch) -> np.ndarray:
+    """The one tensor of a protocol that carries a single unnamed tensor."""
+    inputs = inputs_of(target, batch)
+    if len(inputs) != 1:
+        raise InferBenchError(f"the {protocol} protocol sends one unnamed tensor, and the "
+                              f"model takes {len(inputs)} ({', '.join(inputs)}); fix: use a "
+                              "protocol that names its inputs (kserve-v2, kserve-v2-grpc, "
+                              "tfserving-rest, tfserving-grpc, torchserve)")
+    return next(iter(inputs.values()))
 
 
 def check_batch_outputs(outputs: dict[str, np.ndarray], batch_size: int,

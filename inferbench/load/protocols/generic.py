@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from inferbench.errors import InferBenchError
-from inferbench.load.protocols.base import Protocol, Target, require_ok
+from inferbench.load.protocols.base import Batch, Protocol, Target, require_ok, single_tensor
 from inferbench.load.runner import Request
 
 
@@ -17,8 +17,9 @@ class HttpJson(Protocol):
     name = "http-json"
     needs_model = False
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
-        body = json.dumps({"inputs": batch.tolist()}, separators=(",", ":")).encode()
+    def build(self, target: Target, batch: Batch) -> Request:
+        tensor = single_tensor(self.name, target, batch)
+        body = json.dumps({"inputs": tensor.tolist()}, separators=(",", ":")).encode()
         return Request(target.url, body, {"Content-Type": "application/json",
                                           **target.extra_headers})
 
@@ -37,8 +38,9 @@ class HttpRaw(Protocol):
     name = "http-raw"
     needs_model = False
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
-        return Request(target.url, np.ascontiguousarray(batch).tobytes(),
+    def build(self, target: Target, batch: Batch) -> Request:
+        tensor = single_tensor(self.name, target, batch)
+        return Request(target.url, np.ascontiguousarray(tensor).tobytes(),
                        {"Content-Type": "application/octet-stream", **target.extra_headers})
 
     def check(self, status: int, headers: dict[str, str], body: bytes, batch_size: int) -> None:

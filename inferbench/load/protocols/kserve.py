@@ -11,7 +11,14 @@ import numpy as np
 
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
-from inferbench.load.protocols.base import Protocol, Target, check_batch_outputs, require_ok
+from inferbench.load.protocols.base import (
+    Batch,
+    Protocol,
+    Target,
+    check_batch_outputs,
+    inputs_of,
+    require_ok,
+)
 from inferbench.load.runner import Request
 
 
@@ -24,8 +31,12 @@ class KServeV2Binary(Protocol):
 
     name = "kserve-v2"
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
-        body, headers = v2protocol.encode_request(target.input_name, batch, target.output_name)
+    def build(self, target: Target, batch: Batch) -> Request:
+        try:
+            body, headers = v2protocol.encode_request(inputs_of(target, batch),
+                                                      target.output_name)
+        except ValueError as exc:
+            raise InferBenchError(str(exc)) from None
         return Request(infer_url(target), body, {**headers, **target.extra_headers})
 
     def model_metadata(self, url: str, model: str) -> dict[str, Any]:
@@ -58,10 +69,14 @@ class KServeV2Json(KServeV2Binary):
 
     name = "kserve-v2-json"
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
-        header = {"inputs": [{"name": target.input_name, "shape": list(batch.shape),
-                              "datatype": v2protocol.DATATYPE_NAMES[batch.dtype],
-                              "data": batch.ravel().tolist()}],
-                  "outputs": [{"name": target.output_name}]}
+    def build(self, target: Target, batch: Batch) -> Request:
+        try:
+            entries = [{"name": name, "shape": list(array.shape),
+                        "datatype": v2protocol.datatype_of(name, array),
+                        "data": array.ravel().tolist()}
+                       for name, array in inputs_of(target, batch).items()]
+        except ValueError as exc:
+            raise InferBenchError(str(exc)) from None
+        header = {"inputs": entries, "outputs": [{"name": target.output_name}]}
         return Request(infer_url(target), json.dumps(header, separators=(",", ":")).encode(),
                        {"Content-Type": "application/json", **target.extra_headers})

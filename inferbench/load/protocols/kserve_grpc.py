@@ -17,7 +17,7 @@ import numpy as np
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, grpc_module, split_grpc_url
-from inferbench.load.protocols.base import Protocol, Target, check_batch_outputs
+from inferbench.load.protocols.base import Batch, Protocol, Target, check_batch_outputs, inputs_of
 from inferbench.load.runner import Request
 
 SERVICE = "inference.GRPCInferenceService"
@@ -86,20 +86,23 @@ def decode_outputs(response: Any) -> dict[str, np.ndarray]:
 class KServeV2Grpc(Protocol):
     name = "kserve-v2-grpc"
 
-    def request_message(self, target: Target, batch: np.ndarray) -> Any:
+    def request_message(self, target: Target, batch: Batch) -> Any:
+        """Each input a tensor entry with its bytes in raw_input_contents, in order."""
         pb2 = _pb2()
-        if batch.dtype not in v2protocol.DATATYPE_NAMES:
-            raise InferBenchError(f"input dtype {batch.dtype} is not supported; supported: "
-                                  f"{', '.join(map(str, v2protocol.DATATYPE_NAMES))}")
         request = pb2.ModelInferRequest(model_name=target.model)
-        tensor = request.inputs.add()
-        tensor.name, tensor.datatype = target.input_name, v2protocol.DATATYPE_NAMES[batch.dtype]
-        tensor.shape.extend(batch.shape)
+        for name, array in inputs_of(target, batch).items():
+            try:
+                datatype = v2protocol.datatype_of(name, array)
+            except ValueError as exc:
+                raise InferBenchError(str(exc)) from None
+            tensor = request.inputs.add()
+            tensor.name, tensor.datatype = name, datatype
+            tensor.shape.extend(array.shape)
+            request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
         request.outputs.add().name = target.output_name
-        request.raw_input_contents.append(np.ascontiguousarray(batch).tobytes())
         return request
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
+    def build(self, target: Target, batch: Batch) -> Request:
         grpc_address(target.url)
         body = self.request_message(target, batch).SerializeToString()
         return Request(f"{target.url.rstrip('/')}{INFER_METHOD}", body, {})

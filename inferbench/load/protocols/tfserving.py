@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from inferbench.errors import InferBenchError
-from inferbench.load.protocols.base import Protocol, Target, require_ok
+from inferbench.load.protocols.base import Batch, Protocol, Target, inputs_of, require_ok
 from inferbench.load.runner import Request
 
 # The output of a single-output signature, as inferbench/models/tf_port.py names it.
@@ -22,9 +22,19 @@ SINGLE_OUTPUT_NAME = "output"
 class TfServingRest(Protocol):
     name = "tfserving-rest"
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
+    def build(self, target: Target, batch: Batch) -> Request:
+        """The row format: one instance per sample; with several inputs each instance is an
+        object keyed by input name (a lone input is sent as its bare values, as TF
+        Serving's clients do)."""
         url = f"{target.url.rstrip('/')}/v1/models/{target.model}:predict"
-        body = json.dumps({"instances": batch.tolist()}, separators=(",", ":")).encode()
+        inputs = inputs_of(target, batch)
+        if len(inputs) == 1:
+            instances = next(iter(inputs.values())).tolist()
+        else:
+            columns = {name: array.tolist() for name, array in inputs.items()}
+            instances = [dict(zip(columns, row, strict=True))
+                         for row in zip(*columns.values(), strict=True)]
+        body = json.dumps({"instances": instances}, separators=(",", ":")).encode()
         return Request(url, body, {"Content-Type": "application/json", **target.extra_headers})
 
     def _predictions(self, body: bytes) -> list:

@@ -18,7 +18,7 @@ import numpy as np
 from inferbench.errors import InferBenchError
 from inferbench.load import tfserving_pb
 from inferbench.load.grpc_transport import GRPC_SCHEME, OK_STATUS, split_grpc_url
-from inferbench.load.protocols.base import Protocol, Target, check_batch_outputs
+from inferbench.load.protocols.base import Batch, Protocol, Target, check_batch_outputs, inputs_of
 from inferbench.load.protocols.kserve_grpc import grpc_address, unary_call
 from inferbench.load.runner import Request
 
@@ -28,16 +28,18 @@ SIGNATURE = "serving_default"
 class TfServingGrpc(Protocol):
     name = "tfserving-grpc"
 
-    def request_message(self, target: Target, batch: np.ndarray) -> Any:
+    def request_message(self, target: Target, batch: Batch) -> Any:
+        """Each input a TensorProto in the signature's inputs map, by name."""
         pb = tfserving_pb.messages()
         request = pb.PredictRequest()
         request.model_spec.name = target.model
         request.model_spec.signature_name = SIGNATURE
-        request.inputs[target.input_name].CopyFrom(tfserving_pb.tensor_proto(batch))
+        for name, array in inputs_of(target, batch).items():
+            request.inputs[name].CopyFrom(tfserving_pb.tensor_proto(array))
         request.output_filter.append(target.output_name)
         return request
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
+    def build(self, target: Target, batch: Batch) -> Request:
         grpc_address(target.url)
         body = self.request_message(target, batch).SerializeToString()
         return Request(f"{target.url.rstrip('/')}{tfserving_pb.PREDICT_METHOD}", body, {})

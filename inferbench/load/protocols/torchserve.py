@@ -1,8 +1,9 @@
 """TorchServe's inference API with raw tensors: POST /predictions/<model>.
 
-The body is the batch's C-order float32 bytes; the answer is the outputs' float32 bytes with
-their shape in the X-Output-Shape header, as the project's TorchServe handler
-(inferbench/servers/torchserve_handler.py) writes them. TorchServe's own example handlers
+The body is each input's C-order bytes for the batch, one input after the other in the
+model's signature order (the order the batch gives them); the answer is the outputs' float32
+bytes with their shape in the X-Output-Shape header, as the project's TorchServe handler
+(inferbench/servers/torchserve_handler.py) reads and writes them. TorchServe's own example handlers
 take images or JSON; a benchmark of tensors wants no decoding cost on either side.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from inferbench.errors import InferBenchError
-from inferbench.load.protocols.base import Protocol, Target, require_ok
+from inferbench.load.protocols.base import Batch, Protocol, Target, inputs_of, require_ok
 from inferbench.load.runner import Request
 
 SHAPE_HEADER = "x-output-shape"
@@ -20,12 +21,11 @@ SHAPE_HEADER = "x-output-shape"
 class TorchServeRaw(Protocol):
     name = "torchserve"
 
-    def build(self, target: Target, batch: np.ndarray) -> Request:
-        if batch.dtype != np.float32:
-            raise InferBenchError(f"the torchserve protocol sends float32 tensors, got "
-                                  f"{batch.dtype}; fix: send float32 inputs")
+    def build(self, target: Target, batch: Batch) -> Request:
         url = f"{target.url.rstrip('/')}/predictions/{target.model}"
-        return Request(url, np.ascontiguousarray(batch).tobytes(),
+        body = b"".join(np.ascontiguousarray(a).tobytes()
+                        for a in inputs_of(target, batch).values())
+        return Request(url, body,
                        {"Content-Type": "application/octet-stream", **target.extra_headers})
 
     def decode(self, headers: dict[str, str], body: bytes) -> dict[str, np.ndarray]:
