@@ -23,7 +23,8 @@ from inferbench.stages import STAGES
 from inferbench.stages.common import read_json
 
 FAKE_MPS = os.path.join(os.path.dirname(__file__), "fakes", "mps")
-GPU_MPS = {**SPEC, "hardware": "gpu", "sharing": "mps"}
+# ONNX only: TorchScript is traced on the serving device, which this host has not.
+GPU_MPS = {**SPEC, "formats": ["onnx"], "hardware": "gpu", "sharing": "mps"}
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from inferbench import perfdb
 from inferbench.backends.process import group_alive
+from inferbench.errors import InferBenchError
 from inferbench.load.priority import DEFAULT_ISSUER_NICE, DEFAULT_ISSUER_REALTIME
 from inferbench.perfdb import schema
 from inferbench.spec import parse_spec
@@ -428,3 +429,14 @@ def test_a_stage_killed_between_spawning_its_server_and_recording_its_pid_leaves
     finally:
         for pid in tagged_leaders(endpoint["server_tag"]):
             os.killpg(pid, 9)
+
+
+def test_torchscript_for_a_gpu_is_traced_there_so_a_host_without_one_refuses_at_convert(
+        inferbench_env):
+    """A trace keeps the device of tensors the model makes itself, so TorchScript is traced
+    on the spec's GPU; on this host, whose torch sees none, convert refuses with the fix
+    before any server starts (the GPU side was checked on an H200: README)."""
+    spec = {**SPEC, "name": "ts-gpu", "hardware": "gpu", "platforms": ["torchscript"]}
+    with pytest.raises(InferBenchError, match="sees 0 CUDA device.*fix: install a CUDA build"):
+        converted("ts-gpu", spec)
+

@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
     for spec in FAMILIES:
         model = build_model(spec)
         path = tmp_path_factory.mktemp(spec.family.value) / filename
-        tool = export(model, {"input": sample_input(spec, 1, CHECK_SEED)}, path)
+        tool = export(model, {"input": sample_input(spec, 1, CHECK_SEED)}, path, "cpu")
         out[spec.family.value] = (spec, model, path, tool)
     return out
 
@@ -70,7 +70,7 @@ def test_different_weights_give_different_outputs(exported, tmp_path):
     other = build_model(spec.model_copy(update={"seed": 1}))
     x = sample_input(spec, 2, 3)
     export, _ = EXPORTERS[ModelFormat.SAVEDMODEL]
-    export(other, {"input": x}, tmp_path / "other")
+    export(other, {"input": x}, tmp_path / "other", "cpu")
     a = _runner(ModelFormat.SAVEDMODEL, path)({"input": x.numpy()})
     b = _runner(ModelFormat.SAVEDMODEL, tmp_path / "other")({"input": x.numpy()})
     assert not np.allclose(a, b)

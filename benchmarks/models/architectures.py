@@ -38,9 +38,11 @@ def spec_for(architecture: str, platform: str, rung_s: float) -> dict[str, Any]:
         "formats": formats, "platforms": [platform], "batch_sizes": [1],
         "workload": {"arrival": "poisson", "rate_rps": START_RPS[architecture], "seed": 1},
         "warmup_s": 3.0, "min_duration_s": rung_s, "min_requests": 40,
-        # Long enough for min_requests at the lowest rate a search may try (a rung cut short
-        # is not a measurement).
-        "max_duration_s": max(4 * rung_s, 3 * 40 / START_RPS[architecture]),
+        # A cap only (a rung ends once it has min_duration_s and min_requests): long enough
+        # for 40 requests at the lowest rate a guided search may start from, well below
+        # START_RPS where the profile predicts a low SLO crossing (a rung cut short is not a
+        # measurement).
+        "max_duration_s": 120.0,
         "slo": {"percentile": 99.0, "latency_ms": SLO_P99_MS[architecture]},
         "ladder": {"mode": "search", "precision_pct": 10.0, "max_rungs": 12,
                    "max_family_s": 900},

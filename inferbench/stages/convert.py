@@ -36,8 +36,9 @@ class Conversion(TypedDict):
     duration_s: float        # export time
 
 
-def _export_onnx(model, example: dict, path: Path) -> str:
-    """ONNX with the signature's input names and a free batch dimension on every input."""
+def _export_onnx(model, example: dict, path: Path, device: str) -> str:
+    """ONNX with the signature's input names and a free batch dimension on every input;
+    exported on the CPU whatever the serving device (the graph names none)."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -58,20 +59,30 @@ def _export_onnx(model, example: dict, path: Path) -> str:
         return f"torch.onnx torchscript (torch {torch.__version__})"
 
 
-def _export_torchscript(model, example: dict, path: Path) -> str:
-    """Traced with the inputs positional, in signature order (the servers call it so)."""
+def _export_torchscript(model, example: dict, path: Path, device: str) -> str:
+    """Traced with the inputs positional, in signature order (the servers call it so), on
+    the device it will be served on: a trace keeps the device of the tensors the model makes
+    for itself (BERT's attention bias), so BERT traced on the CPU fails on a GPU (seen on an
+    H200), and traced there it matches the CPU's answer."""
     import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TorchScript is deprecated upstream but still served
-        traced = torch.jit.trace(model, tuple(example.values()))
+    from inferbench.servers.runtimes import torch_device
+
+    where = torch_device(device)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecated upstream but still served
+            traced = torch.jit.trace(model.to(where), tuple(t.to(where)
+                                                            for t in example.values()))
+    finally:
+        model.to("cpu")  # the other formats and the check's reference run on the CPU
     traced.save(str(path))
-    return f"torch.jit.trace (torch {torch.__version__})"
+    return f"torch.jit.trace on {where} (torch {torch.__version__})"
 
 
-def _runner(fmt: ModelFormat, path: Path):
+def _runner(fmt: ModelFormat, path: Path, device: str = "cpu"):
     """A function inputs (by name) -> output that runs the converted artifact the way a
-    server would."""
+    server would (TorchScript on the device it was traced for)."""
     if fmt is ModelFormat.SAVEDMODEL:
         from inferbench.models.tf_port import load_savedmodel
 
@@ -84,11 +95,15 @@ def _runner(fmt: ModelFormat, path: Path):
         return lambda feeds: session.run(None, feeds)[0]
     import torch
 
-    loaded = torch.jit.load(str(path))
-    return lambda feeds: loaded(*map(torch.from_numpy, feeds.values())).detach().numpy()
+    from inferbench.servers.runtimes import torch_device
+
+    where = torch_device(device)
+    loaded = torch.jit.load(str(path), map_location=where)
+    return lambda feeds: loaded(*(torch.from_numpy(a).to(where) for a in feeds.values())
+                                ).detach().cpu().numpy()
 
 
-def _export_savedmodel(model, example: dict, path: Path) -> str:
+def _export_savedmodel(model, example: dict, path: Path, device: str) -> str:
     # TensorFlow is imported only here: a run without the savedmodel format never loads it.
     from inferbench.models.tf_port import export_savedmodel
 
@@ -120,9 +135,9 @@ def run(ctx: StageContext) -> dict[str, Conversion]:
         export, filename = EXPORTERS[fmt]
         path = ctx.run_dir.model_dir / filename
         t0 = time.perf_counter()
-        tool = export(model, inputs[0], path)
+        tool = export(model, inputs[0], path, ctx.spec.hardware)
         duration = time.perf_counter() - t0
-        infer = _runner(fmt, path)
+        infer = _runner(fmt, path, ctx.spec.hardware)
         diffs, passed = [], True
         for x, ref in zip(inputs, expected, strict=True):
             got = infer({name: t.numpy() for name, t in x.items()})
