@@ -81,7 +81,8 @@ class ServingDevice:
 
 # Where a server that has no metadata endpoint for it (TorchServe's handler, the MLServer
 # runtime) reports the device its loaded model runs on, as JSON {"device": "cpu" |
-# "gpu:<index>", ...}, written by the server's own worker once the model is on that device.
+# "gpu:<index>", "accelerator": the GPU library, on a GPU, ...}, written by the server's own
+# worker once the model is on that device.
 DEVICE_REPORT_FILE = "serving-device.json"
 
 
@@ -94,10 +95,11 @@ def clear_device_report(ctx: ServeContext) -> None:
     device_report_path(ctx).unlink(missing_ok=True)
 
 
-def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0) -> dict:
-    """What the running server's worker reported (device_report_path): its "device" and the
-    library's own detail. Waited for: a server may call itself healthy while its worker
-    still loads the model (TorchServe's /ping does)."""
+def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0
+                       ) -> ServingDevice:
+    """What the running server's worker reported (device_report_path). Waited for: a server
+    may call itself healthy while its worker still loads the model (TorchServe's /ping
+    does)."""
     import json
     import time
 
@@ -108,8 +110,7 @@ def read_device_report(ctx: ServeContext, platform: str, wait_s: float = 60.0) -
     while True:
         try:
             report = json.loads(path.read_text())
-            str(report["device"])
-            return report
+            return ServingDevice(str(report["device"]), report.get("accelerator"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             if time.monotonic() > deadline:
                 raise InferBenchError(

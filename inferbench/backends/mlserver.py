@@ -183,10 +183,7 @@ class MLServerBackend(Backend):
     def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """What the runtime reported once it had loaded the model (ONNX Runtime's active
         execution provider; MLServer's metadata does not say)."""
-        report = read_device_report(ctx, self.name)
-        providers = report.get("providers") or [None]
-        on_gpu = report["device"] != DeviceKind.CPU.value
-        return ServingDevice(report["device"], providers[0] if on_gpu else None)
+        return read_device_report(ctx, self.name)
 
     def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
                      ) -> ServerStats | None:

@@ -186,9 +186,7 @@ class TorchServeBackend(Backend):
     def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:
         """What the handler reported once it had loaded the model (TorchServe's APIs do not
         say where a worker runs it)."""
-        report = read_device_report(ctx, self.name)
-        on_gpu = report["device"] != DeviceKind.CPU.value
-        return ServingDevice(report["device"], report.get("torch_device") if on_gpu else None)
+        return read_device_report(ctx, self.name)
 
     def ready_path(self, ctx: ServeContext) -> str:
         # The inference API's health check answers 200 only once every registered model has

@@ -81,13 +81,10 @@ def build_target_and_batches(args: argparse.Namespace
         output_name = output_name or meta["outputs"][0]["name"]
         dtype = v2protocol.DTYPES.get(first.get("datatype", "FP32"), np.float32)
         if shape is None:
-            # The metadata shape includes the batch dimension (-1) when the model batches.
-            dims = first["shape"][1:] if first["shape"] and first["shape"][0] == -1 \
-                else first["shape"]
-            if any(d < 0 for d in dims):
-                raise InferBenchError(f"input {input_name!r} has a variable shape {dims}; "
+            shape = _sample_dims(first)
+            if any(d < 0 for d in shape):
+                raise InferBenchError(f"input {input_name!r} has a variable shape {shape}; "
                                       "fix: give --input-shape")
-            shape = dims
     if shape is None:
         raise InferBenchError(f"--protocol {args.protocol} needs --input-shape (e.g. 3,32,32)")
     target = Target(args.endpoint, args.model, input_name or "INPUT0", output_name or "OUTPUT0")
@@ -97,13 +94,19 @@ def build_target_and_batches(args: argparse.Namespace
     return target, batches
 
 
+def _sample_dims(entry: dict[str, Any]) -> list[int]:
+    """One sample's shape of a metadata input: its shape without the batch dimension (-1),
+    which it includes when the model batches."""
+    shape = entry["shape"]
+    return shape[1:] if shape and shape[0] == -1 else shape
+
+
 def _metadata_inputs(meta: dict[str, Any]) -> tuple[TensorSpec, ...]:
     """Every input the model's metadata lists, as a signature (float32 and int64 only)."""
     dtypes = {v: k for k, v in signature.DTYPES.items()}
     inputs = []
     for entry in meta["inputs"]:
-        dims = entry["shape"][1:] if entry["shape"] and entry["shape"][0] == -1 \
-            else entry["shape"]
+        dims = _sample_dims(entry)
         if any(d < 0 for d in dims) or entry.get("datatype") not in dtypes:
             raise InferBenchError(f"input {entry['name']!r} is {entry.get('datatype')} of shape "
                                   f"{dims}; fix: give --inputs with a fixed shape and float32 "

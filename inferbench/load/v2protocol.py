@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from inferbench.errors import InferBenchError
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # The V2 datatypes the load generator and the project's server speak, both ways; every
 # protocol (HTTP binary, HTTP JSON, gRPC) uses these two tables.
@@ -25,7 +27,7 @@ def datatype_of(name: str, array: np.ndarray) -> str:
     try:
         return DATATYPE_NAMES[array.dtype]
     except KeyError:
-        raise ValueError(f"input {name!r} has element type {array.dtype}, which V2 clients "
+        raise InferBenchError(f"input {name!r} has element type {array.dtype}, which V2 clients "
                          f"here do not send; fix: one of {sorted(map(str, DATATYPE_NAMES))}") \
             from None
 

@@ -77,7 +77,8 @@ def report_device(path: str, device: str, active: list[str]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as out:
         json.dump({"device": device, "providers": active, "onnxruntime": ort.__version__,
-                   "pid": os.getpid()}, out)
+                   "pid": os.getpid(),
+                   "accelerator": None if device == "cpu" else active[0]}, out)
     os.replace(tmp, path)
 
 

@@ -39,7 +39,8 @@ class RawTensorHandler:
         with open(os.path.join(model_dir, SETTINGS_FILE)) as f:
             settings = json.load(f)
         self._np, self._torch = np, torch
-        # (name, numpy dtype, one sample's shape, one sample's bytes) per input, in order.
+        # (name, numpy dtype, one sample's shape) per input, in order, and one sample's
+        # bytes of each.
         self._inputs = [(i["name"], np.dtype(i["dtype"]), tuple(int(d) for d in i["shape"]))
                         for i in settings["inputs"]]
         self._sample_bytes = [dtype.itemsize * int(np.prod(shape))
@@ -122,7 +123,8 @@ def _report_device(path: str, model: Any, device: Any) -> None:
     spelled = "cpu" if actual.type == "cpu" else f"gpu:{actual.index or 0}"
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as out:
-        json.dump({"device": spelled, "torch_device": str(actual), "pid": os.getpid()}, out)
+        json.dump({"device": spelled, "torch_device": str(actual), "pid": os.getpid(),
+                   "accelerator": None if actual.type == "cpu" else str(actual)}, out)
     os.replace(tmp, path)
 
 

@@ -32,11 +32,7 @@ class KServeV2Binary(Protocol):
     name = "kserve-v2"
 
     def build(self, target: Target, batch: Batch) -> Request:
-        try:
-            body, headers = v2protocol.encode_request(inputs_of(target, batch),
-                                                      target.output_name)
-        except ValueError as exc:
-            raise InferBenchError(str(exc)) from None
+        body, headers = v2protocol.encode_request(inputs_of(target, batch), target.output_name)
         return Request(infer_url(target), body, {**headers, **target.extra_headers})
 
     def model_metadata(self, url: str, model: str) -> dict[str, Any]:
@@ -70,13 +66,10 @@ class KServeV2Json(KServeV2Binary):
     name = "kserve-v2-json"
 
     def build(self, target: Target, batch: Batch) -> Request:
-        try:
-            entries = [{"name": name, "shape": list(array.shape),
-                        "datatype": v2protocol.datatype_of(name, array),
-                        "data": array.ravel().tolist()}
-                       for name, array in inputs_of(target, batch).items()]
-        except ValueError as exc:
-            raise InferBenchError(str(exc)) from None
+        entries = [{"name": name, "shape": list(array.shape),
+                    "datatype": v2protocol.datatype_of(name, array),
+                    "data": array.ravel().tolist()}
+                   for name, array in inputs_of(target, batch).items()]
         header = {"inputs": entries, "outputs": [{"name": target.output_name}]}
         return Request(infer_url(target), json.dumps(header, separators=(",", ":")).encode(),
                        {"Content-Type": "application/json", **target.extra_headers})

@@ -91,12 +91,8 @@ class KServeV2Grpc(Protocol):
         pb2 = _pb2()
         request = pb2.ModelInferRequest(model_name=target.model)
         for name, array in inputs_of(target, batch).items():
-            try:
-                datatype = v2protocol.datatype_of(name, array)
-            except ValueError as exc:
-                raise InferBenchError(str(exc)) from None
             tensor = request.inputs.add()
-            tensor.name, tensor.datatype = name, datatype
+            tensor.name, tensor.datatype = name, v2protocol.datatype_of(name, array)
             tensor.shape.extend(array.shape)
             request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
         request.outputs.add().name = target.output_name
