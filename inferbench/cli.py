@@ -290,6 +290,49 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         for line in r.evidence:
             print(f"     - {line}")
     return 0
+def _cmd_models(args: argparse.Namespace) -> int:
+    from inferbench import perfdb
+    from inferbench.models import registry
+
+    if args.action != "list" and not args.name:
+        raise InferBenchError(f"models {args.action} needs the model's NAME; fix: inferbench "
+                              f"models {args.action} NAME" + (" FILE" if args.action == "add"
+                                                               else ""))
+    engine = _results_db()
+    perfdb.migrate(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        if args.action == "add":
+            if not args.file:
+                raise InferBenchError("models add needs NAME and FILE; fix: inferbench models "
+                                      "add NAME path/to/model.onnx")
+            models = [registry.add(conn, args.name, Path(args.file), args.description)]
+        elif args.action == "list":
+            models = registry.list_models(conn)
+        elif args.action == "show":
+            models = [registry.get(conn, args.name)]
+        else:
+            models = [registry.remove(conn, args.name)]
+    if args.json:
+        print(json.dumps([m.to_json() for m in models]))
+    elif args.action == "list":
+        for m in models:
+            print(f"{m.name:24} {m.format:12} {m.size_bytes / 1e6:9.1f} MB  {m.sha256[:12]}  "
+                  f"{m.description}")
+        if not models:
+            print("no registered models (add one: inferbench models add NAME FILE)")
+    else:
+        (m,) = models
+        done = {"add": "added", "remove": "removed", "show": "registered"}[args.action]
+        print(f"{done}: {m.name} ({m.format}, {m.size_bytes} bytes, sha256 {m.sha256})")
+        if args.action != "remove":
+            for i in m.signature.inputs:
+                dims = "unknown" if i.dims is None else list(i.dims)
+                print(f"  input {i.name}: {i.dtype or 'type unknown'} per sample {dims}")
+            print(f"  stored at {m.stored_path}; in a spec: \"model\": {{\"registered\": "
+                  f"\"{m.name}\"}}")
+    return 0
+
+
 def _cmd_load(args: argparse.Namespace) -> int:
     from inferbench.load.standalone import format_load_summary, run_load
 
@@ -349,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     # No argparse `choices` for the name: a wrong one goes through the same check as the
     # operator's, with the project's message and exit code.
+    p = sub.add_parser("models", help="the model registry: add your model file by name, "
+                       "then name it in a spec (\"model\": {\"registered\": NAME})")
+    p.add_argument("action", choices=("add", "list", "show", "remove"))
+    p.add_argument("name", nargs="?", help="the model's name (add, show, remove)")
+    p.add_argument("file", nargs="?", help="add: an ONNX (.onnx), TorchScript (.pt) file or "
+                   "a SavedModel directory")
+    p.add_argument("--description", default="", help="add: a line saying what it is")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_models)
     p = sub.add_parser("stage", help="run one stage of a run (what the Airflow tasks call)",
                        epilog=stage_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="STAGE", help=f"one of: {', '.join(Stage)}")

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +34,8 @@ from inferbench.errors import InferBenchError
 from inferbench.gpu_sharing import Sharing
 from inferbench.load.http import MAX_CONNECTIONS
 from inferbench.models.architectures import ARCHITECTURES
-from inferbench.models.signature import TensorSpec, single_input
+from inferbench.models.signature import DTYPES, TensorSpec, single_input
+from inferbench.models.user_model import MODEL_FILE_SUFFIXES, REGISTERED_NAME, format_of
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
@@ -102,9 +104,35 @@ class _Strict(BaseModel):
                               allow_inf_nan=False)
 
 
+# The element types a request may carry, as numpy names them (models/signature.py).
+ElementType = StrEnum("ElementType", {name.upper(): name for name in DTYPES})
+
+
+class InputSpec(_Strict):
+    """What a model file leaves open about one of its inputs: a TorchScript file names its
+    inputs but not their types or shapes; an ONNX or SavedModel file may leave an axis
+    other than the batch free (a sequence length)."""
+
+    name: str = Field(min_length=1, max_length=200, description="The input's name in the file.")
+    dtype: ElementType | None = Field(
+        None, description="Element type (float32 or int64); must agree with the file's where "
+        "it has one.")
+    shape: list[int] | None = Field(
+        None, min_length=0, max_length=8, description="One sample's shape, without the batch "
+        "dimension; fixes the file's free axes and must agree with its fixed ones.")
+    vocab: int | None = Field(
+        None, ge=1, le=10_000_000, description="An int64 input of token ids: ids are drawn "
+        "from [0, vocab). (An int64 input named like *mask* is filled with ones instead.)")
+
+
+# The fields that size a generated model: a model file has its own.
+GENERATOR_FIELDS = ("depth", "width", "input_shape", "num_outputs", "seed")
+
+
 class ModelSpec(_Strict):
     """The model: from the canonical generator (`depth` blocks of one `family`) or a
-    well-known `architecture`; seeded random weights either way."""
+    well-known `architecture`, both with seeded random weights; or the user's own file
+    (`path`, or a `registered` name), served as given."""
 
     family: ModelFamily | None = Field(
         None, description="Block type of the canonical generator: fc, cnn (residual), lstm or "
@@ -115,15 +143,28 @@ class ModelSpec(_Strict):
         "[3, 224, 224], num_outputs to 1000), or bert_base (input_shape [sequence], default "
         "[128]: int64 token ids and an attention mask; num_outputs 2); depth and width do not "
         "apply. Give this or family.")
+    path: str | None = Field(
+        None, min_length=1, max_length=4096, description="Your own model file, served as "
+        f"given (no conversion): ONNX ({', '.join(MODEL_FILE_SUFFIXES['onnx'])}), TorchScript "
+        f"({', '.join(MODEL_FILE_SUFFIXES['torchscript'])}) or a SavedModel directory; inside "
+        "the data directories (INFERBENCH_DATA_DIRS). Its inputs are read from the file; "
+        "formats default to its own.")
+    registered: str | None = Field(
+        None, pattern=REGISTERED_NAME, description="A model file added to the registry with "
+        "`inferbench models add NAME FILE` (see `inferbench models list`).")
+    inputs: list[InputSpec] | None = Field(
+        None, max_length=16, description="A model file's inputs where the file leaves them "
+        "open: a TorchScript file's types and shapes, a free sequence axis, the vocabulary "
+        "of token ids.")
     depth: int = Field(2, ge=1, le=64, description="Number of stacked blocks.")
     width: int = Field(
         32, ge=1, le=4096, description="Hidden width: units (fc/lstm/attention) or channels (cnn)."
     )
-    input_shape: list[int] = Field(
-        description="Shape of one sample, without the batch dimension. "
-        "fc: [features]; cnn: [channels, height, width]; lstm/attention: [sequence, features]; "
-        "resnet50 / mobilenet_v2: [3, height, width]; bert_base: [sequence] (an "
-        "architecture's own default when omitted).",
+    input_shape: list[int] | None = Field(
+        None, description="Shape of one sample, without the batch dimension (required for a "
+        "family). fc: [features]; cnn: [channels, height, width]; lstm/attention: "
+        "[sequence, features]; resnet50 / mobilenet_v2: [3, height, width]; bert_base: "
+        "[sequence] (an architecture's own default when omitted).",
         min_length=1,
         max_length=3,
     )
@@ -142,12 +183,26 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSpec:
-        if (self.family is None) == (self.architecture is None):
-            given = "both" if self.family else "neither"
+        sources = [f for f in ("family", "architecture", "path", "registered")
+                   if getattr(self, f) is not None]
+        if len(sources) != 1:
+            given = " and ".join(sources) if sources else "none"
             raise ValueError(
-                f"model gives {given} of family and architecture; fix: give family (the "
-                f"canonical generator: {[f.value for f in ModelFamily]!r}) or architecture "
-                f"({[a.value for a in Architecture]!r}), not both")
+                f"model gives {given} of family, architecture, path and registered; fix: give "
+                f"exactly one: family (the canonical generator: "
+                f"{[f.value for f in ModelFamily]!r}), architecture "
+                f"({[a.value for a in Architecture]!r}), path (your model file) or registered "
+                "(a name from `inferbench models list`)")
+        if self.is_file:
+            self._check_file()
+            return self
+        if self.inputs is not None:
+            raise ValueError("model.inputs describes a model file's open inputs; a generated "
+                             "model has its own; fix: remove inputs")
+        if self.input_shape is None:
+            raise ValueError(f"model.input_shape is missing; family {self.family.value!r} "
+                             "needs it (see the field's description); fix: e.g. [3, 32, 32] "
+                             "for cnn")
         if self.architecture is not None:
             self._check_architecture()
         expected = len(ARCHITECTURES[self.architecture.value].input_shape) \
@@ -173,6 +228,24 @@ class ModelSpec(_Strict):
                 "multiple of 4"
             )
         return self
+
+    def _check_file(self) -> None:
+        sized = [f for f in GENERATOR_FIELDS if f in self.model_fields_set
+                 and getattr(self, f) != type(self).model_fields[f].default]
+        if sized:
+            raise ValueError(
+                f"model.{sized[0]} sizes a generated model; a model file has its own (its "
+                f"inputs are read from the file, model.inputs fills what it leaves open); "
+                f"fix: remove {' and '.join(sized)}")
+        if self.path is not None and format_of(self.path) is None:
+            raise ValueError(
+                f"model.path {self.path!r} is not a model file the benchmark can serve; fix: "
+                f"an ONNX file ({', '.join(MODEL_FILE_SUFFIXES['onnx'])}), a TorchScript file "
+                f"({', '.join(MODEL_FILE_SUFFIXES['torchscript'])}) or a SavedModel directory")
+        names = [i.name for i in self.inputs or ()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model.inputs names {names!r}: an input is listed twice; fix: "
+                             "list each once")
 
     def _check_architecture(self) -> None:
         facts = ARCHITECTURES[self.architecture.value]
@@ -200,25 +273,40 @@ class ModelSpec(_Strict):
                 f"e.g. {list(facts.input_shape)!r} (its default: leave input_shape out)")
 
     @property
+    def is_file(self) -> bool:
+        """A model the user brought (a path or a registered name), served as given."""
+        return self.path is not None or self.registered is not None
+
+    @property
     def kind(self) -> str:
-        """The model's family, or its architecture's name (what runs are grouped by)."""
+        """The model's family, its architecture's name, or "file" / "registered" (what runs
+        are grouped by)."""
+        if self.is_file:
+            return "file" if self.path is not None else "registered"
         return self.architecture.value if self.architecture is not None else self.family.value
 
     @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        """The model's input signature: one float32 tensor of input_shape, or an
-        architecture's own (BERT: token ids and an attention mask of input_shape)."""
+    def generated_inputs(self) -> tuple[TensorSpec, ...]:
+        """A generated model's input signature: one float32 tensor of input_shape, or an
+        architecture's own (BERT: token ids and an attention mask of input_shape). A model
+        file's is read from the file by the generate stage (the run's model/signature.json)."""
+        if self.is_file:
+            raise InferBenchError("a model file's inputs are read from the file by the generate "
+                                  "stage; read the run's signature (stages.common.run_signature)")
         if self.architecture is not None:
             return ARCHITECTURES[self.architecture.value].inputs(tuple(self.input_shape))
         return single_input(self.input_shape)
 
     @property
     def sample_elements(self) -> int:
-        """Numbers in one sample of the inputs, all of them together."""
-        return sum(math.prod(t.shape) for t in self.inputs)
+        """Numbers in one sample of a generated model's inputs, all of them together."""
+        return sum(math.prod(t.shape) for t in self.generated_inputs)
 
     @property
     def name(self) -> str:
+        if self.is_file:
+            return (f"registered_{self.registered}" if self.registered is not None
+                    else "file_" + re.sub(r"[^A-Za-z0-9_]", "_", Path(self.path).stem)[:64])
         shape = "x".join(str(d) for d in self.input_shape)
         if self.architecture is not None:
             return f"{self.architecture.value}_in{shape}_o{self.num_outputs}_s{self.seed}"
@@ -582,6 +670,25 @@ class BenchmarkSpec(_Strict):
         "server configuration and batch size: one point (the default), a list, or a search "
         "for the highest load within the SLO (capacity).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _file_formats(cls, data: Any) -> Any:
+        """A model file is served as given: its formats default to the ones its platforms
+        serve (the file's own format must then be the only one; checked below for a path,
+        by the generate stage for a registered name, whose file is in the results DB)."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if (isinstance(model, dict) and (model.get("path") or model.get("registered"))
+                and "formats" not in data and isinstance(data.get("platforms"), list)):
+            from inferbench.backends import descriptor
+
+            try:
+                needed = {descriptor(Platform(p)).model_format.value
+                          for p in data["platforms"]}
+            except ValueError:  # an unknown platform: its own field's check names it
+                return data
+            data = {**data, "formats": sorted(needed)}
+        return data
+
     @model_validator(mode="after")
     def _check_cross_fields(self) -> BenchmarkSpec:
         for label, values in (("formats", self.formats), ("platforms", self.platforms),
@@ -603,6 +710,17 @@ class BenchmarkSpec(_Strict):
                     f"not in formats {[f.value for f in self.formats]!r}; fix: add "
                     f"{needed.value!r} to formats"
                 )
+        if self.model.path is not None:
+            own = format_of(self.model.path)
+            others = [f.value for f in self.formats if f is not own]
+            if others:
+                serving = [p.value for p in self.platforms
+                           if descriptor(p).model_format is not own]
+                raise ValueError(
+                    f"formats {others!r}: model.path {self.model.path!r} is a {own.value} file, "
+                    f"served as given (a model file is not converted); fix: list only "
+                    f"platforms that serve {own.value}"
+                    + (f" (not {serving!r})" if serving else "") + " and leave formats out")
         if self.model.architecture is not None and ModelFormat.SAVEDMODEL in self.formats:
             raise ValueError(
                 f"formats 'savedmodel' is exported by porting the canonical generator's blocks "
@@ -649,7 +767,7 @@ class BenchmarkSpec(_Strict):
         if self.max_duration_s < self.min_duration_s:
             raise ValueError(f"max_duration_s {self.max_duration_s!r} is below min_duration_s "
                              f"{self.min_duration_s!r}; fix: raise max_duration_s")
-        elements = max(self.batch_sizes) * self.model.sample_elements
+        elements = 0 if self.model.is_file else max(self.batch_sizes) * self.model.sample_elements
         if elements > MAX_REQUEST_ELEMENTS:
             raise ValueError(
                 f"batch_sizes {self.batch_sizes!r} at model.input_shape "

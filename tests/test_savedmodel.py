@@ -12,7 +12,7 @@ tf = pytest.importorskip("tensorflow")
 
 from inferbench.models.generator import build_model, sample_input  # noqa: E402
 from inferbench.spec import BenchmarkSpec, ModelFormat, ModelSpec  # noqa: E402
-from inferbench.stages.convert import CHECK_SEED, EXPORTERS, _runner  # noqa: E402
+from inferbench.stages.convert import CHECK_SEED, EXPORTERS, run_artifact  # noqa: E402
 
 FIELDS = BenchmarkSpec.model_fields
 ATOL, RTOL = FIELDS["conversion_atol"].default, FIELDS["conversion_rtol"].default
@@ -42,7 +42,7 @@ def test_savedmodel_matches_pytorch_within_default_tolerance(exported, spec):
     _, model, path, tool = exported[spec.family.value]
     assert tool.startswith("tf_port (tensorflow ")
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
-    infer = _runner(ModelFormat.SAVEDMODEL, path)
+    infer = run_artifact(ModelFormat.SAVEDMODEL, path)
     for batch in (1, 5):  # the stage checks the smallest and largest batch sizes
         x = sample_input(spec, batch, CHECK_SEED + batch)
         with torch.no_grad():
@@ -71,8 +71,8 @@ def test_different_weights_give_different_outputs(exported, tmp_path):
     x = sample_input(spec, 2, 3)
     export, _ = EXPORTERS[ModelFormat.SAVEDMODEL]
     export(other, {"input": x}, tmp_path / "other", "cpu")
-    a = _runner(ModelFormat.SAVEDMODEL, path)({"input": x.numpy()})
-    b = _runner(ModelFormat.SAVEDMODEL, tmp_path / "other")({"input": x.numpy()})
+    a = run_artifact(ModelFormat.SAVEDMODEL, path)({"input": x.numpy()})
+    b = run_artifact(ModelFormat.SAVEDMODEL, tmp_path / "other")({"input": x.numpy()})
     assert not np.allclose(a, b)
     with torch.no_grad():
         np.testing.assert_allclose(b, other(x).numpy(), atol=ATOL, rtol=RTOL)

@@ -123,13 +123,13 @@ def sample_input(spec: ModelSpec, batch_size: int, seed: int) -> torch.Tensor:
 def sample_inputs(spec: ModelSpec, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
     """Seeded inputs of one batch for every input of the model's signature, in its order
     (the single float32 input as sample_input draws it)."""
-    if len(spec.inputs) == 1 and spec.inputs[0].dtype == "float32":
-        return {spec.inputs[0].name: sample_input(spec, batch_size, seed)}
+    if len(spec.generated_inputs) == 1 and spec.generated_inputs[0].dtype == "float32":
+        return {spec.generated_inputs[0].name: sample_input(spec, batch_size, seed)}
     import numpy as np
 
     from inferbench.models.signature import sample_inputs as draw
 
-    arrays = draw(spec.inputs, batch_size, np.random.default_rng(seed))
+    arrays = draw(spec.generated_inputs, batch_size, np.random.default_rng(seed))
     return {name: torch.from_numpy(a) for name, a in arrays.items()}
 
 

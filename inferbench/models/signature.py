@@ -89,6 +89,17 @@ def from_text(text: str) -> tuple[TensorSpec, ...]:
     return tuple(inputs)
 
 
+def to_json(inputs: Iterable[TensorSpec]) -> list[dict]:
+    """The whole signature, fills included: what a run keeps in model/signature.json."""
+    return [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "fill": t.fill.value,
+             "vocab": t.vocab} for t in inputs]
+
+
+def from_json(data: Iterable[Mapping]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(d["name"], d["dtype"], tuple(d["shape"]), Fill(d["fill"]),
+                            d.get("vocab", 0)) for d in data)
+
+
 def sample_inputs(inputs: Sequence[TensorSpec], batch_size: int,
                   rng: np.random.Generator) -> dict[str, np.ndarray]:
     """One batch of payload for every input, in signature order."""

@@ -275,3 +275,18 @@ family_predictions = Table(
     Column("guided_start", Float),  # where the search started because of it (NULL: unguided)
     Column("error", Text),  # why there is no prediction (profiling failed, ...)
 )
+
+# Added by migration i18_model_registry: model files users add by name
+# (`inferbench models add NAME FILE`) and name in a spec's model.registered.
+registered_models = Table(
+    "registered_models", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("format", String(16), nullable=False),   # onnx | torchscript | savedmodel
+    Column("stored_path", Text, nullable=False),    # the registry's own copy
+    Column("source_path", Text, nullable=False),    # where it was added from
+    Column("sha256", String(64), nullable=False),   # of the copy (checked before each use)
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("signature", JSON, nullable=False),      # what the file says about its inputs
+    Column("description", Text, nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)

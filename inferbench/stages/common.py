@@ -21,9 +21,13 @@ from sqlalchemy import Engine
 
 from inferbench import perfdb
 from inferbench.errors import InferBenchError
+from inferbench.models import signature
+from inferbench.models.signature import TensorSpec
 from inferbench.paths import RunDir
 from inferbench.pipeline import DB_ENV, SPEC_ENV
 from inferbench.spec import BenchmarkSpec, parse_spec
+
+SIGNATURE_FILE = "signature.json"  # in the run's model directory
 
 
 @dataclass
@@ -36,6 +40,28 @@ class StageContext:
     @property
     def db(self) -> Engine:
         return perfdb.engine(self.db_url)
+
+
+@dataclass(frozen=True)
+class RunSignature:
+    """What a run's model takes and gives: the generate stage writes it to
+    model/signature.json (read from a model file, or derived from a generated model's spec)."""
+
+    inputs: tuple[TensorSpec, ...]
+    num_outputs: int
+
+    def to_json(self) -> dict:
+        return {"inputs": signature.to_json(self.inputs), "num_outputs": self.num_outputs}
+
+
+def run_signature(ctx: StageContext) -> RunSignature:
+    """The run's model signature; a run generated before the file existed derives it from
+    its spec (only generated models were possible then)."""
+    data = read_json(ctx.run_dir.model_dir / SIGNATURE_FILE)
+    if data is None:
+        model = ctx.spec.model
+        return RunSignature(model.generated_inputs, model.num_outputs)
+    return RunSignature(signature.from_json(data["inputs"]), int(data["num_outputs"]))
 
 
 def db_url_from_env() -> str:

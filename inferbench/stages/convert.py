@@ -2,7 +2,8 @@
 
 A converted model counts only if it gives the original's outputs within the spec's
 tolerance on seeded inputs at the smallest and largest benchmarked batch sizes; the check's
-numbers are stored either way, and a failed check fails the stage.
+numbers are stored either way, and a failed check fails the stage. A user's model file is
+not converted: it is checked to run and answer in shape (see _check_model_file).
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ def _export_torchscript(model, example: dict, path: Path, device: str) -> str:
     return f"torch.jit.trace on {where} (torch {torch.__version__})"
 
 
-def _runner(fmt: ModelFormat, path: Path, device: str = "cpu"):
+def run_artifact(fmt: ModelFormat, path: Path, device: str = "cpu"):
     """A function inputs (by name) -> output that runs the converted artifact the way a
-    server would (TorchScript on the device it was traced for)."""
+    server would (TorchScript on the device it was traced for): the first output, as a
+    numpy array."""
     if fmt is ModelFormat.SAVEDMODEL:
         from inferbench.models.tf_port import load_savedmodel
 
@@ -99,8 +101,16 @@ def _runner(fmt: ModelFormat, path: Path, device: str = "cpu"):
 
     where = torch_device(device)
     loaded = torch.jit.load(str(path), map_location=where)
-    return lambda feeds: loaded(*(torch.from_numpy(a).to(where) for a in feeds.values())
-                                ).detach().cpu().numpy()
+
+    def infer(feeds):
+        out = loaded(*(torch.from_numpy(a).to(where) for a in feeds.values()))
+        if not isinstance(out, torch.Tensor):
+            raise InferBenchError(f"{path.name} returns a {type(out).__name__}, not one tensor; "
+                                  "the servers answer with one output tensor; fix: script a "
+                                  "wrapper whose forward returns the logits tensor")
+        return out.detach().cpu().numpy()
+
+    return infer
 
 
 def _export_savedmodel(model, example: dict, path: Path, device: str) -> str:
@@ -111,13 +121,49 @@ def _export_savedmodel(model, example: dict, path: Path, device: str) -> str:
     return export_savedmodel(model, single, path)
 
 
-EXPORTERS = {ModelFormat.ONNX: (_export_onnx, "model.onnx"),
-             ModelFormat.TORCHSCRIPT: (_export_torchscript, "model.torchscript.pt"),
-             # A directory: saved_model.pb + variables/ (TF Serving's version directory).
-             ModelFormat.SAVEDMODEL: (_export_savedmodel, "savedmodel")}
+# Each format's artifact in the run's model directory, converted or a user's file copied.
+ARTIFACT_NAMES = {ModelFormat.ONNX: "model.onnx",
+                  ModelFormat.TORCHSCRIPT: "model.torchscript.pt",
+                  # A directory: saved_model.pb + variables/ (TF Serving's version directory).
+                  ModelFormat.SAVEDMODEL: "savedmodel"}
+EXPORTERS = {ModelFormat.ONNX: (_export_onnx, ARTIFACT_NAMES[ModelFormat.ONNX]),
+             ModelFormat.TORCHSCRIPT: (_export_torchscript,
+                                       ARTIFACT_NAMES[ModelFormat.TORCHSCRIPT]),
+             ModelFormat.SAVEDMODEL: (_export_savedmodel, ARTIFACT_NAMES[ModelFormat.SAVEDMODEL])}
+
+
+def _check_model_file(ctx: StageContext, fmt: ModelFormat) -> tuple[Conversion, list[str]]:
+    """A user's model file is served as given: nothing is converted, so the check is that
+    the copy the servers load runs at the smallest and largest batch sizes, with one output
+    row of num_outputs finite numbers per sample (its agreement with itself is exact)."""
+    from inferbench.models.signature import sample_inputs
+    from inferbench.stages.common import run_signature
+
+    signature = run_signature(ctx)
+    path = ctx.run_dir.model_dir / ARTIFACT_NAMES[fmt]
+    infer = run_artifact(fmt, path, ctx.spec.hardware)
+    failures = []
+    for b in sorted({min(ctx.spec.batch_sizes), max(ctx.spec.batch_sizes)}):
+        got = np.asarray(infer(sample_inputs(signature.inputs, b,
+                                             np.random.default_rng(CHECK_SEED + b))))
+        if got.shape != (b, signature.num_outputs) or not np.all(np.isfinite(got)):
+            failures.append(f"{fmt.value}: at batch {b} the file answers shape {got.shape} "
+                            f"(expected ({b}, {signature.num_outputs}), all finite)")
+    row: Conversion = {
+        "format": fmt.value, "artifact_path": str(path),
+        "tool": "none: the user's model file, served as given", "max_abs_diff": 0.0,
+        "atol": ctx.spec.conversion_atol, "rtol": ctx.spec.conversion_rtol,
+        "passed": not failures, "duration_s": 0.0}
+    return row, failures
 
 
 def run(ctx: StageContext) -> dict[str, Conversion]:
+    if ctx.spec.model.is_file:
+        results, failures = {}, []
+        for fmt in ctx.spec.formats:  # the generate stage allowed the file's own only
+            results[fmt.value], failed = _check_model_file(ctx, fmt)
+            failures += failed
+        return _record(ctx, results, failures)
     import torch
 
     from inferbench.models.generator import build_model, sample_inputs
@@ -137,7 +183,7 @@ def run(ctx: StageContext) -> dict[str, Conversion]:
         t0 = time.perf_counter()
         tool = export(model, inputs[0], path, ctx.spec.hardware)
         duration = time.perf_counter() - t0
-        infer = _runner(fmt, path, ctx.spec.hardware)
+        infer = run_artifact(fmt, path, ctx.spec.hardware)
         diffs, passed = [], True
         for x, ref in zip(inputs, expected, strict=True):
             got = infer({name: t.numpy() for name, t in x.items()})
@@ -152,6 +198,12 @@ def run(ctx: StageContext) -> dict[str, Conversion]:
         if not passed:
             failures.append(f"{fmt.value}: max |diff| {max(diffs):.3g} exceeds atol "
                             f"{ctx.spec.conversion_atol} + rtol {ctx.spec.conversion_rtol}")
+    return _record(ctx, results, failures)
+
+
+def _record(ctx: StageContext, results: dict[str, Conversion],
+            failures: list[str]) -> dict[str, Conversion]:
+    """Store the checks (passed or not), then fail the stage if any failed."""
     with ctx.db.begin() as conn:
         for row in results.values():
             writer.upsert(conn, schema.conversions, {"run_id": ctx.run_id, **row})

@@ -56,6 +56,7 @@ from inferbench.stages.common import (
     LoadSummary,
     StageContext,
     read_endpoint,
+    run_signature,
     save_point_records,
     write_json,
 )
@@ -71,7 +72,8 @@ DRAIN_MAX_S = 60.0
 def _batches(ctx: StageContext, batch_size: int) -> list[dict[str, np.ndarray]]:
     """The seeded inputs of one point by input name (the same for either transport)."""
     rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
-    return [sample_inputs(ctx.spec.model.inputs, batch_size, rng)
+    inputs = run_signature(ctx).inputs
+    return [sample_inputs(inputs, batch_size, rng)
             for _ in range(DISTINCT_PAYLOADS)]
 
 

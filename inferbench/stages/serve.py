@@ -32,7 +32,14 @@ from inferbench.netutil import free_port
 from inferbench.platforms import gpu_index
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
 from inferbench.spec import Transport
-from inferbench.stages.common import Endpoint, StageContext, read_endpoint, read_json, write_json
+from inferbench.stages.common import (
+    Endpoint,
+    StageContext,
+    read_endpoint,
+    read_json,
+    run_signature,
+    write_json,
+)
 
 READY_TIMEOUT_S = 180.0
 
@@ -48,10 +55,10 @@ def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
         raise InferBenchError(
             f"platform {platform!r} needs a checked {backend.model_format.value!r} model, but "
             f"the convert stage did not produce one for run {ctx.run_id!r}")
-    model = ctx.spec.model
+    signature = run_signature(ctx)
     return ServeContext(
-        model_name=model.name, model_path=Path(converted["artifact_path"]),
-        inputs=model.inputs, num_outputs=model.num_outputs,
+        model_name=ctx.spec.model.name, model_path=Path(converted["artifact_path"]),
+        inputs=signature.inputs, num_outputs=signature.num_outputs,
         workdir=resolved.files.dir, http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,
