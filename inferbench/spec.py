@@ -35,7 +35,12 @@ from inferbench.gpu_sharing import Sharing
 from inferbench.load.http import MAX_CONNECTIONS
 from inferbench.models.architectures import ARCHITECTURES
 from inferbench.models.signature import DTYPES, TensorSpec, single_input
-from inferbench.models.user_model import MODEL_FILE_SUFFIXES, REGISTERED_NAME, format_of
+from inferbench.models.user_model import (
+    MODEL_FILE_SUFFIXES,
+    REGISTERED_NAME,
+    format_of,
+    formats_mismatch,
+)
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
@@ -711,16 +716,10 @@ class BenchmarkSpec(_Strict):
                     f"{needed.value!r} to formats"
                 )
         if self.model.path is not None:
-            own = format_of(self.model.path)
-            others = [f.value for f in self.formats if f is not own]
-            if others:
-                serving = [p.value for p in self.platforms
-                           if descriptor(p).model_format is not own]
-                raise ValueError(
-                    f"formats {others!r}: model.path {self.model.path!r} is a {own.value} file, "
-                    f"served as given (a model file is not converted); fix: list only "
-                    f"platforms that serve {own.value}"
-                    + (f" (not {serving!r})" if serving else "") + " and leave formats out")
+            why = formats_mismatch("model.path", format_of(self.model.path), self.formats,
+                                   self.platforms)
+            if why:
+                raise ValueError(why)
         if self.model.architecture is not None and ModelFormat.SAVEDMODEL in self.formats:
             raise ValueError(
                 f"formats 'savedmodel' is exported by porting the canonical generator's blocks "

@@ -102,7 +102,7 @@ def test_resnet50_conforms(converted_resnet50, platform):
 
 @pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
 def test_bert_base_conforms(converted_bert, platform):
-    batch = sample_inputs(converted_bert.spec.model.inputs, 1, np.random.default_rng(13))
+    batch = sample_inputs(converted_bert.spec.model.generated_inputs, 1, np.random.default_rng(13))
     assert batch["input_ids"].dtype == np.int64 and batch["input_ids"].shape == (1, 128)
     _serves_like_pytorch(converted_bert, platform, batch, rtol=RESNET50_RTOL)
 

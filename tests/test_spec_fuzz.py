@@ -49,7 +49,8 @@ def check(data) -> None:
     assert isinstance(spec, BenchmarkSpec)
     assert all(math.isfinite(x) for x in numbers(spec.model_dump(mode="json")))
     assert spec.planned_load_s <= MAX_PLANNED_S
-    assert max(spec.batch_sizes) * spec.model.sample_elements <= MAX_REQUEST_ELEMENTS
+    assert spec.model.is_file or (max(spec.batch_sizes) * spec.model.sample_elements
+                                  <= MAX_REQUEST_ELEMENTS)
     concurrency = spec.workload.concurrency
     assert all(c <= MAX_CONCURRENCY for c in
                (concurrency if isinstance(concurrency, list) else [concurrency or 1]))

@@ -235,7 +235,7 @@ def test_the_registry_adds_lists_serves_checks_and_removes_a_model(inferbench_en
     # A spec naming a file kind its platforms do not serve is refused at generate.
     wrong = {**spec, "name": "user-registered-ts", "platforms": ["torchscript"]}
     with pytest.raises(InferBenchError, match=r"formats \['torchscript'\]: model.registered "
-                       r"is a onnx file"):
+                       r"is a model file in the onnx format"):
         STAGES["generate"](make_context("user-registered-ts", spec_json=json.dumps(wrong)))
 
     stored.write_bytes(stored.read_bytes() + b"\0")  # changed behind the registry's back

@@ -44,6 +44,23 @@ def format_of(path: str | Path) -> ModelFormat | None:
     return None
 
 
+def formats_mismatch(field: str, own: ModelFormat, formats: Sequence[ModelFormat],
+                     platforms: Sequence[Any]) -> str | None:
+    """Why a spec's formats cannot be served from a model file of format `own` (a file is
+    served as given, never converted), naming the platforms that want another; None if
+    they can."""
+    others = [f.value for f in formats if f is not own]
+    if not others:
+        return None
+    from inferbench.backends import descriptor
+
+    serving = [p.value for p in platforms if descriptor(p).model_format is not own]
+    return (f"formats {others!r}: {field} is a model file in the {own.value} format, served "
+            f"as given (a model file is not converted); fix: list only platforms that serve "
+            f"{own.value}" + (f" (not {serving!r})" if serving else "")
+            + " and leave formats out")
+
+
 @dataclass(frozen=True)
 class FileInput:
     """One input as the file declares it; None where the file does not say."""

@@ -231,7 +231,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
     try:
         for batch_size in spec.batch_sizes:
             requests = build_requests(ctx, protocol, target, batch_size)
-            check_response(protocol, requests[0], batch_size, spec.model.num_outputs)
+            check_response(protocol, requests[0], batch_size, run_signature(ctx).num_outputs)
             family_plan, prediction = plan, None
             if spec.predicts:
                 prediction, predicted = predict_family(spec, resolved, requests, batch_size)

@@ -23,6 +23,7 @@ from inferbench.models.user_model import (
     complete_inputs,
     copy_onnx_naming_output,
     count_parameters,
+    formats_mismatch,
     hash_model,
     read_signature,
 )
@@ -82,17 +83,9 @@ def take_model_file(ctx: StageContext) -> tuple[dict, RunSignature]:
     """The run's ModelInfo and signature for a model file (see the module's docstring)."""
     model, spec = ctx.spec.model, ctx.spec
     source, file_sig, field = _find(ctx)
-    others = [f.value for f in spec.formats if f is not file_sig.format]
-    if others:
-        from inferbench.backends import descriptor
-
-        serving = [p.value for p in spec.platforms
-                   if descriptor(p).model_format is not file_sig.format]
-        raise InferBenchError(
-            f"formats {others!r}: {field} is a {file_sig.format.value} file, served as given "
-            f"(a model file is not converted); fix: list only platforms that serve "
-            f"{file_sig.format.value}" + (f" (not {serving!r})" if serving else "")
-            + f" and leave formats out (or give [\"{file_sig.format.value}\"])")
+    why = formats_mismatch(field, file_sig.format, spec.formats, spec.platforms)
+    if why:
+        raise InferBenchError(why)
     inputs = complete_inputs(file_sig, model.inputs, spec.batch_sizes)
     target = ctx.run_dir.model_dir / ARTIFACT_NAMES[file_sig.format]
     renamed = _copy(file_sig.format, source, target)
