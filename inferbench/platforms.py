@@ -87,12 +87,17 @@ class PlatformDescriptor:
 
     `devices` maps each device kind the platform can run on to how it gets there, so that
     a path that needs something special (an image, a runtime setting) says so.
+
+    `free_sequence`: the server takes a sequence axis of any length up to the model's, so
+    requests may be padded to buckets or sent at their own length (workload.sequence_length);
+    otherwise every request is padded to the model's full sequence.
     """
 
     model_format: ModelFormat
     protocols: Mapping[Transport, str] = field(hash=False)
     startup_s: float
     devices: Mapping[DeviceKind, str] = field(hash=False)
+    free_sequence: bool = False
 
     def __post_init__(self) -> None:
         bad = [t for t in self.protocols if t not in set(Transport)]

@@ -156,6 +156,27 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     if predicted is not None:  # no heading where no family was predicted
         sections.append(predicted)
 
+    by_length = [(r["run_id"], row) for r in runs
+                 for row in (r.get("analysis") or {}).get("latency_by_length") or []]
+    if by_length:  # variable-length workloads only
+        sections.append({
+            "id": "sequence-lengths", "title": "Latency by sequence length",
+            "notes": ["Each request's length is its longest sample's; it was sent padded as "
+                      "the workload's padding says: max (to the model's sequence: one shape "
+                      "for every server), buckets (up to the next bucket) or none (its own "
+                      "length: dynamic shapes). The padded column is the mean sequence axis "
+                      "sent. Latency from the scheduled send; p99 only from "
+                      "100 requests in a bucket."],
+            "tables": [_table(["run", "platform", "config", "batch", "point", "padding",
+                               "length", "requests", "p50 (ms)", "p99 (ms)", "padded to"],
+                              [[run_id, b["platform"], b["config_index"], b["batch_size"],
+                                b["point"], b["padding"],
+                                f"{b['length_from']}-{b['length_to']}", b["n_ok"],
+                                b["p50_ms"], b["p99_ms"] if b["p99_ms"] is not None
+                                else "too few requests", b["mean_padded_len"]]
+                               for run_id, b in by_length])],
+            "images": []})
+
     from analysis.server_split import split_rows
 
     split = split_rows(records, lambda r: config_label(r, with_load=True))

@@ -191,10 +191,10 @@ class ModelSpec(_Strict):
         sources = [f for f in ("family", "architecture", "path", "registered")
                    if getattr(self, f) is not None]
         if len(sources) != 1:
-            given = " and ".join(sources) if sources else "none"
+            given = (" and ".join(sources) if sources
+                     else "none of family, architecture, path and registered")
             raise ValueError(
-                f"model gives {given} of family, architecture, path and registered; fix: give "
-                f"exactly one: family (the canonical generator: "
+                f"model gives {given}; fix: give exactly one: family (the canonical generator: "
                 f"{[f.value for f in ModelFamily]!r}), architecture "
                 f"({[a.value for a in Architecture]!r}), path (your model file) or registered "
                 "(a name from `inferbench models list`)")
@@ -303,6 +303,16 @@ class ModelSpec(_Strict):
         return single_input(self.input_shape)
 
     @property
+    def sequence(self) -> int | None:
+        """The length of a generated model's sequence axis (the first of input_shape): BERT's
+        tokens, an LSTM's or attention stack's time steps; None for a model without one."""
+        if self.architecture is not None:
+            return self.input_shape[0] if ARCHITECTURES[self.architecture.value].text else None
+        if self.family in (ModelFamily.LSTM, ModelFamily.ATTENTION):
+            return self.input_shape[0]
+        return None
+
+    @property
     def sample_elements(self) -> int:
         """Numbers in one sample of a generated model's inputs, all of them together."""
         return sum(math.prod(t.shape) for t in self.generated_inputs)
@@ -316,6 +326,92 @@ class ModelSpec(_Strict):
         if self.architecture is not None:
             return f"{self.architecture.value}_in{shape}_o{self.num_outputs}_s{self.seed}"
         return f"{self.family.value}_d{self.depth}_w{self.width}_in{shape}_s{self.seed}"
+
+
+class LengthDistribution(StrEnum):
+    """How each request's sequence length is drawn (see inferbench/load/sequence_lengths.py)."""
+
+    FIXED = "fixed"
+    UNIFORM = "uniform"
+    LOGNORMAL = "lognormal"
+    TRACE = "trace"
+
+
+class Padding(StrEnum):
+    """How a request of length L is shaped for the server."""
+
+    MAX = "max"          # padded to the model's sequence (input_shape): one shape, any server
+    BUCKETS = "buckets"  # padded up to the next bucket: a few shapes
+    NONE = "none"        # sent at its own length: the server takes any (dynamic shapes)
+
+
+# Which optional SequenceLengthSpec fields each distribution needs; the others are refused.
+LENGTH_FIELDS: dict[LengthDistribution, tuple[str, ...]] = {
+    LengthDistribution.FIXED: ("length",),
+    LengthDistribution.UNIFORM: ("min", "max"),
+    LengthDistribution.LOGNORMAL: ("median", "sigma"),
+    LengthDistribution.TRACE: ("trace_path",),
+}
+_LENGTH_EXAMPLE = {"length": "64", "min": "8", "max": "128", "median": "48", "sigma": "0.6",
+                   "trace_path": '"lengths.txt"'}
+
+
+class SequenceLengthSpec(_Strict):
+    """Variable-length sequences: each request's length is drawn, padded as `padding` says,
+    and its latency reported by length bucket."""
+
+    distribution: LengthDistribution = Field(
+        description="fixed (length), uniform (min..max), lognormal (median, sigma; clipped "
+        "to min..max when given) or trace (a file of lengths, one per line, replayed in turn).")
+    length: int | None = Field(None, ge=1, description="fixed only: every request's length.")
+    min: int | None = Field(None, ge=1, description="uniform: the shortest; lognormal: "
+                            "lengths below are raised to it.")
+    max: int | None = Field(None, ge=1, description="uniform: the longest; lognormal: lengths "
+                            "above are cut to it (default: the model's sequence).")
+    median: float | None = Field(None, gt=0, description="lognormal only: the median length.")
+    sigma: float | None = Field(None, gt=0, le=4, description="lognormal only: the spread "
+                                "(standard deviation of the log length).")
+    trace_path: str | None = Field(None, min_length=1, description="trace only: a text file "
+                                   "of lengths, one per line (in the data directories).")
+    padding: Padding = Field(
+        Padding.MAX, description="max: every request padded to the model's sequence "
+        "(input_shape), served by every platform; buckets: padded up to the next of "
+        "`buckets`; none: sent at its own length. buckets and none need a server that takes "
+        "a free sequence axis (validation names the platforms that do).")
+    buckets: list[int] | None = Field(
+        None, min_length=1, max_length=32, description="buckets only: the padded lengths, "
+        "ascending (default: powers of two from 16, and the model's sequence). The report's "
+        "length buckets are these (or quartiles of the sequence).")
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> SequenceLengthSpec:
+        needed = LENGTH_FIELDS[self.distribution]
+        for name in needed:
+            if getattr(self, name) is None:
+                raise ValueError(f"sequence_length.distribution {self.distribution.value!r} "
+                                 f"needs {name}; fix: add e.g. \"{name}\": "
+                                 f"{_LENGTH_EXAMPLE[name]}")
+        optional = {"min", "max"} if self.distribution is LengthDistribution.LOGNORMAL else set()
+        for name in _LENGTH_EXAMPLE:
+            if name not in needed and name not in optional and getattr(self, name) is not None:
+                raise ValueError(f"sequence_length.{name} does not apply to distribution "
+                                 f"{self.distribution.value!r}; fix: remove it")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"sequence_length.min {self.min} is above max {self.max}; fix: "
+                             "swap them")
+        if self.buckets is not None:
+            if self.padding is not Padding.BUCKETS:
+                raise ValueError("sequence_length.buckets applies to padding \"buckets\" "
+                                 "only; fix: remove buckets or set padding to \"buckets\"")
+            if sorted(set(self.buckets)) != self.buckets or min(self.buckets) < 1:
+                raise ValueError(f"sequence_length.buckets {self.buckets!r} must be positive "
+                                 "and strictly ascending; fix: e.g. [32, 64, 128]")
+        return self
+
+    @property
+    def longest(self) -> int | None:
+        """The longest length the distribution can draw (None: a trace's, read at load)."""
+        return self.length if self.distribution is LengthDistribution.FIXED else self.max
 
 
 class WorkloadSpec(_Strict):
@@ -355,6 +451,10 @@ class WorkloadSpec(_Strict):
     transport: Transport = Field(
         Transport.HTTP, description="http (each platform's own HTTP API) or grpc (the "
         "platform's gRPC service, on the platforms that have one; validation names them).")
+    sequence_length: SequenceLengthSpec | None = Field(
+        None, description="Variable-length sequences (bert_base, lstm, attention): each "
+        "request's length drawn from a distribution, padded or sent as is, latency reported "
+        "by length bucket. Default: every request at the model's full sequence.")
 
     @property
     def open_loop(self) -> bool:
@@ -758,6 +858,7 @@ class BenchmarkSpec(_Strict):
                     f"server.preferred_batch_sizes {list(config[2])!r} exceed the server's max "
                     f"batch size {largest} (server.max_batch_size, default max(batch_sizes)); "
                     f"fix: keep each preferred size <= {largest} or raise server.max_batch_size")
+        self._check_sequence_length()
         if self.server.openvino_precision != "f32" and Platform.OPENVINO not in self.platforms:
             raise ValueError(
                 f"server.openvino_precision {self.server.openvino_precision!r} applies to "
@@ -800,6 +901,41 @@ class BenchmarkSpec(_Strict):
         else:
             family_s = min(self.ladder.max_family_s, self.ladder.max_rungs * point_s)
         return self.families * family_s
+
+    @property
+    def sends_free_sequence(self) -> bool:
+        """Requests come at several sequence lengths: the exported model and the servers
+        take a free sequence axis."""
+        lengths = self.workload.sequence_length
+        return lengths is not None and lengths.padding is not Padding.MAX
+
+    def _check_sequence_length(self) -> None:
+        lengths = self.workload.sequence_length
+        if lengths is None:
+            return
+        sequence = None if self.model.is_file else self.model.sequence
+        if sequence is None:
+            raise ValueError(
+                f"workload.sequence_length: model {self.model.kind!r} has no sequence axis to "
+                "vary; fix: remove sequence_length, or benchmark bert_base, lstm or attention")
+        for name, value in (("length", lengths.length), ("max", lengths.max),
+                            ("min", lengths.min), ("buckets", max(lengths.buckets or [0]))):
+            if value is not None and value > sequence:
+                raise ValueError(
+                    f"workload.sequence_length.{name} {value} is longer than the model's "
+                    f"sequence ({sequence}, model.input_shape[0]); fix: at most {sequence}, "
+                    "or a longer input_shape")
+        from inferbench.backends import descriptor, descriptors
+
+        if lengths.padding is not Padding.MAX:
+            fixed = [p.value for p in self.platforms if not descriptor(p).free_sequence]
+            if fixed:
+                able = [p.value for p, d in descriptors().items() if d.free_sequence]
+                raise ValueError(
+                    f"workload.sequence_length.padding {lengths.padding.value!r} sends "
+                    f"sequences of several lengths, which platforms {fixed!r} cannot take "
+                    f"(their servers declare one shape; {able!r} can); fix: padding \"max\" "
+                    "or only those platforms")
 
     def _check_ladder(self) -> None:
         w, ladder = self.workload, self.ladder
@@ -871,6 +1007,8 @@ class BenchmarkSpec(_Strict):
             del data["server"]
         if self.workload.transport is Transport.HTTP:  # likewise specs from before transport
             del data["workload"]["transport"]
+        if self.workload.sequence_length is None:  # and before variable lengths
+            del data["workload"]["sequence_length"]
         if "server" in data and self.server.openvino_precision == "f32":  # and precision
             del data["server"]["openvino_precision"]
         if self.ladder == LadderSpec():  # and specs from before the ladder
@@ -879,6 +1017,9 @@ class BenchmarkSpec(_Strict):
             del data["hardware"]
         if self.model.architecture is None:  # and generator models from before architectures
             del data["model"]["architecture"]
+        for key in ("path", "registered", "inputs", "input_shape"):  # and before model files
+            if data["model"][key] is None:
+                del data["model"][key]
         if self.sharing is Sharing.NONE:  # and before sharing
             del data["sharing"]
         canonical = json.dumps(data, sort_keys=True,

@@ -27,8 +27,8 @@ def test_an_architecture_takes_its_own_input_and_head_unless_told():
 
 
 @pytest.mark.parametrize(("model", "fields", "says"), [
-    ({"architecture": "resnet50", "family": "cnn"}, {}, "gives both of family and architecture"),
-    ({"input_shape": [3, 8, 8]}, {}, "gives neither of family and architecture"),
+    ({"architecture": "resnet50", "family": "cnn"}, {}, "gives family and architecture; fix"),
+    ({"input_shape": [3, 8, 8]}, {}, "gives none of family, architecture, path and registered"),
     ({"architecture": "resnet50", "depth": 4}, {}, "model.depth sizes the canonical generator"),
     ({"architecture": "resnet50", "input_shape": [1, 224, 224]}, {}, "takes 3 channels"),
     ({"architecture": "mobilenet_v2", "input_shape": [3, 16, 16]}, {}, "at least 32 x 32"),

@@ -39,7 +39,7 @@ def _same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
 def test_bert_base_takes_token_ids_and_a_mask_of_its_sequence():
     spec = ModelSpec(architecture="bert_base")
     assert spec.input_shape == [128] and spec.num_outputs == 2
-    ids, mask = spec.inputs
+    ids, mask = spec.generated_inputs
     assert (ids.name, ids.dtype, ids.shape, ids.fill, ids.vocab) == (
         "input_ids", "int64", (128,), Fill.TOKENS, 30522)
     assert (mask.name, mask.dtype, mask.shape, mask.fill) == (
@@ -49,9 +49,9 @@ def test_bert_base_takes_token_ids_and_a_mask_of_its_sequence():
 
 
 def test_the_generator_and_images_keep_one_float_input():
-    assert ModelSpec(family="fc", input_shape=[8]).inputs == (TensorSpec("input", "float32",
-                                                                         (8,)),)
-    (image,) = ModelSpec(architecture="resnet50").inputs
+    assert ModelSpec(family="fc", input_shape=[8]).generated_inputs == (
+        TensorSpec("input", "float32", (8,)),)
+    (image,) = ModelSpec(architecture="resnet50").generated_inputs
     assert (image.name, image.dtype, image.shape) == ("input", "float32", (3, 224, 224))
 
 
@@ -65,7 +65,7 @@ def test_bert_sequence_out_of_range_names_the_field_and_fix(shape, fix):
 
 def test_payloads_follow_the_signature():
     spec = ModelSpec(architecture="bert_base", input_shape=[16])
-    batch = signature.sample_inputs(spec.inputs, 4, np.random.default_rng(0))
+    batch = signature.sample_inputs(spec.generated_inputs, 4, np.random.default_rng(0))
     assert list(batch) == ["input_ids", "attention_mask"]
     assert batch["input_ids"].shape == (4, 16) and batch["input_ids"].dtype == np.int64
     assert batch["input_ids"].min() >= 0 and batch["input_ids"].max() < 30522
@@ -74,7 +74,7 @@ def test_payloads_follow_the_signature():
 
 
 def test_signature_text_round_trip_and_bad_text():
-    inputs = ModelSpec(architecture="bert_base", input_shape=[64]).inputs
+    inputs = ModelSpec(architecture="bert_base", input_shape=[64]).generated_inputs
     text = signature.to_text(inputs)
     assert text == "input_ids:int64:64;attention_mask:int64:64"
     assert [(t.name, t.dtype, t.shape) for t in signature.from_text(text)] == [

@@ -106,7 +106,7 @@ class Server:
 def _context(workdir: Path, onnx_path: Path,
              server: ServerConfig | None = None) -> ServeContext:
     return ServeContext(
-        model_name=MODEL_NAME, model_path=onnx_path, inputs=SPEC.inputs,
+        model_name=MODEL_NAME, model_path=onnx_path, inputs=SPEC.generated_inputs,
         num_outputs=SPEC.num_outputs, workdir=workdir, http_port=_free_port(),
         grpc_port=_free_port(), metrics_port=_free_port(), max_batch_size=MAX_BATCH, threads=1,
         server=server or ServerConfig(),

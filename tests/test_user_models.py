@@ -161,7 +161,8 @@ def _run(run_id: str, spec: dict, platform: str) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("platform", ["onnxruntime", "triton"])
+@pytest.mark.parametrize("platform", ["onnxruntime", "openvino", "mlserver",
+                                      pytest.param("triton", marks=pytest.mark.triton)])
 def test_a_users_onnx_text_model_is_served_as_given_and_hashed(inferbench_env, db_url,
                                                                platform):
     data = inferbench_env / "data"
@@ -189,13 +190,15 @@ def test_a_users_onnx_text_model_is_served_as_given_and_hashed(inferbench_env, d
 
 
 @pytest.mark.integration
-def test_a_users_torchscript_file_runs_on_the_torchscript_platform(inferbench_env, db_url):
+@pytest.mark.parametrize("platform", ["torchscript", "torchserve"])
+def test_a_users_torchscript_file_runs_on_the_torchscript_platforms(inferbench_env, db_url,
+                                                                   platform):
     data = inferbench_env / "data"
     data.mkdir(exist_ok=True)
     cnn_torchscript(data / "cnn.pt")
-    spec = _spec("user-ts", {"path": "cnn.pt", "inputs": [
-        {"name": "input", "dtype": "float32", "shape": [3, 12, 12]}]}, "torchscript")
-    summary = _run("user-ts", spec, "torchscript")
+    spec = _spec(f"user-ts-{platform}", {"path": "cnn.pt", "inputs": [
+        {"name": "input", "dtype": "float32", "shape": [3, 12, 12]}]}, platform)
+    summary = _run(f"user-ts-{platform}", spec, platform)
     assert summary["verdict"] == "VALID", summary["reasons"]
 
 

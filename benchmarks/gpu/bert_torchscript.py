@@ -51,7 +51,7 @@ def main() -> None:
     server = subprocess.Popen([
         sys.executable, "-m", "inferbench.servers.fastapi_server", "--runtime", "torchscript",
         "--model-path", str(workdir / "bert.pt"), "--model-name", "bert",
-        "--inputs", signature.to_text(spec.inputs), "--port", str(port),
+        "--inputs", signature.to_text(spec.generated_inputs), "--port", str(port),
         "--device", args.device, "--threads", "4"])
     try:
         url = f"http://127.0.0.1:{port}"
@@ -71,7 +71,7 @@ def main() -> None:
               f"{float(np.abs(answer - reference).max()):.3g}")
         for size in (1, 8, 32):
             request = protocol.build(target, signature.sample_inputs(
-                spec.inputs, size, np.random.default_rng(size)))
+                spec.generated_inputs, size, np.random.default_rng(size)))
             for _ in range(5):
                 protocol.send_once(request)
             times = []

@@ -89,7 +89,7 @@ def main() -> None:
         capacity = family["capacity_rps"]
         bound = " (bound)" if family["search_cap_reached"] else ""
         inputs = ", ".join(f"{t.name} {t.dtype} {'x'.join(map(str, t.shape))}"
-                           for t in ModelSpec(architecture=architecture).inputs)
+                           for t in ModelSpec(architecture=architecture).generated_inputs)
         print(f"| {architecture} | {inputs} | {platform} | "
               f"{'-' if capacity is None else f'{capacity:.1f}'}{bound} | "
               f"{at_cap.get('p50', float('nan')):.1f} | {at_cap.get('p99', float('nan')):.1f} | "

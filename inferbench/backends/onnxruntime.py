@@ -12,6 +12,7 @@ class OnnxRuntimeBackend(FastApiRuntimeBackend):
         model_format=ModelFormat.ONNX,
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=3.0,
+        free_sequence=True,  # any sequence length the exported model takes
         # servers/runtimes.py; the GPU path is not verified here (no GPU on these hosts).
         devices={DeviceKind.CPU: "ONNX Runtime's CPU execution provider",
                  DeviceKind.GPU: "ONNX Runtime's CUDA execution provider (onnxruntime-gpu "

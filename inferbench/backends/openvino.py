@@ -15,6 +15,7 @@ class OpenVinoBackend(FastApiRuntimeBackend):
         model_format=ModelFormat.ONNX,
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=4.0,
+        free_sequence=True,  # any sequence length the exported model takes
         # servers/runtimes.py compiles for OpenVINO's "CPU" device only.
         devices={DeviceKind.CPU: "OpenVINO's CPU plugin (f32 unless server.openvino_precision)"},
     )

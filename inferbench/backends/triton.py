@@ -246,6 +246,7 @@ class TritonBackend(Backend):
         model_format=ModelFormat.ONNX,
         protocols={Transport.HTTP: "kserve-v2", Transport.GRPC: "kserve-v2-grpc"},
         startup_s=8.0,
+        free_sequence=True,  # any sequence length the exported model takes
         # The wheel's build has only the Python backend, whose model runs ONNX Runtime on the
         # CPU; the GPU path is NVIDIA's image alone, and is not verified on a GPU here.
         devices={

@@ -29,7 +29,7 @@ from inferbench.load.runner import (
 )
 
 _FIELDS = ("scheduled_ns", "sent_ns", "first_byte_ns", "done_ns", "status", "bytes_sent",
-           "bytes_received")
+           "bytes_received", "payload")
 
 
 def _child(conn, requests: list[Request], schedule: ScheduleFactory, parts: int, part: int,

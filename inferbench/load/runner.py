@@ -92,6 +92,7 @@ class PhaseRecords:
     status: list[int] = field(default_factory=list)
     bytes_sent: list[int] = field(default_factory=list)
     bytes_received: list[int] = field(default_factory=list)
+    payload: list[int] = field(default_factory=list)  # which of the requests' payloads went
     started_ns: int = 0
     ended_ns: int = 0
     stop_reason: str = ""
@@ -112,6 +113,7 @@ class PhaseRecords:
             "status": np.asarray(self.status, dtype=np.int32),
             "bytes_sent": np.asarray(self.bytes_sent, dtype=np.int64),
             "bytes_received": np.asarray(self.bytes_received, dtype=np.int64),
+            "payload": np.asarray(self.payload, dtype=np.int32),
         }
 
 
@@ -206,7 +208,7 @@ class _Phase:
         self.stopped_ns = now
 
 
-def _record(phase: _Phase, scheduled_ns: int, sent_ns: int, size_sent: int,
+def _record(phase: _Phase, scheduled_ns: int, sent_ns: int, payload: int, size_sent: int,
             response: Response | None) -> None:
     phase.completed += 1
     if not phase.record:
@@ -219,6 +221,7 @@ def _record(phase: _Phase, scheduled_ns: int, sent_ns: int, size_sent: int,
     r.status.append(response.status if response else 0)  # 0: no response
     r.bytes_sent.append(size_sent)
     r.bytes_received.append(response.size if response else 0)
+    r.payload.append(payload)
 
 
 class _InFlight:
@@ -248,7 +251,8 @@ def _expire(future: asyncio.Future) -> None:
 
 
 def _on_answer(phase: _Phase, conn: Connection, future: asyncio.Future, scheduled_ns: int,
-               sent_ns: int, size: int, timeout_s: float, in_flight: _InFlight) -> None:
+               sent_ns: int, payload: int, size: int, timeout_s: float,
+               in_flight: _InFlight) -> None:
     """Record the request when its answer (or its timeout, or a broken connection) comes.
     A callback on the answer's future, not a task per request: the open loop sends
     thousands a second, and a task plus a wait_for cost more CPU than the send itself."""
@@ -265,15 +269,15 @@ def _on_answer(phase: _Phase, conn: Connection, future: asyncio.Future, schedule
         else:
             response = f.result()
         try:
-            _record(phase, scheduled_ns, sent_ns, size, response)
+            _record(phase, scheduled_ns, sent_ns, payload, size, response)
         finally:
             in_flight.done()
 
     future.add_done_callback(answered)
 
 
-async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phase,
-                                  scheduled_ns: int, timeout_s: float,
+async def _send_on_new_connection(pool: ConnectionPool, raws: list[bytes], payload: int,
+                                  phase: _Phase, scheduled_ns: int, timeout_s: float,
                                   in_flight: _InFlight) -> bool:
     """Send on a connection from the pool; False when none could be had (refused, or every
     connection busy): the request is recorded as failed and nothing was sent."""
@@ -282,11 +286,12 @@ async def _send_on_new_connection(pool: ConnectionPool, raw: bytes, phase: _Phas
         try:
             conn = await asyncio.wait_for(pool.acquire(), timeout_s)
         except (TimeoutError, OSError):
-            _record(phase, scheduled_ns, phase.clock.now(), len(raw), None)
+            _record(phase, scheduled_ns, phase.clock.now(), payload, len(raws[payload]), None)
             return False
         sent = phase.clock.now()
-        _on_answer(phase, conn, conn.send(raw), scheduled_ns, sent, len(raw), timeout_s,
-                   in_flight)
+        raw = raws[payload]
+        _on_answer(phase, conn, conn.send(raw), scheduled_ns, sent, payload, len(raw),
+                   timeout_s, in_flight)
     finally:
         in_flight.done()
     return True
@@ -308,17 +313,19 @@ async def _open_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
         await phase.waker.until(scheduled)
         if phase.should_stop():
             break
-        raw = raws[(next(payload_ids) if payload_ids is not None else i) % len(raws)]
+        payload = (next(payload_ids) if payload_ids is not None else i) % len(raws)
+        raw = raws[payload]
         i += 1
         conn = pool.try_acquire()
         if conn is not None:
             # Written here, synchronously: the send time is not at the mercy of task order.
             sent = phase.clock.now()
-            _on_answer(phase, conn, conn.send(raw), scheduled, sent, len(raw), timeout_s,
-                       in_flight)
+            _on_answer(phase, conn, conn.send(raw), scheduled, sent, payload, len(raw),
+                       timeout_s, in_flight)
         else:
             task = asyncio.create_task(
-                _send_on_new_connection(pool, raw, phase, scheduled, timeout_s, in_flight))
+                _send_on_new_connection(pool, raws, payload, phase, scheduled, timeout_s,
+                                        in_flight))
             opening.add(task)
             task.add_done_callback(opening.discard)
     if opening:
@@ -336,7 +343,7 @@ async def _closed_loop(pool: ConnectionPool, raws: list[bytes], phase: _Phase,
             # In a closed loop a request is due the moment its client is free.
             scheduled = phase.clock.now()
             in_flight = _InFlight()
-            sent = await _send_on_new_connection(pool, raws[next(counter) % len(raws)],
+            sent = await _send_on_new_connection(pool, raws, next(counter) % len(raws),
                                                  phase, scheduled, timeout_s, in_flight)
             await in_flight.drain()
             if sent:

@@ -37,19 +37,24 @@ def run_tables(conn: Connection, run_id: str) -> dict[str, list[dict[str, Any]]]
 def request_arrays(conn: Connection, run_id: str, platform: str,
                    point: int, config_index: int = 0) -> dict[str, np.ndarray]:
     t = schema.requests
-    stmt = (select(t.c.scheduled_ns, t.c.sent_ns, t.c.first_byte_ns, t.c.done_ns, t.c.status)
+    stmt = (select(t.c.scheduled_ns, t.c.sent_ns, t.c.first_byte_ns, t.c.done_ns, t.c.status,
+                   t.c.seq_len, t.c.padded_len)
             .where(t.c.run_id == run_id, t.c.platform == platform,
                    t.c.config_index == config_index, t.c.point == point)
             .order_by(t.c.seq))
     rows = conn.execute(stmt).all()
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
+    cols = list(zip(*rows, strict=True)) if rows else [[]] * 7
 
     def to_array(values) -> np.ndarray:  # NULL timestamps become -1, as in memory
         return np.asarray([-1 if v is None else v for v in values], dtype=np.int64)
 
-    return {"scheduled_ns": to_array(cols[0]), "sent_ns": to_array(cols[1]),
-            "first_byte_ns": to_array(cols[2]), "done_ns": to_array(cols[3]),
-            "status": np.asarray(cols[4], dtype=np.int32)}
+    arrays = {"scheduled_ns": to_array(cols[0]), "sent_ns": to_array(cols[1]),
+              "first_byte_ns": to_array(cols[2]), "done_ns": to_array(cols[3]),
+              "status": np.asarray(cols[4], dtype=np.int32)}
+    if rows and rows[0].seq_len is not None:  # a variable-length workload's point
+        arrays["seq_len"] = to_array(cols[5])
+        arrays["padded_len"] = to_array(cols[6])
+    return arrays
 
 
 def resource_summary(conn: Connection, run_id: str) -> dict[tuple, dict[str, float]]:

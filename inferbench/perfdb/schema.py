@@ -136,6 +136,10 @@ requests = Table(
     Column("status", Integer, nullable=False),  # HTTP status; 0 = no response (timeout, reset)
     Column("bytes_sent", Integer, nullable=False),
     Column("bytes_received", Integer, nullable=False),
+    # Added by migration i19_sequence_lengths: a variable-length workload's request, its
+    # longest sample's length and the sequence axis it was sent with (NULL otherwise).
+    Column("seq_len", Integer),
+    Column("padded_len", Integer),
 )
 
 resource_samples = Table(

@@ -78,7 +78,9 @@ def _copy_rows(conn: Connection, table: Table, columns: list[str],
 
 
 REQUEST_COLUMNS = ["scheduled_ns", "sent_ns", "first_byte_ns", "done_ns", "status",
-                   "bytes_sent", "bytes_received"]
+                   "bytes_sent", "bytes_received",
+                   # a variable-length workload's only (NULL when a point's records lack them)
+                   "seq_len", "padded_len"]
 
 
 def replace_platform_measurements(
@@ -108,7 +110,8 @@ def replace_platform_measurements(
         conn.execute(insert(schema.family_predictions), predicted)
     for point, arrays in requests.items():
         n = len(arrays["status"])
-        cols = [np.asarray(arrays[c]).tolist() for c in REQUEST_COLUMNS]
+        cols = [np.asarray(arrays[c]).tolist() if c in arrays else [None] * n
+                for c in REQUEST_COLUMNS]
         for nullable in ("first_byte_ns", "done_ns"):  # -1 in memory means "never happened"
             col = cols[REQUEST_COLUMNS.index(nullable)]
             cols[REQUEST_COLUMNS.index(nullable)] = [v if v >= 0 else None for v in col]

@@ -183,6 +183,35 @@ def _analysis_facts(tables: dict[str, list[dict]]) -> dict[str, Any]:
     return facts
 
 
+def _latency_by_length(ctx: StageContext, tables: dict[str, list[dict]],
+                       arrays: dict[tuple, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """A variable-length workload's latency per length bucket, per point."""
+    from analysis.sequence_lengths import latency_by_length
+    from inferbench.load.sequence_lengths import buckets_of
+
+    lengths = ctx.spec.workload.sequence_length
+    if lengths is None:
+        return []
+    edges = buckets_of(lengths, ctx.spec.model.sequence)
+    rows = []
+    for point in tables["points"]:
+        records = arrays[(point["platform"], point["config_index"], point["point"])]
+        if "seq_len" not in records:
+            continue
+        for bucket in latency_by_length(records, edges):
+            rows.append({"platform": point["platform"], "config_index": point["config_index"],
+                         "point": point["point"], "batch_size": point["batch_size"],
+                         "padding": lengths.padding.value, **bucket})
+            p99 = bucket["p99_ms"]
+            print(f"{point['platform']} b{point['batch_size']} point {point['point']} length "
+                  f"{bucket['length_from']}-{bucket['length_to']} (sent padded to "
+                  f"{bucket['mean_padded_len']:.0f} on average): {bucket['n_ok']} requests, "
+                  f"p50 {bucket['p50_ms']:.2f} ms, p99 "
+                  + (f"{p99:.2f} ms" if p99 is not None else "not enough requests"),
+                  flush=True)
+    return rows
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     import os
 
@@ -228,6 +257,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     quality_engine = "great_expectations" if quality_ge.available() else "analysis.quality"
     quality_ok, quality_reasons = (quality_ge.validate_run_ge if quality_ge.available()
                                    else validate_run)(quality_points)
+    by_length = _latency_by_length(ctx, tables, arrays)
     failed = _unmeasured_deployments(ctx, tables["deployments"])
     status = "partial" if failed else "complete"
 
@@ -249,7 +279,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
                           report_path=None)
         conn.execute(update(schema.runs).where(schema.runs.c.run_id == ctx.run_id).values(
             hardware=hardware, quality_ok=quality_ok, quality_reasons=quality_reasons,
-            analysis={**_analysis_facts(tables), "quality_engine": quality_engine}))
+            analysis={**_analysis_facts(tables), "quality_engine": quality_engine,
+                      "latency_by_length": by_length}))
     report_dir = ctx.run_dir.report_dir
     with ctx.db.connect() as conn:
         report_path = build_run_report(conn, ctx.run_id, report_dir)

@@ -37,17 +37,22 @@ class Conversion(TypedDict):
     duration_s: float        # export time
 
 
-def _export_onnx(model, example: dict, path: Path, device: str) -> str:
-    """ONNX with the signature's input names and a free batch dimension on every input;
+def _export_onnx(model, example: dict, path: Path, device: str,
+                 free_sequence: bool = False) -> str:
+    """ONNX with the signature's input names and a free batch dimension on every input
+    (and a free sequence axis, the first of a sample, when requests vary in length);
     exported on the CPU whatever the serving device (the graph names none)."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
     names, args = list(example), tuple(example.values())
+    axes = {0: batch}
+    if free_sequence:
+        axes[1] = torch.export.Dim("sequence", min=2, max=max(2, args[0].shape[1]))
     try:
         torch.onnx.export(model, args, str(path), dynamo=True, input_names=names,
                           output_names=["output"],
-                          dynamic_shapes=tuple({0: batch} for _ in args), verbose=False)
+                          dynamic_shapes=tuple(dict(axes) for _ in args), verbose=False)
         return f"torch.onnx dynamo (torch {torch.__version__})"
     except Exception as exc:  # noqa: BLE001 - fall back, and say so in the stored tool name
         warnings.warn(f"dynamo ONNX export failed ({exc!r}); using the TorchScript exporter",
@@ -56,15 +61,20 @@ def _export_onnx(model, example: dict, path: Path, device: str) -> str:
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(model, args, str(path), dynamo=False, input_names=names,
                               output_names=["output"], opset_version=17,
-                              dynamic_axes={n: {0: "batch"} for n in [*names, "output"]})
+                              dynamic_axes={**{n: {0: "batch", 1: "sequence"}
+                                               if free_sequence else {0: "batch"}
+                                               for n in names}, "output": {0: "batch"}})
         return f"torch.onnx torchscript (torch {torch.__version__})"
 
 
-def _export_torchscript(model, example: dict, path: Path, device: str) -> str:
+def _export_torchscript(model, example: dict, path: Path, device: str,
+                        free_sequence: bool = False) -> str:
     """Traced with the inputs positional, in signature order (the servers call it so), on
     the device it will be served on: a trace keeps the device of the tensors the model makes
     for itself (BERT's attention bias), so BERT traced on the CPU fails on a GPU (seen on an
-    H200), and traced there it matches the CPU's answer."""
+    H200), and traced there it matches the CPU's answer. A trace follows the sizes it reads
+    from its inputs, so a free sequence needs nothing more (the check at a shorter sequence
+    is what shows it)."""
     import torch
 
     from inferbench.servers.runtimes import torch_device
@@ -113,7 +123,8 @@ def run_artifact(fmt: ModelFormat, path: Path, device: str = "cpu"):
     return infer
 
 
-def _export_savedmodel(model, example: dict, path: Path, device: str) -> str:
+def _export_savedmodel(model, example: dict, path: Path, device: str,
+                       free_sequence: bool = False) -> str:
     # TensorFlow is imported only here: a run without the savedmodel format never loads it.
     from inferbench.models.tf_port import export_savedmodel
 
@@ -173,6 +184,11 @@ def run(ctx: StageContext) -> dict[str, Conversion]:
     model.load_state_dict(torch.load(ctx.run_dir.model_dir / "model.pt", weights_only=True))
     batch_sizes = sorted({min(ctx.spec.batch_sizes), max(ctx.spec.batch_sizes)})
     inputs = [sample_inputs(model_spec, b, CHECK_SEED + b) for b in batch_sizes]
+    free = ctx.spec.sends_free_sequence
+    if free:  # requests vary in length: check a shorter sequence too
+        short = model_spec.model_copy(update={"input_shape": [
+            max(2, model_spec.sequence // 4), *model_spec.input_shape[1:]]})
+        inputs.append(sample_inputs(short, batch_sizes[0], CHECK_SEED - 1))
     with torch.no_grad():
         expected = [model(*x.values()).numpy() for x in inputs]
     results: dict[str, Conversion] = {}
@@ -181,7 +197,7 @@ def run(ctx: StageContext) -> dict[str, Conversion]:
         export, filename = EXPORTERS[fmt]
         path = ctx.run_dir.model_dir / filename
         t0 = time.perf_counter()
-        tool = export(model, inputs[0], path, ctx.spec.hardware)
+        tool = export(model, inputs[0], path, ctx.spec.hardware, free_sequence=free)
         duration = time.perf_counter() - t0
         infer = run_artifact(fmt, path, ctx.spec.hardware)
         diffs, passed = [], True

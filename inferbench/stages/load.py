@@ -44,11 +44,16 @@ from inferbench.load.ladder import (
 from inferbench.load.priority import issuer_priority
 from inferbench.load.protocols import Protocol, Target, get_protocol
 from inferbench.load.runner import PhaseRecords, Request, StopRule, run_point
+from inferbench.load.sequence_lengths import (
+    VariablePayloads,
+    load_lengths,
+    variable_payloads,
+)
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
 from inferbench.models.signature import sample_inputs
 from inferbench.server_grid import ResolvedConfig, resolve_config
-from inferbench.spec import BenchmarkSpec, Transport, WorkloadSpec
+from inferbench.spec import BenchmarkSpec, LengthDistribution, Transport, WorkloadSpec
 from inferbench.stages.common import (
     Endpoint,
     LadderSummary,
@@ -69,12 +74,20 @@ DISTINCT_PAYLOADS = 8  # requests rotate over a few seeded inputs, encoded once 
 DRAIN_MAX_S = 60.0
 
 
-def _batches(ctx: StageContext, batch_size: int) -> list[dict[str, np.ndarray]]:
-    """The seeded inputs of one point by input name (the same for either transport)."""
+def _batches(ctx: StageContext, batch_size: int
+             ) -> tuple[list[dict[str, np.ndarray]], VariablePayloads | None]:
+    """The seeded inputs of one point by input name (the same for either transport), and
+    what each one's sequence length is when the workload varies it."""
     rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
     inputs = run_signature(ctx).inputs
-    return [sample_inputs(inputs, batch_size, rng)
-            for _ in range(DISTINCT_PAYLOADS)]
+    lengths = ctx.spec.workload.sequence_length
+    if lengths is None:
+        return [sample_inputs(inputs, batch_size, rng)
+                for _ in range(DISTINCT_PAYLOADS)], None
+    trace = (load_lengths(lengths.trace_path, inputs[0].shape[0])
+             if lengths.distribution is LengthDistribution.TRACE else None)
+    variable = variable_payloads(inputs, lengths, batch_size, rng, trace)
+    return variable.batches, variable
 
 
 class PointBrief(TypedDict):
@@ -108,8 +121,10 @@ def protocol_target(ctx: StageContext, endpoint: Endpoint, backend: Backend
 
 
 def build_requests(ctx: StageContext, protocol: Protocol, target: Target,
-                   batch_size: int) -> list[Request]:
-    return [protocol.build(target, batch) for batch in _batches(ctx, batch_size)]
+                   batch_size: int) -> tuple[list[Request], VariablePayloads | None]:
+    """The point's requests, encoded once, and their sequence lengths where they vary."""
+    batches, variable = _batches(ctx, batch_size)
+    return [protocol.build(target, batch) for batch in batches], variable
 
 
 def check_response(protocol: Protocol, request: Request, batch_size: int,
@@ -230,7 +245,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
     open_loop = spec.workload.open_loop
     try:
         for batch_size in spec.batch_sizes:
-            requests = build_requests(ctx, protocol, target, batch_size)
+            requests, variable = build_requests(ctx, protocol, target, batch_size)
             check_response(protocol, requests[0], batch_size, run_signature(ctx).num_outputs)
             family_plan, prediction = plan, None
             if spec.predicts:
@@ -249,6 +264,8 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                     ctx, rung, index, batch_size, requests, endpoint, rule, samples,
                     read_server_stats)
                 arrays = records.arrays()
+                if variable is not None:  # each request's length, from the payload it sent
+                    arrays.update(variable.per_request(arrays["payload"]))
                 save_point_records(files.point_records(index), arrays)
                 check = _check_rung(spec, arrays, records, rung, open_loop)
                 judged = check.slo

@@ -28,6 +28,7 @@ from inferbench.backends.process import (
 )
 from inferbench.errors import InferBenchError
 from inferbench.gpu_sharing import Sharing, check_mps_available, mps_env, start_mps, stop_mps
+from inferbench.load.sequence_lengths import free_sequence_inputs
 from inferbench.netutil import free_port
 from inferbench.platforms import gpu_index
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
@@ -56,9 +57,12 @@ def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
             f"platform {platform!r} needs a checked {backend.model_format.value!r} model, but "
             f"the convert stage did not produce one for run {ctx.run_id!r}")
     signature = run_signature(ctx)
+    inputs = signature.inputs
+    if ctx.spec.sends_free_sequence:  # requests come at several lengths
+        inputs = free_sequence_inputs(inputs)
     return ServeContext(
         model_name=ctx.spec.model.name, model_path=Path(converted["artifact_path"]),
-        inputs=signature.inputs, num_outputs=signature.num_outputs,
+        inputs=inputs, num_outputs=signature.num_outputs,
         workdir=resolved.files.dir, http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,
