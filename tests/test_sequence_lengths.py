@@ -5,6 +5,7 @@ PostgreSQL and the report's latency-by-length table."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,7 @@ def _run_attention(run_id: str, padding: str, platform: str) -> dict:
 @pytest.mark.integration
 @pytest.mark.parametrize("padding, platform", [
     ("none", "onnxruntime"), ("buckets", "torchscript"), ("max", "mlserver"),
+    ("buckets", "openvino"), ("max", "torchserve"),
     pytest.param("none", "triton", marks=pytest.mark.triton)])
 def test_requests_carry_their_lengths_to_the_results_and_the_report(inferbench_env, db_url,
                                                                     padding, platform):
@@ -186,5 +188,4 @@ def test_requests_carry_their_lengths_to_the_results_and_the_report(inferbench_e
     buckets = analysis["latency_by_length"]
     assert {b["padding"] for b in buckets} == {padding}
     assert sum(b["n_ok"] for b in buckets) == len(rows)
-    report = (inferbench_env / "runs" / run_id / "report" / "index.html")
-    assert "Latency by sequence length" in report.read_text()
+    assert "Latency by sequence length" in Path(summary["report"]).read_text()

@@ -83,8 +83,12 @@ def _export_torchscript(model, example: dict, path: Path, device: str,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecated upstream but still served
+            # torch's own re-trace check compares graphs, which differ between two traces
+            # of an attention block by name mangling alone; the check that counts is the
+            # convert stage's: outputs against the original's, at every checked shape.
             traced = torch.jit.trace(model.to(where), tuple(t.to(where)
-                                                            for t in example.values()))
+                                                            for t in example.values()),
+                                     check_trace=False)
     finally:
         model.to("cpu")  # the other formats and the check's reference run on the CPU
     traced.save(str(path))
