@@ -76,3 +76,18 @@ def test_different_weights_give_different_outputs(exported, tmp_path):
     assert not np.allclose(a, b)
     with torch.no_grad():
         np.testing.assert_allclose(b, other(x).numpy(), atol=ATOL, rtol=RTOL)
+
+
+def test_a_savedmodel_directory_is_read_as_a_users_model_file(exported):
+    """model.path may name a SavedModel: its serving signature gives the inputs' names,
+    types and shapes, and its parameters are counted from its variables."""
+    from inferbench.models.user_model import count_parameters, read_signature
+
+    spec, model, path, _ = exported["fc"]  # no batch norm: its variables are its parameters
+    for given in (path, path / "saved_model.pb"):
+        sig = read_signature(given, "model.path")
+        assert sig.format is ModelFormat.SAVEDMODEL and sig.output == "output"
+        assert [(i.name, i.dtype, i.dims) for i in sig.inputs] == [
+            ("input", "float32", tuple(spec.input_shape))]
+    assert count_parameters(ModelFormat.SAVEDMODEL, path) == sum(
+        p.numel() for p in model.parameters())
