@@ -60,7 +60,8 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
 
-    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+    def trigger(self, dag_id: str, run_id: str | None, conf: dict[str, Any]) -> dict[str, Any]:
+        """The created run (its `dag_run_id`); with run_id None the server names it."""
         return self._call("POST", f"/dags/{dag_id}/dagRuns",
                           {"dag_run_id": run_id, "logical_date": None, "conf": conf})
 

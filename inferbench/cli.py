@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +132,6 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_run_id(name: str) -> str:
-    return f"ib_{name}_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}_{uuid.uuid4().hex[:6]}"
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from inferbench.airflow_api import AirflowClient
     from inferbench.reporting import format_summary
@@ -152,8 +146,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     url = _start_embedded(args.port, args.runtime)
     client = AirflowClient(url)
     client.unpause(DAG_ID)
-    run_id = _new_run_id(spec.name)
-    client.trigger(DAG_ID, run_id, spec.model_dump(mode="json"))
+    # No run id of ours: the API server names the run after the spec, as for the UI's
+    # trigger form (operators/trigger_check.py).
+    run_id = client.trigger(DAG_ID, None, spec.model_dump(mode="json"))["dag_run_id"]
     say(f"triggered {DAG_ID} run {run_id}; watch it at {url}/dags/{DAG_ID}/runs/{run_id}")
     seen: dict[str, str] = {}
 

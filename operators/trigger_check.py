@@ -1,4 +1,5 @@
-"""The benchmark spec checked whole when a run is triggered, in Airflow's API server.
+"""The benchmark spec checked whole when a run is triggered, in Airflow's API server; and
+the run named after its spec.
 
 Airflow validates each DAG Param on its own (its JSON schema), so a conf whose fields are
 each fine but do not fit together (a batch size above max_batch_size, a grid over its cap,
@@ -8,6 +9,9 @@ trigger form and the REST API both call, and answers such a conf with HTTP 400 a
 spec's own error (the field, the value, the fix) before any run exists. A spec asking for a
 GPU where no GPU worker exists (inferbench/scheduling/workers.py) is refused the same way:
 its run could only fail.
+
+A trigger without a run id (the UI's form sends none) gets one that starts with the spec's
+name, so the run, its directory and its report say which benchmark they are.
 
 The plugin is registered through the `airflow.plugins` entry point (pyproject.toml), so
 every Airflow that has InferBench installed loads it: the embedded default and the cluster.
@@ -33,6 +37,32 @@ Send = Callable[[Message], Awaitable[None]]
 
 TRIGGER_PATH = re.compile(rf"(.*/)?api/v2/dags/{re.escape(BENCHMARK_DAG_ID)}/dagRuns/?")
 MAX_BODY_BYTES = 1 << 20  # a spec is a few kB; Airflow answers anything odd itself
+RUN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")  # BenchmarkSpec.name's pattern
+
+
+def named_run_id(body: bytes) -> bytes | None:
+    """The trigger body with a run id that carries the spec's name (`<name>__<UTC time>`)
+    when the caller gave none (the UI's trigger form gives none): its runs would otherwise
+    be `manual__<time>`, and so would their run directories. None: leave the body as is
+    (a run id given, or a body Airflow answers itself)."""
+    from datetime import UTC, datetime
+
+    from inferbench.spec import example_spec
+
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("dag_run_id"):
+        return None
+    conf = payload.get("conf")
+    name = conf.get("name") if isinstance(conf, dict) else None
+    if conf is None:
+        name = example_spec().name  # no conf: the DAG's defaults, the demo spec
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        return None  # a bad name: the spec check answers it
+    payload["dag_run_id"] = f"{name}__{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}"
+    return json.dumps(payload).encode()
 
 
 def conf_problem(body: bytes) -> str | None:
@@ -99,6 +129,13 @@ class SpecCheckMiddleware:
                                     (b"content-length", str(len(answer)).encode())]})
             await send({"type": "http.response.body", "body": answer})
             return
+
+        renamed = named_run_id(body) if len(body) <= MAX_BODY_BYTES else None
+        if renamed is not None:
+            messages = [{"type": "http.request", "body": renamed, "more_body": False}]
+            scope = {**scope, "headers": [
+                *((k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"),
+                (b"content-length", str(len(renamed)).encode())]}
 
         async def replay() -> Message:  # the app reads the body this middleware read
             return messages.pop(0) if messages else await receive()

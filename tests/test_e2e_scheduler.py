@@ -70,6 +70,14 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
         from inferbench.pipeline import BENCHMARK_DAG_ID
 
         client = AirflowClient(f"http://127.0.0.1:{port}")
+        # What the UI's health badges read: every component the embedded default runs.
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health") as r:
+            health = json.load(r)
+        assert {k: v["status"] for k, v in health.items()} == {
+            k: "healthy" for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        }, health
         mismatched = {**json.loads(Path(spec).read_text()), "platforms": ["triton"],
                       "formats": ["torchscript"]}
         with pytest.raises(InferBenchError) as refused:
@@ -83,6 +91,8 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
         assert second.returncode == 0, second.stdout + second.stderr[-5000:]
         two = json.loads(second.stdout)
         assert two["run_id"] != one["run_id"] and two["report"] != one["report"]
+        # Named by the API server after the spec, as a run from the UI's form is.
+        assert all(r["run_id"].startswith("quick-fc__") for r in (one, two))
 
 
         from inferbench import perfdb
@@ -103,5 +113,5 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
         pids = list(json.load(open(pids_file)).values()) if os.path.exists(pids_file) else []
         down = inferbench("down", env=env, timeout=120)
         assert down.returncode == 0, down.stderr
-    assert len(pids) == 3
+    assert len(pids) == 4  # scheduler, dag-processor, triggerer, api-server
     assert leftovers(home, port, pids) == []

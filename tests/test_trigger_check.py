@@ -60,6 +60,16 @@ def test_a_valid_conf_reaches_airflow_byte_for_byte():
     assert _call(TRIGGER, body) == (200, b"created", body)
 
 
+def test_a_trigger_without_a_run_id_gets_one_named_after_its_spec():
+    """The UI's trigger form sends no run id: Airflow would name the run manual__<time>."""
+    for conf, name in (({"name": "resnet-sweep"}, "resnet-sweep"), (None, "demo-cnn")):
+        body = json.dumps({"logical_date": None, "conf": conf}).encode()
+        status, _, seen = _call(TRIGGER, body)
+        payload = json.loads(seen)
+        assert status == 200 and payload["conf"] == conf
+        assert payload["dag_run_id"].startswith(f"{name}__2"), payload
+
+
 def test_what_the_check_leaves_to_airflow_passes_untouched():
     bad_spec = _trigger({"platforms": ["triton"], "formats": ["torchscript"]})
     for path, body, method in [

@@ -1,5 +1,5 @@
-"""The embedded single-machine Airflow: scheduler, dag-processor and api-server with the
-LocalExecutor, on the embedded PostgreSQL, all state under <home>/airflow.
+"""The embedded single-machine Airflow: scheduler, dag-processor, triggerer and api-server
+with the LocalExecutor, on the embedded PostgreSQL, all state under <home>/airflow.
 
 Each component is a detached background process (its own session, log file and pid in
 pids.json), so `inferbench run` can return while the UI stays up; starting again reuses
@@ -27,7 +27,9 @@ from inferbench.netutil import poll_http_ok, port_is_free
 from inferbench.platforms import DeviceKind
 from inferbench.scheduling.workers import host_class
 
-COMPONENTS = ("scheduler", "dag-processor", "api-server")
+# The triggerer runs no InferBench task (no deferrable operator): it is started so that the
+# UI's health check, which expects one, shows the embedded default healthy.
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 WORKERS_ENV = "INFERBENCH_WORKERS"  # how many worker pools (GPU workers) to create
 REFRESH_ENV = "INFERBENCH_DAG_REFRESH_S"
 NICE_ENV = "INFERBENCH_AIRFLOW_NICE"
@@ -90,8 +92,8 @@ def component_nice(name: str) -> int:
     which must not inherit a lower priority."""
     if name == "scheduler":
         return 0
-    return _whole_env(NICE_ENV, 10, 0, 19, "the niceness of Airflow's dag-processor and "
-                      "api-server, 0 to 19")
+    return _whole_env(NICE_ENV, 10, 0, 19, "the niceness of Airflow's dag-processor, "
+                      "triggerer and api-server, 0 to 19")
 
 
 def airflow_env(home: Path, dags_folder: Path, port: int,
