@@ -329,3 +329,26 @@ def prediction_png(measured: Sequence[tuple[float, float | None, float | None]],
         ax.legend(fontsize="x-small", loc="upper left")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def utilisation_png(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                    path: Path, *, title: str) -> Path:
+    """CPU % over time, one small panel per configuration (its server and client, and GPU
+    utilisation where sampled): a panel each keeps a dozen configurations readable."""
+    n = max(1, len(series))
+    cols = 2 if n > 1 else 1
+    rows = (n + cols - 1) // cols
+    fig = _new(figsize=(8, 2.2 * rows + 0.6))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False)).ravel()
+    for ax, (label, by_source) in zip(axes, series.items(), strict=False):
+        for source, (t_s, values) in sorted(by_source.items()):
+            ax.plot(t_s, values, linewidth=1, label=source)
+        ax.set_title(label, fontsize="small")
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("s since the configuration's first sample", fontsize="x-small")
+        ax.legend(fontsize="x-small", loc="upper right")
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("CPU % (of one core) / GPU %", fontsize="x-small")
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -156,6 +156,13 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     if predicted is not None:  # no heading where no family was predicted
         sections.append(predicted)
 
+    from inferbench.predictability_report import predictability_section
+    from inferbench.utilisation_report import utilisation_section
+
+    sections.append(predictability_section(conn, records, families, family_label,
+                                           config_label, slo_ms))
+    sections.append(utilisation_section(conn, records, runs, config_label, out_dir))
+
     by_length = [(r["run_id"], row) for r in runs
                  for row in (r.get("analysis") or {}).get("latency_by_length") or []]
     if by_length:  # variable-length workloads only

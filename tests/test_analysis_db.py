@@ -17,7 +17,8 @@ from inferbench.perfdb import schema
 pytestmark = pytest.mark.integration
 
 SECTIONS = ("answer", "verdict", "results", "recommendations", "latency", "load", "cost",
-            "roofline", "heatmaps", "quality", "leaderboard", "plots", "server-split")
+            "roofline", "heatmaps", "quality", "leaderboard", "plots", "server-split",
+            "predictability", "utilisation")
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,11 @@ def test_report_regenerates_from_postgres_with_every_section(sweep_run, inferben
         assert f'<section id="{section}">' in html, section
     assert html.index('id="answer"') < html.index('id="verdict"') < html.index('id="results"')
     assert "No server reported statistics" not in html  # the FastAPI server reports them
+    # A point of a few hundred requests says what the far tail needs instead of a number.
+    assert "not enough requests (needs 3,688)" in html
     assert "estimate_cpu_tdp" in html and "http://" not in html.split("<body>")[1]
-    assert len(re.findall("data:image/png;base64,", html)) >= 5  # CDF, KDE, load, roofline, heat
+    # CDF, KDE, load, roofline, heat map, resource use
+    assert len(re.findall("data:image/png;base64,", html)) >= 6
     assert cli.main(["report", "--sweep", "analysis-db-sweep", "--out",
                      str(tmp_path / "sweep")]) == 0
     assert "sweep analysis-db-sweep" in (tmp_path / "sweep" / "report.html").read_text()

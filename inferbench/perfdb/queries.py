@@ -77,6 +77,17 @@ def resource_summary(conn: Connection, run_id: str) -> dict[tuple, dict[str, flo
             for key, v in out.items()}
 
 
+def resource_samples_by_config(conn: Connection, run_id: str) -> dict[tuple[str, int], list[dict]]:
+    """Every resource sample of a run by (platform, config_index), in time order."""
+    t = schema.resource_samples
+    rows = conn.execute(select(t).where(t.c.run_id == run_id)
+                        .order_by(t.c.platform, t.c.config_index, t.c.t_ns)).all()
+    out: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        out.setdefault((row.platform, row.config_index), []).append(dict(row._mapping))
+    return out
+
+
 # --- analysis: cross-run reads for the report, leaderboard and recommender ---
 
 def point_records(conn: Connection, *, run_ids: list[str] | None = None,
