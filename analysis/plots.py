@@ -56,6 +56,7 @@ def latency_cdf_png(
     fig = Figure(figsize=(10, 4), dpi=DPI)
     FigureCanvasAgg(fig)
     ax_cdf, ax_tail = fig.subplots(1, 2)
+    ax_cdf.set_prop_cycle(distinct_lines(len(series)))
     max_nines = 2
     any_data = False
     for label, values in series.items():
@@ -76,7 +77,8 @@ def latency_cdf_png(
         (line,) = ax_cdf.plot(x, y, drawstyle="steps-post", label=f"{label} (n={n})")
         # Tail: v[i] holds from q = i/n, i.e. from 1/(1-q) = n/(n-i).
         nines = n / (n - idx)
-        ax_tail.plot(nines, v[idx], drawstyle="steps-post", color=line.get_color())
+        ax_tail.plot(nines, v[idx], drawstyle="steps-post", color=line.get_color(),
+                     linestyle=line.get_linestyle())
         max_nines = max(max_nines, n)
 
     ax_cdf.set_xscale("log")
@@ -139,6 +141,19 @@ def throughput_bar_png(
     return path
 
 
+def distinct_lines(n: int):
+    """A property cycle giving `n` lines distinct looks: matplotlib's ten colours up to ten
+    lines, tab20's twenty up to twenty, then each of those solid, dashed and dotted (a
+    report of a dozen configurations must not draw two of them in one colour)."""
+    from cycler import cycler
+    from matplotlib import colormaps, rcParams
+
+    if n <= 10:
+        return rcParams["axes.prop_cycle"]
+    colours = cycler(color=colormaps["tab20"].colors)
+    return colours if n <= 20 else cycler(linestyle=["-", "--", ":"]) * colours
+
+
 def _save(fig: Figure, path: Path, bottom: float = 0.0) -> Path:
     path = Path(path)
     fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
@@ -160,6 +175,7 @@ def kde_png(series: Mapping[str, np.ndarray], path: Path, *, title: str,
 
     fig = _new()
     ax = fig.subplots()
+    ax.set_prop_cycle(distinct_lines(len(series)))
     finite = [np.asarray(v, dtype=np.float64) for v in series.values() if len(v)]
     if finite:
         hi = max(float(np.percentile(v, 99.5)) for v in finite)
@@ -192,6 +208,7 @@ def capacity_png(families: Sequence[tuple[str, Any]], path: Path, *, percentile:
     rows_of_legend = -(-(len(families) + 4) // 3)  # three labels a row, with the 4 keys
     fig = _new((11, 4 + 0.22 * rows_of_legend))
     ax_load, ax_tp = fig.subplots(1, 2)
+    ax_load.set_prop_cycle(distinct_lines(len(families)))
     kinds = set()
     for label, fam in families:
         rungs = [r for r in fam.rungs if r.latency_ms is not None]
@@ -201,7 +218,8 @@ def capacity_png(families: Sequence[tuple[str, Any]], path: Path, *, percentile:
         (line,) = ax_load.plot([r.offered for r in rungs], [r.latency_ms for r in rungs],
                                label=label)
         color = line.get_color()
-        ax_tp.plot([r.latency_ms for r in rungs], [r.achieved_rps for r in rungs], color=color)
+        ax_tp.plot([r.latency_ms for r in rungs], [r.achieved_rps for r in rungs], color=color,
+                   linestyle=line.get_linestyle())
         for ax, xy in ((ax_load, lambda r: (r.offered, r.latency_ms)),
                        (ax_tp, lambda r: (r.latency_ms, r.achieved_rps))):
             _scatter(ax, [xy(r) for r in rungs if r.holds], s=30, color=color)
@@ -242,17 +260,23 @@ def capacity_png(families: Sequence[tuple[str, Any]], path: Path, *, percentile:
     return _save(fig, path, bottom=min(0.5, 0.22 * rows_of_legend / fig.get_figheight()))
 
 
-def heat_map_png(hm, path: Path, *, title: str) -> Path:
-    """A :class:`analysis.heatmap.HeatMap` as an annotated image."""
+def heat_map_png(hm, path: Path, *, title: str,
+                 scale: tuple[float, float] | None = None) -> Path:
+    """A :class:`analysis.heatmap.HeatMap` as an annotated image; `scale` (min, max) puts
+    several maps of one metric on one colour scale."""
     fig = _new((6, 4.5))
     ax = fig.subplots()
-    im = ax.imshow(hm.values, origin="lower", aspect="auto", cmap="viridis")
+    vmin, vmax = scale if scale is not None else (None, None)
+    im = ax.imshow(hm.values, origin="lower", aspect="auto", cmap="viridis", vmin=vmin,
+                   vmax=vmax)
     ax.set_xticks(range(len(hm.x_values)), [str(v) for v in hm.x_values])
     ax.set_yticks(range(len(hm.y_values)), [str(v) for v in hm.y_values])
     ax.set_xlabel(hm.x_name)
     ax.set_ylabel(hm.y_name)
     finite = hm.values[np.isfinite(hm.values)]
-    mid = float(finite.min() + finite.max()) / 2 if finite.size else 0.0
+    lo, hi = scale if scale is not None else (
+        (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0))
+    mid = (lo + hi) / 2
     for i in range(hm.values.shape[0]):
         for j in range(hm.values.shape[1]):
             v = hm.values[i, j]

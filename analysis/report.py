@@ -110,13 +110,16 @@ def _sci(value: Any) -> str:
 
 
 def _ci(pair: Any, digits: int = 2) -> str:
-    """Confidence interval "[lo, hi]"; an unbounded side shows as a dash."""
-    if not pair:
-        return _DASH
+    """The p99's confidence interval "[lo, hi]"; a side that this many requests cannot
+    bound says so, with the count an upper bound needs."""
+    from analysis.predictability import requests_needed
+
+    if not pair or (pair[0] is None and pair[1] is None):
+        return f"not enough requests (needs {requests_needed(99):,})"
     lo, hi = pair
-    if lo is None and hi is None:
-        return _DASH
-    return f"[{_num(lo, digits)}, {_num(hi, digits)}]"
+    upper = _num(hi, digits) if hi is not None else \
+        f"no upper bound: needs {requests_needed(99):,} requests"
+    return f"[{_num(lo, digits)}, {upper}]"
 
 
 def _yesno(value: Any) -> str:

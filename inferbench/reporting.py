@@ -284,6 +284,7 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     # rungs of a ladder differ only in offered load.
     heat_rows = [{**f.rungs[0].row, "capacity_items_per_s": f.capacity_items_per_s,
                   "latency_at_capacity_ms": f.latency_ms} for f in families if f.rungs]
+    maps: dict[str, list] = {}  # per metric: (platform, map); drawn on one colour scale
     for platform in sorted({r["platform"] for r in heat_rows}):
         mine = [r for r in heat_rows if r["platform"] == platform]
         for slug, metric_name, metric in (
@@ -291,15 +292,23 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                 ("tp", "capacity at SLO (items/s)", lambda r: r["capacity_items_per_s"])):
             hm = heat_map(mine, "depth", "batch_size", metric, metric_name=metric_name,
                           vary_free=FAMILY_PARAMS)
-            if not hm.x_values:
-                continue
-            images.append((f"{platform}: {metric_name} over depth x batch size, fixed "
-                           f"{hm.fixed}", plots.heat_map_png(
-                               hm, out_dir / f"heat_{platform}_{slug}.png",
-                               title=f"{platform}: {metric_name}")))
+            # A map of one row or one column is a table, not a grid: the results show it.
+            if len(hm.x_values) >= 2 and len(hm.y_values) >= 2:
+                maps.setdefault(slug, []).append((platform, hm))
+    for slug, of_metric in maps.items():
+        finite = np.concatenate([hm.values[np.isfinite(hm.values)] for _, hm in of_metric])
+        scale = (float(finite.min()), float(finite.max())) if finite.size else None
+        for platform, hm in of_metric:
+            images.append((f"{platform}: {hm.metric} over depth x batch size, fixed "
+                           f"{hm.fixed} (one colour scale for every platform)",
+                           plots.heat_map_png(hm, out_dir / f"heat_{platform}_{slug}.png",
+                                              title=f"{platform}: {hm.metric}", scale=scale)))
     if len({(r.get("hyperparams") or {}).get("depth") for r in records}) < 2:
         notes.append("Only one model depth here: a sweep over depths (runs sharing a sweep_id) "
                      "fills the depth axis.")
+    if not images:
+        notes.append("No grid to show: a heat map needs at least two depths and two batch "
+                     "sizes of one platform.")
     sections.append({"id": "heatmaps", "title": "Heat maps of capacity at SLO (depth x batch "
                      "size)",
                      "notes": notes, "tables": [], "images": images})

@@ -80,3 +80,12 @@ def test_server_configurations_are_named_only_where_they_vary():
     assert {labeller(rows)(r) for r in rows} == {"onnxruntime/onnx b1 [db=off,inst=1]",
                                                  "onnxruntime/onnx b1 [db=on,inst=2]"}
     assert labeller(rows[:1])(rows[0], with_load=True) == "onnxruntime/onnx b1 @ 10 rps"
+
+
+def test_a_dozen_lines_get_a_dozen_looks_and_sixty_still_differ():
+    from analysis.plots import distinct_lines
+
+    for n in (5, 12, 20, 60):
+        looks = [tuple(sorted(style.items())) for style, _ in zip(distinct_lines(n), range(n),
+                                                                  strict=False)]
+        assert len(set(looks)) == n, n
