@@ -62,6 +62,14 @@ def test_two_runs_through_the_scheduler_stay_apart(tmp_path):
         analyze_log = Path(home, "airflow", "logs", "dag_id=inferbench_benchmark",
                            f"run_id={one['run_id']}", "task_id=analyze", "attempt=1.log")
         assert f"report: {one['report']}" in analyze_log.read_text()
+        # The measure task's log carries each point's numbers, the analyze task's the answer.
+        run_logs = analyze_log.parent.parent
+        measure_logs = list(run_logs.glob("task_id=*.measure/**/attempt=1.log"))
+        assert measure_logs, sorted(p.name for p in run_logs.iterdir())
+        measured = "".join(log.read_text() for log in measure_logs)
+        assert "req/s offered" in measured and ", p50 " in measured and "VALID" in measured
+        assert "Best within" in analyze_log.read_text() or "no configuration meets" in \
+            analyze_log.read_text()
 
         # A conf whose fields each pass Airflow's per-field check but not together is
         # refused at trigger, with the reason, and no run is created.

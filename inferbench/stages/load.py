@@ -178,20 +178,29 @@ def _load_text(load: float | None, open_loop: bool) -> str:
 
 
 def rung_line(batch_size: int, rung: Rung, check: RungCheck, open_loop: bool,
-              slo_percentile: float) -> str:
-    """The log line of one measured rung, e.g. "b8 rung 3 (bisect): 141.4 req/s offered,
-    140.2 sent, 139.9 req/s achieved, p99 12.3 ms - holds"."""
+              slo_percentile: float, arrays: dict[str, np.ndarray],
+              late_threshold_ms: float) -> str:
+    """The log line of one measured rung (what the task log shows of it), e.g. "b8 rung 3
+    (bisect): 141.4 req/s offered, 140.2 sent, 139.9 req/s achieved, p50 5.1 ms, p99
+    12.3 ms, late sends 0.2 %, VALID - holds"."""
     judged = check.slo
     sent = f", {judged.sent_rps:.1f} sent" if judged.sent_rps else ""
     latency = ("-" if judged.latency_at_slo_ms is None
                else f"{judged.latency_at_slo_ms:.1f} ms")
+    ok = (arrays["status"] == 200) & (arrays["done_ns"] >= 0)
+    median = (f"{np.median(arrays['done_ns'][ok] - arrays['scheduled_ns'][ok]) / 1e6:.1f} ms"
+              if ok.any() else "-")
+    late = ""
+    if open_loop and len(arrays["sent_ns"]):  # a closed loop sends when a client is free
+        lateness_ms = (arrays["sent_ns"] - arrays["scheduled_ns"]) / 1e6
+        late = f", late sends {100.0 * np.mean(lateness_ms > late_threshold_ms):.1f} %"
     verdict = "holds" if check.holds else f"fails: {check.reason}"
     if check.remeasure and rung.phase is not Phase.REPEAT:
         verdict += " (measuring it again)"
     return (f"b{batch_size} rung {rung.index} ({rung.phase.value}): "
             f"{_load_text(rung.offered, open_loop)} offered{sent}, "
-            f"{judged.achieved_rps:.1f} req/s achieved, p{slo_percentile:g} {latency} - "
-            f"{verdict}")
+            f"{judged.achieved_rps:.1f} req/s achieved, p50 {median}, p{slo_percentile:g} "
+            f"{latency}{late}, {'VALID' if check.valid else 'INVALID'} - {verdict}")
 
 
 def ladder_line(batch_size: int, outcome: LadderOutcome, open_loop: bool) -> str:
@@ -280,8 +289,8 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 write_json(files.samples, samples)
                 write_json(files.load, summary)
                 failed_before = judged.n_failed
-                print(rung_line(batch_size, rung, check, open_loop, spec.slo.percentile),
-                      flush=True)
+                print(rung_line(batch_size, rung, check, open_loop, spec.slo.percentile,
+                                arrays, spec.late_send_threshold_ms), flush=True)
                 _check_server_alive(endpoint, index, judged.n_failed)
                 ladder.report(check.result(time.monotonic() - started))
             outcome = ladder.outcome
