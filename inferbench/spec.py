@@ -708,7 +708,8 @@ class BenchmarkSpec(_Strict):
         "benchmark", min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$",
         description="A label for this benchmark (letters, digits, _ . -).",
     )
-    model: ModelSpec = Field(description="The model to generate.")
+    model: ModelSpec = Field(description="The model: the canonical generator's, a well-known "
+                             "architecture, or your own model file.")
     formats: list[ModelFormat] = Field(
         default_factory=lambda: [ModelFormat.ONNX, ModelFormat.TORCHSCRIPT], min_length=1,
         description="Formats to convert to; each is checked against the original's outputs.",

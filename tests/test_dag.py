@@ -79,6 +79,14 @@ def test_params_come_from_the_spec_schema(dagbag):
     platforms = dag.params.get_param("platforms")
     assert platforms.schema["items"]["enum"] == [p.value for p in Platform]
     assert platforms.description
+    # The form's titles are words, not class names, and a nested section's help lists its
+    # inner fields with their allowed values and bounds (its editor shows none).
+    model, slo = dag.params.get_param("model"), dag.params.get_param("slo")
+    assert (model.schema["title"], slo.schema["title"]) == ("Model", "SLO")
+    assert dag.params.get_param("batch_sizes").schema["title"] == "Batch sizes"
+    assert "family (one of fc, cnn, lstm, attention)" in model.description
+    assert "depth (1..64; default 2)" in model.description
+    assert "rate_rps (>0..100000)" in dag.params.get_param("workload").description
     # The defaults are a valid spec: an unattended trigger runs the demo.
     from inferbench.spec import parse_spec
 
