@@ -170,25 +170,33 @@ def _new(figsize=(8, 4)):
 
 def kde_png(series: Mapping[str, np.ndarray], path: Path, *, title: str,
             slo_ms: float | None = None) -> Path:
-    """Gaussian KDE of each labelled latency series (ms), on a common grid."""
+    """Gaussian KDE of each labelled latency series, estimated over log10 of the latency
+    and drawn on a log latency axis: configurations a hundred times apart stay legible on
+    one plot (on a linear axis the fast ones are crammed against zero)."""
     from analysis.latency import gaussian_kde
 
     fig = _new()
     ax = fig.subplots()
     ax.set_prop_cycle(distinct_lines(len(series)))
-    finite = [np.asarray(v, dtype=np.float64) for v in series.values() if len(v)]
+    logs = {label: np.log10(np.asarray(v, dtype=np.float64)[np.asarray(v) > 0])
+            for label, v in series.items()}
+    finite = [v for v in logs.values() if v.size]
     if finite:
+        lo = min(float(np.percentile(v, 0.5)) for v in finite)
         hi = max(float(np.percentile(v, 99.5)) for v in finite)
-        grid = np.linspace(0.0, hi * 1.1, 400)
-        for label, v in series.items():
-            if len(v):
-                ax.plot(grid, gaussian_kde(v, grid), label=f"{label} (n={len(v)})")
+        pad = max(0.05, 0.1 * (hi - lo))
+        grid = np.linspace(lo - pad, hi + pad, 400)
+        for label, v in logs.items():
+            if v.size:
+                ax.plot(10 ** grid, gaussian_kde(v, grid), label=f"{label} (n={v.size})")
     if slo_ms is not None:
         ax.axvline(slo_ms, color="red", linestyle="--", linewidth=1, label=f"SLO {slo_ms:g} ms")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("density (1/ms)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_PLAIN)
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("density (per decade of latency)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="x-small")
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -309,9 +317,13 @@ def roofline_png(points: Sequence[tuple[str, float, float]], ceilings: Sequence[
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("GFLOP/s")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="x-small", loc="upper left")
+    # Below the plot: inside, the legend covers the ceilings it names.
+    handles, labels = ax.get_legend_handles_labels()
+    rows = -(-len(labels) // 2)
+    fig.set_figheight(5 + 0.22 * rows)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize="x-small")
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, bottom=min(0.5, 0.22 * rows / fig.get_figheight() + 0.02))
 
 
 def prediction_png(measured: Sequence[tuple[float, float | None, float | None]],
@@ -370,9 +382,16 @@ def utilisation_png(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarr
         ax.set_title(label, fontsize="small")
         ax.grid(True, alpha=0.3)
         ax.set_xlabel("s since the configuration's first sample", fontsize="x-small")
-        ax.legend(fontsize="x-small", loc="upper right")
     for ax in axes[len(series):]:
         ax.set_visible(False)
     axes[0].set_ylabel("CPU % (of one core) / GPU %", fontsize="x-small")
+    # One legend for all panels (the sources are the same), below them: a legend inside a
+    # panel covers its lines.
+    by_label = {}
+    for ax in axes[:len(series)]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            by_label.setdefault(label, handle)
+    fig.legend(list(by_label.values()), list(by_label), loc="lower center",
+               ncol=max(1, len(by_label)), fontsize="x-small")
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, bottom=0.35 / fig.get_figheight())
