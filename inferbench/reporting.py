@@ -108,7 +108,8 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
         cdf_images.append(("Latency CDF from the scheduled send, per configuration",
                            plots.latency_cdf_png(series, out_dir / "latency_cdf.png",
                                                  title="Latency CDF", slo_ms=slo_ms)))
-        lat_images.append(("Latency density (Gaussian KDE of log latency, Silverman bandwidth; log axis)",
+        lat_images.append(("Latency density (Gaussian KDE of log latency, Silverman "
+                           "bandwidth; log axis)",
                            plots.kde_png(series, out_dir / "latency_kde.png",
                                          title="Latency KDE", slo_ms=slo_ms)))
     sections.append({"id": "latency", "title": "Latency distributions (KDE)",
