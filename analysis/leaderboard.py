@@ -18,12 +18,13 @@ DEFAULT_COLUMNS = ("platform", "family", "depth", "hardware", "batch_size", "tar
 # The families' view (`capacity_leaderboard`), shown by default in this order.
 FAMILY_COLUMNS = ("platform", "server_config", "batch_size", "family", "depth", "hardware",
                   "capacity_rps", "capacity_items_per_s", "latency_at_slo_ms", "slo_ms",
-                  "search_cap_reached", "cost_per_million_items_usd", "bracket_reason",
-                  "run_verdict", "run_id")
+                  "search_cap_reached", "cost_per_million_items_usd", "server_cpu_pct",
+                  "server_rss_mb", "gpu_util_pct", "bracket_reason", "run_verdict", "run_id")
 # Lower is better for these; everything else sorts descending (higher throughput first).
 ASCENDING = {"p50_ms", "p99_ms", "p999_ms", "cost_per_million_usd", "usd_per_hour",
              "energy_j_per_request", "co2_g_per_request", "late_send_pct", "n_failed",
-             "latency_at_slo_ms", "cost_per_million_items_usd"}
+             "latency_at_slo_ms", "cost_per_million_items_usd", "server_cpu_pct",
+             "server_rss_mb"}
 
 
 def sort_rows(rows: Sequence[Mapping[str, Any]], column: str, known: Sequence[str],

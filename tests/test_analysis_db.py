@@ -106,6 +106,13 @@ def test_leaderboard_and_recommend_commands(sweep_run, inferbench_env, tmp_path,
     assert cli.main(["leaderboard"]) == 0  # families, by the recommender's rule
     out = capsys.readouterr().out
     assert "capacity_items_per_s" in out and "analysis-db-run" in out
+    assert "server_cpu_pct" in out and "server_rss_mb" in out  # resource use at capacity
+    from inferbench.perfdb import queries
+
+    with perfdb.engine(os.environ["INFERBENCH_DB_URL"]).connect() as conn:
+        _, families = queries.capacity_leaderboard_rows(conn)
+    held = [f for f in families if f["run_id"] == "analysis-db-run" and f["capacity_rps"]]
+    assert all(f["server_cpu_pct"] > 0 and f["server_rss_mb"] > 10 for f in held), held
     assert cli.main(["leaderboard", "--sort", "bogus"]) == 1
     err = capsys.readouterr().err
     assert "unknown leaderboard column 'bogus'" in err and "capacity_rps" in err

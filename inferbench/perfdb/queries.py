@@ -169,11 +169,15 @@ def family_prediction_rows(conn: Connection, *, run_ids: list[str] | None = None
 
 
 def capacity_leaderboard_rows(conn: Connection) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names and rows of the `capacity_leaderboard` view (migration i13_capacities):
-    one row per family of every run."""
+    """Column names and rows of the `capacity_leaderboard` view (migration i13_capacities)
+    with the resource use at capacity (view `capacity_utilisation`, i20): one row per family
+    of every run."""
     from sqlalchemy import text
 
-    result = conn.execute(text("SELECT * FROM capacity_leaderboard"))
+    result = conn.execute(text(
+        "SELECT l.*, u.server_cpu_pct, u.server_rss_mb, u.client_cpu_pct, u.gpu_util_pct "
+        "FROM capacity_leaderboard l LEFT JOIN capacity_utilisation u USING "
+        "(run_id, platform, config_index, batch_size)"))
     return list(result.keys()), [dict(row._mapping) for row in result]
 
 
