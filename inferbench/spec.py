@@ -234,9 +234,14 @@ class ModelSpec(_Strict):
             )
         return self
 
+    def _changed(self, fields: tuple[str, ...]) -> list[str]:
+        """Those of `fields` the spec sets to other than their default (at their defaults
+        they are what a dumped spec carries back: only a change is refused)."""
+        return [f for f in fields if f in self.model_fields_set
+                and getattr(self, f) != type(self).model_fields[f].default]
+
     def _check_file(self) -> None:
-        sized = [f for f in GENERATOR_FIELDS if f in self.model_fields_set
-                 and getattr(self, f) != type(self).model_fields[f].default]
+        sized = self._changed(GENERATOR_FIELDS)
         if sized:
             raise ValueError(
                 f"model.{sized[0]} sizes a generated model; a model file has its own (its "
@@ -254,9 +259,7 @@ class ModelSpec(_Strict):
 
     def _check_architecture(self) -> None:
         facts = ARCHITECTURES[self.architecture.value]
-        # At their defaults they are what a dumped spec carries back: only a change refuses.
-        generator_only = [f for f in ("depth", "width") if f in self.model_fields_set
-                          and getattr(self, f) != type(self).model_fields[f].default]
+        generator_only = self._changed(("depth", "width"))
         if generator_only:
             raise ValueError(
                 f"model.{generator_only[0]} sizes the canonical generator's blocks; "

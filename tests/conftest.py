@@ -57,3 +57,23 @@ class TaskLog:
         self.lines.append(msg % args)
 
     warning = info
+
+
+def run_stages_for(run_id: str, spec: dict, platform: str) -> dict:
+    """One platform's run straight through the stages (no Airflow): generate, convert, serve,
+    load, then collect and stop whatever happened, then analyze; the analysis's result."""
+    import json
+
+    from inferbench.stages import STAGES
+    from inferbench.stages.common import make_context
+
+    ctx = make_context(run_id, spec_json=json.dumps(spec))
+    for stage in ("generate", "convert"):
+        STAGES[stage](ctx)
+    try:
+        STAGES["serve"](ctx, platform)
+        STAGES["load"](ctx, platform)
+    finally:
+        STAGES["collect"](ctx, platform)
+        STAGES["stop"](ctx, platform)
+    return STAGES["analyze"](ctx)

@@ -4,11 +4,11 @@ PostgreSQL and the report's latency-by-length table."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_stages_for
 from sqlalchemy import select
 
 from analysis.sequence_lengths import latency_by_length
@@ -25,8 +25,6 @@ from inferbench.load.sequence_lengths import (
 from inferbench.models.signature import Fill, TensorSpec
 from inferbench.perfdb import schema
 from inferbench.spec import Padding, SequenceLengthSpec, parse_spec
-from inferbench.stages import STAGES
-from inferbench.stages.common import make_context
 
 BERT_LIKE = (TensorSpec("input_ids", "int64", (32,), Fill.TOKENS, 100),
              TensorSpec("attention_mask", "int64", (32,), Fill.MASK))
@@ -149,16 +147,7 @@ def _run_attention(run_id: str, padding: str, platform: str) -> dict:
                 "distribution": "uniform", "min": 2, "max": 32, "padding": padding}},
             "warmup_s": 0.5, "min_duration_s": 3, "min_requests": 120, "max_duration_s": 10,
             "slo": {"percentile": 99, "latency_ms": 500}, "max_late_send_pct": 25}
-    ctx = make_context(run_id, spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
-    try:
-        STAGES["serve"](ctx, platform)
-        STAGES["load"](ctx, platform)
-    finally:
-        STAGES["collect"](ctx, platform)
-        STAGES["stop"](ctx, platform)
-    return STAGES["analyze"](ctx)
+    return run_stages_for(run_id, spec, platform)
 
 
 @pytest.mark.integration

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_stages_for
 from sqlalchemy import select
 
 from inferbench import perfdb
@@ -147,19 +148,6 @@ def _spec(name: str, model: dict, platform: str) -> dict:
             "slo": {"percentile": 99, "latency_ms": 500}, "max_late_send_pct": 25}
 
 
-def _run(run_id: str, spec: dict, platform: str) -> dict:
-    ctx = make_context(run_id, spec_json=json.dumps(spec))
-    for stage in ("generate", "convert"):
-        STAGES[stage](ctx)
-    try:
-        STAGES["serve"](ctx, platform)
-        STAGES["load"](ctx, platform)
-    finally:
-        STAGES["collect"](ctx, platform)
-        STAGES["stop"](ctx, platform)
-    return STAGES["analyze"](ctx)
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("platform", ["onnxruntime", "openvino", "mlserver",
                                       pytest.param("triton", marks=pytest.mark.triton)])
@@ -172,7 +160,7 @@ def test_a_users_onnx_text_model_is_served_as_given_and_hashed(inferbench_env, d
     spec = _spec(run_id, {"path": "classifier.onnx", "inputs": [
         {"name": "input_ids", "shape": [16], "vocab": VOCAB},
         {"name": "attention_mask", "shape": [16]}]}, platform)
-    summary = _run(run_id, spec, platform)
+    summary = run_stages_for(run_id, spec, platform)
     assert summary["verdict"] == "VALID", summary["reasons"]
     ctx = make_context(run_id)
     assert run_signature(ctx).num_outputs == CLASSES
@@ -198,7 +186,7 @@ def test_a_users_torchscript_file_runs_on_the_torchscript_platforms(inferbench_e
     cnn_torchscript(data / "cnn.pt")
     spec = _spec(f"user-ts-{platform}", {"path": "cnn.pt", "inputs": [
         {"name": "input", "dtype": "float32", "shape": [3, 12, 12]}]}, platform)
-    summary = _run(f"user-ts-{platform}", spec, platform)
+    summary = run_stages_for(f"user-ts-{platform}", spec, platform)
     assert summary["verdict"] == "VALID", summary["reasons"]
 
 
