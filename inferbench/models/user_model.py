@@ -332,5 +332,10 @@ def count_parameters(fmt: ModelFormat, path: Path) -> int:
         return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
-    return sum(int(math.prod(v.shape)) for v in getattr(loaded, "variables", ()))
+    # The variables' checkpoint lists every saved variable with its shape (a loaded object
+    # exposes them only if its class tracked them as such).
+    directory = path.parent if path.name == SAVEDMODEL_FILE else path
+    shapes = tf.train.load_checkpoint(str(directory / "variables" / "variables")
+                                      ).get_variable_to_shape_map()
+    return sum(math.prod(shape) for key, shape in shapes.items()
+               if key.endswith("VARIABLE_VALUE"))
