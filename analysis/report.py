@@ -110,15 +110,14 @@ def _sci(value: Any) -> str:
 
 
 def _ci(pair: Any, digits: int = 2) -> str:
-    """The p99's confidence interval "[lo, hi]"; a side that this many requests cannot
-    bound says so, with the count an upper bound needs."""
+    """The p99's confidence interval "[lo, hi]"; an upper side that this many requests
+    cannot bound says how many it needs (the table's note says what it means)."""
     from analysis.predictability import requests_needed
 
     if not pair or (pair[0] is None and pair[1] is None):
         return f"not enough requests (needs {requests_needed(99):,})"
     lo, hi = pair
-    upper = _num(hi, digits) if hi is not None else \
-        f"no upper bound: needs {requests_needed(99):,} requests"
+    upper = _num(hi, digits) if hi is not None else f"needs {requests_needed(99):,}"
     return f"[{_num(lo, digits)}, {upper}]"
 
 

@@ -37,6 +37,16 @@ window.addEventListener("load", () => {
   const out = {
     window_w: innerWidth, page_w: document.documentElement.scrollWidth,
     result_rows: rows.length,
+    result_columns: [...document.querySelectorAll("#results thead th")].map(
+      th => [th.textContent, Math.round(th.getBoundingClientRect().width)]),
+    // The outermost elements past the window's right edge (their children follow them).
+    wide: [...document.querySelectorAll("body *")]
+      .filter(e => e.getBoundingClientRect().right > innerWidth + 1
+              && !(e.parentElement.getBoundingClientRect().right > innerWidth + 1)
+              || e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === "visible"
+              && e.tagName !== "HTML" && e.tagName !== "BODY")
+      .map(e => ({tag: e.tagName.toLowerCase(), section: e.closest("section")?.id || "",
+                  w: Math.round(e.getBoundingClientRect().width)})),
     results_h: rows.reduce((s, r) => s + r.getBoundingClientRect().height, 0),
     images: [...document.querySelectorAll("img")].map(i => ({...rect(i),
       natural_w: i.naturalWidth, natural_h: i.naturalHeight,
@@ -73,8 +83,13 @@ def measure(report: Path, out: Path) -> dict:
 def problems(layout: dict) -> list[str]:
     found = []
     if layout["page_w"] > layout["window_w"] + 1:
+        wide = ", ".join(f"{w['tag']} in #{w['section']} ({w['w']} px)"
+                         for w in layout["wide"][:6])
+        if any(w["section"] == "results" for w in layout["wide"]):
+            wide += "; its columns: " + ", ".join(f"{name} {w}" for name, w in
+                                                  layout["result_columns"])
         found.append(f"the page is {layout['page_w']} px wide in a {layout['window_w']} px "
-                     "window (horizontal scrolling)")
+                     f"window (horizontal scrolling): {wide}")
     rows = layout["result_rows"]
     if rows and layout["results_h"] > HEIGHT * max(1.0, rows / 12):
         found.append(f"the results table's {rows} rows take {layout['results_h']:.0f} px, over "

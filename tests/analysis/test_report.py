@@ -153,11 +153,11 @@ def test_report_shows_the_numbers(tmp_path, report):
     for cell in (
         "onnxruntime",
         "100 rps",
-        ">300<",
+        ">300 / 0<",
         ">100.0<",
-        ">15.000<",
-        ">29.700<",
-        ">30.000<",
+        ">15.00<",
+        ">29.70<",
+        ">30.00<",
         ">no<",
         ">INVALID<",
         "ran 3.0 s &lt; min_duration_s 10.0",
@@ -192,7 +192,7 @@ def test_database_shaped_rows_are_accepted(tmp_path, report):
     ]
     report["run"]["created_at"] = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     html = render_report(report, tmp_path).read_text(encoding="utf-8")
-    assert ">[28.100, no upper bound: needs 368 requests]<" in html
+    assert ">[28.1, needs 368]<" in html
     assert "closed &amp; &lt;fine&gt;" in html
     assert "atol 1e-05, rtol 0.001" in html and ">2.51<" in html and ">boom<" in html
     assert "created 2025-03-04 05:06:07+00:00" in html
