@@ -24,6 +24,7 @@ from typing import TypedDict
 
 import numpy as np
 
+from analysis.summary import PointSummary
 from analysis.verdict import VALID
 from inferbench import user_files
 from inferbench.backends import get_backend
@@ -178,8 +179,7 @@ def _load_text(load: float | None, open_loop: bool) -> str:
 
 
 def rung_line(batch_size: int, rung: Rung, check: RungCheck, open_loop: bool,
-              slo_percentile: float, arrays: dict[str, np.ndarray],
-              late_threshold_ms: float) -> str:
+              slo_percentile: float, summary: PointSummary) -> str:
     """The log line of one measured rung (what the task log shows of it), e.g. "b8 rung 3
     (bisect): 141.4 req/s offered, 140.2 sent, 139.9 req/s achieved, p50 5.1 ms, p99
     12.3 ms, late sends 0.2 %, VALID - holds"."""
@@ -187,13 +187,10 @@ def rung_line(batch_size: int, rung: Rung, check: RungCheck, open_loop: bool,
     sent = f", {judged.sent_rps:.1f} sent" if judged.sent_rps else ""
     latency = ("-" if judged.latency_at_slo_ms is None
                else f"{judged.latency_at_slo_ms:.1f} ms")
-    ok = (arrays["status"] == 200) & (arrays["done_ns"] >= 0)
-    median = (f"{np.median(arrays['done_ns'][ok] - arrays['scheduled_ns'][ok]) / 1e6:.1f} ms"
-              if ok.any() else "-")
-    late = ""
-    if open_loop and len(arrays["sent_ns"]):  # a closed loop sends when a client is free
-        lateness_ms = (arrays["sent_ns"] - arrays["scheduled_ns"]) / 1e6
-        late = f", late sends {100.0 * np.mean(lateness_ms > late_threshold_ms):.1f} %"
+    p50 = summary.latency_ms.get("p50")
+    median = "-" if p50 is None else f"{p50:.1f} ms"
+    # A closed loop sends when a client is free: no send is late.
+    late = f", late sends {summary.late_send_pct:.1f} %" if open_loop else ""
     verdict = "holds" if check.holds else f"fails: {check.reason}"
     if check.remeasure and rung.phase is not Phase.REPEAT:
         verdict += " (measuring it again)"
@@ -276,7 +273,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 if variable is not None:  # each request's length, from the payload it sent
                     arrays.update(variable.per_request(arrays["payload"]))
                 save_point_records(files.point_records(index), arrays)
-                check = _check_rung(spec, arrays, records, rung, open_loop)
+                check, summary_of_rung = _check_rung(spec, arrays, records, rung, open_loop)
                 judged = check.slo
                 point.update({"rung": rung.index, "ladder_phase": rung.phase.value,
                               "rung_holds": check.holds, "rung_reason": check.reason,
@@ -290,7 +287,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 write_json(files.load, summary)
                 failed_before = judged.n_failed
                 print(rung_line(batch_size, rung, check, open_loop, spec.slo.percentile,
-                                arrays, spec.late_send_threshold_ms), flush=True)
+                                summary_of_rung), flush=True)
                 _check_server_alive(endpoint, index, judged.n_failed)
                 ladder.report(check.result(time.monotonic() - started))
             outcome = ladder.outcome
@@ -333,9 +330,9 @@ def _check_server_alive(endpoint: Endpoint, point: int, n_failed: int) -> None:
 
 
 def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: PhaseRecords,
-                rung: Rung, open_loop: bool) -> RungCheck:
+                rung: Rung, open_loop: bool) -> tuple[RungCheck, PointSummary]:
     """The rung judged as the analysis will judge its point: validity and the SLO rule, on
-    one set of statistics."""
+    one set of statistics (returned too, for the rung's log line)."""
     validity = judge_point_records(spec, arrays, started_ns=records.started_ns,
                                    ended_ns=records.ended_ns, complete=records.complete,
                                    stop_reason=records.stop_reason, open_loop=open_loop)
@@ -344,7 +341,7 @@ def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: Pha
         offered=(rung.offered if rung.offered is not None else 0.0), open_loop=open_loop,
         slo_percentile=spec.slo.percentile, slo_ms=spec.slo.latency_ms)
     valid = validity.verdict == VALID
-    return RungCheck(judged, valid, () if valid else tuple(validity.reasons))
+    return RungCheck(judged, valid, () if valid else tuple(validity.reasons)), validity.summary
 
 
 def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
