@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from analysis.percentiles import exact_percentile, quantile_ci
+from analysis.summary import request_latencies_ms
 
 TAIL_PERCENTILES = (99.9, 99.99)
 CONFIDENCE = 0.95
@@ -37,9 +38,8 @@ def requests_needed(p: float, confidence: float = CONFIDENCE) -> int:
 
 def ok_latencies_ms(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """Sorted latencies (from the scheduled send) of the requests answered with 200."""
-    ok = (np.asarray(arrays["status"]) == 200) & (np.asarray(arrays["done_ns"]) >= 0)
-    return np.sort((np.asarray(arrays["done_ns"], dtype=np.int64)[ok]
-                    - np.asarray(arrays["scheduled_ns"], dtype=np.int64)[ok]) / 1e6)
+    ok, latency = request_latencies_ms(arrays)
+    return np.sort(latency[ok])
 
 
 def point_predictability(arrays: Mapping[str, np.ndarray], slo_ms: float,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from analysis.percentiles import exact_percentile
+from analysis.summary import request_latencies_ms
 
 MIN_P99_REQUESTS = 100
 
@@ -21,9 +22,7 @@ MIN_P99_REQUESTS = 100
 def latency_by_length(arrays: Mapping[str, np.ndarray], edges: Sequence[int]) -> list[dict]:
     """One row per length bucket (lo, hi] of `edges` (ascending; the first bucket starts
     at 1) that holds a successful request of the point's records."""
-    ok = (np.asarray(arrays["status"]) == 200) & (np.asarray(arrays["done_ns"]) >= 0)
-    latency_ms = (np.asarray(arrays["done_ns"], dtype=np.int64)
-                  - np.asarray(arrays["scheduled_ns"], dtype=np.int64)) / 1e6
+    ok, latency_ms = request_latencies_ms(arrays)
     lengths = np.asarray(arrays["seq_len"])
     padded = np.asarray(arrays["padded_len"])
     rows, lo = [], 0

@@ -9,6 +9,7 @@ queueing delay of a slow server to the server, avoiding coordinated omission.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,15 @@ class PointSummary:
             "p99_ci_ms": list(self.p99_ci_ms),
             "p999_ci_ms": list(self.p999_ci_ms),
         }
+
+
+def request_latencies_ms(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Of a point's request records: which were ok (status 200, answered) and every
+    request's latency from its scheduled send, in ms (meaningful where ok)."""
+    ok = (np.asarray(arrays["status"]) == 200) & (np.asarray(arrays["done_ns"]) >= 0)
+    latency = (np.asarray(arrays["done_ns"], dtype=np.int64)
+               - np.asarray(arrays["scheduled_ns"], dtype=np.int64)) / 1e6
+    return ok, latency
 
 
 def summarize_point(

@@ -34,12 +34,14 @@ def _table(columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
 
 
 def _latency_series(conn: Connection, shown: list[tuple[str, dict]]) -> dict:
+    from analysis.summary import request_latencies_ms
+
     series = {}
     for label, r in shown:
         arrays = queries.request_arrays(conn, r["run_id"], r["platform"], r["point"],
                                         r.get("config_index") or 0)
-        ok = (arrays["status"] == 200) & (arrays["done_ns"] >= 0)
-        series[label] = (arrays["done_ns"][ok] - arrays["scheduled_ns"][ok]) / 1e6
+        ok, latency_ms = request_latencies_ms(arrays)
+        series[label] = latency_ms[ok]
     return series
 
 
