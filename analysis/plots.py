@@ -395,3 +395,32 @@ def utilisation_png(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarr
                ncol=max(1, len(by_label)), fontsize="x-small")
     fig.suptitle(title)
     return _save(fig, path, bottom=0.35 / fig.get_figheight())
+
+
+def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
+                      title: str = "Where the mean latency goes") -> Path:
+    """Stacked horizontal bars, one per `(label, LatencySplit)`: each measured part of the
+    mean latency in the order a request meets it (analysis.server_split.PARTS), then the
+    rest. Parts a point did not measure are left out of its bar, never drawn as zero."""
+    from analysis.server_split import PARTS
+
+    names = [name for name, _ in PARTS] + ["rest"]
+    fig = _new((8, max(2.0, 0.4 * len(rows) + 1.6)))
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    colours = dict(zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:purple",
+                               "tab:gray"), strict=True))
+    for name in names:
+        widths = np.array([(split.rest_ms if name == "rest" else split.known_ms()[name]) or 0.0
+                           for _, split in rows])
+        if widths.any():
+            ax.barh(y, widths, left=left, label=name, color=colours[name])
+            left += widths
+    ax.set_yticks(y, [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("mean latency (ms)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(names), fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -1,11 +1,13 @@
-"""Where a request's time goes: the server's queue, its compute, and the rest.
+"""Where a request's time goes: the link each way, the server's queue, its compute, and
+the rest.
 
 The server reports, per point, the mean queue and compute time of the requests it completed
-(backends/server_stats.py); the client measured each request's latency from its scheduled
-send. Their difference, mean latency - queue - compute, is what neither part of the server
-accounts for: transmission, HTTP/gRPC handling outside the model's queue, the client's own
-delay (late sends included, since latency counts from the schedule). Means add up; tail
-percentiles do not, so the split is of the mean only.
+(backends/server_stats.py); through an emulated link (spec.network) each request's transmit
+time each way is the link's delay plus its bytes at the link's bandwidth; the client
+measured each request's latency from its scheduled send. What none of them accounts for,
+mean latency - the known parts, is the rest: HTTP/gRPC handling outside the model's queue,
+waiting for a busy link, the client's own delay (late sends included, since latency counts
+from the schedule). Means add up; tail percentiles do not, so the split is of the mean only.
 """
 
 from __future__ import annotations
@@ -14,47 +16,65 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The parts in the order a request meets them; each is a point record's column.
+PARTS = (("transmit up", "transmit_up_ms"), ("queue", "server_queue_ms"),
+         ("compute", "server_compute_ms"), ("transmit down", "transmit_down_ms"))
+
 
 @dataclass(frozen=True)
 class LatencySplit:
     mean_ms: float
-    queue_ms: float
-    compute_ms: float
+    queue_ms: float | None
+    compute_ms: float | None
+    transmit_up_ms: float | None = None
+    transmit_down_ms: float | None = None
+
+    def known_ms(self) -> dict[str, float | None]:
+        """Each part by name (None: not measured for this point)."""
+        return {name: getattr(self, column.removeprefix("server_"))
+                for name, column in PARTS}
 
     @property
     def rest_ms(self) -> float:
-        """Transmit, protocol handling and client time (never below zero: the server's
+        """Protocol handling, link waiting and client time (never below zero: the server's
         clock and the client's can disagree by a few microseconds)."""
-        return max(0.0, self.mean_ms - self.queue_ms - self.compute_ms)
+        return max(0.0, self.mean_ms - sum(v for v in self.known_ms().values() if v))
 
-    def shares_pct(self) -> tuple[float, float, float]:
-        """Queue, compute and rest as percentages of their sum."""
-        total = self.queue_ms + self.compute_ms + self.rest_ms
-        if total <= 0:
-            return (0.0, 0.0, 0.0)
-        return (100 * self.queue_ms / total, 100 * self.compute_ms / total,
-                100 * self.rest_ms / total)
+    def shares_pct(self) -> dict[str, float | None]:
+        """Every part and the rest as percentages of their sum."""
+        parts = {**self.known_ms(), "rest": self.rest_ms}
+        total = sum(v for v in parts.values() if v)
+        return {k: (None if v is None else 100 * v / total if total > 0 else 0.0)
+                for k, v in parts.items()}
 
 
 def latency_split(row: Mapping[str, Any]) -> LatencySplit | None:
-    """The split of one point record, or None where the server reported no statistics."""
+    """The split of one point record, or None where neither the server nor a link
+    reported anything of it."""
     mean = (row.get("latency_ms") or {}).get("mean")
-    queue, compute = row.get("server_queue_ms"), row.get("server_compute_ms")
-    if mean is None or queue is None or compute is None:
+    values = {column: row.get(column) for _, column in PARTS}
+    if mean is None or all(v is None for v in values.values()):
         return None
-    return LatencySplit(float(mean), float(queue), float(compute))
+    return LatencySplit(float(mean), *(None if values[c] is None else float(values[c])
+                                       for c in ("server_queue_ms", "server_compute_ms",
+                                                 "transmit_up_ms", "transmit_down_ms")))
+
+
+SPLIT_HEADER = ["configuration", "server requests", "mean (ms)",
+                *(f"{name} (ms)" for name, _ in PARTS), "rest (ms)", "shares (%)"]
 
 
 def split_rows(records: Iterable[Mapping[str, Any]], label) -> list[list[Any]]:
-    """Report rows: configuration, mean latency, queue, compute, rest (ms) and their shares,
-    for every point whose server reported statistics."""
+    """Report rows (SPLIT_HEADER) for every point with a split: the configuration, its
+    mean latency, each part ("-" where not measured), the rest, and the measured parts'
+    shares in the order of the header."""
     rows = []
     for r in records:
         s = latency_split(r)
         if s is None:
             continue
-        q, c, rest = s.shares_pct()
+        shares = " / ".join(f"{v:.0f}" for v in s.shares_pct().values() if v is not None)
         rows.append([label(r), r.get("server_requests"), round(s.mean_ms, 3),
-                     round(s.queue_ms, 3), round(s.compute_ms, 3), round(s.rest_ms, 3),
-                     f"{q:.0f} / {c:.0f} / {rest:.0f}"])
+                     *("-" if v is None else round(v, 3) for v in s.known_ms().values()),
+                     round(s.rest_ms, 3), shares])
     return rows

@@ -187,23 +187,30 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                                for run_id, b in by_length])],
             "images": []})
 
-    from analysis.server_split import split_rows
+    from analysis.server_split import SPLIT_HEADER, latency_split, split_rows
 
-    split = split_rows(records, lambda r: config_label(r, with_load=True))
-    sections.append({"id": "server-split", "title": "Where the time goes: queue / compute / "
-                     "transmit and client",
-                     "notes": ["Mean latency from the scheduled send, split by the server's own "
-                               "counters over the point (Triton's statistics extension, the "
-                               "FastAPI server's batcher, TorchServe's frontend counters): "
-                               "time in the server's queue, time computing, and the rest "
-                               "(transmission, protocol handling, client delay). Means only: "
-                               "tails do not add up. Platforms without such counters "
-                               "(MLServer, TF Serving) are not listed."]
-                     + ([] if split else ["No server reported statistics for these points."]),
-                     "tables": [_table(["configuration", "server requests", "mean (ms)",
-                                        "queue (ms)", "compute (ms)", "rest (ms)",
-                                        "queue / compute / rest (%)"], split)],
-                     "images": []})
+    def split_label(r):
+        return config_label(r, with_load=True)
+
+    split = split_rows(records, split_label)
+    bars = [(split_label(r), s) for r in records if (s := latency_split(r)) is not None]
+    sections.append({"id": "server-split", "title": "Where the time goes: link, queue, "
+                     "compute and the rest",
+                     "notes": ["Mean latency from the scheduled send, split into what is "
+                               "measured of it: through an emulated link (spec.network), the "
+                               "transmit time each way (the link's delay plus the request's or "
+                               "response's bytes at its bandwidth); the server's own counters "
+                               "over the point (Triton's statistics extension, the FastAPI "
+                               "server's batcher, TorchServe's frontend counters): time in its "
+                               "queue and computing; and the rest (protocol handling, waiting "
+                               "for a busy link, client delay). Means only: tails do not add "
+                               "up. \"-\": not measured (no link, or a platform without "
+                               "counters: MLServer, TF Serving)."]
+                     + ([] if split else ["Neither a server nor a link reported a split of "
+                                          "these points."]),
+                     "tables": [_table(SPLIT_HEADER, split)],
+                     "images": [("Mean latency by part", plots.latency_split_png(
+                         bars, out_dir / "latency_split.png"))] if bars else []})
 
     at_capacity = [[label, f.run_id, f.hardware, f.usd_per_hour, f.capacity_rps,
                     f.cost_per_million_usd, f.cost_per_million_items_usd,

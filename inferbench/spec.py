@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -41,6 +42,7 @@ from inferbench.models.user_model import (
     format_of,
     formats_mismatch,
 )
+from inferbench.network.profiles import PROFILES
 
 # The platform names, and the formats and transports platforms are described by, live with
 # the platform descriptors (inferbench/platforms.py); importing them from here still works.
@@ -704,6 +706,61 @@ class ServerSpec(_Strict):
         return out
 
 
+class NetworkSpec(_Strict):
+    """An emulated link between the load generator and the server (network/link.py)."""
+
+    delay_ms: float = Field(ge=0, le=10_000, description="One-way delay each way, ms (the "
+                            "round trip is twice this).")
+    jitter_ms: float = Field(0.0, ge=0, le=10_000, description="Each chunk's delay varies "
+                             "uniformly by +- this, ms; bytes stay in order.")
+    bandwidth_mbps: float = Field(gt=0, le=100_000, description="Downlink (server to client) "
+                                  "application throughput, Mbit/s.")
+    uplink_mbps: float | None = Field(None, gt=0, le=100_000, description="Uplink (client "
+                                      "to server) throughput, Mbit/s; default: bandwidth_mbps.")
+    loss_pct: float = Field(0.0, ge=0, le=100, description="Packet loss: not emulated (a relay "
+                            "above TCP cannot drop a segment); only 0 is accepted.")
+
+    @model_validator(mode="after")
+    def _check_loss(self) -> NetworkSpec:
+        if self.loss_pct:
+            raise ValueError(
+                f"network.loss_pct {self.loss_pct!r} cannot be emulated: the link is a relay "
+                "above TCP (network/link.py), which cannot drop segments for TCP to "
+                "retransmit; fix: remove loss_pct (or set it to 0)")
+        if self.jitter_ms > self.delay_ms:
+            raise ValueError(f"network.jitter_ms {self.jitter_ms!r} is above delay_ms "
+                             f"{self.delay_ms!r}: a delay cannot go below zero; fix: lower "
+                             "jitter_ms to at most delay_ms")
+        return self
+
+
+# The named link profiles, as the form's choices.
+NetworkName = Literal.__getitem__(tuple(PROFILES))
+
+
+def _network_field(value: Any) -> Any:
+    """`network` is a named profile (checked against the profiles) or a NetworkSpec's
+    figures; validated here as one or the other, so an error names that one's problem."""
+    if value is None or isinstance(value, NetworkSpec):
+        return value
+    if isinstance(value, str):
+        if value not in PROFILES:
+            raise ValueError(f"network {value!r} is not a named profile; fix: use one of "
+                             f"{sorted(PROFILES)!r}, or give the link's figures, e.g. "
+                             '{"delay_ms": 20, "bandwidth_mbps": 50}')
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("network must be a profile name or an object of delay_ms, jitter_ms, "
+                         "bandwidth_mbps, uplink_mbps; fix: e.g. \"4g\"")
+    try:
+        return NetworkSpec.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"network.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            if e["loc"] else e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ValueError(problems) from None
+
+
 class BenchmarkSpec(_Strict):
     """One benchmark: a model, its formats, the platforms serving it, and the load."""
 
@@ -774,6 +831,10 @@ class BenchmarkSpec(_Strict):
         default_factory=ServerSpec, description="Server-side batching and instances; a list "
         "in a field sweeps it (the default: one configuration, no dynamic batching, one "
         "instance).")
+    network: Annotated[NetworkName | NetworkSpec | None, BeforeValidator(_network_field)] = Field(
+        None, description="The link between the load generator and the server: a named "
+        "profile (lan, wifi, 4g) or {delay_ms, jitter_ms, bandwidth_mbps, uplink_mbps}; "
+        "default: none (the host's loopback).")
     ladder: LadderSpec = Field(
         default_factory=LadderSpec, description="The offered loads measured per platform, "
         "server configuration and batch size: one point (the default), a list, or a search "
@@ -1026,6 +1087,8 @@ class BenchmarkSpec(_Strict):
                 del data["model"][key]
         if self.sharing is Sharing.NONE:  # and before sharing
             del data["sharing"]
+        if self.network is None:  # and before network conditions
+            del data["network"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -96,6 +96,7 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     every run of a sweep, or of all runs. Every results / points / runs column is carried,
     so columns added later flow through to the analyses."""
     from inferbench.backends import descriptors
+    from inferbench.network.profiles import network_label
 
     r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
     sc = schema.server_configs
@@ -122,6 +123,9 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     for row in conn.execute(stmt):
         rec = dict(row._mapping)
         rec["format"] = formats.get(rec["platform"])  # None: a platform this checkout lacks
+        network = network_label((rec.get("spec") or {}).get("network"))
+        if network is not None:  # the link is part of what was measured: its own family
+            rec["config"] = {**(rec.get("config") or {}), "network": network}
         out.append(rec)
     return out
 

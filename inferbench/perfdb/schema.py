@@ -115,6 +115,10 @@ points = Table(
     Column("server_requests", Integer),
     Column("server_queue_ms", Float),
     Column("server_compute_ms", Float),
+    # Through an emulated link (spec.network, migration i21_network): the mean transmit time
+    # each way, the link's delay plus the bytes at its bandwidth; NULL on the loopback.
+    Column("transmit_up_ms", Float),
+    Column("transmit_down_ms", Float),
     # The family's predicted latency at the point's offered rate (migration
     # i15_family_predictions; see `family_predictions`): NULL without a prediction, for a
     # rate that is not Poisson, or beyond the predicted capacity.

@@ -70,6 +70,7 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectR
 
 
 SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
+TRANSMIT_KEYS = ("transmit_up_ms", "transmit_down_ms")
 PREDICTED_KEYS = ("predicted_mean_ms", "predicted_p99_ms")
 
 
@@ -121,6 +122,8 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                        **{k: p.get(k) for k in ("issuer_nice", "issuer_realtime")},
                        # absent from a load.json of before these columns: no server split
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
+                       # absent on the loopback (no emulated link): NULL
+                       **{k: p.get(k) for k in TRANSMIT_KEYS},
                        # absent before predictions (or with prediction off): NULL
                        **{k: p.get(k) for k in PREDICTED_KEYS}})
     if unreadable:

@@ -200,6 +200,10 @@ class LoadPoint(TypedDict):
     server_requests: NotRequired[int | None]
     server_queue_ms: NotRequired[float | None]
     server_compute_ms: NotRequired[float | None]
+    # Through an emulated link (spec.network): the mean transmit time each way of the
+    # point's ok requests (network.profiles.transmit_means_ms); absent on the loopback.
+    transmit_up_ms: NotRequired[float | None]
+    transmit_down_ms: NotRequired[float | None]
     # The point as a rung of its family's load ladder (inferbench/load/ladder.py) and the
     # load stage's own judgement of it (analysis.capacity.judge_rung); absent from a
     # load.json of before ladders.
@@ -257,6 +261,8 @@ class LoadSummary(TypedDict):
     ladders: NotRequired[list[LadderSummary]]  # per family that ended; absent before ladders
     # per family profiled before its ladder; absent when ladder.predict is off
     predictions: NotRequired[list[FamilyPrediction]]
+    # the emulated link every request crossed (LinkProcess.describe); absent: the loopback
+    network: NotRequired[dict]
     error: NotRequired[str]   # the exception that ended the load stage early
 
 

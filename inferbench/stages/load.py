@@ -19,6 +19,7 @@ and whether the rung held, so the task log shows the search as it went.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import TypedDict
 
@@ -53,6 +54,8 @@ from inferbench.load.sequence_lengths import (
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
 from inferbench.models.signature import sample_inputs
+from inferbench.network.link import LinkProcess, host_port
+from inferbench.network.profiles import LinkProfile, profile_of, transmit_means_ms
 from inferbench.server_grid import ResolvedConfig, resolve_config
 from inferbench.spec import BenchmarkSpec, LengthDistribution, Transport, WorkloadSpec
 from inferbench.stages.common import (
@@ -242,6 +245,27 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                     spec.stability_windows, spec.stability_window_s, spec.stability_tolerance_pct)
     backend = get_backend(platform)
     protocol, target = protocol_target(ctx, endpoint, backend)
+    with contextlib.ExitStack() as stack:
+        link_profile = profile_of(spec.network)
+        if link_profile is not None:  # every request of the stage crosses the link
+            link = stack.enter_context(
+                LinkProcess(link_profile, host_port(target.url), seed=spec.workload.seed))
+            target = dataclasses.replace(target, url=link.url_for(target.url))
+            summary["network"] = link.describe()
+            print(f"through the emulated link {link_profile.name!r}: round trip "
+                  f"{link_profile.rtt_ms:g} ms, {link_profile.uplink_mbps:g} Mbit/s up, "
+                  f"{link_profile.bandwidth_mbps:g} Mbit/s down", flush=True)
+        return _drive_families(ctx, resolved, endpoint, summary, samples, rule, backend,
+                               protocol, target, link_profile)
+
+
+def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint,
+                    summary: LoadSummary, samples: list[dict], rule: StopRule,
+                    backend: Backend, protocol: Protocol, target: Target,
+                    link_profile: LinkProfile | None) -> LoadResult:
+    """The ladders of every batch size, one point per rung, on `target`."""
+    spec, files = ctx.spec, resolved.files
+    platform, config = resolved.platform, resolved.index
 
     def read_server_stats():
         return backend.server_stats(endpoint["url"], endpoint["model_name"],
@@ -273,6 +297,8 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 if variable is not None:  # each request's length, from the payload it sent
                     arrays.update(variable.per_request(arrays["payload"]))
                 save_point_records(files.point_records(index), arrays)
+                if link_profile is not None:
+                    point.update(transmit_means_ms(link_profile, arrays))
                 check, summary_of_rung = _check_rung(spec, arrays, records, rung, open_loop)
                 judged = check.slo
                 point.update({"rung": rung.index, "ladder_phase": rung.phase.value,

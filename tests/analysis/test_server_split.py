@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.server_split import LatencySplit, latency_split, split_rows
+from analysis.server_split import SPLIT_HEADER, LatencySplit, latency_split, split_rows
 from inferbench.backends.base import ServerStats
 from inferbench.backends.server_stats import parse_model_stats, split_ms
 
 
-def test_rest_is_mean_minus_queue_minus_compute():
+def test_rest_is_mean_minus_every_measured_part():
     s = LatencySplit(mean_ms=10.0, queue_ms=2.5, compute_ms=5.0)
     assert s.rest_ms == 2.5
-    assert s.shares_pct() == (25.0, 50.0, 25.0)
+    assert s.shares_pct() == {"transmit up": None, "queue": 25.0, "compute": 50.0,
+                              "transmit down": None, "rest": 25.0}
     # Clocks of server and client can disagree slightly: never a negative rest.
     assert LatencySplit(1.0, 0.6, 0.5).rest_ms == 0.0
+    linked = LatencySplit(mean_ms=40.0, queue_ms=1.0, compute_ms=3.0, transmit_up_ms=20.0,
+                          transmit_down_ms=12.0)
+    assert linked.rest_ms == 4.0
+    assert linked.shares_pct()["transmit up"] == 50.0
 
 
-def test_points_without_server_statistics_are_left_out():
+def test_points_without_server_statistics_or_link_are_left_out():
     rows = [{"label": "a", "latency_ms": {"mean": 4.0}, "server_requests": 100,
              "server_queue_ms": 1.0, "server_compute_ms": 2.0},
-            {"label": "b", "latency_ms": {"mean": 4.0}}]
+            {"label": "b", "latency_ms": {"mean": 4.0}},
+            # A platform without counters, through a link: the link's parts alone.
+            {"label": "c", "latency_ms": {"mean": 30.0}, "transmit_up_ms": 12.0,
+             "transmit_down_ms": 11.0}]
     assert latency_split(rows[1]) is None
-    assert split_rows(rows, lambda r: r["label"]) == [["a", 100, 4.0, 1.0, 2.0, 1.0,
-                                                        "25 / 50 / 25"]]
+    assert split_rows(rows, lambda r: r["label"]) == [
+        ["a", 100, 4.0, "-", 1.0, 2.0, "-", 1.0, "25 / 50 / 25"],
+        ["c", None, 30.0, 12.0, "-", "-", 11.0, 7.0, "40 / 37 / 23"]]
+    assert len(SPLIT_HEADER) == len(split_rows(rows, lambda r: r["label"])[0])
 
 
 def test_triton_statistics_extension_is_parsed():

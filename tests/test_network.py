@@ -1,0 +1,202 @@
+"""Network conditions: the named profiles and their sources, the spec's checks, the emulated
+link (a real relay process: it never delivers early, keeps bytes in order, shapes to the
+bandwidth, charges the handshake), and a whole run through a link whose transmit times
+reach PostgreSQL and the report's split."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_stages_for
+from sqlalchemy import select
+
+from inferbench import perfdb
+from inferbench.errors import InferBenchError
+from inferbench.network.link import LinkProcess, host_port
+from inferbench.network.profiles import (
+    PROFILES,
+    LinkProfile,
+    network_label,
+    profile_of,
+    transmit_means_ms,
+)
+from inferbench.perfdb import schema
+from inferbench.spec import parse_spec
+
+QUICK = json.loads((Path(__file__).parents[1] / "examples" / "quick-onnxruntime.json")
+                   .read_text())
+
+
+def test_every_profile_states_its_source_and_a_round_trip_of_twice_its_delay():
+    assert {"lan", "wifi", "4g"} <= set(PROFILES)
+    for name, profile in PROFILES.items():
+        assert profile.name == name and profile.source
+        assert profile.rtt_ms == 2 * profile.delay_ms
+    assert PROFILES["4g"].uplink_mbps < PROFILES["4g"].bandwidth_mbps  # asymmetric
+
+
+def test_transmit_time_is_the_delay_plus_the_bytes_at_the_bandwidth():
+    four_g = PROFILES["4g"]
+    assert four_g.transmit_ms(6300, up=True) == pytest.approx(27.5 + 8.0)  # 6.3 Mbit/s
+    assert four_g.transmit_ms(21300, up=False) == pytest.approx(27.5 + 8.0)
+    arrays = {"status": np.array([200, 200, 503]), "done_ns": np.array([5, 6, 7]),
+              "scheduled_ns": np.zeros(3, dtype=np.int64),
+              "bytes_sent": np.array([6300, 12600, 10**9]),
+              "bytes_received": np.array([0, 21300, 10**9])}
+    # The failed request (503) is not counted.
+    assert transmit_means_ms(four_g, arrays) == pytest.approx(
+        {"transmit_up_ms": 27.5 + 12.0, "transmit_down_ms": 27.5 + 4.0})
+
+
+@pytest.mark.parametrize("network, says", [
+    ("lte", "network 'lte' is not a named profile; fix: use one of ['4g', 'lan', 'wifi']"),
+    ({"delay_ms": 5, "bandwidth_mbps": 10, "loss_pct": 1},
+     "network.loss_pct 1.0 cannot be emulated"),
+    ({"delay_ms": 1, "jitter_ms": 2, "bandwidth_mbps": 10},
+     "network.jitter_ms 2.0 is above delay_ms 1.0"),
+    ({"delay_ms": 5}, "network.bandwidth_mbps: Field required"),
+    ({"delay_ms": 5, "bandwidth_mbps": 10, "latency": 3}, "network.latency: Extra inputs"),
+    (5, "network must be a profile name or an object"),
+])
+def test_a_bad_network_is_refused_naming_the_field_and_the_fix(network, says):
+    with pytest.raises(InferBenchError, match="field `network`") as caught:
+        parse_spec({**QUICK, "network": network})
+    assert says in str(caught.value)
+
+
+def test_a_named_or_described_link_becomes_a_profile_and_a_label():
+    assert profile_of(parse_spec({**QUICK, "network": "wifi"}).network) is PROFILES["wifi"]
+    own = parse_spec({**QUICK, "network": {"delay_ms": 5, "bandwidth_mbps": 10,
+                                           "uplink_mbps": 2}})
+    assert profile_of(own.network) == LinkProfile("custom", 5.0, 0.0, 10.0, 2.0,
+                                                  "the spec's own figures")
+    assert profile_of(parse_spec(QUICK).network) is None
+    assert network_label(own.model_dump()["network"]) == "5ms 10/2Mbit/s"
+    assert network_label("4g") == "4g" and network_label(None) is None
+
+
+def test_urls_are_routed_through_the_link_by_host_and_port():
+    assert host_port("http://127.0.0.1:8000/v2/models/m/infer") == ("127.0.0.1", 8000)
+    assert host_port("localhost:8001") == ("localhost", 8001)
+    with pytest.raises(InferBenchError, match="names no host and port"):
+        host_port("http://127.0.0.1/")
+
+
+# --- the relay, a real process ---
+
+class _Echo:
+    """A TCP server answering each message with the same bytes, or with `n` bytes for a
+    message "bulk <n>"."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := conn.recv(1 << 16):
+            if data.startswith(b"bulk "):
+                conn.sendall(b"x" * int(data.split()[1]))
+            else:
+                conn.sendall(data)
+        conn.close()
+
+
+def _exchange(sock: socket.socket, message: bytes, expect: int) -> tuple[bytes, float]:
+    started = time.perf_counter()
+    sock.sendall(message)
+    got = b""
+    while len(got) < expect:
+        got += sock.recv(1 << 20)
+    return got, time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def echo() -> _Echo:
+    return _Echo()
+
+
+def test_the_link_never_delivers_early_and_keeps_bytes_in_order(echo):
+    profile = LinkProfile("t", delay_ms=15.0, jitter_ms=10.0, bandwidth_mbps=1000.0,
+                          uplink_mbps=1000.0)
+    with LinkProcess(profile, ("127.0.0.1", echo.port)) as link, \
+            socket.create_connection(("127.0.0.1", link.port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A new connection pays the handshake's round trip before its first bytes go.
+        _, first = _exchange(sock, b"hello", 5)
+        assert first >= 2 * profile.rtt_ms / 1e3 - 2 * profile.jitter_ms / 1e3
+        for i in range(20):
+            message = f"message {i:02d} ".encode() * 50
+            got, took = _exchange(sock, message, len(message))
+            assert got == message  # jitter moves chunks in time, never out of order
+            assert took >= (profile.rtt_ms - 2 * profile.jitter_ms) / 1e3
+
+
+def test_the_link_shapes_to_its_bandwidth_each_way(echo):
+    profile = LinkProfile("t", delay_ms=1.0, jitter_ms=0.0, bandwidth_mbps=8.0,
+                          uplink_mbps=2.0)
+    with LinkProcess(profile, ("127.0.0.1", echo.port)) as link, \
+            socket.create_connection(("127.0.0.1", link.port)) as sock:
+        _exchange(sock, b"warm", 4)
+        _, down = _exchange(sock, b"bulk 200000", 200_000)  # 1.6 Mbit at 8 Mbit/s
+        assert down >= 0.2
+        # 0.8 Mbit at 2 Mbit/s; the echo's answer flows back as the chunks arrive
+        _, up = _exchange(sock, b"u" * 100_000, 100_000)
+        assert up >= 0.4
+
+
+def test_a_link_aimed_elsewhere_refuses_another_url(echo):
+    with LinkProcess(PROFILES["lan"], ("127.0.0.1", echo.port)) as link:
+        assert link.url_for(f"http://127.0.0.1:{echo.port}/x") == \
+            f"http://127.0.0.1:{link.port}/x"
+        with pytest.raises(InferBenchError, match="is not aimed at"):
+            link.url_for("http://127.0.0.1:1/x")
+        assert link.describe()["relay_own_rtt_ms"] >= 0
+
+
+# --- a whole run through a link: real PostgreSQL, a real server ---
+
+@pytest.mark.integration
+def test_a_run_through_a_link_stores_its_transmit_times_and_reports_the_split(
+        inferbench_env, db_url):
+    run_id = "net-onnxruntime"
+    network = {"delay_ms": 10, "bandwidth_mbps": 20, "uplink_mbps": 5}
+    spec = {**QUICK, "name": run_id, "network": network,
+            "workload": {"arrival": "poisson", "rate_rps": 20, "seed": 3},
+            "min_duration_s": 3, "min_requests": 60}
+    summary = run_stages_for(run_id, spec, "onnxruntime")
+    assert summary["verdict"] == "VALID", summary["reasons"]
+    with perfdb.engine(db_url).connect() as conn:
+        point = conn.execute(select(schema.points).where(schema.points.c.run_id == run_id)
+                             ).mappings().one()
+        r = schema.requests
+        rows = conn.execute(select(r.c.scheduled_ns, r.c.done_ns, r.c.bytes_sent,
+                                   r.c.bytes_received, r.c.status)
+                            .where(r.c.run_id == run_id)).all()
+    link = profile_of(parse_spec(spec).network)
+    sent = np.array([row.bytes_sent for row in rows], dtype=float)
+    received = np.array([row.bytes_received for row in rows], dtype=float)
+    assert point["transmit_up_ms"] == pytest.approx(link.transmit_ms(sent, up=True).mean())
+    assert point["transmit_down_ms"] == pytest.approx(
+        link.transmit_ms(received, up=False).mean())
+    # No request came back sooner than the link's round trip and its bytes allow (less
+    # the relay's own round trip, which the link takes off its delay lines: 0.1-0.3 ms).
+    latency_ms = np.array([(row.done_ns - row.scheduled_ns) / 1e6 for row in rows])
+    floor_ms = link.transmit_ms(sent, up=True) + link.transmit_ms(received, up=False)
+    assert (latency_ms >= floor_ms - 1.0).all()
+    report = Path(summary["report"]).read_text()
+    assert "Where the time goes: link, queue, compute and the rest" in report
+    assert "network=10ms 20/5Mbit/s" in report
