@@ -23,6 +23,7 @@ generator for one interpreter lock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import os
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from inferbench.errors import InferBenchError
 from inferbench.network.profiles import LinkProfile
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
 # Sleep until this close to a chunk's time, then yield in a tight loop: a timed wait
 # alone oversleeps by 50-100 us, which is a whole LAN profile's delay.
 SPIN_S = 0.0002
@@ -129,9 +130,9 @@ class Link:
     def __init__(self, profile: LinkProfile, target: tuple[str, int],
                  listen: tuple[str, int] = ("127.0.0.1", 0), seed: int = 0,
                  own_rtt_ms: float = 0.0) -> None:
-        """`own_rtt_ms`: what the relay and the loopback add to a round trip by
-        themselves (`measure_own_rtt_ms`); the delay lines are shortened by half of it each
-        way, so a round trip through the link is the profile's."""
+        """`own_rtt_ms`: what the relay adds to a round trip by itself
+        (`measure_own_rtt_ms`); the delay lines are shortened by half of it each way, so
+        the link adds the profile's round trip to the host's own path, no more."""
         self.profile, self.target = profile, target
         delay_ms = max(0.0, profile.delay_ms - own_rtt_ms / 2)
         self.up = Direction(profile.uplink_mbps, delay_ms, profile.jitter_ms, seed)
@@ -161,34 +162,46 @@ class Link:
 def measure_own_rtt_ms(profile: LinkProfile, pings: int = 200) -> float:
     """What the relay itself adds to a round trip: the median round trip of a one-byte ping
     through a relay of the profile's delay (at most CALIBRATION_DELAY_MS, to keep this
-    short) to an echo in this process, less that delay's round trip. A short delay is
-    served inline and a long one by the delivery thread (`Direction.submit`); the
-    calibration takes the same path as the link will."""
+    short) to an echo in this process, less that delay's round trip and less the same
+    ping's median straight to the echo. The link adds its profile's round trip to the
+    host's own path, as netem adds delay to an interface's. A short delay is served inline
+    and a long one by the delivery thread (`Direction.submit`): the calibration takes the
+    path the link will take."""
     echo = socket.create_server(("127.0.0.1", 0))
 
-    def answer() -> None:
-        conn, _ = echo.accept()
+    def answer(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while data := conn.recv(64):
             conn.sendall(data)
         conn.close()
 
-    threading.Thread(target=answer, daemon=True).start()
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed when the calibration is done
+            while True:
+                threading.Thread(target=answer, args=(echo.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
     delay_ms = min(profile.delay_ms, CALIBRATION_DELAY_MS)
     probe = LinkProfile("probe", delay_ms=delay_ms, jitter_ms=0.0, bandwidth_mbps=1e6,
                         uplink_mbps=1e6)
     relay = Link(probe, echo.getsockname())
     threading.Thread(target=relay.serve_forever, daemon=True).start()
+    through = _median_ping_ms(relay.port, pings)
+    straight = _median_ping_ms(echo.getsockname()[1], pings)
+    echo.close()
+    return max(0.0, through - 2 * delay_ms - straight)
+
+
+def _median_ping_ms(port: int, pings: int) -> float:
     rtts = []
-    with socket.create_connection(("127.0.0.1", relay.port)) as ping:
+    with socket.create_connection(("127.0.0.1", port)) as ping:
         ping.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(pings + 20):  # the first pings pay the handshake and warm-up
             started = time.perf_counter()
             ping.sendall(b"p")
             ping.recv(64)
             rtts.append(time.perf_counter() - started)
-    echo.close()
-    return max(0.0, statistics.median(rtts[20:]) * 1e3 - 2 * delay_ms)
+    return statistics.median(rtts[20:]) * 1e3
 
 
 def _pump(source: socket.socket, direction: Direction, flow: _Flow) -> None:
