@@ -4,9 +4,10 @@ the rest.
 The server reports, per point, the mean queue and compute time of the requests it completed
 (backends/server_stats.py); through an emulated link (spec.network) each request's transmit
 time each way is the link's delay plus its bytes at the link's bandwidth; the client
-measured each request's latency from its scheduled send. What none of them accounts for,
-mean latency - the known parts, is the rest: HTTP/gRPC handling outside the model's queue,
-waiting for a busy link, the client's own delay (late sends included, since latency counts
+measured each request's latency from its scheduled send, and the link the time requests
+waited for it (behind others for its bandwidth; a new connection's handshake). What none
+of them accounts for, mean latency - the known parts, is the rest: HTTP/gRPC handling
+outside the model's queue, the client's own delay (late sends included, since latency counts
 from the schedule). Means add up; tail percentiles do not, so the split is of the mean only.
 """
 
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # The parts in the order a request meets them; each is a point record's column.
-PARTS = (("transmit up", "transmit_up_ms"), ("queue", "server_queue_ms"),
-         ("compute", "server_compute_ms"), ("transmit down", "transmit_down_ms"))
+PARTS = (("link wait", "link_wait_ms"), ("transmit up", "transmit_up_ms"),
+         ("queue", "server_queue_ms"), ("compute", "server_compute_ms"),
+         ("transmit down", "transmit_down_ms"))
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class LatencySplit:
     compute_ms: float | None
     transmit_up_ms: float | None = None
     transmit_down_ms: float | None = None
+    link_wait_ms: float | None = None
 
     def known_ms(self) -> dict[str, float | None]:
         """Each part by name (None: not measured for this point)."""
@@ -36,7 +39,7 @@ class LatencySplit:
 
     @property
     def rest_ms(self) -> float:
-        """Protocol handling, link waiting and client time (never below zero: the server's
+        """Protocol handling and client time (never below zero: the server's
         clock and the client's can disagree by a few microseconds)."""
         return max(0.0, self.mean_ms - sum(v for v in self.known_ms().values() if v))
 
@@ -57,7 +60,8 @@ def latency_split(row: Mapping[str, Any]) -> LatencySplit | None:
         return None
     return LatencySplit(float(mean), *(None if values[c] is None else float(values[c])
                                        for c in ("server_queue_ms", "server_compute_ms",
-                                                 "transmit_up_ms", "transmit_down_ms")))
+                                                 "transmit_up_ms", "transmit_down_ms",
+                                                 "link_wait_ms")))
 
 
 SPLIT_HEADER = ["configuration", "server requests", "mean (ms)",

@@ -198,14 +198,16 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
                      "compute and the rest",
                      "notes": ["Mean latency from the scheduled send, split into what is "
                                "measured of it: through an emulated link (spec.network), the "
-                               "transmit time each way (the link's delay plus the request's or "
-                               "response's bytes at its bandwidth); the server's own counters "
-                               "over the point (Triton's statistics extension, the FastAPI "
-                               "server's batcher, TorchServe's frontend counters): time in its "
-                               "queue and computing; and the rest (protocol handling, waiting "
-                               "for a busy link, client delay). Means only: tails do not add "
-                               "up. \"-\": not measured (no link, or a platform without "
-                               "counters: MLServer, TF Serving)."]
+                               "time waiting for the link (behind other requests for its "
+                               "bandwidth, a new connection's handshake) and the transmit time "
+                               "each way (the link's delay plus the request's or response's "
+                               "bytes at its bandwidth); the server's own counters over the "
+                               "point (Triton's statistics extension, the FastAPI server's "
+                               "batcher, TorchServe's frontend counters, MLServer's metrics "
+                               "with its runtime's inference time): time in its queue and "
+                               "computing; and the rest (protocol handling, client delay). "
+                               "Means only: tails do not add up. \"-\": not measured (no "
+                               "link, or a platform without counters: TF Serving)."]
                      + ([] if split else ["Neither a server nor a link reported a split of "
                                           "these points."]),
                      "tables": [_table(SPLIT_HEADER, split)],

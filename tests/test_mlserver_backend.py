@@ -1,7 +1,8 @@
 """The mlserver platform: the files `MLServerBackend.prepare` writes, the side environment it
 runs from, its ONNX Runtime runtime (run in that environment with MLServer's own types and
 batch merging, no server), and a real MLServer 1.7.1 started from the launch plan (HTTP
-JSON, gRPC, adaptive batching, two workers, nothing left after the group is stopped).
+JSON, gRPC, adaptive batching, two workers, nothing left after the group is stopped, and
+the server-side queue / compute counters read from its metrics port).
 
 The runtime and live tests need the side environment (`python -m inferbench.sidevenv create
 mlserver`, about 70 s once); they are skipped where it has not been created.
@@ -25,7 +26,7 @@ import pytest
 from inferbench import sidevenv
 from inferbench.backends import get_backend
 from inferbench.backends import mlserver as mls
-from inferbench.backends.base import ServeContext, ServerConfig
+from inferbench.backends.base import ServeContext, ServerConfig, ServerStats
 from inferbench.errors import InferBenchError
 from inferbench.models.signature import single_input
 
@@ -158,6 +159,50 @@ def test_launch_plan_runs_mlserver_from_the_side_environment(tmp_path):
     assert backend.server_stats("http://127.0.0.1:1", MODEL, "http://127.0.0.1:2") is None
 
 
+# --- the server-side counters ----------------------------------------------------------------
+
+METRICS_TEXT = """\
+# HELP inferbench_request_compute_seconds Inference seconds of each completed client request
+# TYPE inferbench_request_compute_seconds histogram
+inferbench_request_compute_seconds_bucket{le="0.005",model_name="tiny",model_version=""} 40.0
+inferbench_request_compute_seconds_sum{model_name="tiny",model_version=""} 0.008
+inferbench_request_compute_seconds_count{model_name="tiny",model_version=""} 40.0
+inferbench_request_compute_seconds_sum{model_name="other",model_version=""} 9.0
+# TYPE model_infer_request_duration summary
+model_infer_request_duration_count{model="tiny",version="None"} 40.0
+model_infer_request_duration_sum{model="tiny",version="None"} 0.2
+model_infer_request_duration_sum{model="tiny",version="2"} 0.1
+model_infer_request_duration_sum{model="other",version="None"} 5.0
+# TYPE model_infer_request_success_total counter
+model_infer_request_success_total{model="tiny",version="None"} 40.0
+model_infer_request_success_total{model="tiny",version="2"} 10.0
+model_infer_request_success_total{model="other",version="None"} 7.0
+"""
+
+
+def test_counters_from_the_metrics_text():
+    """Summed over the model's versions; queue is the data plane's time less inference."""
+    stats = mls.parse_metrics(METRICS_TEXT, MODEL)
+    assert stats == ServerStats(requests=50, queue_ns=292_000_000, compute_ns=8_000_000)
+
+
+def test_counters_need_every_metric():
+    # Before the first request MLServer's own metrics are missing; without the runtime's
+    # metric there is no compute time.
+    runtime_only = "\n".join(line for line in METRICS_TEXT.splitlines()
+                             if "inferbench" in line)
+    assert mls.parse_metrics(runtime_only, MODEL) is None
+    mlserver_only = "\n".join(line for line in METRICS_TEXT.splitlines()
+                              if "inferbench" not in line)
+    assert mls.parse_metrics(mlserver_only, MODEL) is None
+    assert mls.parse_metrics(METRICS_TEXT, "absent") is None
+
+
+def test_counters_need_the_metrics_port():
+    backend = mls.MLServerBackend()
+    assert backend.server_stats("http://127.0.0.1:1", MODEL) is None
+
+
 # --- the side environment -----------------------------------------------------------------
 
 def test_side_env_location_and_override(tmp_path, monkeypatch):
@@ -226,13 +271,15 @@ RUNTIME_CHECK = textwrap.dedent("""
     import asyncio, json, sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    from mlserver.batching.requests import BatchedRequests
+    import mlserver.batching.adaptive
     from mlserver.codecs import NumpyCodec
     from mlserver.errors import InferenceError
     from mlserver.raw import inject_raw
     from mlserver.settings import ModelParameters, ModelSettings
     from mlserver.types import InferenceRequest, RequestInput
-    from inferbench_onnx_runtime import OnnxRuntimeModel, decode_batch
+    from inferbench_onnx_runtime import OnnxRuntimeModel, decode_batch, requests_in
+    # The class the adaptive batcher builds its batches with, once the runtime is imported.
+    BatchedRequests = mlserver.batching.adaptive.BatchedRequests
 
     settings = ModelSettings(name="tiny", implementation=OnnxRuntimeModel,
                              parameters=ModelParameters(uri=sys.argv[2],
@@ -261,6 +308,7 @@ RUNTIME_CHECK = textwrap.dedent("""
                                "b": InferenceRequest(inputs=[b])})
     merged = batched.merged_request
     out["merged_shape"] = merged.inputs[0].shape
+    out["merged_requests"] = requests_in(merged)
     split = batched.split_response(asyncio.run(model.predict(merged)))
     out["split"] = {k: NumpyCodec.decode_output(v.outputs[0]).tolist() for k, v in split.items()}
 
@@ -270,6 +318,12 @@ RUNTIME_CHECK = textwrap.dedent("""
         out["dtype_error"] = None
     except InferenceError as exc:
         out["dtype_error"] = str(exc)
+    # One JSON request and a merged one of two requests: three client requests inferred.
+    from mlserver.metrics import REGISTRY
+    compute = {s.name: s.value for m in REGISTRY.collect()
+               if m.name == "inferbench_request_compute_seconds" for s in m.samples}
+    out["compute_count"] = compute["inferbench_request_compute_seconds_count"]
+    out["compute_sum"] = compute["inferbench_request_compute_seconds_sum"]
     print(json.dumps(out))
 """)
 
@@ -292,6 +346,8 @@ def test_runtime_decodes_runs_and_batches(tmp_path, onnx_model):
     assert out["json_name"] == "output" and out["json_dtype"] == "FP32"
     np.testing.assert_array_equal(np.asarray(out["raw_decoded"], dtype=np.float32), x)
     assert out["merged_shape"] == [3, 4]
+    assert out["merged_requests"] == 2
+    assert out["compute_count"] == 3 and out["compute_sum"] > 0
     np.testing.assert_allclose(out["split"]["a"], expected[:1], rtol=0, atol=1e-5)
     np.testing.assert_allclose(out["split"]["b"], expected[1:], rtol=0, atol=1e-5)
     assert "INT64" in out["dtype_error"]
@@ -375,6 +431,96 @@ def test_live_server_http_grpc_batching_and_clean_stop(tmp_path, onnx_model):
     finally:
         stop_group(process.pid, grace_s=20.0)
     assert not group_alive(process.pid), "an MLServer process outlived its group's stop"
+
+
+@side_env
+@pytest.mark.integration
+def test_live_server_counts_queue_and_compute_per_client_request(tmp_path, onnx_model):
+    """The counters over a span of concurrent HTTP and gRPC requests, merged by the adaptive
+    batcher into fewer inferences on two workers: one request counted per client request,
+    and per request less inference and less server time than the client waited."""
+    from inferbench.backends.process import spawn, stop_group, wait_ready
+    from inferbench.backends.server_stats import split_ms
+    from inferbench.load.protocols import Target, get_protocol
+    from inferbench.netutil import free_port
+
+    path, _, _ = onnx_model
+    backend = mls.MLServerBackend()
+    ctx = _context(tmp_path / "work", path,
+                   ServerConfig(dynamic_batching=True, max_queue_delay_us=5000,
+                                instance_count=2),
+                   ports=(free_port(), free_port(), free_port()))
+    backend.prepare(ctx)
+    plan = backend.launch_plan(ctx)
+    log = ctx.workdir / "server.log"
+    base_url = f"http://127.0.0.1:{ctx.http_port}"
+    metrics_url = f"http://127.0.0.1:{ctx.metrics_port}"
+    process = spawn(plan, log)
+    try:
+        wait_ready(f"{base_url}{plan.ready_path}", process, 120, log)
+        x = np.random.default_rng(7).standard_normal((2, IN_FEATURES), dtype=np.float32)
+        http = get_protocol(backend.protocol)
+        grpc = get_protocol(backend.grpc_protocol)
+        targets = {"http": (http, Target(base_url, MODEL, "input", "output")),
+                   "grpc": (grpc, Target(f"grpc://127.0.0.1:{ctx.grpc_port}", MODEL,
+                                         "input", "output"))}
+
+        def one(transport: str) -> float:
+            protocol, target = targets[transport]
+            request = protocol.build(target, x)
+            started = time.perf_counter()
+            status, headers, body = protocol.send_once(request)
+            latency_s = time.perf_counter() - started
+            protocol.check(status, headers, body, 2)
+            return latency_s
+
+        one("http")  # MLServer's own metrics appear with the first request
+        assert backend.server_stats(base_url, MODEL) is None  # no metrics port given
+        before = backend.server_stats(base_url, MODEL, metrics_url)
+        inferred_before = _metric_total(metrics_url, f"{mls.COMPUTE_METRIC}_count")
+        batches_before = _metric_total(metrics_url, "parallel_request_queue_count")
+        sent = ["http"] * 48 + ["grpc"] * 16
+        with ThreadPoolExecutor(8) as pool:
+            latencies = list(pool.map(one, sent))
+        after = backend.server_stats(base_url, MODEL, metrics_url)
+        inferred = _metric_total(metrics_url, f"{mls.COMPUTE_METRIC}_count") - inferred_before
+        batches = _metric_total(metrics_url, "parallel_request_queue_count") - batches_before
+    finally:
+        stop_group(process.pid, grace_s=20.0)
+
+    assert before is not None and after is not None
+    requests = after.requests - before.requests
+    compute_ns = after.compute_ns - before.compute_ns
+    queue_ns = after.queue_ns - before.queue_ns
+    assert requests == len(sent)
+    # The batcher merged requests into fewer inferences (calls handed to the workers), and
+    # the runtime counted each inference once per client request in it.
+    assert batches < len(sent)
+    assert inferred == len(sent)
+    assert compute_ns > 0 and queue_ns >= 0
+    client_mean_s = sum(latencies) / len(latencies)
+    split = split_ms(before, after)
+    print(f"mlserver {requests} requests in {batches:g} inferences: queue "
+          f"{split['server_queue_ms']:.3f} ms, compute {split['server_compute_ms']:.3f} ms, "
+          f"client {client_mean_s * 1e3:.3f} ms per request")
+    assert split["server_requests"] == len(sent)
+    assert split["server_compute_ms"] / 1e3 < client_mean_s
+    # The data plane times each request within the client's round trip.
+    assert (split["server_queue_ms"] + split["server_compute_ms"]) / 1e3 < client_mean_s
+
+
+def _metric_total(metrics_url: str, sample: str) -> float:
+    """A sample of the metrics port, summed over its labels. parallel_request_queue_count:
+    the calls MLServer's main process has handed to its workers (one per inference, the
+    rare model or metadata call aside)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines()
+              if re.split(r"[{\s]", line, maxsplit=1)[0] == sample]
+    assert values, f"no {sample} on {metrics_url}/metrics"
+    return sum(values)
 
 
 def _pgid(pid: int) -> int | None:

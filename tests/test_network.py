@@ -158,6 +158,34 @@ def test_the_link_shapes_to_its_bandwidth_each_way(echo):
         assert up >= 0.4
 
 
+def test_the_link_counts_what_messages_waited_for_it(echo):
+    """Two requests sent at once share the uplink: the second waits for the first's bytes;
+    each new connection waits one round trip (its handshake)."""
+    profile = LinkProfile("t", delay_ms=5.0, jitter_ms=0.0, bandwidth_mbps=100.0,
+                          uplink_mbps=2.0)
+    with LinkProcess(profile, ("127.0.0.1", echo.port)) as link:
+        socks = [socket.create_connection(("127.0.0.1", link.port)) for _ in range(2)]
+        for sock in socks:
+            _exchange(sock, b"warm", 4)
+        message = b"m" * 50_000  # 0.2 s at 2 Mbit/s
+        senders = [threading.Thread(target=_exchange, args=(sock, message, len(message)))
+                   for sock in socks]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        for sock in socks:
+            sock.close()  # a message is counted once the next one starts, or at the end
+        deadline = time.monotonic() + 10
+        while (counters := link.counters())["up_messages"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert counters["up_messages"] == 4
+    # A handshake's wait runs from the accept, and the first bytes arrive some time after
+    # it: it counts up to a round trip each.
+    handshakes_s = 2 * profile.rtt_ms / 1e3
+    assert 0.2 - 0.005 <= counters["up_wait_s"] <= handshakes_s + 0.2 + 0.1
+
+
 def test_a_link_aimed_elsewhere_refuses_another_url(echo):
     with LinkProcess(PROFILES["lan"], ("127.0.0.1", echo.port)) as link:
         assert link.url_for(f"http://127.0.0.1:{echo.port}/x") == \
@@ -192,6 +220,7 @@ def test_a_run_through_a_link_stores_its_transmit_times_and_reports_the_split(
     assert point["transmit_up_ms"] == pytest.approx(link.transmit_ms(sent, up=True).mean())
     assert point["transmit_down_ms"] == pytest.approx(
         link.transmit_ms(received, up=False).mean())
+    assert point["link_wait_ms"] >= 0  # 20 req/s of a few hundred bytes: next to none
     # No request came back sooner than the link's round trip and its bytes allow (less
     # the relay's own round trip, which the link takes off its delay lines: 0.1-0.3 ms).
     latency_ms = np.array([(row.done_ns - row.scheduled_ns) / 1e6 for row in rows])

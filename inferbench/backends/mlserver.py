@@ -16,15 +16,22 @@ MLServer's REST front end does not implement the binary tensor extension, so the
 generator speaks plain V2 JSON to it ("kserve-v2-json"); its gRPC front end is the KServe
 V2 `inference.GRPCInferenceService`, with raw tensor contents, like Triton's.
 
-Server-side split: MLServer 1.7.1 exposes no per-request queue or compute time (see
-`server_stats`), so the report shows client-side latency only for this platform.
+Server-side split: MLServer's own metrics time each request's whole stay in its data plane
+but not the inference apart from the wait, so the runtime times ONNX Runtime's `session.run`
+itself and counts it per client request in a custom metric on the metrics port, beside
+MLServer's. `server_stats` reads both from /metrics: compute is the inference time, queue
+the rest of the data plane's time (the adaptive batcher's wait, the hand-over to a worker
+process and back, the worker's queue, decoding and encoding the tensors).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
+import urllib.error
+import urllib.request
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,12 @@ SIDE_ENV = "mlserver"
 GPU_SIDE_ENV = "mlserver-gpu"  # with onnxruntime-gpu (inferbench/sidevenv.py)
 RUNTIME_MODULE = "inferbench_onnx_runtime"
 RUNTIME_CLASS = "OnnxRuntimeModel"
+# The runtime's histogram of each completed client request's inference seconds
+# (mlserver_runtime.COMPUTE_METRIC), labelled model_name / model_version.
+COMPUTE_METRIC = "inferbench_request_compute_seconds"
+# MLServer's data plane metrics (mlserver/handlers/dataplane.py), labelled model / version.
+SUCCESS_METRIC = "model_infer_request_success_total"
+DURATION_METRIC = "model_infer_request_duration"
 
 
 def repository(ctx: ServeContext) -> Path:
@@ -187,19 +200,72 @@ class MLServerBackend(Backend):
 
     def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
                      ) -> ServerStats | None:
-        """None: MLServer 1.7.1 has no queue or compute time to split latency with.
+        """MLServer's counters and the runtime's, from the metrics port's /metrics; None
+        without a metrics URL, or when the server does not answer them.
 
-        Its /metrics (metrics port) holds model_infer_request_success/failure counters;
-        model_infer_request_duration, a Summary around the data plane's whole predict
-        call (the adaptive batcher's wait, the dispatch to a worker process, the worker's
-        queue and the inference together); the REST and gRPC front ends' handler-duration
-        histograms (rest_server_request_duration_seconds, grpc_server_handling_seconds);
-        and two histograms of queue *lengths* sampled when a request arrives
-        (batch_request_queue: the adaptive batcher's queue; parallel_request_queue:
-        requests in flight on the worker). None of them times the wait apart from the
-        inference, so no faithful split exists (total server time would be, but the
-        interface splits queue from compute)."""
+        - requests: `model_infer_request_success_total`, the client requests MLServer
+          answered (its data plane counts each once, also when the adaptive batcher merged
+          it with others);
+        - compute: the `_sum` of the runtime's `inferbench_request_compute_seconds`, the
+          ONNX Runtime `session.run` time of each client request whose inference
+          completed (a merged request's run counts in full for each request in it, since
+          each waited for the whole run, as Triton and the FastAPI server count a batch);
+        - queue: the `_sum` of `model_infer_request_duration`, the Summary MLServer's data
+          plane observes around each request's whole predict call (the batcher's wait,
+          the hand-over to a worker process and back, the worker's queue, the runtime's
+          decoding, inference and encoding), minus compute: the time MLServer held the
+          requests other than inferring them. The Summary is observed as each request
+          leaves the data plane, like the success counter, and covers the same requests
+          but for failed ones, whose time it also holds and which so count as queue.
+
+        Both front ends, REST and gRPC, go through the data plane. The main process and
+        the worker processes (parallel_workers >= 1, which instance_count always gives)
+        write these metrics to Prometheus' multiprocess files (settings.json metrics_dir),
+        which the metrics port sums; without workers MLServer would export only its own
+        registry, without the runtime's metric, and this would answer None. The runtime's
+        metric grows as an inference ends, MLServer's as the response leaves the data
+        plane, so a reading taken under load may count the inference of the requests in
+        flight ahead of their duration: a difference of two readings is off by at most
+        those few requests' inference time."""
+        if metrics_url is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"{metrics_url.rstrip('/')}/metrics",
+                                        timeout=5) as response:
+                return parse_metrics(response.read().decode(), model_name)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str, model_name: str) -> ServerStats | None:
+    """ServerStats of one model from MLServer's Prometheus text (the metrics of
+    `server_stats`, summed over the model's versions); None while one of them is missing
+    (MLServer's appear at the first request, the runtime's once the model is loaded).
+    Raises ValueError on a sample whose value is not a number."""
+    # The data plane labels its metrics `model`, the custom metrics API `model_name`.
+    wanted = {SUCCESS_METRIC: "model", f"{DURATION_METRIC}_sum": "model",
+              f"{COMPUTE_METRIC}_sum": "model_name"}
+    totals = dict.fromkeys(wanted, 0.0)
+    seen = set()
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match.group(1) not in wanted:
+            continue
+        name, labels, value = match.groups()
+        if dict(_LABEL.findall(labels or "")).get(wanted[name]) != model_name:
+            continue
+        totals[name] += float(value)
+        seen.add(name)
+    if len(seen) < len(wanted):
         return None
+    compute_s = totals[f"{COMPUTE_METRIC}_sum"]
+    queue_s = max(totals[f"{DURATION_METRIC}_sum"] - compute_s, 0.0)
+    return ServerStats(requests=int(totals[SUCCESS_METRIC]), queue_ns=round(queue_s * 1e9),
+                       compute_ns=round(compute_s * 1e9))
 
 
 def _require_cuda_provider(env: str, device: str) -> None:

@@ -55,6 +55,11 @@ class _Flow:
     out: socket.socket
     not_before: float = 0.0       # the handshake's round trip, for the first bytes
     last_delivery: float = 0.0    # in-order delivery within the connection
+    # The message crossing now: bytes that arrived while earlier ones were still on the
+    # link belong to it (a request, or a response; HTTP/1.1 and gRPC clients here send
+    # the next only after the answer). None: no message yet.
+    message_arrived: float | None = None
+    message_bytes: int = 0
 
 
 @dataclass(order=True)
@@ -76,13 +81,31 @@ class Direction:
         self._heap: list[_Chunk] = []
         self._link_free_at = 0.0
         self._seq = 0
+        # Messages that crossed, and how much longer they took than on an idle link (the
+        # delay plus their bytes at the bandwidth): waiting behind other messages for the
+        # bottleneck, and a new connection's handshake.
+        self.messages = 0
+        self.wait_s = 0.0
         threading.Thread(target=self._deliver_forever, daemon=True).start()
+
+    def _count_message(self, flow: _Flow) -> None:
+        """Close the flow's message: its last byte is due at `flow.last_delivery`."""
+        if flow.message_arrived is not None and flow.message_bytes:
+            idle_link_s = self._delay_s + flow.message_bytes * self._seconds_per_byte
+            self.messages += 1
+            self.wait_s += max(0.0, flow.last_delivery - flow.message_arrived - idle_link_s)
+        flow.message_arrived, flow.message_bytes = None, 0
 
     def submit(self, flow: _Flow, data: bytes, arrived: float) -> None:
         """Give the link one chunk. A chunk due within the spin time on an idle direction
         is delivered by the calling reader itself: a hand-over to the delivery thread
         costs about 50 us, more than a LAN's whole delay."""
         with self._cond:
+            if not data or arrived >= flow.last_delivery:  # the flow's last message is over
+                self._count_message(flow)
+            if data and flow.message_arrived is None:
+                flow.message_arrived = arrived
+            flow.message_bytes += len(data)
             start = max(arrived, flow.not_before, self._link_free_at)
             self._link_free_at = start + len(data) * self._seconds_per_byte
             jitter = self._rng.uniform(-self._jitter_s, self._jitter_s) if self._jitter_s else 0
@@ -139,6 +162,22 @@ class Link:
         self.down = Direction(profile.bandwidth_mbps, delay_ms, profile.jitter_ms, seed + 1)
         self._server = socket.create_server(listen, backlog=1024)
         self.port = self._server.getsockname()[1]
+        self._control = socket.create_server((listen[0], 0))
+        self.control_port = self._control.getsockname()[1]
+        threading.Thread(target=self._answer_counters, daemon=True).start()
+
+    def counters(self) -> dict:
+        """Cumulative: messages that crossed each way and their total wait (s)."""
+        with self.up._cond, self.down._cond:
+            return {"up_messages": self.up.messages, "up_wait_s": self.up.wait_s,
+                    "down_messages": self.down.messages, "down_wait_s": self.down.wait_s}
+
+    def _answer_counters(self) -> None:
+        """The control port: each connection gets the counters as one JSON line."""
+        while True:
+            conn, _ = self._control.accept()
+            with conn:
+                conn.sendall(json.dumps(self.counters()).encode() + b"\n")
 
     def serve_forever(self) -> None:
         while True:
@@ -214,6 +253,16 @@ def _pump(source: socket.socket, direction: Direction, flow: _Flow) -> None:
     direction.submit(flow, b"", time.monotonic())
 
 
+def link_wait_ms(before: dict | None, after: dict, n_requests: int) -> dict[str, float | None]:
+    """A point's mean time per request spent waiting for the link, both ways together
+    (Link.counters between two readings): behind other messages for the bottleneck, and
+    new connections' handshakes. None without a reading before, or no request."""
+    if before is None or n_requests <= 0:
+        return {"link_wait_ms": None}
+    waited_s = sum(after[f"{way}_wait_s"] - before[f"{way}_wait_s"] for way in ("up", "down"))
+    return {"link_wait_ms": waited_s / n_requests * 1e3}
+
+
 def host_port(url: str) -> tuple[str, int]:
     """The host and port a URL ("http://h:p/...", or gRPC's bare "h:p") is aimed at."""
     parts = urllib.parse.urlsplit(url if "://" in url else f"//{url}")
@@ -245,7 +294,16 @@ class LinkProcess:
             raise InferBenchError(f"the emulated link did not start (it said {line!r})")
         words = line.split()
         self.port, self.own_rtt_ms = int(words[1]), float(words[3])
+        self._control_port = int(words[5])
         return self
+
+    def counters(self) -> dict | None:
+        """The link's cumulative counters (Link.counters), or None if it does not answer."""
+        try:
+            with socket.create_connection(("127.0.0.1", self._control_port), timeout=5) as c:
+                return json.loads(c.makefile().readline())
+        except (OSError, ValueError):
+            return None
 
     def __exit__(self, *exc) -> None:
         if self._proc is not None:
@@ -285,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     link = Link(profile, (host, int(port)),
                 (lhost, int(lport)), args.seed, own_rtt_ms)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    print(f"listening {link.port} own_rtt_ms {own_rtt_ms:.4f}", flush=True)
+    print(f"listening {link.port} own_rtt_ms {own_rtt_ms:.4f} control {link.control_port}",
+          flush=True)
     link.serve_forever()
 
 

@@ -119,6 +119,9 @@ points = Table(
     # each way, the link's delay plus the bytes at its bandwidth; NULL on the loopback.
     Column("transmit_up_ms", Float),
     Column("transmit_down_ms", Float),
+    # ... and the mean time a request waited for the link, both ways: behind other
+    # requests for its bandwidth, and a new connection's handshake.
+    Column("link_wait_ms", Float),
     # The family's predicted latency at the point's offered rate (migration
     # i15_family_predictions; see `family_predictions`): NULL without a prediction, for a
     # rate that is not Poisson, or beyond the predicted capacity.

@@ -70,7 +70,7 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectR
 
 
 SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
-TRANSMIT_KEYS = ("transmit_up_ms", "transmit_down_ms")
+TRANSMIT_KEYS = ("transmit_up_ms", "transmit_down_ms", "link_wait_ms")
 PREDICTED_KEYS = ("predicted_mean_ms", "predicted_p99_ms")
 
 

@@ -204,6 +204,7 @@ class LoadPoint(TypedDict):
     # point's ok requests (network.profiles.transmit_means_ms); absent on the loopback.
     transmit_up_ms: NotRequired[float | None]
     transmit_down_ms: NotRequired[float | None]
+    link_wait_ms: NotRequired[float | None]  # per request, both ways (network.link)
     # The point as a rung of its family's load ladder (inferbench/load/ladder.py) and the
     # load stage's own judgement of it (analysis.capacity.judge_rung); absent from a
     # load.json of before ladders.

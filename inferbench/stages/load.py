@@ -21,16 +21,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import TypedDict
+from collections.abc import Callable
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
-from analysis.summary import PointSummary
+from analysis.summary import PointSummary, request_latencies_ms
 from analysis.verdict import VALID
 from inferbench import user_files
 from inferbench.backends import get_backend
 from inferbench.backends.base import Backend
-from inferbench.backends.server_stats import split_ms
+from inferbench.backends.server_stats import ServerStats, split_ms
 from inferbench.errors import InferBenchError
 from inferbench.load.arrivals import schedule_for
 from inferbench.load.ladder import (
@@ -54,8 +55,8 @@ from inferbench.load.sequence_lengths import (
 from inferbench.metrics.host_noise import host_stall_pct
 from inferbench.metrics.sampler import ResourceSampler
 from inferbench.models.signature import sample_inputs
-from inferbench.network.link import LinkProcess, host_port
-from inferbench.network.profiles import LinkProfile, profile_of, transmit_means_ms
+from inferbench.network.link import LinkProcess, host_port, link_wait_ms
+from inferbench.network.profiles import profile_of, transmit_means_ms
 from inferbench.server_grid import ResolvedConfig, resolve_config
 from inferbench.spec import BenchmarkSpec, LengthDistribution, Transport, WorkloadSpec
 from inferbench.stages.common import (
@@ -92,6 +93,14 @@ def _batches(ctx: StageContext, batch_size: int
              if lengths.distribution is LengthDistribution.TRACE else None)
     variable = variable_payloads(inputs, lengths, batch_size, rng, trace)
     return variable.batches, variable
+
+
+class Counters(NamedTuple):
+    """What is read before and after a point's measured phase: the server's own counters
+    and the emulated link's (None: the platform reports none, or there is no link)."""
+
+    server: ServerStats | None
+    link: dict | None
 
 
 class PointBrief(TypedDict):
@@ -246,7 +255,7 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
     backend = get_backend(platform)
     protocol, target = protocol_target(ctx, endpoint, backend)
     with contextlib.ExitStack() as stack:
-        link_profile = profile_of(spec.network)
+        link_profile, link = profile_of(spec.network), None
         if link_profile is not None:  # every request of the stage crosses the link
             link = stack.enter_context(
                 LinkProcess(link_profile, host_port(target.url), seed=spec.workload.seed))
@@ -256,20 +265,21 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                   f"{link_profile.rtt_ms:g} ms, {link_profile.uplink_mbps:g} Mbit/s up, "
                   f"{link_profile.bandwidth_mbps:g} Mbit/s down", flush=True)
         return _drive_families(ctx, resolved, endpoint, summary, samples, rule, backend,
-                               protocol, target, link_profile)
+                               protocol, target, link)
 
 
 def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint,
                     summary: LoadSummary, samples: list[dict], rule: StopRule,
                     backend: Backend, protocol: Protocol, target: Target,
-                    link_profile: LinkProfile | None) -> LoadResult:
+                    link: LinkProcess | None) -> LoadResult:
     """The ladders of every batch size, one point per rung, on `target`."""
     spec, files = ctx.spec, resolved.files
     platform, config = resolved.platform, resolved.index
 
-    def read_server_stats():
-        return backend.server_stats(endpoint["url"], endpoint["model_name"],
-                                    endpoint.get("metrics_url"))
+    def read_counters() -> Counters:
+        return Counters(backend.server_stats(endpoint["url"], endpoint["model_name"],
+                                             endpoint.get("metrics_url")),
+                        None if link is None else link.counters())
 
     plan = LadderPlan.from_spec(spec)
     open_loop = spec.workload.open_loop
@@ -292,13 +302,13 @@ def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpo
                 index = len(summary["points"])
                 point, records = _measure_rung(
                     ctx, rung, index, batch_size, requests, endpoint, rule, samples,
-                    read_server_stats)
+                    read_counters)
                 arrays = records.arrays()
                 if variable is not None:  # each request's length, from the payload it sent
                     arrays.update(variable.per_request(arrays["payload"]))
                 save_point_records(files.point_records(index), arrays)
-                if link_profile is not None:
-                    point.update(transmit_means_ms(link_profile, arrays))
+                if link is not None:
+                    point.update(transmit_means_ms(link.profile, arrays))
                 check, summary_of_rung = _check_rung(spec, arrays, records, rung, open_loop)
                 judged = check.slo
                 point.update({"rung": rung.index, "ladder_phase": rung.phase.value,
@@ -372,7 +382,8 @@ def _check_rung(spec: BenchmarkSpec, arrays: dict[str, np.ndarray], records: Pha
 
 def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
                   requests: list[Request], endpoint: Endpoint, rule: StopRule,
-                  samples: list[dict], read_server_stats) -> tuple[LoadPoint, PhaseRecords]:
+                  samples: list[dict], read_counters: Callable[[], Counters]
+                  ) -> tuple[LoadPoint, PhaseRecords]:
     """Measure one rung as point `index`: warm-up (the family's first rung) or settle at
     the rung's own load, then the measured phase under the stop rule."""
     spec = ctx.spec
@@ -380,7 +391,7 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
     stall_pct = host_stall_pct(spec.late_send_threshold_ms)
     # A server in its own container is not visible from this stage's container: its
     # process samples are missing there (host-wide samples are still taken).
-    stats_before: list = []  # the server's counters once warm-up is over
+    before: list[Counters] = []  # the server's and the link's counters after warm-up
     with ResourceSampler(endpoint.get("pid")) as sampler, issuer_priority() as priority:
         records = run_point(
             requests,
@@ -393,9 +404,12 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
             # its queue to that load's steady state instead of the previous rung's.
             warmup_s=spec.warmup_s if rung.index == 0 else spec.ladder.settle_s,
             rule=rule, request_timeout_s=spec.request_timeout_s,
-            on_measure_start=lambda readings=stats_before: readings.append(
-                read_server_stats()))
-    server_split = split_ms(stats_before[0] if stats_before else None, read_server_stats())
+            on_measure_start=lambda readings=before: readings.append(read_counters()))
+    after = read_counters()
+    server_split = split_ms(before[0].server if before else None, after.server)
+    if after.link is not None:
+        n_ok = int(request_latencies_ms(records.arrays())[0].sum())
+        server_split.update(link_wait_ms(before[0].link if before else None, after.link, n_ok))
     samples.extend(sampler.samples)
     point: LoadPoint = {
         "point": index, "batch_size": batch_size, "arrival": workload.arrival.value,

@@ -12,13 +12,13 @@ from inferbench.backends.server_stats import parse_model_stats, split_ms
 def test_rest_is_mean_minus_every_measured_part():
     s = LatencySplit(mean_ms=10.0, queue_ms=2.5, compute_ms=5.0)
     assert s.rest_ms == 2.5
-    assert s.shares_pct() == {"transmit up": None, "queue": 25.0, "compute": 50.0,
-                              "transmit down": None, "rest": 25.0}
+    assert s.shares_pct() == {"link wait": None, "transmit up": None, "queue": 25.0,
+                              "compute": 50.0, "transmit down": None, "rest": 25.0}
     # Clocks of server and client can disagree slightly: never a negative rest.
     assert LatencySplit(1.0, 0.6, 0.5).rest_ms == 0.0
     linked = LatencySplit(mean_ms=40.0, queue_ms=1.0, compute_ms=3.0, transmit_up_ms=20.0,
-                          transmit_down_ms=12.0)
-    assert linked.rest_ms == 4.0
+                          transmit_down_ms=12.0, link_wait_ms=2.0)
+    assert linked.rest_ms == 2.0
     assert linked.shares_pct()["transmit up"] == 50.0
 
 
@@ -31,8 +31,8 @@ def test_points_without_server_statistics_or_link_are_left_out():
              "transmit_down_ms": 11.0}]
     assert latency_split(rows[1]) is None
     assert split_rows(rows, lambda r: r["label"]) == [
-        ["a", 100, 4.0, "-", 1.0, 2.0, "-", 1.0, "25 / 50 / 25"],
-        ["c", None, 30.0, 12.0, "-", "-", 11.0, 7.0, "40 / 37 / 23"]]
+        ["a", 100, 4.0, "-", "-", 1.0, 2.0, "-", 1.0, "25 / 50 / 25"],
+        ["c", None, 30.0, "-", 12.0, "-", "-", 11.0, 7.0, "40 / 37 / 23"]]
     assert len(SPLIT_HEADER) == len(split_rows(rows, lambda r: r["label"])[0])
 
 
