@@ -409,8 +409,9 @@ def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
     ax = fig.subplots()
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
-    colours = dict(zip(names, ("tab:red", "tab:blue", "tab:orange", "tab:green",
-                               "tab:purple", "tab:gray"), strict=True))
+    colours = dict(zip(names, ("tab:olive", "tab:red", "tab:blue", "tab:orange",
+                               "tab:green", "tab:purple", "tab:cyan", "tab:gray"),
+                       strict=True))
     for name in names:
         widths = np.array([(split.rest_ms if name == "rest" else split.known_ms()[name]) or 0.0
                            for _, split in rows])

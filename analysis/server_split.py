@@ -1,14 +1,20 @@
-"""Where a request's time goes: the link each way, the server's queue, its compute, and
-the rest.
+"""Where a request's time goes: pre-processing, the link each way, the server's queue, its
+compute, post-processing, and the rest.
 
-The server reports, per point, the mean queue and compute time of the requests it completed
-(backends/server_stats.py); through an emulated link (spec.network) each request's transmit
-time each way is the link's delay plus its bytes at the link's bandwidth; the client
-measured each request's latency from its scheduled send, and the link the time requests
-waited for it (behind others for its bandwidth; a new connection's handshake). What none
-of them accounts for, mean latency - the known parts, is the rest: HTTP/gRPC handling
-outside the model's queue, the client's own delay (late sends included, since latency counts
-from the schedule). Means add up; tail percentiles do not, so the split is of the mean only.
+- The server reports, per point, the mean queue and compute time of the requests it
+  completed (backends/server_stats.py), and its pre- and post-processing time where it
+  does them.
+- A client's processing time is measured per payload (processing/client.py); it happens
+  outside the measured latency, so the split's mean adds it.
+- Through an emulated link (spec.network) each request's transmit time each way is the
+  link's delay plus its bytes at the link's bandwidth, and the link counts the time requests
+  waited for it (behind others for its bandwidth; a new connection's handshake).
+- The client measured each request's latency from its scheduled send.
+
+What none of them accounts for, mean latency - the known parts, is the rest: HTTP/gRPC
+handling outside the model's queue, the client's own delay (late sends included, since
+latency counts from the schedule). Means add up; tail percentiles do not, so the split is of
+the mean only.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 # The parts in the order a request meets them; each is a point record's column.
-PARTS = (("link wait", "link_wait_ms"), ("transmit up", "transmit_up_ms"),
-         ("queue", "server_queue_ms"), ("compute", "server_compute_ms"),
-         ("transmit down", "transmit_down_ms"))
+PARTS = (("pre-processing", "preprocess_ms"), ("link wait", "link_wait_ms"),
+         ("transmit up", "transmit_up_ms"), ("queue", "server_queue_ms"),
+         ("compute", "server_compute_ms"), ("transmit down", "transmit_down_ms"),
+         ("post-processing", "postprocess_ms"))
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class LatencySplit:
     transmit_up_ms: float | None = None
     transmit_down_ms: float | None = None
     link_wait_ms: float | None = None
+    preprocess_ms: float | None = None
+    postprocess_ms: float | None = None
 
     def known_ms(self) -> dict[str, float | None]:
         """Each part by name (None: not measured for this point)."""
@@ -52,16 +61,22 @@ class LatencySplit:
 
 
 def latency_split(row: Mapping[str, Any]) -> LatencySplit | None:
-    """The split of one point record, or None where neither the server nor a link
-    reported anything of it."""
+    """The split of one point record, or None where neither the server, a link nor a
+    pipeline reported anything of it. A client's pre- and post-processing happen outside
+    the measured latency (from the scheduled send to the answer): the split's mean adds
+    them, a server's are inside it."""
     mean = (row.get("latency_ms") or {}).get("mean")
+    client = {part: row.get(f"client_{part}_ms") for part in ("preprocess", "postprocess")}
     values = {column: row.get(column) for _, column in PARTS}
+    for part in ("preprocess", "postprocess"):
+        values[f"{part}_ms"] = (client[part] if client[part] is not None
+                                else row.get(f"server_{part}_ms"))
     if mean is None or all(v is None for v in values.values()):
         return None
-    return LatencySplit(float(mean), *(None if values[c] is None else float(values[c])
-                                       for c in ("server_queue_ms", "server_compute_ms",
-                                                 "transmit_up_ms", "transmit_down_ms",
-                                                 "link_wait_ms")))
+    return LatencySplit(
+        float(mean) + sum(v for v in client.values() if v is not None),
+        **{column.removeprefix("server_"): None if values[column] is None
+           else float(values[column]) for _, column in PARTS})
 
 
 SPLIT_HEADER = ["configuration", "server requests", "mean (ms)",

@@ -91,6 +91,9 @@ class PlatformDescriptor:
     `free_sequence`: the server takes a sequence axis of any length up to the model's, so
     requests may be padded to buckets or sent at their own length (workload.sequence_length);
     otherwise every request is padded to the model's full sequence.
+
+    `server_processing`: the server can take JPEGs or texts and answer top-k labels
+    (spec.pipeline on the server); otherwise pre- and post-processing run on the client.
     """
 
     model_format: ModelFormat
@@ -98,6 +101,9 @@ class PlatformDescriptor:
     startup_s: float
     devices: Mapping[DeviceKind, str] = field(hash=False)
     free_sequence: bool = False
+    # The server decodes images / tokenises text and answers top-k labels itself
+    # (spec.pipeline on the server: inferbench/processing/serving.py).
+    server_processing: bool = False
 
     def __post_init__(self) -> None:
         bad = [t for t in self.protocols if t not in set(Transport)]

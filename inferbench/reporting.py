@@ -197,7 +197,11 @@ def analysis_sections(conn: Connection, records: list[dict], runs: list[dict],
     sections.append({"id": "server-split", "title": "Where the time goes: link, queue, "
                      "compute and the rest",
                      "notes": ["Mean latency from the scheduled send, split into what is "
-                               "measured of it: through an emulated link (spec.network), the "
+                               "measured of it: with a pipeline (spec.pipeline), pre- and "
+                               "post-processing (a client's measured per payload on the load "
+                               "generator's host and added to the mean, since it happens "
+                               "before the send and after the answer; a server's from its "
+                               "counters); through an emulated link (spec.network), the "
                                "time waiting for the link (behind other requests for its "
                                "bandwidth, a new connection's handshake) and the transmit time "
                                "each way (the link's delay plus the request's or response's "

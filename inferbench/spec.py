@@ -734,6 +734,61 @@ class NetworkSpec(_Strict):
         return self
 
 
+class ProcessingSide(StrEnum):
+    """Where a pre- or post-processing step runs."""
+
+    NONE = "none"      # not at all: the request carries the model's tensors, the answer its scores
+    CLIENT = "client"  # on each client device, before sending / after the answer
+    SERVER = "server"  # in the server, before / after inference
+
+
+class ImageInputsSpec(_Strict):
+    """The JPEGs a client sends (seeded, made here)."""
+
+    width: int = Field(640, ge=8, le=8192, description="Width of each JPEG, pixels.")
+    height: int = Field(480, ge=8, le=8192, description="Height of each JPEG, pixels.")
+    quality: int = Field(85, ge=10, le=100, description="JPEG quality.")
+
+
+class TextInputsSpec(_Strict):
+    """The texts a client sends (seeded sentences of made-up words)."""
+
+    words_min: int = Field(20, ge=1, le=10_000, description="Fewest words in a text.")
+    words_max: int = Field(120, ge=1, le=10_000, description="Most words in a text.")
+
+    @model_validator(mode="after")
+    def _check_order(self) -> TextInputsSpec:
+        if self.words_min > self.words_max:
+            raise ValueError(f"pipeline.text.words_min {self.words_min} is above words_max "
+                             f"{self.words_max}; fix: swap them")
+        return self
+
+
+class PipelineSpec(_Strict):
+    """What requests go through around the model: images decoded and resized or text
+    tokenised before it, top-k labels after it; on the client or in the server."""
+
+    preprocess: ProcessingSide = Field(
+        ProcessingSide.NONE, description="Where images are decoded / text is tokenised: "
+        "none (requests carry tensors), client or server.")
+    postprocess: ProcessingSide = Field(
+        ProcessingSide.NONE, description="Where the scores become top-k labels: none, "
+        "client or server.")
+    top_k: int = Field(5, ge=1, le=1000, description="Labels in a post-processed answer.")
+    image: ImageInputsSpec = Field(default_factory=ImageInputsSpec,
+                                   description="Image models: the JPEGs sent.")
+    text: TextInputsSpec = Field(default_factory=TextInputsSpec,
+                                 description="Text models (bert_base): the texts sent.")
+
+    @property
+    def on_server(self) -> bool:
+        return ProcessingSide.SERVER in (self.preprocess, self.postprocess)
+
+    @property
+    def active(self) -> bool:
+        return (self.preprocess, self.postprocess) != (ProcessingSide.NONE, ProcessingSide.NONE)
+
+
 # The named link profiles, as the form's choices.
 NetworkName = Literal.__getitem__(tuple(PROFILES))
 
@@ -835,6 +890,10 @@ class BenchmarkSpec(_Strict):
         None, description="The link between the load generator and the server: a named "
         "profile (lan, wifi, 4g) or {delay_ms, jitter_ms, bandwidth_mbps, uplink_mbps}; "
         "default: none (the host's loopback).")
+    pipeline: PipelineSpec | None = Field(
+        None, description="Pre- and post-processing around the model: JPEGs decoded or text "
+        "tokenised, top-k labels; on the client or in the server. Default: none (requests "
+        "carry the model's tensors).")
     ladder: LadderSpec = Field(
         default_factory=LadderSpec, description="The offered loads measured per platform, "
         "server configuration and batch size: one point (the default), a list, or a search "
@@ -924,6 +983,7 @@ class BenchmarkSpec(_Strict):
                     f"batch size {largest} (server.max_batch_size, default max(batch_sizes)); "
                     f"fix: keep each preferred size <= {largest} or raise server.max_batch_size")
         self._check_sequence_length()
+        self._check_pipeline()
         if self.server.openvino_precision != "f32" and Platform.OPENVINO not in self.platforms:
             raise ValueError(
                 f"server.openvino_precision {self.server.openvino_precision!r} applies to "
@@ -973,6 +1033,48 @@ class BenchmarkSpec(_Strict):
         take a free sequence axis."""
         lengths = self.workload.sequence_length
         return lengths is not None and lengths.padding is not Padding.MAX
+
+    @property
+    def pipeline_input(self) -> str | None:
+        """What a pre-processing client sends: "image" (a model of one 3-channel float
+        input), "text" (bert_base), or None (no pre-processing, or another model)."""
+        if self.pipeline is None or self.pipeline.preprocess is ProcessingSide.NONE:
+            return None
+        if self.model.is_file:
+            return None
+        if self.model.architecture is not None:
+            return "text" if ARCHITECTURES[self.model.architecture.value].text else "image"
+        inputs = self.model.generated_inputs
+        if len(inputs) == 1 and len(inputs[0].shape) == 3 and inputs[0].shape[0] == 3:
+            return "image"
+        return None
+
+    def _check_pipeline(self) -> None:
+        pipeline = self.pipeline
+        if pipeline is None or not pipeline.active:
+            return
+        if pipeline.preprocess is not ProcessingSide.NONE and self.pipeline_input is None:
+            raise ValueError(
+                f"pipeline.preprocess {pipeline.preprocess.value!r}: model {self.model.kind!r} "
+                "takes neither images (one input of shape [3, H, W]) nor text (bert_base); "
+                "fix: set preprocess to \"none\", or benchmark a CNN, resnet50, mobilenet_v2 "
+                "or bert_base")
+        if self.workload.sequence_length is not None and self.pipeline_input == "text":
+            raise ValueError("pipeline.preprocess tokenises texts, whose lengths are their "
+                             "own; fix: remove workload.sequence_length")
+        if pipeline.on_server:
+            from inferbench.backends import descriptor, descriptors
+
+            unable = [p.value for p in self.platforms if not descriptor(p).server_processing]
+            if unable:
+                able = [p.value for p, d in descriptors().items() if d.server_processing]
+                raise ValueError(
+                    f"pipeline: pre- or post-processing on the server needs a server that "
+                    f"does it, which platforms {unable!r} do not ({able!r} do); fix: "
+                    "\"client\" for those platforms, or only those that can")
+            if self.workload.transport is Transport.GRPC:
+                raise ValueError("pipeline: the servers that pre- and post-process speak HTTP; "
+                                 'fix: set workload.transport to "http"')
 
     def _check_sequence_length(self) -> None:
         lengths = self.workload.sequence_length
@@ -1089,6 +1191,8 @@ class BenchmarkSpec(_Strict):
             del data["sharing"]
         if self.network is None:  # and before network conditions
             del data["network"]
+        if self.pipeline is None:  # and before pre- and post-processing
+            del data["pipeline"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

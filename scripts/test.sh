@@ -2,7 +2,17 @@
 # The test suite: set up, then every tier that can run on this machine (unit, integration
 # against a real PostgreSQL and real servers, Triton, one full run through the Airflow
 # scheduler). Tests that need Docker or a GPU skip themselves where there is none.
+#
+# The heavier tiers, the docker tier (marker `docker`: a Docker daemon, images built from
+# the local base) and the same checks repeated on more platforms (marker `slow`), run in CI
+# (CI=true) or with INFERBENCH_TESTS=all; a run without either leaves them out. A `-m` given
+# here replaces that choice (pytest keeps the last one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+if [[ "${CI:-}" == "true" || "${INFERBENCH_TESTS:-}" == "all" ]]; then
+    echo "test.sh: every tier (CI=${CI:-} INFERBENCH_TESTS=${INFERBENCH_TESTS:-})"
+    exec .venv/bin/python -m pytest "$@"
+fi
+echo "test.sh: all but the heavier tiers (docker, slow); INFERBENCH_TESTS=all runs them too"
+exec .venv/bin/python -m pytest -m "not slow and not docker" "$@"

@@ -25,6 +25,10 @@ from inferbench.stages.common import make_context
 pytestmark = pytest.mark.integration
 
 LOCAL_PLATFORMS = ["onnxruntime", "torchscript", "openvino", "triton", "torchserve", "mlserver"]
+# The well-known architectures on every platform but the first are the heavier tier.
+LOCAL_PLATFORMS_SLOW_BEYOND_FIRST = [
+    p if i == 0 else pytest.param(p, marks=pytest.mark.slow)
+    for i, p in enumerate(LOCAL_PLATFORMS)]
 SPEC = {
     "name": "conformance",
     "model": {"family": "cnn", "depth": 1, "width": 8, "input_shape": [3, 16, 16]},
@@ -94,13 +98,13 @@ def test_platform_conforms(converted, platform):
     _serves_like_pytorch(converted, platform, batch, rtol=0)
 
 
-@pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
+@pytest.mark.parametrize("platform", LOCAL_PLATFORMS_SLOW_BEYOND_FIRST)
 def test_resnet50_conforms(converted_resnet50, platform):
     batch = np.random.default_rng(12).standard_normal((1, 3, 224, 224), dtype=np.float32)
     _serves_like_pytorch(converted_resnet50, platform, batch, rtol=RESNET50_RTOL)
 
 
-@pytest.mark.parametrize("platform", LOCAL_PLATFORMS)
+@pytest.mark.parametrize("platform", LOCAL_PLATFORMS_SLOW_BEYOND_FIRST)
 def test_bert_base_conforms(converted_bert, platform):
     batch = sample_inputs(converted_bert.spec.model.generated_inputs, 1, np.random.default_rng(13))
     assert batch["input_ids"].dtype == np.int64 and batch["input_ids"].shape == (1, 128)

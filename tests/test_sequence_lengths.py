@@ -152,9 +152,11 @@ def _run_attention(run_id: str, padding: str, platform: str) -> dict:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("padding, platform", [
-    ("none", "onnxruntime"), ("buckets", "torchscript"), ("max", "mlserver"),
-    ("buckets", "openvino"), ("max", "torchserve"),
-    pytest.param("none", "triton", marks=pytest.mark.triton)])
+    ("none", "onnxruntime"), ("buckets", "torchscript"),
+    pytest.param("max", "mlserver", marks=pytest.mark.slow),
+    pytest.param("buckets", "openvino", marks=pytest.mark.slow),
+    pytest.param("max", "torchserve", marks=pytest.mark.slow),
+    pytest.param("none", "triton", marks=[pytest.mark.triton, pytest.mark.slow])])
 def test_requests_carry_their_lengths_to_the_results_and_the_report(inferbench_env, db_url,
                                                                     padding, platform):
     run_id = f"seq-{padding}-{platform}"

@@ -149,8 +149,10 @@ def _spec(name: str, model: dict, platform: str) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("platform", ["onnxruntime", "openvino", "mlserver",
-                                      pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.mark.parametrize("platform", [
+    "onnxruntime", pytest.param("openvino", marks=pytest.mark.slow),
+    pytest.param("mlserver", marks=pytest.mark.slow),
+    pytest.param("triton", marks=[pytest.mark.triton, pytest.mark.slow])])
 def test_a_users_onnx_text_model_is_served_as_given_and_hashed(inferbench_env, db_url,
                                                                platform):
     data = inferbench_env / "data"
@@ -178,7 +180,8 @@ def test_a_users_onnx_text_model_is_served_as_given_and_hashed(inferbench_env, d
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("platform", ["torchscript", "torchserve"])
+@pytest.mark.parametrize("platform", ["torchscript",
+                                      pytest.param("torchserve", marks=pytest.mark.slow)])
 def test_a_users_torchscript_file_runs_on_the_torchscript_platforms(inferbench_env, db_url,
                                                                    platform):
     data = inferbench_env / "data"

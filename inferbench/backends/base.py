@@ -54,6 +54,17 @@ class ServeContext:
     threads: int = 1          # inference threads per model instance (same on every platform)
     device: str = "cpu"       # where to run the model: the spec's hardware (cpu, gpu:<index>)
     server: ServerConfig = field(default_factory=ServerConfig)
+    processing: ServerProcessing = field(default_factory=lambda: ServerProcessing())
+
+
+@dataclass(frozen=True)
+class ServerProcessing:
+    """Pre- and post-processing the server does around the model (spec.pipeline on the
+    server; only for a platform whose descriptor has server_processing): the FastAPI
+    server's --preprocess and --postprocess values (inferbench/processing/serving.py)."""
+
+    preprocess: str | None = None   # image:H,W | text:TOKENIZER.json:LENGTH
+    postprocess: str | None = None  # topk:K
 
 
 @dataclass

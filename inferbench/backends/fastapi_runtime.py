@@ -36,6 +36,10 @@ class FastApiRuntimeBackend(Backend):
             # preferred_batch_sizes is a Triton knob; this batcher has the two basic ones.
             *(["--dynamic-batching", "--max-queue-delay-us",
                str(ctx.server.max_queue_delay_us)] if ctx.server.dynamic_batching else []),
+            *(["--preprocess", ctx.processing.preprocess] if ctx.processing.preprocess
+              else []),
+            *(["--postprocess", ctx.processing.postprocess] if ctx.processing.postprocess
+              else []),
         ])
 
     def ask_serving_device(self, ctx: ServeContext, base_url: str) -> ServingDevice:

@@ -13,6 +13,7 @@ class OnnxRuntimeBackend(FastApiRuntimeBackend):
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=3.0,
         free_sequence=True,  # any sequence length the exported model takes
+        server_processing=True,  # the FastAPI server's --preprocess / --postprocess
         # servers/runtimes.py; the GPU path is not verified here (no GPU on these hosts).
         devices={DeviceKind.CPU: "ONNX Runtime's CPU execution provider",
                  DeviceKind.GPU: "ONNX Runtime's CUDA execution provider (onnxruntime-gpu "

@@ -16,6 +16,7 @@ class OpenVinoBackend(FastApiRuntimeBackend):
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=4.0,
         free_sequence=True,  # any sequence length the exported model takes
+        server_processing=True,  # the FastAPI server's --preprocess / --postprocess
         # servers/runtimes.py compiles for OpenVINO's "CPU" device only.
         devices={DeviceKind.CPU: "OpenVINO's CPU plugin (f32 unless server.openvino_precision)"},
     )

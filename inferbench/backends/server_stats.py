@@ -29,6 +29,10 @@ class ServerStats:
     requests: int        # inference requests the server completed
     queue_ns: int        # total time those requests waited in the server's queue
     compute_ns: int      # total time spent computing them (input + infer + output)
+    # Where the server pre- / post-processes (the FastAPI server's --preprocess /
+    # --postprocess): total time decoding inputs and making labels; None: it does not.
+    preprocess_ns: int | None = None
+    postprocess_ns: int | None = None
 
 
 
@@ -46,8 +50,9 @@ def parse_model_stats(payload: Mapping[str, Any]) -> ServerStats:
             requests=int(inference["success"]["count"]),
             queue_ns=int(inference["queue"]["ns"]),
             compute_ns=sum(int(inference[part]["ns"]) for part in COMPUTE_PARTS))
+    optional = {k: int(stats[k]) for k in ("preprocess_ns", "postprocess_ns") if k in stats}
     return ServerStats(requests=int(stats["request_count"]), queue_ns=int(stats["queue_ns"]),
-                       compute_ns=int(stats["compute_ns"]))
+                       compute_ns=int(stats["compute_ns"]), **optional)
 
 
 def read_model_stats(base_url: str, model_name: str, timeout_s: float = 5.0
@@ -67,6 +72,14 @@ def split_ms(before: ServerStats | None, after: ServerStats | None) -> dict[str,
     if before is None or after is None or after.requests <= before.requests:
         return {"server_requests": None, "server_queue_ms": None, "server_compute_ms": None}
     n = after.requests - before.requests
-    return {"server_requests": n,
-            "server_queue_ms": (after.queue_ns - before.queue_ns) / n / 1e6,
-            "server_compute_ms": (after.compute_ns - before.compute_ns) / n / 1e6}
+
+    def mean_ms(part: str) -> float | None:
+        b, a = getattr(before, part), getattr(after, part)
+        return None if a is None or b is None else (a - b) / n / 1e6
+
+    split = {"server_requests": n, "server_queue_ms": mean_ms("queue_ns"),
+             "server_compute_ms": mean_ms("compute_ns")}
+    for part in ("preprocess", "postprocess"):  # only from a server that does them
+        if getattr(after, f"{part}_ns") is not None:
+            split[f"server_{part}_ms"] = mean_ms(f"{part}_ns")
+    return split

@@ -14,6 +14,7 @@ class TorchScriptBackend(FastApiRuntimeBackend):
         protocols={Transport.HTTP: "kserve-v2"},
         startup_s=4.0,
         free_sequence=True,  # any sequence length the exported model takes
+        server_processing=True,  # the FastAPI server's --preprocess / --postprocess
         # servers/runtimes.py; the project installs torch's CPU wheel, a GPU worker a CUDA
         # build. The GPU path is not verified here (no GPU on these hosts).
         devices={DeviceKind.CPU: "PyTorch on the CPU",

@@ -20,10 +20,30 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 # protocol (HTTP binary, HTTP JSON, gRPC) uses these two tables.
 DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 DATATYPE_NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
+# Raw bytes (a JPEG, a text, a label): an object array of `bytes`. On the binary wire each
+# element is its length as a little-endian uint32, then its bytes (KServe V2's encoding).
+BYTES = "BYTES"
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    """A BYTES tensor's binary data, elements in row-major order."""
+    return b"".join(len(e).to_bytes(4, "little") + bytes(e) for e in array.ravel())
+
+
+def decode_bytes(blob: bytes | memoryview, count: int) -> np.ndarray:
+    """`count` length-prefixed elements of a BYTES tensor's binary data."""
+    out, offset = np.empty(count, dtype=object), 0
+    for i in range(count):
+        n = int.from_bytes(blob[offset:offset + 4], "little")
+        out[i] = bytes(blob[offset + 4:offset + 4 + n])
+        offset += 4 + n
+    return out
 
 
 def datatype_of(name: str, array: np.ndarray) -> str:
     """The V2 datatype of an input array, or an error naming the input and the fix."""
+    if array.dtype == object:
+        return BYTES
     try:
         return DATATYPE_NAMES[array.dtype]
     except KeyError:
@@ -38,9 +58,9 @@ def encode_request(inputs: dict[str, np.ndarray], output_name: str) -> tuple[byt
     entries, blobs = [], []
     for name, array in inputs.items():
         array = np.ascontiguousarray(array)
-        raw = array.tobytes()
-        entries.append({"name": name, "shape": list(array.shape),
-                        "datatype": datatype_of(name, array),
+        datatype = datatype_of(name, array)
+        raw = encode_bytes(array) if datatype == BYTES else array.tobytes()
+        entries.append({"name": name, "shape": list(array.shape), "datatype": datatype,
                         "parameters": {"binary_data_size": len(raw)}})
         blobs.append(raw)
     header = {"inputs": entries,
@@ -61,8 +81,16 @@ def _tensors(entries: list[dict[str, Any]], blob: bytes) -> dict[str, np.ndarray
     """Tensors of a header's inputs/outputs, binary ones cut from `blob` in order."""
     tensors, offset = {}, 0
     for entry in entries:
-        dtype = DTYPES[entry["datatype"]]
         size = (entry.get("parameters") or {}).get("binary_data_size")
+        if entry["datatype"] == BYTES:
+            count = int(np.prod(entry["shape"]))
+            data = (decode_bytes(memoryview(blob)[offset:offset + size], count)
+                    if size is not None else
+                    np.array([str(e).encode() for e in entry["data"]], dtype=object))
+            offset += size or 0
+            tensors[entry["name"]] = data.reshape(entry["shape"])
+            continue
+        dtype = DTYPES[entry["datatype"]]
         if size is not None:
             data = np.frombuffer(blob, dtype=dtype, count=size // np.dtype(dtype).itemsize,
                                  offset=offset)
@@ -85,14 +113,16 @@ def encode_response(model_name: str, outputs: dict[str, np.ndarray], binary: boo
     entries, blobs = [], []
     for name, array in outputs.items():
         array = np.ascontiguousarray(array)
+        datatype = datatype_of(name, array)
         entry: dict[str, Any] = {"name": name, "shape": list(array.shape),
-                                 "datatype": DATATYPE_NAMES[array.dtype]}
+                                 "datatype": datatype}
         if binary:
-            raw = array.tobytes()
+            raw = encode_bytes(array) if datatype == BYTES else array.tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
-            entry["data"] = array.ravel().tolist()
+            entry["data"] = ([bytes(e).decode(errors="replace") for e in array.ravel()]
+                             if datatype == BYTES else array.ravel().tolist())
         entries.append(entry)
     header: dict[str, Any] = {"model_name": model_name, "outputs": entries}
     if request_id:

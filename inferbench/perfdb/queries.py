@@ -97,6 +97,7 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     so columns added later flow through to the analyses."""
     from inferbench.backends import descriptors
     from inferbench.network.profiles import network_label
+    from inferbench.processing import pipeline_label
 
     r, p, ru, m = schema.results, schema.points, schema.runs, schema.models
     sc = schema.server_configs
@@ -123,9 +124,12 @@ def point_records(conn: Connection, *, run_ids: list[str] | None = None,
     for row in conn.execute(stmt):
         rec = dict(row._mapping)
         rec["format"] = formats.get(rec["platform"])  # None: a platform this checkout lacks
-        network = network_label((rec.get("spec") or {}).get("network"))
-        if network is not None:  # the link is part of what was measured: its own family
-            rec["config"] = {**(rec.get("config") or {}), "network": network}
+        spec = rec.get("spec") or {}
+        # The link and the pipeline are part of what was measured: each its own family.
+        for key, label in (("network", network_label(spec.get("network"))),
+                           ("pipeline", pipeline_label(spec.get("pipeline")))):
+            if label is not None:
+                rec["config"] = {**(rec.get("config") or {}), key: label}
         out.append(rec)
     return out
 

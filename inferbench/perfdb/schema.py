@@ -122,6 +122,13 @@ points = Table(
     # ... and the mean time a request waited for the link, both ways: behind other
     # requests for its bandwidth, and a new connection's handshake.
     Column("link_wait_ms", Float),
+    # With a pipeline (spec.pipeline, migration i22_pipeline): the mean pre- and
+    # post-processing time per request, on the client (outside the measured latency) or in
+    # the server (inside it, from the server's own counters); NULL where it did not run.
+    Column("client_preprocess_ms", Float),
+    Column("client_postprocess_ms", Float),
+    Column("server_preprocess_ms", Float),
+    Column("server_postprocess_ms", Float),
     # The family's predicted latency at the point's offered rate (migration
     # i15_family_predictions; see `family_predictions`): NULL without a prediction, for a
     # rate that is not Poisson, or beyond the predicted capacity.
@@ -147,6 +154,11 @@ requests = Table(
     # longest sample's length and the sequence axis it was sent with (NULL otherwise).
     Column("seq_len", Integer),
     Column("padded_len", Integer),
+    # Added by migration i22_pipeline: with pre- / post-processing on the client, the
+    # client's time for this request's payload, measured on the load generator's host
+    # (inferbench/processing/client.py); its latency does not include it. NULL otherwise.
+    Column("client_preprocess_ms", Float),
+    Column("client_postprocess_ms", Float),
 )
 
 resource_samples = Table(

@@ -80,7 +80,9 @@ def _copy_rows(conn: Connection, table: Table, columns: list[str],
 REQUEST_COLUMNS = ["scheduled_ns", "sent_ns", "first_byte_ns", "done_ns", "status",
                    "bytes_sent", "bytes_received",
                    # a variable-length workload's only (NULL when a point's records lack them)
-                   "seq_len", "padded_len"]
+                   "seq_len", "padded_len",
+                   # a pipeline's processing on the client only (NULL likewise)
+                   "client_preprocess_ms", "client_postprocess_ms"]
 
 
 def replace_platform_measurements(

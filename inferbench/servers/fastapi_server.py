@@ -5,7 +5,8 @@ By default one model instance: inference runs on a single dedicated thread (like
 model with one instance), so requests queue in the server the same way on every platform.
 `--instances N` gives N model instances on N threads; `--dynamic-batching` merges
 concurrent requests (up to `--max-batch-size` rows, waiting at most `--max-queue-delay-us`)
-through `inferbench.servers.batcher`.
+through `inferbench.servers.batcher`. `--preprocess` / `--postprocess` make it take JPEGs
+or texts and answer top-k labels (inferbench.processing.serving).
 Run: python -m inferbench.servers.fastapi_server --runtime onnxruntime --model-path M.onnx \
     --model-name m
 """
@@ -25,6 +26,7 @@ from inferbench.backends.base import ServerConfig
 from inferbench.load import v2protocol
 from inferbench.models import signature
 from inferbench.models.signature import TensorSpec
+from inferbench.processing.serving import ServerPipeline
 from inferbench.servers.batcher import DynamicBatcher
 from inferbench.servers.runtimes import load_instances
 
@@ -32,13 +34,15 @@ from inferbench.servers.runtimes import load_instances
 def build_app(model_path: str, model_name: str, threads: int = 1,
               server: ServerConfig | None = None, max_batch_size: int = 1,
               runtime: str = "onnxruntime", inputs: Sequence[TensorSpec] | None = None,
-              device: str = "cpu") -> FastAPI:
+              device: str = "cpu", preprocess: str | None = None,
+              postprocess: str | None = None) -> FastAPI:
     server = server or ServerConfig()
     instances = load_instances(runtime, model_path, threads, server.instance_count,
                                inputs, precision=server.openvino_precision, device=device)
     first = instances[0]
     input_names = [name for name, _, _ in first.inputs]
     output_names = first.output_names
+    pipeline = ServerPipeline.from_args(preprocess, postprocess, input_names)
     batcher = DynamicBatcher(
         [inst.run for inst in instances],
         dynamic_batching=server.dynamic_batching, max_batch_size=max_batch_size,
@@ -82,10 +86,13 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         """Cumulative batcher counters, named after Triton's statistics extension."""
         if name != model_name:
             return JSONResponse({"error": f"unknown model {name!r}"}, status_code=404)
-        c = batcher.stats
+        c, p = batcher.stats, pipeline.counters
         return JSONResponse({"model_stats": [{
             "name": model_name, "inference_count": c.rows, "execution_count": c.executions,
-            "request_count": c.requests, "queue_ns": c.queue_ns, "compute_ns": c.compute_ns}]})
+            "request_count": c.requests, "queue_ns": c.queue_ns, "compute_ns": c.compute_ns,
+            # Only where the server pre- / post-processes (processing/serving.py).
+            **({"preprocess_ns": p.preprocess_ns} if pipeline.preprocesses else {}),
+            **({"postprocess_ns": p.postprocess_ns} if pipeline.top_k else {})}]})
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> Response:
@@ -95,6 +102,7 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         try:
             tensors, header = v2protocol.decode_request(
                 body, request.headers.get(v2protocol.HEADER_LENGTH))
+            tensors = await pipeline.preprocess(tensors)
             feeds = {k: v for k, v in tensors.items() if k in input_names}
             if set(feeds) != set(input_names):
                 raise ValueError(f"expected inputs {sorted(input_names)}, got "
@@ -104,7 +112,8 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
         results = await batcher.submit(feeds)
         wanted = header.get("outputs") or [{"name": n} for n in output_names]
         binary = any((o.get("parameters") or {}).get("binary_data") for o in wanted)
-        outputs = {n: np.asarray(r) for n, r in zip(output_names, results, strict=True)}
+        outputs = await pipeline.postprocess(
+            {n: np.asarray(r) for n, r in zip(output_names, results, strict=True)})
         payload, headers = v2protocol.encode_response(model_name, outputs, binary,
                                                       header.get("id"))
         return Response(content=payload, headers=headers)
@@ -136,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="inference precision (openvino only)")
     parser.add_argument("--device", default="cpu",
                         help="cpu, gpu (the first GPU) or gpu:<index>")
+    parser.add_argument("--preprocess", default=None,
+                        help="take raw inputs: image:H,W (JPEGs, BYTES input 'image') or "
+                        "text:TOKENIZER.json:LENGTH (texts, BYTES input 'text')")
+    parser.add_argument("--postprocess", default=None,
+                        help="topk:K: answer the K most likely labels and their probabilities")
     args = parser.parse_args(argv)
     server = ServerConfig(dynamic_batching=args.dynamic_batching,
                           max_queue_delay_us=args.max_queue_delay_us,
@@ -144,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         signature.single_input([int(x) for x in args.input_shape.split(",")])
         if args.input_shape else None)
     app = build_app(args.model_path, args.model_name, args.threads, server,
-                    args.max_batch_size, args.runtime, inputs, args.device)
+                    args.max_batch_size, args.runtime, inputs, args.device,
+                    args.preprocess, args.postprocess)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

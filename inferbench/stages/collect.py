@@ -71,6 +71,8 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectR
 
 SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
 TRANSMIT_KEYS = ("transmit_up_ms", "transmit_down_ms", "link_wait_ms")
+PROCESSING_KEYS = ("client_preprocess_ms", "client_postprocess_ms", "server_preprocess_ms",
+                   "server_postprocess_ms")
 PREDICTED_KEYS = ("predicted_mean_ms", "predicted_p99_ms")
 
 
@@ -124,6 +126,8 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
                        # absent on the loopback (no emulated link): NULL
                        **{k: p.get(k) for k in TRANSMIT_KEYS},
+                       # absent without a pipeline: NULL
+                       **{k: p.get(k) for k in PROCESSING_KEYS},
                        # absent before predictions (or with prediction off): NULL
                        **{k: p.get(k) for k in PREDICTED_KEYS}})
     if unreadable:

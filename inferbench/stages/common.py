@@ -205,6 +205,12 @@ class LoadPoint(TypedDict):
     transmit_up_ms: NotRequired[float | None]
     transmit_down_ms: NotRequired[float | None]
     link_wait_ms: NotRequired[float | None]  # per request, both ways (network.link)
+    # With a pipeline: mean processing time per ok request, on the client (outside the
+    # measured latency) or in the server (its counters); absent where it did not run.
+    client_preprocess_ms: NotRequired[float | None]
+    client_postprocess_ms: NotRequired[float | None]
+    server_preprocess_ms: NotRequired[float | None]
+    server_postprocess_ms: NotRequired[float | None]
     # The point as a rung of its family's load ladder (inferbench/load/ladder.py) and the
     # load stage's own judgement of it (analysis.capacity.judge_rung); absent from a
     # load.json of before ladders.

@@ -57,8 +57,21 @@ from inferbench.metrics.sampler import ResourceSampler
 from inferbench.models.signature import sample_inputs
 from inferbench.network.link import LinkProcess, host_port, link_wait_ms
 from inferbench.network.profiles import profile_of, transmit_means_ms
+from inferbench.processing.client import (
+    PipelinePayloads,
+    client_means_ms,
+    client_postprocess_ms,
+    pipeline_payloads,
+    tokenizer_file,
+)
 from inferbench.server_grid import ResolvedConfig, resolve_config
-from inferbench.spec import BenchmarkSpec, LengthDistribution, Transport, WorkloadSpec
+from inferbench.spec import (
+    BenchmarkSpec,
+    LengthDistribution,
+    ProcessingSide,
+    Transport,
+    WorkloadSpec,
+)
 from inferbench.stages.common import (
     Endpoint,
     LadderSummary,
@@ -80,11 +93,23 @@ DRAIN_MAX_S = 60.0
 
 
 def _batches(ctx: StageContext, batch_size: int
-             ) -> tuple[list[dict[str, np.ndarray]], VariablePayloads | None]:
+             ) -> tuple[list[dict[str, np.ndarray]], VariablePayloads | PipelinePayloads | None]:
     """The seeded inputs of one point by input name (the same for either transport), and
-    what each one's sequence length is when the workload varies it."""
+    what each request carries beside them: its sequence length when the workload varies
+    it, the client's processing time with a pipeline."""
     rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
     inputs = run_signature(ctx).inputs
+    if ctx.spec.pipeline_input is not None:
+        pipeline = ctx.spec.pipeline
+        on_client = pipeline.preprocess is ProcessingSide.CLIENT
+        payloads = pipeline_payloads(
+            ctx.spec.pipeline_input, on_client, inputs, batch_size, DISTINCT_PAYLOADS,
+            ctx.spec.workload.seed * 7919 + batch_size,
+            image_size=(pipeline.image.width, pipeline.image.height, pipeline.image.quality),
+            words=(pipeline.text.words_min, pipeline.text.words_max),
+            tokenizer=(tokenizer_file(ctx.run_dir.path, inputs, ctx.spec.model.seed)
+                       if on_client and ctx.spec.pipeline_input == "text" else None))
+        return payloads.batches, payloads
     lengths = ctx.spec.workload.sequence_length
     if lengths is None:
         return [sample_inputs(inputs, batch_size, rng)
@@ -133,22 +158,46 @@ def protocol_target(ctx: StageContext, endpoint: Endpoint, backend: Backend
                                       backend.output_name)
 
 
-def build_requests(ctx: StageContext, protocol: Protocol, target: Target,
-                   batch_size: int) -> tuple[list[Request], VariablePayloads | None]:
-    """The point's requests, encoded once, and their sequence lengths where they vary."""
-    batches, variable = _batches(ctx, batch_size)
-    return [protocol.build(target, batch) for batch in batches], variable
+def build_requests(ctx: StageContext, protocol: Protocol, target: Target, batch_size: int
+                   ) -> tuple[list[Request], VariablePayloads | PipelinePayloads | None]:
+    """The point's requests, encoded once, and what each carries beside its tensors (see
+    `_batches`)."""
+    batches, extras = _batches(ctx, batch_size)
+    return [protocol.build(target, batch) for batch in batches], extras
 
 
-def check_response(protocol: Protocol, request: Request, batch_size: int,
-                   num_outputs: int) -> None:
-    """One request before measuring: a misconfigured server fails here, not as 100 % errors."""
+def expected_outputs(spec: BenchmarkSpec, batch_size: int, num_outputs: int) -> tuple[int, int]:
+    """The shape of a good answer's output: every class's score, or the top-k labels of a
+    server that post-processes."""
+    pipeline = spec.pipeline
+    if pipeline is not None and pipeline.postprocess is ProcessingSide.SERVER:
+        return batch_size, min(pipeline.top_k, num_outputs)
+    return batch_size, num_outputs
+
+
+def check_response(protocol: Protocol, request: Request, expected: tuple[int, int]
+                   ) -> dict[str, np.ndarray]:
+    """One request before measuring: a misconfigured server fails here, not as 100 % errors.
+    Returns the answer's outputs."""
     status, headers, body = protocol.send_once(request)
-    protocol.check(status, headers, body, batch_size)
-    shapes = {k: v.shape for k, v in protocol.decode(headers, body).items()}
-    if (batch_size, num_outputs) not in shapes.values():
+    protocol.check(status, headers, body, expected[0])
+    outputs = protocol.decode(headers, body)
+    shapes = {k: v.shape for k, v in outputs.items()}
+    if expected not in shapes.values():
         raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
-                              f"shape {(batch_size, num_outputs)}")
+                              f"shape {expected}")
+    return outputs
+
+
+def time_client_postprocess(spec: BenchmarkSpec, protocol: Protocol, requests: list[Request],
+                            payloads: PipelinePayloads) -> None:
+    """With post-processing on the client: each payload's answer, once, and the client's
+    time to label it (processing/client.py)."""
+    answers = []
+    for request in requests:
+        status, headers, body = protocol.send_once(request)
+        answers.append(next(iter(protocol.decode(headers, body).values())))
+    payloads.postprocess_ms = client_postprocess_ms(answers, spec.pipeline.top_k)
 
 
 def drain(protocol: Protocol, request: Request, timeout_s: float,
@@ -285,8 +334,13 @@ def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpo
     open_loop = spec.workload.open_loop
     try:
         for batch_size in spec.batch_sizes:
-            requests, variable = build_requests(ctx, protocol, target, batch_size)
-            check_response(protocol, requests[0], batch_size, run_signature(ctx).num_outputs)
+            requests, extras = build_requests(ctx, protocol, target, batch_size)
+            check_response(protocol, requests[0],
+                           expected_outputs(spec, batch_size, run_signature(ctx).num_outputs))
+            if spec.pipeline is not None and spec.pipeline.postprocess is ProcessingSide.CLIENT:
+                if extras is None:  # post-processing alone: tensors in, labels made here
+                    extras = PipelinePayloads([])
+                time_client_postprocess(spec, protocol, requests, extras)
             family_plan, prediction = plan, None
             if spec.predicts:
                 prediction, predicted = predict_family(spec, resolved, requests, batch_size)
@@ -304,8 +358,9 @@ def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpo
                     ctx, rung, index, batch_size, requests, endpoint, rule, samples,
                     read_counters)
                 arrays = records.arrays()
-                if variable is not None:  # each request's length, from the payload it sent
-                    arrays.update(variable.per_request(arrays["payload"]))
+                if extras is not None:  # each request's length or client time, by payload
+                    arrays.update(extras.per_request(arrays["payload"]))
+                    point.update(client_means_ms(arrays))
                 save_point_records(files.point_records(index), arrays)
                 if link is not None:
                     point.update(transmit_means_ms(link.profile, arrays))

@@ -17,7 +17,7 @@ from typing import NotRequired, TypedDict
 
 from inferbench import containers, paths
 from inferbench.backends import get_backend
-from inferbench.backends.base import LaunchPlan, ServeContext
+from inferbench.backends.base import LaunchPlan, ServeContext, ServerProcessing
 from inferbench.backends.process import (
     exit_description,
     process_started_at,
@@ -31,8 +31,9 @@ from inferbench.gpu_sharing import Sharing, check_mps_available, mps_env, start_
 from inferbench.load.sequence_lengths import free_sequence_inputs
 from inferbench.netutil import free_port
 from inferbench.platforms import gpu_index
+from inferbench.processing.client import tokenizer_file
 from inferbench.server_grid import ResolvedConfig, resolve_config, resolve_configs
-from inferbench.spec import Transport
+from inferbench.spec import ProcessingSide, Transport
 from inferbench.stages.common import (
     Endpoint,
     StageContext,
@@ -66,7 +67,27 @@ def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
         workdir=resolved.files.dir, http_port=free_port(),
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,
-        server=resolved.server, device=ctx.spec.hardware)
+        server=resolved.server, device=ctx.spec.hardware,
+        processing=server_processing(ctx, inputs))
+
+
+def server_processing(ctx: StageContext, inputs) -> ServerProcessing:
+    """What the spec's pipeline asks the server to do around the model (nothing when it
+    runs on the client, or there is none)."""
+    pipeline = ctx.spec.pipeline
+    if pipeline is None or not pipeline.on_server:
+        return ServerProcessing()
+    preprocess = None
+    if pipeline.preprocess is ProcessingSide.SERVER:
+        if ctx.spec.pipeline_input == "image":
+            _, height, width = inputs[0].shape
+            preprocess = f"image:{height},{width}"
+        else:
+            tokenizer = tokenizer_file(ctx.run_dir.path, inputs, ctx.spec.model.seed)
+            preprocess = f"text:{tokenizer}:{inputs[0].shape[0]}"
+    postprocess = (f"topk:{pipeline.top_k}" if pipeline.postprocess is ProcessingSide.SERVER
+                   else None)
+    return ServerProcessing(preprocess, postprocess)
 
 
 def run(ctx: StageContext, platform: str, config: int = 0) -> Endpoint:

@@ -12,8 +12,9 @@ from inferbench.backends.server_stats import parse_model_stats, split_ms
 def test_rest_is_mean_minus_every_measured_part():
     s = LatencySplit(mean_ms=10.0, queue_ms=2.5, compute_ms=5.0)
     assert s.rest_ms == 2.5
-    assert s.shares_pct() == {"link wait": None, "transmit up": None, "queue": 25.0,
-                              "compute": 50.0, "transmit down": None, "rest": 25.0}
+    assert s.shares_pct() == {"pre-processing": None, "link wait": None,
+                              "transmit up": None, "queue": 25.0, "compute": 50.0,
+                              "transmit down": None, "post-processing": None, "rest": 25.0}
     # Clocks of server and client can disagree slightly: never a negative rest.
     assert LatencySplit(1.0, 0.6, 0.5).rest_ms == 0.0
     linked = LatencySplit(mean_ms=40.0, queue_ms=1.0, compute_ms=3.0, transmit_up_ms=20.0,
@@ -31,9 +32,22 @@ def test_points_without_server_statistics_or_link_are_left_out():
              "transmit_down_ms": 11.0}]
     assert latency_split(rows[1]) is None
     assert split_rows(rows, lambda r: r["label"]) == [
-        ["a", 100, 4.0, "-", "-", 1.0, 2.0, "-", 1.0, "25 / 50 / 25"],
-        ["c", None, 30.0, "-", 12.0, "-", "-", 11.0, 7.0, "40 / 37 / 23"]]
+        ["a", 100, 4.0, "-", "-", "-", 1.0, 2.0, "-", "-", 1.0, "25 / 50 / 25"],
+        ["c", None, 30.0, "-", "-", 12.0, "-", "-", 11.0, "-", 7.0, "40 / 37 / 23"]]
     assert len(SPLIT_HEADER) == len(split_rows(rows, lambda r: r["label"])[0])
+
+
+def test_client_processing_adds_to_the_mean_and_server_processing_is_inside_it():
+    client = latency_split({"latency_ms": {"mean": 10.0}, "server_queue_ms": 1.0,
+                            "server_compute_ms": 6.0, "client_preprocess_ms": 4.0,
+                            "client_postprocess_ms": 1.0})
+    assert client.mean_ms == 15.0 and client.preprocess_ms == 4.0
+    assert client.rest_ms == 3.0
+    server = latency_split({"latency_ms": {"mean": 10.0}, "server_queue_ms": 1.0,
+                            "server_compute_ms": 3.0, "server_preprocess_ms": 4.0,
+                            "server_postprocess_ms": 1.0})
+    assert server.mean_ms == 10.0 and server.postprocess_ms == 1.0
+    assert server.rest_ms == 1.0
 
 
 def test_triton_statistics_extension_is_parsed():
