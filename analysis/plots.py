@@ -409,7 +409,7 @@ def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
     ax = fig.subplots()
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
-    colours = dict(zip(names, ("tab:olive", "tab:red", "tab:blue", "tab:orange",
+    colours = dict(zip(names, ("tab:olive", "tab:red", "tab:blue", "tab:brown", "tab:orange",
                                "tab:green", "tab:purple", "tab:cyan", "tab:gray"),
                        strict=True))
     for name in names:

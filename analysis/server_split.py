@@ -9,10 +9,13 @@ compute, post-processing, and the rest.
 - Through an emulated link (spec.network) each request's transmit time each way is the
   link's delay plus its bytes at the link's bandwidth, and the link counts the time requests
   waited for it (behind others for its bandwidth; a new connection's handshake).
+- Where the server times each request's whole stay (Triton's success.ns, the FastAPI
+  server's handler), what it spent outside its queue, model and processing is its
+  handling: decoding the request, encoding the answer.
 - The client measured each request's latency from its scheduled send.
 
 What none of them accounts for, mean latency - the known parts, is the rest: HTTP/gRPC
-handling outside the model's queue, the client's own delay (late sends included, since
+handling the server does not time, the loopback, the client's own delay (late sends included, since
 latency counts from the schedule). Means add up; tail percentiles do not, so the split is of
 the mean only.
 """
@@ -25,7 +28,8 @@ from typing import Any
 
 # The parts in the order a request meets them; each is a point record's column.
 PARTS = (("pre-processing", "preprocess_ms"), ("link wait", "link_wait_ms"),
-         ("transmit up", "transmit_up_ms"), ("queue", "server_queue_ms"),
+         ("transmit up", "transmit_up_ms"), ("server handling", "server_handling_ms"),
+         ("queue", "server_queue_ms"),
          ("compute", "server_compute_ms"), ("transmit down", "transmit_down_ms"),
          ("post-processing", "postprocess_ms"))
 
@@ -40,6 +44,7 @@ class LatencySplit:
     link_wait_ms: float | None = None
     preprocess_ms: float | None = None
     postprocess_ms: float | None = None
+    handling_ms: float | None = None  # in the server, outside its queue, model, processing
 
     def known_ms(self) -> dict[str, float | None]:
         """Each part by name (None: not measured for this point)."""

@@ -200,6 +200,10 @@ def test_the_server_tokenises_text_and_answers_labels_and_counts_both(tmp_path):
         with urllib.request.urlopen(f"{url}/v2/models/clf/stats") as response:
             stats = json.loads(response.read())["model_stats"][0]
         assert stats["preprocess_ns"] > 0 and stats["postprocess_ns"] > 0
+        # The handler's whole time holds the pipeline, the queue and the inference.
+        assert stats["success_count"] == stats["request_count"] == 1
+        assert stats["success_ns"] >= (stats["preprocess_ns"] + stats["postprocess_ns"]
+                                       + stats["queue_ns"] + stats["compute_ns"])
     finally:
         server.terminate()
         server.wait(10)

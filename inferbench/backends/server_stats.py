@@ -33,6 +33,10 @@ class ServerStats:
     # --postprocess): total time decoding inputs and making labels; None: it does not.
     preprocess_ns: int | None = None
     postprocess_ns: int | None = None
+    # The requests' whole time inside the server where it says so (Triton's success.ns,
+    # the FastAPI server's handler time): queue, compute, processing and the protocol
+    # handling around them; None: the platform does not say.
+    total_ns: int | None = None
 
 
 
@@ -49,8 +53,11 @@ def parse_model_stats(payload: Mapping[str, Any]) -> ServerStats:
         return ServerStats(
             requests=int(inference["success"]["count"]),
             queue_ns=int(inference["queue"]["ns"]),
-            compute_ns=sum(int(inference[part]["ns"]) for part in COMPUTE_PARTS))
+            compute_ns=sum(int(inference[part]["ns"]) for part in COMPUTE_PARTS),
+            total_ns=int(inference["success"]["ns"]))
     optional = {k: int(stats[k]) for k in ("preprocess_ns", "postprocess_ns") if k in stats}
+    if "success_ns" in stats:
+        optional["total_ns"] = int(stats["success_ns"])
     return ServerStats(requests=int(stats["request_count"]), queue_ns=int(stats["queue_ns"]),
                        compute_ns=int(stats["compute_ns"]), **optional)
 
@@ -82,4 +89,8 @@ def split_ms(before: ServerStats | None, after: ServerStats | None) -> dict[str,
     for part in ("preprocess", "postprocess"):  # only from a server that does them
         if getattr(after, f"{part}_ns") is not None:
             split[f"server_{part}_ms"] = mean_ms(f"{part}_ns")
+    total = mean_ms("total_ns")
+    if total is not None:  # what the server spent outside its queue, model and pipeline
+        inside = sum(v for k, v in split.items() if k.endswith("_ms") and v is not None)
+        split["server_handling_ms"] = max(0.0, total - inside)
     return split

@@ -129,6 +129,10 @@ points = Table(
     Column("client_postprocess_ms", Float),
     Column("server_preprocess_ms", Float),
     Column("server_postprocess_ms", Float),
+    # Where the server times each request's whole stay (Triton's success.ns, the FastAPI
+    # server's handler): the mean time outside its queue, model and processing (migration
+    # i22_pipeline); NULL where it does not say.
+    Column("server_handling_ms", Float),
     # The family's predicted latency at the point's offered rate (migration
     # i15_family_predictions; see `family_predictions`): NULL without a prediction, for a
     # rate that is not Poisson, or beyond the predicted capacity.

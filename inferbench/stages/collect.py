@@ -69,7 +69,8 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectR
             "requests": sum(r["requests"] for r in results)}
 
 
-SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms")
+SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms",
+                     "server_handling_ms")
 TRANSMIT_KEYS = ("transmit_up_ms", "transmit_down_ms", "link_wait_ms")
 PROCESSING_KEYS = ("client_preprocess_ms", "client_postprocess_ms", "server_preprocess_ms",
                    "server_postprocess_ms")

@@ -200,6 +200,8 @@ class LoadPoint(TypedDict):
     server_requests: NotRequired[int | None]
     server_queue_ms: NotRequired[float | None]
     server_compute_ms: NotRequired[float | None]
+    # where the server times each request's whole stay: the rest of it (server_stats.py)
+    server_handling_ms: NotRequired[float | None]
     # Through an emulated link (spec.network): the mean transmit time each way of the
     # point's ok requests (network.profiles.transmit_means_ms); absent on the loopback.
     transmit_up_ms: NotRequired[float | None]

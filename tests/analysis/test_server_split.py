@@ -13,8 +13,9 @@ def test_rest_is_mean_minus_every_measured_part():
     s = LatencySplit(mean_ms=10.0, queue_ms=2.5, compute_ms=5.0)
     assert s.rest_ms == 2.5
     assert s.shares_pct() == {"pre-processing": None, "link wait": None,
-                              "transmit up": None, "queue": 25.0, "compute": 50.0,
-                              "transmit down": None, "post-processing": None, "rest": 25.0}
+                              "transmit up": None, "server handling": None, "queue": 25.0,
+                              "compute": 50.0, "transmit down": None,
+                              "post-processing": None, "rest": 25.0}
     # Clocks of server and client can disagree slightly: never a negative rest.
     assert LatencySplit(1.0, 0.6, 0.5).rest_ms == 0.0
     linked = LatencySplit(mean_ms=40.0, queue_ms=1.0, compute_ms=3.0, transmit_up_ms=20.0,
@@ -32,8 +33,8 @@ def test_points_without_server_statistics_or_link_are_left_out():
              "transmit_down_ms": 11.0}]
     assert latency_split(rows[1]) is None
     assert split_rows(rows, lambda r: r["label"]) == [
-        ["a", 100, 4.0, "-", "-", "-", 1.0, 2.0, "-", "-", 1.0, "25 / 50 / 25"],
-        ["c", None, 30.0, "-", "-", 12.0, "-", "-", 11.0, "-", 7.0, "40 / 37 / 23"]]
+        ["a", 100, 4.0, "-", "-", "-", "-", 1.0, 2.0, "-", "-", 1.0, "25 / 50 / 25"],
+        ["c", None, 30.0, "-", "-", 12.0, "-", "-", "-", 11.0, "-", 7.0, "40 / 37 / 23"]]
     assert len(SPLIT_HEADER) == len(split_rows(rows, lambda r: r["label"])[0])
 
 
@@ -58,7 +59,8 @@ def test_triton_statistics_extension_is_parsed():
                                     "compute_input": {"count": 10, "ns": 1_000_000},
                                     "compute_infer": {"count": 10, "ns": 50_000_000},
                                     "compute_output": {"count": 10, "ns": 2_000_000}}}]}
-    assert parse_model_stats(payload) == ServerStats(10, 20_000_000, 53_000_000)
+    assert parse_model_stats(payload) == ServerStats(10, 20_000_000, 53_000_000,
+                                                     total_ns=90_000_000)
 
 
 def test_fastapi_server_counters_are_parsed():
@@ -75,4 +77,12 @@ def test_split_of_two_readings_is_the_per_request_mean_between_them():
     assert split_ms(before, after) == {"server_requests": 50, "server_queue_ms": 0.5,
                                        "server_compute_ms": 2.0}
     empty = {"server_requests": None, "server_queue_ms": None, "server_compute_ms": None}
+    # A server that times each request's whole stay: the rest of it is its handling.
+    timed_before = ServerStats(10, 1_000_000, 4_000_000, total_ns=6_000_000,
+                               preprocess_ns=0)
+    timed_after = ServerStats(60, 26_000_000, 104_000_000, total_ns=231_000_000,
+                              preprocess_ns=50_000_000)
+    assert split_ms(timed_before, timed_after) == {
+        "server_requests": 50, "server_queue_ms": 0.5, "server_compute_ms": 2.0,
+        "server_preprocess_ms": 1.0, "server_handling_ms": 1.0}
     assert split_ms(None, after) == empty and split_ms(after, after) == empty

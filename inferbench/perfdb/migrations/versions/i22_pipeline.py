@@ -1,5 +1,6 @@
 """pre- and post-processing: the mean time per request on the client or in the server
-(points), and the client's time per request (requests)
+(points), and the client's time per request (requests); the server's handling time outside
+its queue, model and processing (points.server_handling_ms)
 
 Existing rows keep NULL: they were measured without a pipeline.
 
@@ -18,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 POINT_COLUMNS = ("client_preprocess_ms", "client_postprocess_ms", "server_preprocess_ms",
-                 "server_postprocess_ms")
+                 "server_postprocess_ms", "server_handling_ms")
 REQUEST_COLUMNS = ("client_preprocess_ms", "client_postprocess_ms")
 
 
