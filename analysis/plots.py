@@ -397,31 +397,49 @@ def utilisation_png(series: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarr
     return _save(fig, path, bottom=0.35 / fig.get_figheight())
 
 
+# A split whose parts add up past this share of its mean is not drawn (latency_split_png).
+SPLIT_DRAWN_MAX = 1.1
+
+
 def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
                       title: str = "Where the mean latency goes") -> Path:
     """Stacked horizontal bars, one per `(label, LatencySplit)`: each measured part of the
     mean latency in the order a request meets it (analysis.server_split.PARTS), then the
-    rest. Parts a point did not measure are left out of its bar, never drawn as zero."""
+    rest. Parts a point did not measure are left out of its bar, never drawn as zero. A
+    point whose parts add up to more than SPLIT_DRAWN_MAX of its mean (an overloaded link,
+    where waits of requests that never came back count) is named under the axis instead of
+    drawn, so it does not squash the others' bars."""
     from analysis.server_split import PARTS
 
     names = [name for name, _ in PARTS] + ["rest"]
-    fig = _new((8, max(2.0, 0.4 * len(rows) + 1.6)))
+    drawn = [(label, split) for label, split in rows if _parts_share(split) <= SPLIT_DRAWN_MAX]
+    left_out = [label for label, split in rows if _parts_share(split) > SPLIT_DRAWN_MAX]
+    fig = _new((8, max(2.5, 0.4 * len(drawn) + 2.2)))
     ax = fig.subplots()
-    y = np.arange(len(rows))
-    left = np.zeros(len(rows))
+    y = np.arange(len(drawn))
+    left = np.zeros(len(drawn))
     colours = dict(zip(names, ("tab:olive", "tab:red", "tab:blue", "tab:brown", "tab:orange",
                                "tab:green", "tab:purple", "tab:cyan", "tab:gray"),
                        strict=True))
     for name in names:
         widths = np.array([(split.rest_ms if name == "rest" else split.known_ms()[name]) or 0.0
-                           for _, split in rows])
+                           for _, split in drawn])
         if widths.any():
             ax.barh(y, widths, left=left, label=name, color=colours[name])
             left += widths
-    ax.set_yticks(y, [label for label, _ in rows])
+    ax.set_yticks(y, [label for label, _ in drawn])
     ax.invert_yaxis()
-    ax.set_xlabel("mean latency (ms)")
+    ax.set_xlabel("mean latency (ms)" + (f"\nnot drawn (parts add up to more than "
+                                          f"{SPLIT_DRAWN_MAX:.0%} of the mean): "
+                                          + ", ".join(left_out) if left_out else ""))
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(names), fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize="x-small")
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, bottom=0.6 / fig.get_figheight())
+
+
+def _parts_share(split) -> float:
+    """The measured parts of a split over its mean."""
+    measured = sum(v for v in split.known_ms().values() if v is not None)
+    return measured / split.mean_ms if split.mean_ms > 0 else 0.0

@@ -1034,6 +1034,15 @@ class BenchmarkSpec(_Strict):
         lengths = self.workload.sequence_length
         return lengths is not None and lengths.padding is not Padding.MAX
 
+    def _platforms_lacking(self, capability: str) -> tuple[list[str], list[str]]:
+        """The spec's platforms whose descriptor lacks `capability` (a PlatformDescriptor
+        flag), and every platform that has it, for an error naming both."""
+        from inferbench.backends import descriptor, descriptors
+
+        unable = [p.value for p in self.platforms if not getattr(descriptor(p), capability)]
+        able = [p.value for p, d in descriptors().items() if getattr(d, capability)]
+        return unable, able
+
     @property
     def pipeline_input(self) -> str | None:
         """What a pre-processing client sends: "image" (a model of one 3-channel float
@@ -1063,11 +1072,8 @@ class BenchmarkSpec(_Strict):
             raise ValueError("pipeline.preprocess tokenises texts, whose lengths are their "
                              "own; fix: remove workload.sequence_length")
         if pipeline.on_server:
-            from inferbench.backends import descriptor, descriptors
-
-            unable = [p.value for p in self.platforms if not descriptor(p).server_processing]
+            unable, able = self._platforms_lacking("server_processing")
             if unable:
-                able = [p.value for p, d in descriptors().items() if d.server_processing]
                 raise ValueError(
                     f"pipeline: pre- or post-processing on the server needs a server that "
                     f"does it, which platforms {unable!r} do not ({able!r} do); fix: "
@@ -1092,12 +1098,9 @@ class BenchmarkSpec(_Strict):
                     f"workload.sequence_length.{name} {value} is longer than the model's "
                     f"sequence ({sequence}, model.input_shape[0]); fix: at most {sequence}, "
                     "or a longer input_shape")
-        from inferbench.backends import descriptor, descriptors
-
         if lengths.padding is not Padding.MAX:
-            fixed = [p.value for p in self.platforms if not descriptor(p).free_sequence]
+            fixed, able = self._platforms_lacking("free_sequence")
             if fixed:
-                able = [p.value for p, d in descriptors().items() if d.free_sequence]
                 raise ValueError(
                     f"workload.sequence_length.padding {lengths.padding.value!r} sends "
                     f"sequences of several lengths, which platforms {fixed!r} cannot take "

@@ -45,6 +45,16 @@ def _context(workdir: Path, model_path: Path, server: ServerConfig | None = None
         metrics_port=ports[2], max_batch_size=8, threads=2, server=server or ServerConfig())
 
 
+def _batching_context(workdir: Path, model_path: Path) -> ServeContext:
+    """Two workers behind the adaptive batcher (5 ms), on free ports."""
+    from inferbench.netutil import free_port
+
+    return _context(workdir, model_path,
+                    ServerConfig(dynamic_batching=True, max_queue_delay_us=5000,
+                                 instance_count=2),
+                    ports=(free_port(), free_port(), free_port()))
+
+
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     """y = x @ W + b as an ONNX graph with a dynamic batch axis (built with onnx.helper: no
@@ -381,14 +391,10 @@ def test_live_server_http_grpc_batching_and_clean_stop(tmp_path, onnx_model):
 
     from inferbench.backends.process import group_alive, spawn, stop_group, wait_ready
     from inferbench.load.protocols import Target, get_protocol
-    from inferbench.netutil import free_port
 
     path, weight, bias = onnx_model
     backend = mls.MLServerBackend()
-    ctx = _context(tmp_path / "work", path,
-                   ServerConfig(dynamic_batching=True, max_queue_delay_us=5000,
-                                instance_count=2),
-                   ports=(free_port(), free_port(), free_port()))
+    ctx = _batching_context(tmp_path / "work", path)
     backend.prepare(ctx)
     plan = backend.launch_plan(ctx)
     log = ctx.workdir / "server.log"
@@ -442,14 +448,10 @@ def test_live_server_counts_queue_and_compute_per_client_request(tmp_path, onnx_
     from inferbench.backends.process import spawn, stop_group, wait_ready
     from inferbench.backends.server_stats import split_ms
     from inferbench.load.protocols import Target, get_protocol
-    from inferbench.netutil import free_port
 
     path, _, _ = onnx_model
     backend = mls.MLServerBackend()
-    ctx = _context(tmp_path / "work", path,
-                   ServerConfig(dynamic_batching=True, max_queue_delay_us=5000,
-                                instance_count=2),
-                   ports=(free_port(), free_port(), free_port()))
+    ctx = _batching_context(tmp_path / "work", path)
     backend.prepare(ctx)
     plan = backend.launch_plan(ctx)
     log = ctx.workdir / "server.log"

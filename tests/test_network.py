@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from inferbench import perfdb
 from inferbench.errors import InferBenchError
-from inferbench.network.link import LinkProcess, host_port
+from inferbench.network.link import LinkProcess, host_port, link_wait_ms
 from inferbench.network.profiles import (
     PROFILES,
     LinkProfile,
@@ -79,6 +79,14 @@ def test_a_named_or_described_link_becomes_a_profile_and_a_label():
     assert profile_of(parse_spec(QUICK).network) is None
     assert network_label(own.model_dump()["network"]) == "5ms 10/2Mbit/s"
     assert network_label("4g") == "4g" and network_label(None) is None
+
+
+def test_link_wait_is_each_ways_wait_per_message_summed():
+    before = {"up_messages": 10, "up_wait_s": 1.0, "down_messages": 10, "down_wait_s": 0.5}
+    after = {"up_messages": 30, "up_wait_s": 3.0, "down_messages": 30, "down_wait_s": 0.9}
+    assert link_wait_ms(before, after) == {"link_wait_ms": pytest.approx(100.0 + 20.0)}
+    assert link_wait_ms(None, after) == {"link_wait_ms": None}
+    assert link_wait_ms(after, after) == {"link_wait_ms": None}  # nothing crossed
 
 
 def test_urls_are_routed_through_the_link_by_host_and_port():

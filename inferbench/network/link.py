@@ -253,14 +253,21 @@ def _pump(source: socket.socket, direction: Direction, flow: _Flow) -> None:
     direction.submit(flow, b"", time.monotonic())
 
 
-def link_wait_ms(before: dict | None, after: dict, n_requests: int) -> dict[str, float | None]:
+def link_wait_ms(before: dict | None, after: dict) -> dict[str, float | None]:
     """A point's mean time per request spent waiting for the link, both ways together
-    (Link.counters between two readings): behind other messages for the bottleneck, and
-    new connections' handshakes. None without a reading before, or no request."""
-    if before is None or n_requests <= 0:
+    (Link.counters between two readings: each way's wait per message crossing it): behind
+    other messages for the bottleneck, and new connections' handshakes. Per message, not
+    per answered request, so requests the client gave up on count too. None without a
+    reading before, or with no message."""
+    if before is None:
         return {"link_wait_ms": None}
-    waited_s = sum(after[f"{way}_wait_s"] - before[f"{way}_wait_s"] for way in ("up", "down"))
-    return {"link_wait_ms": waited_s / n_requests * 1e3}
+    means = []
+    for way in ("up", "down"):
+        messages = after[f"{way}_messages"] - before[f"{way}_messages"]
+        if messages <= 0:
+            return {"link_wait_ms": None}
+        means.append((after[f"{way}_wait_s"] - before[f"{way}_wait_s"]) / messages)
+    return {"link_wait_ms": sum(means) * 1e3}
 
 
 def host_port(url: str) -> tuple[str, int]:

@@ -26,7 +26,7 @@ from typing import NamedTuple, TypedDict
 
 import numpy as np
 
-from analysis.summary import PointSummary, request_latencies_ms
+from analysis.summary import PointSummary
 from analysis.verdict import VALID
 from inferbench import user_files
 from inferbench.backends import get_backend
@@ -463,8 +463,7 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
     after = read_counters()
     server_split = split_ms(before[0].server if before else None, after.server)
     if after.link is not None:
-        n_ok = int(request_latencies_ms(records.arrays())[0].sum())
-        server_split.update(link_wait_ms(before[0].link if before else None, after.link, n_ok))
+        server_split.update(link_wait_ms(before[0].link if before else None, after.link))
     samples.extend(sampler.samples)
     point: LoadPoint = {
         "point": index, "batch_size": batch_size, "arrival": workload.arrival.value,
