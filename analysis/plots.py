@@ -412,8 +412,8 @@ def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
     from analysis.server_split import PARTS
 
     names = [name for name, _ in PARTS] + ["rest"]
-    drawn = [(label, split) for label, split in rows if _parts_share(split) <= SPLIT_DRAWN_MAX]
-    left_out = [label for label, split in rows if _parts_share(split) > SPLIT_DRAWN_MAX]
+    drawn = [(label, split) for label, split in rows if split.measured_share <= SPLIT_DRAWN_MAX]
+    left_out = [label for label, split in rows if split.measured_share > SPLIT_DRAWN_MAX]
     fig = _new((8, max(2.5, 0.4 * len(drawn) + 2.2)))
     ax = fig.subplots()
     y = np.arange(len(drawn))
@@ -438,8 +438,3 @@ def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
     fig.suptitle(title)
     return _save(fig, path, bottom=0.6 / fig.get_figheight())
 
-
-def _parts_share(split) -> float:
-    """The measured parts of a split over its mean."""
-    measured = sum(v for v in split.known_ms().values() if v is not None)
-    return measured / split.mean_ms if split.mean_ms > 0 else 0.0

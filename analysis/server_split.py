@@ -52,10 +52,20 @@ class LatencySplit:
                 for name, column in PARTS}
 
     @property
+    def measured_ms(self) -> float:
+        """The measured parts together."""
+        return sum(v for v in self.known_ms().values() if v is not None)
+
+    @property
+    def measured_share(self) -> float:
+        """The measured parts over the mean (above 1 where they add up past it)."""
+        return self.measured_ms / self.mean_ms if self.mean_ms > 0 else 0.0
+
+    @property
     def rest_ms(self) -> float:
         """Protocol handling and client time (never below zero: the server's
         clock and the client's can disagree by a few microseconds)."""
-        return max(0.0, self.mean_ms - sum(v for v in self.known_ms().values() if v))
+        return max(0.0, self.mean_ms - self.measured_ms)
 
     def shares_pct(self) -> dict[str, float | None]:
         """Every part and the rest as percentages of their sum."""

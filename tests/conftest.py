@@ -59,6 +59,23 @@ class TaskLog:
     warning = info
 
 
+def point_and_requests(db_url: str, run_id: str, *columns: str):
+    """A one-point run's point row (a mapping) and its requests' `columns`, from the
+    results database."""
+    from sqlalchemy import select
+
+    from inferbench import perfdb
+    from inferbench.perfdb import schema
+
+    r = schema.requests
+    with perfdb.engine(db_url).connect() as conn:
+        point = conn.execute(select(schema.points).where(schema.points.c.run_id == run_id)
+                             ).mappings().one()
+        rows = conn.execute(select(*(r.c[c] for c in columns)).where(r.c.run_id == run_id)
+                            ).all()
+    return point, rows
+
+
 def run_stages_for(run_id: str, spec: dict, platform: str) -> dict:
     """One platform's run straight through the stages (no Airflow): generate, convert, serve,
     load, then collect and stop whatever happened, then analyze; the analysis's result."""

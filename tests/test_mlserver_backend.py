@@ -45,14 +45,18 @@ def _context(workdir: Path, model_path: Path, server: ServerConfig | None = None
         metrics_port=ports[2], max_batch_size=8, threads=2, server=server or ServerConfig())
 
 
-def _batching_context(workdir: Path, model_path: Path) -> ServeContext:
-    """Two workers behind the adaptive batcher (5 ms), on free ports."""
+def _prepared_batching_server(workdir: Path, model_path: Path):
+    """Two workers behind the adaptive batcher (5 ms), on free ports, prepared: the backend,
+    its context, the launch plan and the log file."""
     from inferbench.netutil import free_port
 
-    return _context(workdir, model_path,
-                    ServerConfig(dynamic_batching=True, max_queue_delay_us=5000,
-                                 instance_count=2),
-                    ports=(free_port(), free_port(), free_port()))
+    backend = mls.MLServerBackend()
+    ctx = _context(workdir, model_path,
+                   ServerConfig(dynamic_batching=True, max_queue_delay_us=5000,
+                                instance_count=2),
+                   ports=(free_port(), free_port(), free_port()))
+    backend.prepare(ctx)
+    return backend, ctx, backend.launch_plan(ctx), ctx.workdir / "server.log"
 
 
 @pytest.fixture(scope="module")
@@ -393,11 +397,7 @@ def test_live_server_http_grpc_batching_and_clean_stop(tmp_path, onnx_model):
     from inferbench.load.protocols import Target, get_protocol
 
     path, weight, bias = onnx_model
-    backend = mls.MLServerBackend()
-    ctx = _batching_context(tmp_path / "work", path)
-    backend.prepare(ctx)
-    plan = backend.launch_plan(ctx)
-    log = ctx.workdir / "server.log"
+    backend, ctx, plan, log = _prepared_batching_server(tmp_path / "work", path)
     started = time.perf_counter()
     process = spawn(plan, log)
     try:
@@ -450,11 +450,7 @@ def test_live_server_counts_queue_and_compute_per_client_request(tmp_path, onnx_
     from inferbench.load.protocols import Target, get_protocol
 
     path, _, _ = onnx_model
-    backend = mls.MLServerBackend()
-    ctx = _batching_context(tmp_path / "work", path)
-    backend.prepare(ctx)
-    plan = backend.launch_plan(ctx)
-    log = ctx.workdir / "server.log"
+    backend, ctx, plan, log = _prepared_batching_server(tmp_path / "work", path)
     base_url = f"http://127.0.0.1:{ctx.http_port}"
     metrics_url = f"http://127.0.0.1:{ctx.metrics_port}"
     process = spawn(plan, log)

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_stages_for
-from sqlalchemy import select
+from conftest import point_and_requests, run_stages_for
 
-from inferbench import perfdb
 from inferbench.errors import InferBenchError
 from inferbench.network.link import LinkProcess, host_port, link_wait_ms
 from inferbench.network.profiles import (
@@ -26,7 +24,6 @@ from inferbench.network.profiles import (
     profile_of,
     transmit_means_ms,
 )
-from inferbench.perfdb import schema
 from inferbench.spec import parse_spec
 
 QUICK = json.loads((Path(__file__).parents[1] / "examples" / "quick-onnxruntime.json")
@@ -215,13 +212,8 @@ def test_a_run_through_a_link_stores_its_transmit_times_and_reports_the_split(
             "min_duration_s": 3, "min_requests": 60}
     summary = run_stages_for(run_id, spec, "onnxruntime")
     assert summary["verdict"] == "VALID", summary["reasons"]
-    with perfdb.engine(db_url).connect() as conn:
-        point = conn.execute(select(schema.points).where(schema.points.c.run_id == run_id)
-                             ).mappings().one()
-        r = schema.requests
-        rows = conn.execute(select(r.c.scheduled_ns, r.c.done_ns, r.c.bytes_sent,
-                                   r.c.bytes_received, r.c.status)
-                            .where(r.c.run_id == run_id)).all()
+    point, rows = point_and_requests(db_url, run_id, "scheduled_ns", "done_ns", "bytes_sent",
+                                     "bytes_received", "status")
     link = profile_of(parse_spec(spec).network)
     sent = np.array([row.bytes_sent for row in rows], dtype=float)
     received = np.array([row.bytes_received for row in rows], dtype=float)

@@ -14,18 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_stages_for
+from conftest import point_and_requests, run_stages_for
 from PIL import Image
-from sqlalchemy import select
 
-from inferbench import perfdb
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.protocols import get_protocol
 from inferbench.load.protocols.base import Target
 from inferbench.models.signature import TensorSpec
 from inferbench.netutil import free_port, poll_http_ok
-from inferbench.perfdb import schema
 from inferbench.processing import images, labels, pipeline_label, text
 from inferbench.processing.client import PipelinePayloads, pipeline_payloads
 from inferbench.processing.serving import ServerPipeline
@@ -226,12 +223,8 @@ def test_a_run_with_processing_stores_its_times_and_reports_them(inferbench_env,
     run_id = f"pipeline-{side}"
     summary = _run_cnn(run_id, side, side)
     assert summary["verdict"] == "VALID", summary["reasons"]
-    with perfdb.engine(db_url).connect() as conn:
-        point = conn.execute(select(schema.points).where(schema.points.c.run_id == run_id)
-                             ).mappings().one()
-        r = schema.requests
-        rows = conn.execute(select(r.c.bytes_sent, r.c.bytes_received, r.c.client_preprocess_ms,
-                                   r.c.client_postprocess_ms).where(r.c.run_id == run_id)).all()
+    point, rows = point_and_requests(db_url, run_id, "bytes_sent", "bytes_received",
+                                     "client_preprocess_ms", "client_postprocess_ms")
     other = "server" if side == "client" else "client"
     assert point[f"{side}_preprocess_ms"] > 0 and point[f"{side}_postprocess_ms"] > 0
     assert point[f"{other}_preprocess_ms"] is None and point[f"{other}_postprocess_ms"] is None

@@ -25,7 +25,7 @@ import statistics
 import threading
 import time
 
-from inferbench.network.link import LinkProcess
+from inferbench.network.link import LinkProcess, ping_ms
 from inferbench.network.profiles import PROFILES, LinkProfile
 
 
@@ -76,20 +76,6 @@ def _receive(sock: socket.socket, n: int) -> None:
         got += len(chunk)
 
 
-def pings_ms(port: int, count: int) -> list[float]:
-    with _connect(port) as sock:
-        for _ in range(5):  # the handshake's round trip and warm-up
-            sock.sendall(b"p")
-            _receive(sock, 1)
-        out = []
-        for _ in range(count):
-            started = time.perf_counter()
-            sock.sendall(b"p")
-            _receive(sock, 1)
-            out.append((time.perf_counter() - started) * 1e3)
-    return out
-
-
 def throughput_mbps(port: int, n_bytes: int, rtt_ms: float, *, up: bool) -> float:
     with _connect(port) as sock:
         sock.sendall(b"p")
@@ -108,7 +94,7 @@ def throughput_mbps(port: int, n_bytes: int, rtt_ms: float, *, up: bool) -> floa
 def calibrate(profile: LinkProfile, port: int, pings: int, transfer_s: float,
               loopback_ms: float) -> dict:
     with LinkProcess(profile, ("127.0.0.1", port)) as link:
-        rtts = pings_ms(link.port, pings)
+        rtts = ping_ms(link.port, pings, warmup=5)
         rtt = statistics.median(rtts)  # the whole path: the rates are n / (time - this)
         down_bytes = int(min(profile.bandwidth_mbps * 1e6 / 8 * transfer_s, 200e6))
         up_bytes = int(min(profile.uplink_mbps * 1e6 / 8 * transfer_s, 200e6))
@@ -133,7 +119,7 @@ def main() -> None:
     server.start()
     port = receive.recv()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    loopback = statistics.median(pings_ms(port, args.pings))
+    loopback = statistics.median(ping_ms(port, args.pings, warmup=5))
     print(f"loopback round trip without the link: {loopback:.3f} ms (median of "
           f"{args.pings})\n")
     print(__doc__.splitlines()[0])

@@ -115,8 +115,7 @@ def main() -> None:
             parts = [ms(v) for v in split.known_ms().values()] + [ms(split.rest_ms)]
             # Not capped at 100 %: the parts may sum past the mean by a fraction of a ms
             # (the relay's own round trip, taken off its delay lines, is an estimate).
-            measured = sum(v for v in split.known_ms().values() if v is not None)
-            explained = f"{100 * measured / split.mean_ms:.1f} %"
+            explained = f"{100 * split.measured_share:.1f} %"
         print(f"| {platform} | {network} | {pipeline} | {summary['n_ok']} | "
               f"{summary['verdict']} | {mean} | {' | '.join(parts)} | {explained} | "
               f"{latency['p99']:.2f} | {run_s:.0f} |")

@@ -30,8 +30,6 @@ import functools
 import json
 import re
 import shutil
-import urllib.error
-import urllib.request
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from inferbench.backends.base import (
     device_report_path,
     read_device_report,
 )
+from inferbench.backends.server_stats import read_metrics
 from inferbench.errors import InferBenchError
 from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport, gpu_index
 
@@ -227,14 +226,7 @@ class MLServerBackend(Backend):
         plane, so a reading taken under load may count the inference of the requests in
         flight ahead of their duration: a difference of two readings is off by at most
         those few requests' inference time."""
-        if metrics_url is None:
-            return None
-        try:
-            with urllib.request.urlopen(f"{metrics_url.rstrip('/')}/metrics",
-                                        timeout=5) as response:
-                return parse_metrics(response.read().decode(), model_name)
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
+        return read_metrics(metrics_url, lambda text: parse_metrics(text, model_name))
 
 
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,21 @@ def read_model_stats(base_url: str, model_name: str, timeout_s: float = 5.0
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return parse_model_stats(json.loads(response.read()))
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_metrics(metrics_url: str | None, parse: Callable[[str], ServerStats | None],
+                 timeout_s: float = 5.0) -> ServerStats | None:
+    """The counters a platform exports in Prometheus text on its metrics port
+    (`{metrics_url}/metrics`), as `parse` reads them; None without a metrics URL, or when
+    the server does not answer (the point is then reported without a split)."""
+    if metrics_url is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"{metrics_url.rstrip('/')}/metrics",
+                                    timeout=timeout_s) as response:
+            return parse(response.read().decode())
+    except (urllib.error.URLError, OSError, ValueError):
         return None
 
 

@@ -32,8 +32,6 @@ import math
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
 from importlib.resources import files
@@ -49,6 +47,7 @@ from inferbench.backends.base import (
     device_report_path,
     read_device_report,
 )
+from inferbench.backends.server_stats import read_metrics
 from inferbench.errors import InferBenchError
 from inferbench.netutil import free_port
 from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport, gpu_index
@@ -198,14 +197,8 @@ class TorchServeBackend(Backend):
 
     def server_stats(self, base_url: str, model_name: str, metrics_url: str | None = None
                      ) -> ServerStats | None:
-        if metrics_url is None:
-            return None
-        try:
-            with urllib.request.urlopen(f"{metrics_url.rstrip('/')}/metrics",
-                                        timeout=5) as response:
-                return parse_prometheus_stats(response.read().decode(), model_name)
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
+        return read_metrics(metrics_url,
+                            lambda text: parse_prometheus_stats(text, model_name))
 
 
 def parse_prometheus_stats(text: str, model_name: str) -> ServerStats | None:

@@ -88,6 +88,11 @@ class Direction:
         self.wait_s = 0.0
         threading.Thread(target=self._deliver_forever, daemon=True).start()
 
+    def counts(self) -> dict[str, float]:
+        """Messages that crossed so far, and their total wait (s)."""
+        with self._cond:
+            return {"messages": self.messages, "wait_s": self.wait_s}
+
     def _count_message(self, flow: _Flow) -> None:
         """Close the flow's message: its last byte is due at `flow.last_delivery`."""
         if flow.message_arrived is not None and flow.message_bytes:
@@ -168,9 +173,9 @@ class Link:
 
     def counters(self) -> dict:
         """Cumulative: messages that crossed each way and their total wait (s)."""
-        with self.up._cond, self.down._cond:
-            return {"up_messages": self.up.messages, "up_wait_s": self.up.wait_s,
-                    "down_messages": self.down.messages, "down_wait_s": self.down.wait_s}
+        return {f"{way}_{name}": value
+                for way, direction in (("up", self.up), ("down", self.down))
+                for name, value in direction.counts().items()}
 
     def _answer_counters(self) -> None:
         """The control port: each connection gets the counters as one JSON line."""
@@ -225,22 +230,25 @@ def measure_own_rtt_ms(profile: LinkProfile, pings: int = 200) -> float:
                         uplink_mbps=1e6)
     relay = Link(probe, echo.getsockname())
     threading.Thread(target=relay.serve_forever, daemon=True).start()
-    through = _median_ping_ms(relay.port, pings)
-    straight = _median_ping_ms(echo.getsockname()[1], pings)
+    through = statistics.median(ping_ms(relay.port, pings))
+    straight = statistics.median(ping_ms(echo.getsockname()[1], pings))
     echo.close()
     return max(0.0, through - 2 * delay_ms - straight)
 
 
-def _median_ping_ms(port: int, pings: int) -> float:
+def ping_ms(port: int, count: int, warmup: int = 20) -> list[float]:
+    """Round trips (ms) of `count` one-byte pings to an echo on `port`, on one connection,
+    after `warmup` pings (the first pay the handshake and warm-up) not kept."""
     rtts = []
     with socket.create_connection(("127.0.0.1", port)) as ping:
         ping.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _ in range(pings + 20):  # the first pings pay the handshake and warm-up
+        for _ in range(warmup + count):
             started = time.perf_counter()
             ping.sendall(b"p")
-            ping.recv(64)
-            rtts.append(time.perf_counter() - started)
-    return statistics.median(rtts[20:]) * 1e3
+            if not ping.recv(64):
+                raise ConnectionError("the echo closed the connection")
+            rtts.append((time.perf_counter() - started) * 1e3)
+    return rtts[warmup:]
 
 
 def _pump(source: socket.socket, direction: Direction, flow: _Flow) -> None:

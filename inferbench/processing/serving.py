@@ -100,8 +100,7 @@ class ServerPipeline:
             return outputs
         started = time.perf_counter_ns()
         scores = next(iter(outputs.values()))
-        names, probabilities = await asyncio.to_thread(
-            labels.top_k, scores, self.top_k, labels.class_labels(scores.shape[1]))
+        names, probabilities = await asyncio.to_thread(labels.top_k, scores, self.top_k)
         self.counters.postprocess_ns += time.perf_counter_ns() - started
         self.counters.postprocess_requests += 1
         return {LABELS_OUTPUT: names, SCORES_OUTPUT: probabilities}

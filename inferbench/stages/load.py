@@ -97,14 +97,14 @@ def _batches(ctx: StageContext, batch_size: int
     """The seeded inputs of one point by input name (the same for either transport), and
     what each request carries beside them: its sequence length when the workload varies
     it, the client's processing time with a pipeline."""
-    rng = np.random.default_rng(ctx.spec.workload.seed * 7919 + batch_size)
+    seed = ctx.spec.workload.seed * 7919 + batch_size
+    rng = np.random.default_rng(seed)
     inputs = run_signature(ctx).inputs
     if ctx.spec.pipeline_input is not None:
         pipeline = ctx.spec.pipeline
         on_client = pipeline.preprocess is ProcessingSide.CLIENT
         payloads = pipeline_payloads(
-            ctx.spec.pipeline_input, on_client, inputs, batch_size, DISTINCT_PAYLOADS,
-            ctx.spec.workload.seed * 7919 + batch_size,
+            ctx.spec.pipeline_input, on_client, inputs, batch_size, DISTINCT_PAYLOADS, seed,
             image_size=(pipeline.image.width, pipeline.image.height, pipeline.image.quality),
             words=(pipeline.text.words_min, pipeline.text.words_max),
             tokenizer=(tokenizer_file(ctx.run_dir.path, inputs, ctx.spec.model.seed)
@@ -175,18 +175,14 @@ def expected_outputs(spec: BenchmarkSpec, batch_size: int, num_outputs: int) -> 
     return batch_size, num_outputs
 
 
-def check_response(protocol: Protocol, request: Request, expected: tuple[int, int]
-                   ) -> dict[str, np.ndarray]:
-    """One request before measuring: a misconfigured server fails here, not as 100 % errors.
-    Returns the answer's outputs."""
+def check_response(protocol: Protocol, request: Request, expected: tuple[int, int]) -> None:
+    """One request before measuring: a misconfigured server fails here, not as 100 % errors."""
     status, headers, body = protocol.send_once(request)
     protocol.check(status, headers, body, expected[0])
-    outputs = protocol.decode(headers, body)
-    shapes = {k: v.shape for k, v in outputs.items()}
+    shapes = {k: v.shape for k, v in protocol.decode(headers, body).items()}
     if expected not in shapes.values():
         raise InferBenchError(f"server answered {request.url} with outputs {shapes}, expected "
                               f"shape {expected}")
-    return outputs
 
 
 def time_client_postprocess(spec: BenchmarkSpec, protocol: Protocol, requests: list[Request],
