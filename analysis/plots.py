@@ -418,9 +418,9 @@ def latency_split_png(rows: Sequence[tuple[str, Any]], path: Path, *,
     ax = fig.subplots()
     y = np.arange(len(drawn))
     left = np.zeros(len(drawn))
-    colours = dict(zip(names, ("tab:olive", "tab:red", "tab:blue", "tab:brown", "tab:orange",
-                               "tab:green", "tab:purple", "tab:cyan", "tab:gray"),
-                       strict=True))
+    colours = dict(zip(names, ("tab:olive", "tab:pink", "tab:red", "tab:blue", "tab:brown",
+                               "tab:orange", "tab:green", "tab:purple", "lightsteelblue",
+                               "tab:cyan", "tab:gray"), strict=True))
     for name in names:
         widths = np.array([(split.rest_ms if name == "rest" else split.known_ms()[name]) or 0.0
                            for _, split in drawn])

@@ -1,5 +1,5 @@
-"""Where a request's time goes: pre-processing, the link each way, the server's queue, its
-compute, post-processing, and the rest.
+"""Where a request's time goes: pre-processing, the client's send, the link each way, the
+server's queue, its compute, the client's read of the answer, post-processing, and the rest.
 
 - The server reports, per point, the mean queue and compute time of the requests it
   completed (backends/server_stats.py), and its pre- and post-processing time where it
@@ -9,15 +9,21 @@ compute, post-processing, and the rest.
 - Through an emulated link (spec.network) each request's transmit time each way is the
   link's delay plus its bytes at the link's bandwidth, and the link counts the time requests
   waited for it (behind others for its bandwidth; a new connection's handshake).
-- Where the server times each request's whole stay (Triton's success.ns, the FastAPI
-  server's handler), what it spent outside its queue, model and processing is its
-  handling: decoding the request, encoding the answer.
-- The client measured each request's latency from its scheduled send.
+  Without a link, where the server times it (the FastAPI server), transmit up is the
+  server's wait for the request's body after its head.
+- Where the server times each request's whole stay (Triton's success.ns from the request
+  in its core; the FastAPI server from its head parsed to its answer written), what it
+  spent outside its queue, model and processing is its handling: routing, decoding the
+  request, encoding the answer.
+- The client measured each request's latency from its scheduled send, its own delay until
+  the request's bytes were written (a late send, a connection opened for it) and, without
+  a link, its read of the answer from the first byte to the last (over a link that time
+  is the answer's bytes at the link's bandwidth, in transmit down).
 
-What none of them accounts for, mean latency - the known parts, is the rest: HTTP/gRPC
-handling the server does not time, the loopback, the client's own delay (late sends included, since
-latency counts from the schedule). Means add up; tail percentiles do not, so the split is of
-the mean only.
+What none of them accounts for, mean latency - the known parts, is the rest: the kernel's
+loopback and the wake-ups of client and server threads, and HTTP/gRPC handling a server
+does not time (Triton's front end, MLServer's REST layer). Means add up; tail percentiles do
+not, so the split is of the mean only.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 # The parts in the order a request meets them; each is a point record's column.
-PARTS = (("pre-processing", "preprocess_ms"), ("link wait", "link_wait_ms"),
-         ("transmit up", "transmit_up_ms"), ("server handling", "server_handling_ms"),
-         ("queue", "server_queue_ms"),
+PARTS = (("pre-processing", "preprocess_ms"), ("send", "client_send_ms"),
+         ("link wait", "link_wait_ms"), ("transmit up", "transmit_up_ms"),
+         ("server handling", "server_handling_ms"), ("queue", "server_queue_ms"),
          ("compute", "server_compute_ms"), ("transmit down", "transmit_down_ms"),
-         ("post-processing", "postprocess_ms"))
+         ("receive", "client_receive_ms"), ("post-processing", "postprocess_ms"))
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,12 @@ class LatencySplit:
     preprocess_ms: float | None = None
     postprocess_ms: float | None = None
     handling_ms: float | None = None  # in the server, outside its queue, model, processing
+    client_send_ms: float | None = None     # scheduled send to bytes written
+    client_receive_ms: float | None = None  # the answer's first byte to its last
 
     def known_ms(self) -> dict[str, float | None]:
         """Each part by name (None: not measured for this point)."""
-        return {name: getattr(self, column.removeprefix("server_"))
-                for name, column in PARTS}
+        return {name: getattr(self, _field(column)) for name, column in PARTS}
 
     @property
     def measured_ms(self) -> float:
@@ -63,8 +70,8 @@ class LatencySplit:
 
     @property
     def rest_ms(self) -> float:
-        """Protocol handling and client time (never below zero: the server's
-        clock and the client's can disagree by a few microseconds)."""
+        """What no part accounts for (never below zero: the server's clock and the
+        client's can disagree by a few microseconds)."""
         return max(0.0, self.mean_ms - self.measured_ms)
 
     def shares_pct(self) -> dict[str, float | None]:
@@ -73,6 +80,15 @@ class LatencySplit:
         total = sum(v for v in parts.values() if v)
         return {k: (None if v is None else 100 * v / total if total > 0 else 0.0)
                 for k, v in parts.items()}
+
+
+def _field(column: str) -> str:
+    """LatencySplit's field for a PARTS column."""
+    return column.removeprefix("server_")
+
+
+# Measured on the client alone: present on every point, so they do not make a split.
+CLIENT_ONLY = ("client_send_ms", "client_receive_ms")
 
 
 def latency_split(row: Mapping[str, Any]) -> LatencySplit | None:
@@ -86,12 +102,16 @@ def latency_split(row: Mapping[str, Any]) -> LatencySplit | None:
     for part in ("preprocess", "postprocess"):
         values[f"{part}_ms"] = (client[part] if client[part] is not None
                                 else row.get(f"server_{part}_ms"))
-    if mean is None or all(v is None for v in values.values()):
+    if row.get("transmit_up_ms") is None:  # no link: the bytes' tail as the server waited
+        values["transmit_up_ms"] = row.get("server_receive_ms")
+    if row.get("transmit_down_ms") is not None:  # the answer's bytes at the link's rate
+        values["client_receive_ms"] = None
+    if mean is None or all(v is None for k, v in values.items() if k not in CLIENT_ONLY):
         return None
     return LatencySplit(
         float(mean) + sum(v for v in client.values() if v is not None),
-        **{column.removeprefix("server_"): None if values[column] is None
-           else float(values[column]) for _, column in PARTS})
+        **{_field(column): None if values[column] is None else float(values[column])
+           for _, column in PARTS})
 
 
 SPLIT_HEADER = ["configuration", "server requests", "mean (ms)",

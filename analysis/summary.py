@@ -108,6 +108,24 @@ def request_latencies_ms(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     return ok, latency
 
 
+def client_timing_ms(arrays: Mapping[str, np.ndarray]) -> dict[str, float | None]:
+    """A point's mean client-side time per ok request: from its scheduled send to its bytes
+    handed to the kernel's socket (`client_send_ms`: a late wake-up, a connection opened
+    for it, the write itself), and from its answer's first byte to its last, read and
+    framed (`client_receive_ms`; only where the transport stamps a first byte). Both are
+    inside the measured latency."""
+    ok, _ = request_latencies_ms(arrays)
+    if not ok.any():
+        return {"client_send_ms": None, "client_receive_ms": None}
+    sent = np.asarray(arrays["sent_ns"], dtype=np.int64)[ok]
+    send = sent - np.asarray(arrays["scheduled_ns"], dtype=np.int64)[ok]
+    first = np.asarray(arrays["first_byte_ns"], dtype=np.int64)[ok]
+    stamped = first >= 0
+    receive = np.asarray(arrays["done_ns"], dtype=np.int64)[ok][stamped] - first[stamped]
+    return {"client_send_ms": float(send.mean()) / 1e6,
+            "client_receive_ms": float(receive.mean()) / 1e6 if receive.size else None}
+
+
 def summarize_point(
     scheduled_ns: np.ndarray,
     sent_ns: np.ndarray,

@@ -27,6 +27,7 @@ from inferbench import sidevenv
 from inferbench.backends import get_backend
 from inferbench.backends import mlserver as mls
 from inferbench.backends.base import ServeContext, ServerConfig, ServerStats
+from inferbench.backends.server_stats import split_ms
 from inferbench.errors import InferBenchError
 from inferbench.models.signature import single_input
 
@@ -165,7 +166,9 @@ def test_launch_plan_runs_mlserver_from_the_side_environment(tmp_path):
     backend = get_backend("mlserver")
     ctx = _context(tmp_path, tmp_path / "m.onnx")
     plan = backend.launch_plan(ctx)
-    assert plan.argv == [str(sidevenv.bin_dir("mlserver") / "mlserver"), "start",
+    # MLServer's own command, through the start-up that times its REST layer
+    assert plan.argv == [str(sidevenv.python("mlserver")),
+                         str(tmp_path / "mlserver" / "inferbench_mlserver_start.py"), "start",
                          str(tmp_path / "mlserver")]
     assert plan.ready_path == f"/v2/models/{MODEL}/ready"
     assert backend.protocol == "kserve-v2-json"
@@ -197,7 +200,30 @@ model_infer_request_success_total{model="other",version="None"} 7.0
 def test_counters_from_the_metrics_text():
     """Summed over the model's versions; queue is the data plane's time less inference."""
     stats = mls.parse_metrics(METRICS_TEXT, MODEL)
-    assert stats == ServerStats(requests=50, queue_ns=292_000_000, compute_ns=8_000_000)
+    # Started without the REST timing (or before its first REST request): no stay timed.
+    assert stats == ServerStats(requests=50, queue_ns=292_000_000, compute_ns=8_000_000,
+                                total_ns=0, receive_ns=0, timed_requests=0)
+
+
+def test_rest_stay_counters_give_the_handling_of_rest_points_only():
+    rest = """inferbench_rest_requests_total 50.0
+inferbench_rest_stay_seconds_total 0.5
+inferbench_rest_receive_seconds_total 0.05
+"""
+    later = (METRICS_TEXT.replace("} 40.0", "} 90.0").replace("0.008", "0.108")
+             .replace('version="None"} 0.2', 'version="None"} 0.4'))
+    before = mls.parse_metrics(METRICS_TEXT, MODEL)
+    after = mls.parse_metrics(later + rest, MODEL)
+    assert after.timed_requests == 50 and after.total_ns == 500_000_000
+    split = split_ms(before, after)
+    # 50 more requests, all over REST: 10 ms in the server each, of it 4 ms in the data
+    # plane (2 inferring); 1 ms each waiting for the body.
+    assert split["server_requests"] == 50
+    assert split["server_handling_ms"] == pytest.approx(10.0 - 4.0)
+    assert split["server_receive_ms"] == pytest.approx(1.0)
+    # Some of the point's requests came over gRPC: no mean stay of the point's requests.
+    grpc = mls.parse_metrics(later + rest.replace("50.0", "30.0"), MODEL)
+    assert "server_handling_ms" not in split_ms(before, grpc)
 
 
 def test_counters_need_every_metric():
@@ -446,7 +472,6 @@ def test_live_server_counts_queue_and_compute_per_client_request(tmp_path, onnx_
     batcher into fewer inferences on two workers: one request counted per client request,
     and per request less inference and less server time than the client waited."""
     from inferbench.backends.process import spawn, stop_group, wait_ready
-    from inferbench.backends.server_stats import split_ms
     from inferbench.load.protocols import Target, get_protocol
 
     path, _, _ = onnx_model
@@ -483,6 +508,9 @@ def test_live_server_counts_queue_and_compute_per_client_request(tmp_path, onnx_
         after = backend.server_stats(base_url, MODEL, metrics_url)
         inferred = _metric_total(metrics_url, f"{mls.COMPUTE_METRIC}_count") - inferred_before
         batches = _metric_total(metrics_url, "parallel_request_queue_count") - batches_before
+        # Over REST alone the start-up's counters time each request's whole stay.
+        rest_latencies = [one("http") for _ in range(8)]
+        rest_split = split_ms(after, backend.server_stats(base_url, MODEL, metrics_url))
     finally:
         stop_group(process.pid, grace_s=20.0)
 
@@ -505,6 +533,13 @@ def test_live_server_counts_queue_and_compute_per_client_request(tmp_path, onnx_
     assert split["server_compute_ms"] / 1e3 < client_mean_s
     # The data plane times each request within the client's round trip.
     assert (split["server_queue_ms"] + split["server_compute_ms"]) / 1e3 < client_mean_s
+    # A span with gRPC requests has no handling time (its REST timing covers only some).
+    assert "server_handling_ms" not in split
+    # The REST span has: the stay around the data plane, within the client's round trip.
+    rest_inside = sum(rest_split[k] for k in ("server_queue_ms", "server_compute_ms",
+                                              "server_handling_ms", "server_receive_ms"))
+    assert rest_split["server_requests"] == 8 and rest_split["server_handling_ms"] > 0
+    assert rest_inside / 1e3 < sum(rest_latencies) / len(rest_latencies)
 
 
 def _metric_total(metrics_url: str, sample: str) -> float:

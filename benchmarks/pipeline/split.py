@@ -5,9 +5,10 @@ One run through the real stages per platform, network and pipeline (generate, co
 measure, collect, analyze; an embedded PostgreSQL in a throwaway home), batch 1, Poisson
 arrivals at one rate, through the emulated link of each named profile
 (inferbench/network/profiles.py) or none; the model is the canonical generator's residual
-CNN on 3 x 128 x 128 (`--model cnn`) or ResNet-50 on 3 x 224 x 224 (`--model resnet50`).
-A pipeline is `none` (requests carry the model's tensors), `client` or `server` (JPEGs of
-640 x 480 decoded and resized there, top-5 labels made there: inferbench/processing/).
+CNN on 3 x 128 x 128 (`--model cnn`), ResNet-50 on 3 x 224 x 224 (`--model resnet50`) or
+BERT-Base on 128 tokens (`--model bert_base`). A pipeline is `none` (requests carry the
+model's tensors), `client` or `server` (JPEGs of 640 x 480 decoded and resized there, or
+texts tokenised there; top-5 labels made there: inferbench/processing/).
 Prints a Markdown table of the mean latency and its parts (analysis/server_split.py), the
 share the measured parts explain, the p99 and the run's time; draws the stacked bars to
 benchmarks/pipeline/<--figure>. The load average is printed before and after.
@@ -33,6 +34,7 @@ from stage_runs import load_average, run_through_stages, throwaway_home  # noqa:
 
 from analysis import plots  # noqa: E402
 from analysis.server_split import PARTS, latency_split  # noqa: E402
+from inferbench.backends import get_backend  # noqa: E402
 from inferbench.perfdb import schema  # noqa: E402
 
 MODELS = {
@@ -40,6 +42,8 @@ MODELS = {
             {"family": "cnn", "depth": 2, "width": 16, "input_shape": [3, 128, 128], "seed": 0}),
     "resnet50": ("ResNet-50 on 3x224x224 float32",
                  {"architecture": "resnet50", "input_shape": [3, 224, 224], "seed": 0}),
+    "bert_base": ("BERT-Base on 128 tokens (int64 ids and attention mask)",
+                  {"architecture": "bert_base", "input_shape": [128], "seed": 0}),
 }
 
 
@@ -48,7 +52,8 @@ def spec_for(model: str, platform: str, network: str, pipeline: str, rate_rps: f
     spec = {
         "name": f"split-{model}-{platform}-{network}-{pipeline}",
         "model": MODELS[model][1],
-        "formats": ["onnx", "torchscript"] if platform == "torchscript" else ["onnx"],
+        # ONNX (the export every platform's conversion starts from) and the platform's own
+        "formats": sorted({"onnx", get_backend(platform).model_format.value}),
         "platforms": [platform], "batch_sizes": [1],
         "workload": {"arrival": "poisson", "rate_rps": rate_rps, "seed": 1},
         "warmup_s": 3.0, "min_duration_s": 20.0, "min_requests": requests,

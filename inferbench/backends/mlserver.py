@@ -21,7 +21,10 @@ but not the inference apart from the wait, so the runtime times ONNX Runtime's `
 itself and counts it per client request in a custom metric on the metrics port, beside
 MLServer's. `server_stats` reads both from /metrics: compute is the inference time, queue
 the rest of the data plane's time (the adaptive batcher's wait, the hand-over to a worker
-process and back, the worker's queue, decoding and encoding the tensors).
+process and back, the worker's queue, decoding and encoding the tensors). MLServer is
+started through inferbench/servers/mlserver_start.py, which times each REST request's whole
+stay in the server (its REST layer too: routing, parsing the JSON, encoding the answer) in
+counters on the same port; the stay less queue and compute is the server's handling.
 """
 
 from __future__ import annotations
@@ -64,6 +67,14 @@ COMPUTE_METRIC = "inferbench_request_compute_seconds"
 # MLServer's data plane metrics (mlserver/handlers/dataplane.py), labelled model / version.
 SUCCESS_METRIC = "model_infer_request_success_total"
 DURATION_METRIC = "model_infer_request_duration"
+# The start-up that times each REST request's stay (inferbench/servers/mlserver_start.py),
+# and the timer it imports, as they are named in the repository.
+START_FILES = {"mlserver_start.py": "inferbench_mlserver_start.py",
+               "stay_timer.py": "inferbench_stay_timer.py"}
+# Its counters (mlserver_start.py; counters get `_total` in the exposition).
+REST_REQUESTS_METRIC = "inferbench_rest_requests_total"
+REST_STAY_METRIC = "inferbench_rest_stay_seconds_total"
+REST_RECEIVE_METRIC = "inferbench_rest_receive_seconds_total"
 
 
 def repository(ctx: ServeContext) -> Path:
@@ -179,10 +190,14 @@ class MLServerBackend(Backend):
             json.dumps(model_settings(ctx, onnx_path), indent=2) + "\n")
         (model_dir / f"{RUNTIME_MODULE}.py").write_text(
             files("inferbench.servers").joinpath("mlserver_runtime.py").read_text())
+        for ours, theirs in START_FILES.items():
+            (repo / theirs).write_text(files("inferbench.servers").joinpath(ours).read_text())
 
     def launch_plan(self, ctx: ServeContext) -> LaunchPlan:
-        return LaunchPlan(argv=[str(sidevenv.bin_dir(side_env(ctx.device)) / "mlserver"), "start",
-                                str(repository(ctx))],
+        # MLServer's own command, through the start-up that times its REST layer.
+        return LaunchPlan(argv=[str(sidevenv.python(side_env(ctx.device))),
+                                str(repository(ctx) / START_FILES["mlserver_start.py"]),
+                                "start", str(repository(ctx))],
                           env=_server_env(), ready_path=self.ready_path(ctx),
                           cwd=repository(ctx))
 
@@ -216,6 +231,10 @@ class MLServerBackend(Backend):
           requests other than inferring them. The Summary is observed as each request
           leaves the data plane, like the success counter, and covers the same requests
           but for failed ones, whose time it also holds and which so count as queue.
+
+        - total and receive, over the REST requests (timed_requests): the counters of
+          mlserver_start.py, each request's stay from its head parsed to its answer
+          written less its waits for its body's bytes, and those waits.
 
         Both front ends, REST and gRPC, go through the data plane. The main process and
         the worker processes (parallel_workers >= 1, which instance_count always gives)
@@ -256,8 +275,24 @@ def parse_metrics(text: str, model_name: str) -> ServerStats | None:
         return None
     compute_s = totals[f"{COMPUTE_METRIC}_sum"]
     queue_s = max(totals[f"{DURATION_METRIC}_sum"] - compute_s, 0.0)
+    rest = _unlabelled(text, (REST_REQUESTS_METRIC, REST_STAY_METRIC, REST_RECEIVE_METRIC))
     return ServerStats(requests=int(totals[SUCCESS_METRIC]), queue_ns=round(queue_s * 1e9),
-                       compute_ns=round(compute_s * 1e9))
+                       compute_ns=round(compute_s * 1e9),
+                       total_ns=round(rest[REST_STAY_METRIC] * 1e9),
+                       receive_ns=round(rest[REST_RECEIVE_METRIC] * 1e9),
+                       # only the REST requests: a point over gRPC gets no handling time
+                       timed_requests=int(rest[REST_REQUESTS_METRIC]))
+
+
+def _unlabelled(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Each named sample's value, summed over its lines (0 where absent: before the
+    first REST request, or a server started without the timing start-up)."""
+    totals = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is not None and match.group(1) in totals:
+            totals[match.group(1)] += float(match.group(3))
+    return totals
 
 
 def _require_cuda_provider(env: str, device: str) -> None:

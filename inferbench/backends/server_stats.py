@@ -37,7 +37,12 @@ class ServerStats:
     # the FastAPI server's handler time): queue, compute, processing and the protocol
     # handling around them; None: the platform does not say.
     total_ns: int | None = None
-
+    # Where the server times it (the FastAPI server): the requests' total wait for their
+    # bodies' bytes after their heads, i.e. their transmission's tail, kept out of total_ns.
+    receive_ns: int | None = None
+    # Where the two above cover only some of the requests (MLServer times its REST
+    # requests, not its gRPC ones): how many they cover; None: all of them.
+    timed_requests: int | None = None
 
 
 COMPUTE_PARTS = ("compute_input", "compute_infer", "compute_output")
@@ -58,6 +63,8 @@ def parse_model_stats(payload: Mapping[str, Any]) -> ServerStats:
     optional = {k: int(stats[k]) for k in ("preprocess_ns", "postprocess_ns") if k in stats}
     if "success_ns" in stats:
         optional["total_ns"] = int(stats["success_ns"])
+    if "receive_ns" in stats:
+        optional["receive_ns"] = int(stats["receive_ns"])
     return ServerStats(requests=int(stats["request_count"]), queue_ns=int(stats["queue_ns"]),
                        compute_ns=int(stats["compute_ns"]), **optional)
 
@@ -104,8 +111,15 @@ def split_ms(before: ServerStats | None, after: ServerStats | None) -> dict[str,
     for part in ("preprocess", "postprocess"):  # only from a server that does them
         if getattr(after, f"{part}_ns") is not None:
             split[f"server_{part}_ms"] = mean_ms(f"{part}_ns")
+    timed = (n if after.timed_requests is None or before.timed_requests is None
+             else after.timed_requests - before.timed_requests)
+    if timed != n:  # some requests were not timed (gRPC to MLServer): no mean of their stay
+        return split
     total = mean_ms("total_ns")
     if total is not None:  # what the server spent outside its queue, model and pipeline
         inside = sum(v for k, v in split.items() if k.endswith("_ms") and v is not None)
         split["server_handling_ms"] = max(0.0, total - inside)
+    receive = mean_ms("receive_ns")
+    if receive is not None:
+        split["server_receive_ms"] = receive
     return split

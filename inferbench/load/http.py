@@ -95,7 +95,15 @@ class ResponseReader:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection carrying one request at a time."""
+    """One keep-alive connection carrying one request at a time.
+
+    A server may close an idle keep-alive connection (uvicorn after 5 s) just as a request
+    is written to it; over a link with tens of ms of delay that race is often lost. As HTTP
+    clients do (RFC 9112, 9.3.1: a client may retry an idempotent request on a connection
+    closed before any answer), a request that got no byte of its answer on a connection
+    that had already carried one is sent once more on a new connection; its latency still
+    counts from its scheduled send, the lost attempt included. Only an orderly close (the
+    server's FIN) is taken for that race; a reset is a failure."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
@@ -104,12 +112,15 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.first_byte_ns = -1
         self.reader = ResponseReader(self._response)
+        self.answered = 0  # responses this connection carried
+        self.raw = b""     # the request in flight, kept for its one resend
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
 
-    def send(self, raw: bytes) -> asyncio.Future:
-        self.future = self.pool.loop.create_future()
+    def send(self, raw: bytes, future: asyncio.Future | None = None) -> asyncio.Future:
+        self.future = future if future is not None else self.pool.loop.create_future()
+        self.raw = raw
         assert self.transport is not None
         self.transport.write(raw)
         return self.future
@@ -131,6 +142,7 @@ class Connection(asyncio.Protocol):
         first = self.first_byte_ns if self.first_byte_ns >= 0 else now
         response = Response(status, first, now, size)
         future, self.future, self.first_byte_ns = self.future, None, -1
+        self.answered += 1
         if future is None:
             # A response nobody asked for (a server answering twice): the connection's
             # framing can no longer be trusted. Released again, it would sit in the pool
@@ -148,7 +160,10 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self.future is not None and not self.future.done():
-            if self.reader.ends_at_close():
+            if (exc is None and self.answered and self.reader.received == 0
+                    and not self.pool.closing):
+                self.pool.resend(self.raw, self.future)  # a stale keep-alive connection
+            elif self.reader.ends_at_close():
                 self.future.set_result(Response(self.reader.status,
                                                 self.first_byte_ns, self.pool.clock(),
                                                 self.reader.received))
@@ -187,6 +202,8 @@ class ConnectionPool:
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
         self.opening = 0  # connections being opened, not yet in `all`
+        self.resent = 0   # requests sent again after a stale connection closed (Connection)
+        self._resends: set[asyncio.Task] = set()
         self.closing = False
         self._spare: asyncio.Task | None = None
 
@@ -248,6 +265,26 @@ class ConnectionPool:
                 self.idle.append(conn)
 
         self._spare = self.loop.create_task(open_one())
+
+    def resend(self, raw: bytes, future: asyncio.Future) -> None:
+        """Send `raw` again on a new connection, its answer (or failure) to `future`."""
+        self.resent += 1
+
+        async def send_again() -> None:
+            try:
+                conn = await self._open()
+            except OSError as exc:
+                if not future.done():
+                    future.set_exception(ConnectionError(f"resend failed: {exc}"))
+                return
+            if future.done():  # timed out meanwhile: the connection is a spare
+                self.release(conn)
+            else:
+                conn.send(raw, future)
+
+        task = self.loop.create_task(send_again())
+        self._resends.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._resends.discard)
 
     def release(self, conn: Connection) -> None:
         if not conn.closed:

@@ -133,6 +133,13 @@ points = Table(
     # server's handler): the mean time outside its queue, model and processing (migration
     # i22_pipeline); NULL where it does not say.
     Column("server_handling_ms", Float),
+    # The request's time on the wire and in the client, inside its latency (migration
+    # i23_request_timing): the server's wait for a request's body after its head (where it
+    # times it), the client's time from the scheduled send to the bytes written, and from
+    # the answer's first byte to its last.
+    Column("server_receive_ms", Float),
+    Column("client_send_ms", Float),
+    Column("client_receive_ms", Float),
     # The family's predicted latency at the point's offered rate (migration
     # i15_family_predictions; see `family_predictions`): NULL without a prediction, for a
     # rate that is not Poisson, or beyond the predicted capacity.

@@ -14,10 +14,8 @@ Run: python -m inferbench.servers.fastapi_server --runtime onnxruntime --model-p
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from types import SimpleNamespace
 
 import numpy as np
 import uvicorn
@@ -31,6 +29,7 @@ from inferbench.models.signature import TensorSpec
 from inferbench.processing.serving import ServerPipeline
 from inferbench.servers.batcher import DynamicBatcher
 from inferbench.servers.runtimes import load_instances
+from inferbench.servers.stay_timer import StayCounters, StayTimer
 
 
 def build_app(model_path: str, model_name: str, threads: int = 1,
@@ -45,7 +44,7 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
     input_names = [name for name, _, _ in first.inputs]
     output_names = first.output_names
     pipeline = ServerPipeline.from_args(preprocess, postprocess, input_names)
-    handled = SimpleNamespace(requests=0, ns=0)  # answered requests, their handler time
+    stays = StayCounters()
     batcher = DynamicBatcher(
         [inst.run for inst in instances],
         dynamic_batching=server.dynamic_batching, max_batch_size=max_batch_size,
@@ -59,6 +58,8 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
 
     app = FastAPI(title=f"InferBench {first.platform} server", docs_url=None, redoc_url=None,
                   lifespan=lifespan)
+
+    app.add_middleware(StayTimer, record=stays.add)
 
     @app.get("/v2/health/live")
     @app.get("/v2/health/ready")
@@ -96,17 +97,18 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
             # Only where the server pre- / post-processes (processing/serving.py).
             **({"preprocess_ns": p.preprocess_ns} if pipeline.preprocesses else {}),
             **({"postprocess_ns": p.postprocess_ns} if pipeline.top_k else {}),
-            # Every answered request's time in the handler, from its body in hand to its
-            # answer encoded: the queue and compute above, and the decoding, the pipeline
-            # and the encoding around them (as Triton's `success.ns`).
-            "success_count": handled.requests, "success_ns": handled.ns}]})
+            # Every answered request's stay, from its head parsed to its answer written,
+            # less the waits for its body's bytes (stay_timer.py): the queue and compute
+            # above, and the routing, decoding, pipeline and encoding around them (as
+            # Triton's `success.ns`); and those waits, apart.
+            "success_count": stays.requests, "success_ns": stays.stay_ns,
+            "receive_ns": stays.receive_ns}]})
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> Response:
         if name != model_name:
             return JSONResponse({"error": f"unknown model {name!r}"}, status_code=404)
         body = await request.body()
-        started_ns = time.perf_counter_ns()
         try:
             tensors, header = v2protocol.decode_request(
                 body, request.headers.get(v2protocol.HEADER_LENGTH))
@@ -124,8 +126,6 @@ def build_app(model_path: str, model_name: str, threads: int = 1,
             {n: np.asarray(r) for n, r in zip(output_names, results, strict=True)})
         payload, headers = v2protocol.encode_response(model_name, outputs, binary,
                                                       header.get("id"))
-        handled.requests += 1
-        handled.ns += time.perf_counter_ns() - started_ns
         return Response(content=payload, headers=headers)
 
     return app

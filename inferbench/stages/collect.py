@@ -69,8 +69,11 @@ def run(ctx: StageContext, platform: str, config: int | None = None) -> CollectR
             "requests": sum(r["requests"] for r in results)}
 
 
+# Only from a server that times each request's stay (server_stats.split_ms).
+SERVER_STAY_KEYS = ("server_handling_ms", "server_receive_ms")
 SERVER_SPLIT_KEYS = ("server_requests", "server_queue_ms", "server_compute_ms",
-                     "server_handling_ms")
+                     *SERVER_STAY_KEYS)
+CLIENT_TIMING_KEYS = ("client_send_ms", "client_receive_ms")
 TRANSMIT_KEYS = ("transmit_up_ms", "transmit_down_ms", "link_wait_ms")
 PROCESSING_KEYS = ("client_preprocess_ms", "client_postprocess_ms", "server_preprocess_ms",
                    "server_postprocess_ms")
@@ -127,6 +130,8 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
                        # absent on the loopback (no emulated link): NULL
                        **{k: p.get(k) for k in TRANSMIT_KEYS},
+                       # absent from a load.json of before the client timed them: NULL
+                       **{k: p.get(k) for k in CLIENT_TIMING_KEYS},
                        # absent without a pipeline: NULL
                        **{k: p.get(k) for k in PROCESSING_KEYS},
                        # absent before predictions (or with prediction off): NULL

@@ -202,6 +202,11 @@ class LoadPoint(TypedDict):
     server_compute_ms: NotRequired[float | None]
     # where the server times each request's whole stay: the rest of it (server_stats.py)
     server_handling_ms: NotRequired[float | None]
+    # where the server times it: the mean wait for a request's body after its head
+    server_receive_ms: NotRequired[float | None]
+    # the client's own time inside the latency (analysis.summary.client_timing_ms)
+    client_send_ms: NotRequired[float | None]
+    client_receive_ms: NotRequired[float | None]
     # Through an emulated link (spec.network): the mean transmit time each way of the
     # point's ok requests (network.profiles.transmit_means_ms); absent on the loopback.
     transmit_up_ms: NotRequired[float | None]

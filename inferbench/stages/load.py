@@ -26,7 +26,7 @@ from typing import NamedTuple, TypedDict
 
 import numpy as np
 
-from analysis.summary import PointSummary
+from analysis.summary import PointSummary, client_timing_ms
 from analysis.verdict import VALID
 from inferbench import user_files
 from inferbench.backends import get_backend
@@ -357,6 +357,7 @@ def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpo
                 if extras is not None:  # each request's length or client time, by payload
                     arrays.update(extras.per_request(arrays["payload"]))
                     point.update(client_means_ms(arrays))
+                point.update(client_timing_ms(arrays))
                 save_point_records(files.point_records(index), arrays)
                 if link is not None:
                     point.update(transmit_means_ms(link.profile, arrays))

@@ -198,3 +198,47 @@ def test_the_pool_keeps_a_spare_connection_open():
             await server.wait_closed()
 
     assert asyncio.run(scenario()) == [(2, 1), (3, 1, False), (4, 1), [200, 200]]
+
+
+def test_a_request_lost_to_a_closing_keep_alive_connection_is_sent_once_more():
+    """The server closes its side (as at its keep-alive timeout) when the second request on
+    a connection arrives: that request goes again on a new connection, and is answered. A
+    first request on a fresh connection closed the same way is a failure, not resent."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    answers = {"per connection": 1}  # then it closes instead of answering
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if answered == answers["per connection"]:
+                writer.close()
+                return
+            answered += 1
+            writer.write(ok)
+            await writer.drain()
+
+    async def scenario() -> tuple:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        pool = ConnectionPool("127.0.0.1", server.sockets[0].getsockname()[1],
+                              time.monotonic_ns)
+        try:
+            conn = await pool.acquire()  # connection 0; connection 1 is the spare
+            first = await asyncio.wait_for(conn.send(b"GET / HTTP/1.1\r\n\r\n"), 5)
+            again = await asyncio.wait_for(conn.send(b"GET / HTTP/1.1\r\n\r\n"), 5)
+            resent = pool.resent
+            answers["per connection"] = 0
+            pool.idle.clear()
+            fresh = await pool.acquire()
+            with pytest.raises(ConnectionError):
+                await asyncio.wait_for(fresh.send(b"GET / HTTP/1.1\r\n\r\n"), 5)
+            return first.status, again.status, resent, pool.resent
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(scenario()) == (200, 200, 1, 1)
