@@ -20,10 +20,9 @@ from __future__ import annotations
 import sys
 
 import mlserver.rest.server
+from inferbench_stay_timer import StayTimer
 from mlserver.cli import main
 from prometheus_client import Counter
-
-from inferbench_stay_timer import StayTimer
 
 REQUESTS_METRIC = "inferbench_rest_requests"
 STAY_METRIC = "inferbench_rest_stay_seconds"
