@@ -200,6 +200,18 @@ def test_a_link_aimed_elsewhere_refuses_another_url(echo):
         assert link.describe()["relay_own_rtt_ms"] >= 0
 
 
+def test_a_link_says_where_the_relays_own_costs_make_it_rough():
+    """The relay's own round trip (measured at its start) against the profile's, and a
+    bandwidth near the relay's copy rate: the LAN is rough, a 4G link is not."""
+    lan = LinkProcess(PROFILES["lan"], ("127.0.0.1", 1))
+    lan.own_rtt_ms = 0.12  # what the relay measured of itself, as LinkProcess reads it
+    note = lan.describe()["emulation_note"]
+    assert "60% of the profile's 0.2 ms" in note and "940 Mbit/s" in note
+    four_g = LinkProcess(PROFILES["4g"], ("127.0.0.1", 1))
+    four_g.own_rtt_ms = 0.2
+    assert four_g.describe()["emulation_note"] is None
+
+
 # --- a whole run through a link: real PostgreSQL, a real server ---
 
 @pytest.mark.integration

@@ -46,6 +46,13 @@ CHUNK_BYTES = 256 * 1024
 # alone oversleeps by 50-100 us, which is a whole LAN profile's delay.
 SPIN_S = 0.0002
 CALIBRATION_DELAY_MS = 2.0
+# Where the relay's own round trip (measured at its start, taken off its delay lines) is
+# this share of the profile's or more, its variation from start to start (tens of
+# microseconds on a busy host) is a large error on the profile's round trip: the result
+# says the link is emulated only roughly. Likewise for a bandwidth this high, which the
+# relay's copying in Python approaches on a small host.
+ROUGH_RTT_SHARE = 0.25
+ROUGH_MBPS = 500.0
 
 
 @dataclass
@@ -338,7 +345,26 @@ class LinkProcess:
 
     def describe(self) -> dict:
         """What a result records of the link it was measured through."""
-        return {**self.profile.as_dict(), "relay_own_rtt_ms": self.own_rtt_ms}
+        return {**self.profile.as_dict(), "relay_own_rtt_ms": self.own_rtt_ms,
+                "emulation_note": self.emulation_note()}
+
+    def emulation_note(self) -> str | None:
+        """Why this link's figures are only roughly emulated here; None where the relay's
+        own costs are small beside them."""
+        rough = []
+        if self.own_rtt_ms is not None and (self.own_rtt_ms
+                                            >= ROUGH_RTT_SHARE * self.profile.rtt_ms):
+            rough.append(f"the relay's own round trip ({self.own_rtt_ms:.3f} ms, which "
+                         "varies by tens of microseconds from start to start) is "
+                         f"{self.own_rtt_ms / self.profile.rtt_ms:.0%} of the profile's "
+                         f"{self.profile.rtt_ms:g} ms")
+        fastest = max(self.profile.bandwidth_mbps, self.profile.uplink_mbps)
+        if fastest >= ROUGH_MBPS:
+            rough.append(f"{fastest:g} Mbit/s approaches the relay's own copy rate")
+        if not rough:
+            return None
+        return ("emulated roughly: " + "; ".join(rough)
+                + " (measure it: benchmarks/network/calibrate.py)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -308,7 +308,9 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
             summary["network"] = link.describe()
             print(f"through the emulated link {link_profile.name!r}: round trip "
                   f"{link_profile.rtt_ms:g} ms, {link_profile.uplink_mbps:g} Mbit/s up, "
-                  f"{link_profile.bandwidth_mbps:g} Mbit/s down", flush=True)
+                  f"{link_profile.bandwidth_mbps:g} Mbit/s down"
+                  + (f"; {summary['network']['emulation_note']}"
+                     if summary["network"]["emulation_note"] else ""), flush=True)
         return _drive_families(ctx, resolved, endpoint, summary, samples, rule, backend,
                                protocol, target, link)
 
