@@ -94,3 +94,32 @@ def run_stages_for(run_id: str, spec: dict, platform: str) -> dict:
         STAGES["collect"](ctx, platform)
         STAGES["stop"](ctx, platform)
     return STAGES["analyze"](ctx)
+
+
+# --- the docker tier's daemon and stage image, shared by its test files ---
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker daemon (scripts/start-docker.sh installs and starts one, docker-compose
+    too), or the test is skipped saying why."""
+    import subprocess
+
+    from inferbench import containers
+
+    started = subprocess.run(["bash", str(ROOT / "scripts" / "start-docker.sh")],
+                             capture_output=True, text=True, timeout=600)
+    if started.returncode != 0:
+        pytest.skip(f"no Docker daemon can be started here: {started.stderr[-500:]}")
+    return containers.client()
+
+
+@pytest.fixture(scope="session")
+def stage_image(docker_client) -> str:
+    """Built once per session; the classic builder's layer cache makes a rebuild quick."""
+    import subprocess
+
+    built = subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")],
+                           env={**os.environ, "SKIP_AIRFLOW_IMAGE": "1"},
+                           capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout + built.stderr[-3000:]
+    return "inferbench/stage:cpu"

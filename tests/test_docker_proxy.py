@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from test_docker_runtime import docker_client, stage_image  # noqa: F401
 
 from inferbench import containers
 from inferbench.docker_policy import Refused, StagePolicy

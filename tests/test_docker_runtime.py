@@ -25,25 +25,6 @@ from inferbench.pipeline import DB_ENV, SPEC_ENV
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-@pytest.fixture(scope="session")
-def docker_client():
-    started = subprocess.run(["bash", str(ROOT / "scripts" / "start-docker.sh")],
-                             capture_output=True, text=True, timeout=600)
-    if started.returncode != 0:
-        pytest.skip(f"no Docker daemon can be started here: {started.stderr[-500:]}")
-    return containers.client()
-
-
-@pytest.fixture(scope="session")
-def stage_image(docker_client) -> str:
-    """Built once per session; the classic builder's layer cache makes a rebuild quick."""
-    built = subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")],
-                           env={**os.environ, "SKIP_AIRFLOW_IMAGE": "1"},
-                           capture_output=True, text=True, timeout=1800)
-    assert built.returncode == 0, built.stdout + built.stderr[-3000:]
-    return "inferbench/stage:cpu"
-
-
 def _stage_operator(**kwargs):
     from operators.stage import StageOperator
 
