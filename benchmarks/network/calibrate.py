@@ -29,7 +29,7 @@ from inferbench.network.link import LinkProcess, ping_ms
 from inferbench.network.profiles import PROFILES, LinkProfile
 
 
-def _serve(port_out) -> None:
+def serve_echo(port_out) -> None:
     """The echo server: "b <n>\\n" -> n bytes; "u <n>\\n" + n bytes -> one byte; else echo."""
     server = socket.create_server(("127.0.0.1", 0))
     port_out.send(server.getsockname()[1])
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--transfer-s", type=float, default=2.0)
     args = parser.parse_args()
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server = multiprocessing.Process(target=serve_echo, args=(send,), daemon=True)
     server.start()
     port = receive.recv()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

@@ -19,7 +19,7 @@ import os
 import statistics
 import sys
 
-from calibrate import _serve
+from calibrate import serve_echo
 
 from inferbench.network.link import Link, ping_ms
 from inferbench.network.profiles import LinkProfile
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ours, theirs = multiprocessing.Pipe()
-    multiprocessing.Process(target=_serve, args=(theirs,), daemon=True).start()
+    multiprocessing.Process(target=serve_echo, args=(theirs,), daemon=True).start()
     port = ours.recv()
     straight = statistics.median(ping_ms(port, args.pings, warmup=5))
     print(f"round trip straight to the echo: {straight:.3f} ms (median of {args.pings})\n")

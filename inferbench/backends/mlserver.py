@@ -257,9 +257,12 @@ def parse_metrics(text: str, model_name: str) -> ServerStats | None:
     `server_stats`, summed over the model's versions); None while one of them is missing
     (MLServer's appear at the first request, the runtime's once the model is loaded).
     Raises ValueError on a sample whose value is not a number."""
-    # The data plane labels its metrics `model`, the custom metrics API `model_name`.
+    # The data plane labels its metrics `model`, the custom metrics API `model_name`; the
+    # REST start-up's counters are the server's, unlabelled (0 before the first REST
+    # request, or on a server started without them), and never required.
     wanted = {SUCCESS_METRIC: "model", f"{DURATION_METRIC}_sum": "model",
-              f"{COMPUTE_METRIC}_sum": "model_name"}
+              f"{COMPUTE_METRIC}_sum": "model_name", REST_REQUESTS_METRIC: None,
+              REST_STAY_METRIC: None, REST_RECEIVE_METRIC: None}
     totals = dict.fromkeys(wanted, 0.0)
     seen = set()
     for line in text.splitlines():
@@ -267,32 +270,21 @@ def parse_metrics(text: str, model_name: str) -> ServerStats | None:
         if match is None or match.group(1) not in wanted:
             continue
         name, labels, value = match.groups()
-        if dict(_LABEL.findall(labels or "")).get(wanted[name]) != model_name:
+        label = wanted[name]
+        if label is not None and dict(_LABEL.findall(labels or "")).get(label) != model_name:
             continue
         totals[name] += float(value)
         seen.add(name)
-    if len(seen) < len(wanted):
+    if any(name not in seen for name, label in wanted.items() if label is not None):
         return None
     compute_s = totals[f"{COMPUTE_METRIC}_sum"]
     queue_s = max(totals[f"{DURATION_METRIC}_sum"] - compute_s, 0.0)
-    rest = _unlabelled(text, (REST_REQUESTS_METRIC, REST_STAY_METRIC, REST_RECEIVE_METRIC))
     return ServerStats(requests=int(totals[SUCCESS_METRIC]), queue_ns=round(queue_s * 1e9),
                        compute_ns=round(compute_s * 1e9),
-                       total_ns=round(rest[REST_STAY_METRIC] * 1e9),
-                       receive_ns=round(rest[REST_RECEIVE_METRIC] * 1e9),
+                       total_ns=round(totals[REST_STAY_METRIC] * 1e9),
+                       receive_ns=round(totals[REST_RECEIVE_METRIC] * 1e9),
                        # only the REST requests: a point over gRPC gets no handling time
-                       timed_requests=int(rest[REST_REQUESTS_METRIC]))
-
-
-def _unlabelled(text: str, names: tuple[str, ...]) -> dict[str, float]:
-    """Each named sample's value, summed over its lines (0 where absent: before the
-    first REST request, or a server started without the timing start-up)."""
-    totals = dict.fromkeys(names, 0.0)
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match is not None and match.group(1) in totals:
-            totals[match.group(1)] += float(match.group(3))
-    return totals
+                       timed_requests=int(totals[REST_REQUESTS_METRIC]))
 
 
 def _require_cuda_provider(env: str, device: str) -> None:

@@ -34,10 +34,10 @@ class ServerStats:
     preprocess_ns: int | None = None
     postprocess_ns: int | None = None
     # The requests' whole time inside the server where it says so (Triton's success.ns,
-    # the FastAPI server's handler time): queue, compute, processing and the protocol
-    # handling around them; None: the platform does not say.
+    # the FastAPI server's and MLServer's REST stay, servers/stay_timer.py): queue, compute,
+    # processing and the protocol handling around them; None: the platform does not say.
     total_ns: int | None = None
-    # Where the server times it (the FastAPI server): the requests' total wait for their
+    # Where the server times it (stay_timer.py): the requests' total wait for their
     # bodies' bytes after their heads, i.e. their transmission's tail, kept out of total_ns.
     receive_ns: int | None = None
     # Where the two above cover only some of the requests (MLServer times its REST

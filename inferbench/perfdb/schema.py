@@ -129,8 +129,9 @@ points = Table(
     Column("client_postprocess_ms", Float),
     Column("server_preprocess_ms", Float),
     Column("server_postprocess_ms", Float),
-    # Where the server times each request's whole stay (Triton's success.ns, the FastAPI
-    # server's handler): the mean time outside its queue, model and processing (migration
+    # Where the server times each request's whole stay (Triton's success.ns; the FastAPI
+    # server and MLServer from its head parsed to its answer written, less the body's
+    # waits): the mean time outside its queue, model and processing (migration
     # i22_pipeline); NULL where it does not say.
     Column("server_handling_ms", Float),
     # The request's time on the wire and in the client, inside its latency (migration

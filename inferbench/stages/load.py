@@ -306,11 +306,11 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
                 LinkProcess(link_profile, host_port(target.url), seed=spec.workload.seed))
             target = dataclasses.replace(target, url=link.url_for(target.url))
             summary["network"] = link.describe()
+            note = summary["network"]["emulation_note"]
             print(f"through the emulated link {link_profile.name!r}: round trip "
                   f"{link_profile.rtt_ms:g} ms, {link_profile.uplink_mbps:g} Mbit/s up, "
-                  f"{link_profile.bandwidth_mbps:g} Mbit/s down"
-                  + (f"; {summary['network']['emulation_note']}"
-                     if summary["network"]["emulation_note"] else ""), flush=True)
+                  f"{link_profile.bandwidth_mbps:g} Mbit/s down" + (f"; {note}" if note else ""),
+                  flush=True)
         return _drive_families(ctx, resolved, endpoint, summary, samples, rule, backend,
                                protocol, target, link)
 
