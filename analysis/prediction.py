@@ -21,6 +21,24 @@ From those levels (`Level`), `fit` derives the service model:
 - D_k = L_k - O for k < c: interference, when the service slows as more requests run at
   once (the state-dependent service rates mu_1..mu_c of the paper).
 - Cs^2: the squared coefficient of variation of the service at level c.
+- The idle-arrival law (level 0, optional): the latency of the requests of a light
+  open-loop Poisson probe that arrived with nothing in flight. A closed loop never leaves
+  the server idle; Poisson arrivals do, and one that finds the server idle pays for waking
+  its threads (and the client's), which no closed-loop level measures. An arrival that
+  finds the system empty (probability P_0 of the chain below, PASTA) takes this law instead
+  of level 1's. The wake-up is treated as latency, not as work that delays the requests
+  behind it: at light load few arrive during it, at heavy load P_0 is small.
+- The open-loop factor f (level -1, optional): the mean latency of a second open-loop
+  Poisson probe, at half the closed-loop capacity. Requests sent one by one on a timer cost
+  the host more than a closed loop's (each wakes the client and the server on its own),
+  and where client and server share CPUs the server then serves slower than the closed
+  loop measured. f scales every D_k so that the model, replayed on the probe's own
+  arrival times (analysis/sample_path.py: a few seconds of Poisson arrivals are themselves
+  a lucky or unlucky sample), gives the probe's mean (a bisection; the mean grows with f);
+  the capacity becomes c / (f D_c). Only where the measured latencies depart from the
+  replayed ones by more than their own error (OPEN_LOOP_Z standard errors of the batch
+  means of the differences): near capacity a wrong f costs far more than the closed
+  loop's precise D_c; else f = 1.
 
 `Prediction.at(rate)` then gives the mean and a percentile of the response time:
 - the queue's waiting time is M/D/c's (analysis/queueing.py: exact, or Cosmetatos' closed
@@ -30,9 +48,11 @@ From those levels (`Level`), `fit` derives the service model:
 - interference scales it by the birth-death chain with the state-dependent rates, against
   the same chain with every rate at D_c (1 when the D_k agree);
 - the mean is O + the service the arrival meets (D_{n+1} when it finds n < c requests in
-  the system, D_c otherwise, weighted by the chain's probabilities) + E[Wq];
+  the system, D_c otherwise, weighted by the chain's probabilities) + E[Wq]; with an
+  idle-arrival law, the n = 0 term is that law's mean instead of O + D_1;
 - percentiles: the M/D/c waiting-time law (exact, on a grid), scaled to that E[Wq], plus a
-  latency drawn from the profiled level the arrival joins (its measured spread), combined
+  latency drawn from the profiled level the arrival joins (its measured spread; the
+  idle-arrival law when it finds the system empty and there is one), combined
   over a fixed set of draws so the curve moves smoothly with the rate.
 
 A service that is not a queue of independent requests is not predicted: with dynamic
@@ -44,7 +64,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -55,9 +75,10 @@ from analysis.queueing import (
     mdc_wait_grid,
     mmc_mean_wait_ms,
 )
+from analysis.sample_path import replayed_latencies_ms
 
-__all__ = ["APPROXIMATIONS", "CurvePoint", "Level", "Prediction", "ServiceModel", "fit",
-           "predict", "still_scales"]
+__all__ = ["APPROXIMATIONS", "IDLE_LEVEL", "OPEN_LEVEL", "CurvePoint", "Level", "Prediction",
+           "ServiceModel", "calibrate_open_loop", "fit", "predict", "still_scales"]
 
 # Each level's latency law is kept as these percentiles (0, 0.25, ..., 100): enough for a
 # p99.x of the sum and small enough to store with every family.
@@ -78,9 +99,31 @@ _CAPACITY_MAX_RHO = 0.999  # the search's top: a queue at rho -> 1 has no finite
 _CAPACITY_STEPS = 40   # bisection steps for the highest rate within an SLO (2^-40 of range)
 
 
+# The open-loop probes are kept as levels with these in-flight numbers (see the module's
+# text): the idle-arrival law, and the loaded probe that calibrates the open-loop factor.
+IDLE_LEVEL = 0
+OPEN_LEVEL = -1
+# The open-loop factor is searched within these bounds (a probe far outside them says the
+# server is not the queue the closed loop measured: the bound is used, with a caveat).
+_FACTOR_MIN, _FACTOR_MAX = 0.25, 8.0
+# The closed-loop model stands unless the loaded probe's latencies are, on average, this
+# many standard errors away from the model's replayed on its arrivals (two-sided, ~1 %).
+OPEN_LOOP_Z = 2.58
+# ...or by less than this share of their mean (finer than any accuracy asked of the model).
+AGREE_SHARE = 0.01
+# The standard error of a probe's mean comes from this many consecutive batches' means
+# (latencies of a queue are correlated: the spread of single requests would understate it).
+SE_BATCHES = 10
+# A calibrated utilisation this high at the loaded probe says the probe found the capacity.
+_NEAR_CAPACITY_RHO = 0.95
+
+
 @dataclass(frozen=True)
 class Level:
-    """One profiling level: `in_flight` requests always outstanding (closed loop)."""
+    """One profiling level: `in_flight` requests always outstanding (closed loop); level
+    IDLE_LEVEL holds the idle-arrival law of an open-loop probe (`throughput_rps`: the
+    probe's rate; `n`: its arrivals that found nothing in flight), and level OPEN_LEVEL
+    the loaded open-loop probe (`throughput_rps`: its rate; every request)."""
 
     in_flight: int
     throughput_rps: float
@@ -88,16 +131,23 @@ class Level:
     std_ms: float
     n: int
     quantiles_ms: tuple[float, ...]   # at QUANTILE_PCTS
+    mean_se_ms: float | None = None   # the mean's standard error (batch means), if known
+    # The loaded probe only: each request's due time (ms from the first) and latency.
+    arrivals_ms: tuple[float, ...] | None = None
+    latencies_ms: tuple[float, ...] | None = None
 
     @classmethod
     def from_latencies(cls, in_flight: int, latencies_ms: np.ndarray,
                        duration_s: float) -> Level:
+        """`latencies_ms` in the order the requests were due (for the batch means)."""
         lat = np.asarray(latencies_ms, dtype=np.float64)
         if lat.size < 2 or duration_s <= 0:
             raise ValueError(f"level {in_flight}: {lat.size} answered requests in "
                              f"{duration_s:.2f} s are too few to profile")
+        se = batch_means_se(lat)
         return cls(in_flight, lat.size / duration_s, float(lat.mean()), float(lat.std()),
-                   int(lat.size), tuple(float(x) for x in np.percentile(lat, QUANTILE_PCTS)))
+                   int(lat.size), tuple(float(x) for x in np.percentile(lat, QUANTILE_PCTS)),
+                   se)
 
     def percentile_ms(self, pct: float) -> float:
         return float(np.interp(pct, QUANTILE_PCTS, self.quantiles_ms))
@@ -105,14 +155,23 @@ class Level:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; `quantiles_ms` keeps the whole law (the report draws from it)."""
         out = asdict(self)
-        out["quantiles_ms"] = [round(x, 4) for x in self.quantiles_ms]
+        for key in ("quantiles_ms", "arrivals_ms", "latencies_ms"):
+            if out[key] is not None:
+                out[key] = [round(x, 4) for x in out[key]]
         out.update(p50_ms=self.percentile_ms(50), p99_ms=self.percentile_ms(99))
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Level:
+        se = d.get("mean_se_ms")
+
+        def floats(key: str) -> tuple[float, ...] | None:
+            return None if d.get(key) is None else tuple(float(x) for x in d[key])
+
         return cls(int(d["in_flight"]), float(d["throughput_rps"]), float(d["mean_ms"]),
-                   float(d["std_ms"]), int(d["n"]), tuple(float(x) for x in d["quantiles_ms"]))
+                   float(d["std_ms"]), int(d["n"]), floats("quantiles_ms"),
+                   None if se is None else float(se), floats("arrivals_ms"),
+                   floats("latencies_ms"))
 
 
 @dataclass(frozen=True)
@@ -126,6 +185,8 @@ class ServiceModel:
     approximation: str                    # "exact" or "cosmetatos" M/D/c waiting time
     unmodelled: str | None = None         # why no curve is given
     caveats: tuple[str, ...] = ()
+    idle_ms: float | None = None          # mean latency of an arrival at an idle server
+    open_loop_factor: float | None = None  # f: service under open-loop load / closed loop's
 
     @property
     def capacity_rps(self) -> float:
@@ -149,7 +210,12 @@ class ServiceModel:
             base = f"M/G/{c}: Allen-Cunneen, heavy-tailed service (Cs^2 {self.cs2:.2f})"
         if self.interference:
             base += ", state-dependent service (interference)"
-        return base + f", {self.overhead_ms:.2f} ms outside the queue"
+        base += f", {self.overhead_ms:.2f} ms outside the queue"
+        if self.idle_ms is not None:
+            base += f", {self.idle_ms:.2f} ms at an idle server (open-loop probe)"
+        if self.open_loop_factor is not None:
+            base += f", service x{self.open_loop_factor:.2f} under open-loop load"
+        return base
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": None if self.unmodelled else self.name,
@@ -158,7 +224,10 @@ class ServiceModel:
                 "overhead_ms": round(self.overhead_ms, 4), "cs2": round(self.cs2, 4),
                 "capacity_rps": round(self.capacity_rps, 3),
                 "approximation": self.approximation, "unmodelled": self.unmodelled,
-                "caveats": list(self.caveats)}
+                "caveats": list(self.caveats),
+                "idle_ms": None if self.idle_ms is None else round(self.idle_ms, 4),
+                "open_loop_factor": (None if self.open_loop_factor is None
+                                     else round(self.open_loop_factor, 4))}
 
 
 @dataclass(frozen=True)
@@ -186,7 +255,8 @@ def still_scales(levels: Mapping[int, Level], k: int) -> bool:
 
 def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",
         dynamic_batching: bool = False) -> ServiceModel:
-    """The service model of a profile: levels 1..c and c + 1 in flight (c = parallelism)."""
+    """The service model of a profile: levels 1..c and c + 1 in flight (c = parallelism),
+    and the idle-arrival level where the profile has one."""
     if approximation not in APPROXIMATIONS:
         raise ValueError(f"approximation {approximation!r} is not one of {APPROXIMATIONS}")
     by_k = {lv.in_flight: lv for lv in levels}
@@ -222,8 +292,9 @@ def fit(levels: Iterable[Level], parallelism: int, *, approximation: str = "exac
                        f"saturated, so its capacity ({c} / D) is a lower bound")
     if cs2 > 1.0:
         caveats.append(f"heavy-tailed service (Cs^2 {cs2:.2f} > 1): the tail is approximate")
+    idle = by_k.get(IDLE_LEVEL)
     return ServiceModel(c, (*service, d_c), overhead, cs2, approximation, unmodelled,
-                        tuple(caveats))
+                        tuple(caveats), None if idle is None else idle.mean_ms)
 
 
 @dataclass
@@ -232,11 +303,14 @@ class Prediction:
 
     levels: tuple[Level, ...]
     model: ServiceModel
-    _draws: np.ndarray = field(init=False, repr=False)
+    _draws_cache: np.ndarray | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        rng = np.random.default_rng(_DRAW_SEED)
-        self._draws = rng.random((2, _DRAWS))
+    @property
+    def _draws(self) -> np.ndarray:
+        # Drawn on first use: a prediction asked only for means never needs them.
+        if self._draws_cache is None:
+            self._draws_cache = np.random.default_rng(_DRAW_SEED).random((2, _DRAWS))
+        return self._draws_cache
 
     # -- the queue's pieces --------------------------------------------------------------
     def _chain(self, lam: float) -> tuple[np.ndarray, float]:
@@ -286,7 +360,11 @@ class Prediction:
             return None
         joined = self._joined_levels(lam)
         service = float(np.dot(joined, [*m.service_ms, m.service_ms[-1]]))
-        return m.overhead_ms + service + self._wait_ms(lam)
+        mean = m.overhead_ms + service + self._wait_ms(lam)
+        if m.idle_ms is not None:
+            # An arrival at an empty system takes the idle-arrival law, not level 1's.
+            mean += joined[0] * (m.idle_ms - (m.overhead_ms + m.service_ms[0]))
+        return mean
 
     def at(self, rate_rps: float, percentile: float | None = None) -> CurvePoint:
         m = self.model
@@ -324,14 +402,18 @@ class Prediction:
         bounds = np.concatenate([[0.0], np.cumsum(joined)])
         latency = np.empty_like(u_level)
         for n in range(c + 1):
-            level = by_k[min(n + 1, c)]
+            level = by_k.get(IDLE_LEVEL, by_k[1]) if n == 0 else by_k[min(n + 1, c)]
             mask = (u_level >= bounds[n]) & (u_level < bounds[n + 1])
             if not mask.any():
                 continue
             # Rescale the draws inside this slice back to (0, 1) for the level's law.
             width = max(bounds[n + 1] - bounds[n], 1e-300)
             u = (u_level[mask] - bounds[n]) / width
-            latency[mask] = np.interp(100.0 * u, QUANTILE_PCTS, level.quantiles_ms)
+            law = np.interp(100.0 * u, QUANTILE_PCTS, level.quantiles_ms)
+            if m.open_loop_factor is not None and level.in_flight >= 1:
+                # A closed-loop level's service part, at the open-loop factor.
+                law = m.overhead_ms + m.open_loop_factor * np.maximum(law - m.overhead_ms, 0)
+            latency[mask] = law
         latency[u_level >= bounds[-1]] = by_k[c].quantiles_ms[-1]
         return waits + latency
 
@@ -369,10 +451,69 @@ class Prediction:
         return low
 
 
+def batch_means_se(values: np.ndarray) -> float | None:
+    """The standard error of the mean of correlated values (in order), from SE_BATCHES
+    consecutive batches; None when there are too few."""
+    if values.size < 2 * SE_BATCHES:
+        return None
+    means = [b.mean() for b in np.array_split(values, SE_BATCHES)]
+    return float(np.std(means, ddof=1) / math.sqrt(SE_BATCHES))
+
+
+def calibrate_open_loop(levels: tuple[Level, ...], model: ServiceModel) -> ServiceModel:
+    """The model with its service scaled by the open-loop factor f that makes the model,
+    replayed on the loaded probe's arrivals, give the probe's mean (unchanged without that
+    probe; f = 1 where the probe agrees with the closed loop within its error)."""
+    probe = next((lv for lv in levels if lv.in_flight == OPEN_LEVEL), None)
+    if probe is None or probe.arrivals_ms is None or model.unmodelled:
+        return model
+    measured = np.asarray(probe.latencies_ms)
+
+    def scaled(f: float) -> ServiceModel:
+        return replace(model, service_ms=tuple(f * d for d in model.service_ms),
+                       open_loop_factor=f)
+
+    def replayed(f: float) -> np.ndarray:
+        return replayed_latencies_ms(probe.arrivals_ms, [f * d for d in model.service_ms],
+                                     model.overhead_ms, model.idle_ms)
+
+    differences = measured - replayed(1.0)
+    se = batch_means_se(differences)
+    if se is not None and abs(differences.mean()) <= max(OPEN_LOOP_Z * se,
+                                                         AGREE_SHARE * measured.mean()):
+        return scaled(1.0)  # the probe agrees with the closed loop within its own error
+    low, high = _FACTOR_MIN, _FACTOR_MAX
+    caveats = list(model.caveats)
+    if replayed(low).mean() >= measured.mean():
+        f = low
+        caveats.append(f"the loaded open-loop probe ({probe.mean_ms:.3f} ms at "
+                       f"{probe.throughput_rps:.1f} req/s) is faster than the model allows "
+                       f"even with {low:g}x the closed loop's service: the closed-loop "
+                       "profile does not describe this server under open-loop load")
+    else:
+        for _ in range(_CAPACITY_STEPS):
+            mid = 0.5 * (low + high)
+            if replayed(mid).mean() < measured.mean():
+                low = mid
+            else:
+                high = mid
+            if high - low < 1e-4:
+                break
+        f = 0.5 * (low + high)
+    rho = probe.throughput_rps / 1000.0 * f * model.service_ms[-1] / model.parallelism
+    if rho >= _NEAR_CAPACITY_RHO:
+        caveats.append(f"the loaded open-loop probe ({probe.mean_ms:.3f} ms at "
+                       f"{probe.throughput_rps:.1f} req/s) found the server near or beyond "
+                       f"its capacity (rho {rho:.3f} calibrated): the open-loop capacity is "
+                       "about the probe's rate, and the curve below it is the model's")
+    return replace(scaled(f), caveats=tuple(caveats))
+
+
 def predict(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",
             dynamic_batching: bool = False) -> Prediction:
     """The prediction of a profile of a server configured to run `parallelism` requests at
     once."""
     levels = tuple(sorted(levels, key=lambda lv: lv.in_flight))
-    return Prediction(levels, fit(levels, parallelism, approximation=approximation,
-                                  dynamic_batching=dynamic_batching))
+    model = fit(levels, parallelism, approximation=approximation,
+                dynamic_batching=dynamic_batching)
+    return Prediction(levels, calibrate_open_loop(levels, model))

@@ -10,6 +10,9 @@ For each platform x instance count, on one embedded PostgreSQL, through the real
 3. accuracy, per batch size: a list ladder at rho = `--rhos` of the capacity the guided
    run's profile measured, every rung run; each rung stores the prediction of that run's
    own profile, compared with the rung's measured mean and p99 (from the scheduled send).
+   Side by side, from the same profile: the prediction of its closed-loop levels alone,
+   with the idle-arrival law added, and with the loaded probe too (as stored; see
+   analysis/prediction.py).
 Load time counts every second the family spent on the server: rungs, and for the guided
 search its profile too. Prints Markdown tables with the load average before and after.
 
@@ -30,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
 from stage_runs import load_average, run_through_stages, throwaway_home  # noqa: E402
+
+from analysis.prediction import Level, Prediction, predict  # noqa: E402
 
 BASE_SPEC: dict[str, Any] = {
     # A service of a few ms at batch 1 (tens at batch 8), as DL models have; see --model.
@@ -70,9 +75,27 @@ def family_cost(run: dict[str, Any], batch_size: int) -> dict[str, Any]:
             "load_s": ladder["elapsed_s"] + profile_s, "profile_s": profile_s}
 
 
-def rung_errors(run: dict[str, Any]) -> list[dict[str, Any]]:
+# The predictions compared, each from the same profile: the levels from this in-flight
+# number up (1: the closed loop alone; 0: with the idle-arrival law; -1: with the loaded
+# probe too, as stored).
+VARIANTS = {"closed": 1, "idle": 0, "pred": -1}
+
+
+def from_levels(entry: dict[str, Any], lowest: int) -> Prediction | None:
+    """The family's prediction from its levels from `lowest` in flight up."""
+    model = entry.get("model") or {}
+    if not model or model.get("unmodelled"):
+        return None
+    levels = [Level.from_dict(lv) for lv in entry["levels"] if lv["in_flight"] >= lowest]
+    return predict(levels, int(entry["parallelism"]),
+                   approximation=model.get("approximation") or "exact")
+
+
+def rung_errors(run: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
     """Per rung: measured mean and p99 (ok requests, from the scheduled send) against the
-    prediction stored with it."""
+    prediction stored with it, and against those of fewer of its levels (VARIANTS)."""
+    others = {name: from_levels(entry, lowest) for name, lowest in VARIANTS.items()
+              if name != "pred"}
     rows = []
     for p in run["load"]["points"]:
         a = np.load(run["files"].point_records(p["point"]))
@@ -86,7 +109,39 @@ def rung_errors(run: dict[str, Any]) -> list[dict[str, Any]]:
                      "late_pct": float(100 * np.mean((a["sent_ns"] - a["scheduled_ns"])
                                                      > 1e6)),
                      "holds": p.get("rung_holds")})
+        for name, other in others.items():
+            at = None if other is None else other.at(p["target_rate_rps"])
+            rows[-1].update({f"{name}_mean": None if at is None else at.mean_ms,
+                             f"{name}_p99": None if at is None else at.p99_ms})
     return rows
+
+
+def error(pred: float | None, measured: float) -> float | None:
+    return None if pred is None else 100 * (pred / measured - 1)
+
+
+GOALS = (("mean within 5 % at rho <= 0.8", "mean", lambda rho: rho <= 0.8, 5.0),
+         ("mean within 10 % at 0.8 < rho <= 0.9", "mean", lambda rho: 0.8 < rho <= 0.9, 10.0),
+         ("p99 within 10 % at rho <= 0.9", "p99", lambda rho: rho <= 0.9, 10.0))
+
+
+def goal_table(rows: list[dict[str, Any]]) -> None:
+    """How many rungs meet each goal, per prediction variant."""
+    print("| goal | closed-loop levels only | + idle-arrival law | + loaded probe (stored) |")
+    print("|---|---:|---:|---:|")
+    for label, what, within, limit in GOALS:
+        cells = []
+        for pred in (f"{name}_{what}" for name in VARIANTS):
+            errs = [error(r[pred], r[what]) for r in rows if within(r["rho"])]
+            errs = [e for e in errs if e is not None]
+            cells.append(f"{sum(abs(e) <= limit for e in errs)} of {len(errs)}")
+        print(f"| {label} | {' | '.join(cells)} |")
+    light = [r for r in rows if r["rho"] <= 0.8]
+    cells = []
+    for pred in (f"{name}_mean" for name in VARIANTS):
+        errs = [abs(e) for e in (error(r[pred], r["mean"]) for r in light) if e is not None]
+        cells.append(f"{np.median(errs):.1f} %" if errs else "-")
+    print(f"| median mean error at rho <= 0.8 | {' | '.join(cells)} |")
 
 
 def pct(pred: float | None, measured: float) -> str:
@@ -106,7 +161,14 @@ def main() -> None:
     parser.add_argument("--slo-p99-ms", type=float, default=50.0)
     parser.add_argument("--model", default=None, help="the spec's model section as JSON "
                         "(default: a 4-block CNN of width 32 on 3x32x32)")
+    parser.add_argument("--save", default="/tmp/prediction-platforms.json",
+                        help="where the measured results are written before the tables")
+    parser.add_argument("--replay", default=None, metavar="JSON",
+                        help="print the tables of a saved run instead of measuring")
     args = parser.parse_args()
+    if args.replay:
+        print_tables(json.loads(Path(args.replay).read_text()))
+        return
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rhos = [float(r) for r in args.rhos.split(",")]
 
@@ -149,8 +211,17 @@ def main() -> None:
                                    "max_rungs": len(rates), "max_family_s": 3600,
                                    "predict": True, "profile_s": args.profile_s}}, platform)
                     (own,) = measured["load"]["predictions"]
-                    accuracy.append((tag, b, own, rung_errors(measured)))
+                    accuracy.append((tag, b, own, rung_errors(measured, own)))
     print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
+    results = {"settings": vars(args), "searches": searches, "accuracy": accuracy}
+    Path(args.save).write_text(json.dumps(results))
+    print(f"results saved to {args.save}")
+    print_tables(results)
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    args = argparse.Namespace(**results["settings"])
+    searches, accuracy = results["searches"], results["accuracy"]
     print(f"\nSearch: SLO p99 <= {args.slo_p99_ms:g} ms, precision {args.precision_pct:g} %, "
           f"rungs of >= {args.rung_s:g} s, profile {args.profile_s:g} s per level; blind "
           f"search from {args.start_rps:g} req/s\n")
@@ -168,20 +239,33 @@ def main() -> None:
               f"{bl['load_s']:.0f} | {diff} | {g['load_s'] / bl['load_s']:.2f} |")
     print("\nAccuracy: each rung's own run's prediction against what the rung measured "
           "(error = predicted / measured - 1)\n")
+    print("predicted: as stored (both open-loop probes) / with the idle-arrival law only / "
+          "from the closed-loop levels alone\n")
     print("| family | model | rho | rate (req/s) | late sends % | mean ms: measured / "
-          "predicted | error % | p99 ms: measured / predicted | error % |")
+          "stored / idle only / closed only | error % | p99 ms: measured / stored / idle "
+          "only / closed only | error % |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    every = []
     for tag, b, own, rows in accuracy:
         model = own["model"] or {}
         name = model.get("name") or f"unmodelled: {model.get('unmodelled')}"
         for row in rows:
-            rho = row["rate"] / model["capacity_rps"] if model.get("capacity_rps") else 0
-            pm = "-" if row["pred_mean"] is None else f"{row['pred_mean']:.2f}"
-            pp = "-" if row["pred_p99"] is None else f"{row['pred_p99']:.2f}"
-            print(f"| {tag} b{b} | {name} | {rho:.2f} | {row['rate']:g} | "
-                  f"{row['late_pct']:.1f} | {row['mean']:.2f} / {pm} | "
-                  f"{pct(row['pred_mean'], row['mean'])} | {row['p99']:.2f} / {pp} | "
-                  f"{pct(row['pred_p99'], row['p99'])} |")
+            row["rho"] = (row["rate"] / model["capacity_rps"] if model.get("capacity_rps")
+                          else 0.0)
+            every.append(row)
+            cells = []
+            for what in ("mean", "p99"):
+                preds = [row[f"{v}_{what}"] for v in ("pred", "idle", "closed")]
+                cells.append(f"{row[what]:.2f} / {' / '.join(ms(x) for x in preds)} | "
+                             + " / ".join(pct(x, row[what]) for x in preds))
+            print(f"| {tag} b{b} | {name} | {row['rho']:.2f} | {row['rate']:g} | "
+                  f"{row['late_pct']:.1f} | {cells[0]} | {cells[1]} |")
+    print("\nThe goals, rungs meeting them (rho against each run's profiled capacity):\n")
+    goal_table(every)
 
 
 if __name__ == "__main__":

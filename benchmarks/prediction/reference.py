@@ -20,10 +20,12 @@ The subtlety: the prediction includes the time spent outside the queue (client, 
 HTTP handling on both sides: `model.overhead_ms`, O = L_c - D_c from the profile), which
 the theoretical queue does not. So "prediction vs exact" compares predicted - O with the
 exact M/D/c mean (the queue model's accuracy: the goal is within 2 % at rho 0.3-0.9),
-and the full prediction is compared with what the generator measured. Note also that
-profiling times a request from its send, the measured points from its scheduled send (a
-late send counts), and that the profiled D_c = c / X_sat is the server's service time
-only when the levels above c keep all c workers busy.
+and the full prediction is compared with what the generator measured. The queue check
+uses the closed-loop levels alone; the full prediction also has the open-loop probes (what
+an arrival at an idle server costs, the service under timer-driven load).
+Note also that profiling times a request from its send, the measured points from its
+scheduled send (a late send counts), and that the profiled D_c = c / X_sat is the
+server's service time only when the levels above c keep all c workers busy.
 
 Prints two Markdown tables (the points, then the profiled model per c) and the load
 average before and after; one process, the servers one after the other.
@@ -75,9 +77,11 @@ def run_workers(c: int, args: argparse.Namespace, rhos: list[float],
         request = [Request(server.infer_url, body, headers)]
         levels = profile_levels(request, c, profile_s=args.profile_s, warmup_s=1.0,
                                 request_timeout_s=10, seed=args.seed)
+        closed = [lv for lv in levels if lv.in_flight >= 1]  # no open-loop probes
         preds: dict[str, Prediction] = {
-            a: predict(levels, c, approximation=a) for a in ("exact", "cosmetatos")}
-        model = preds["exact"].model
+            a: predict(closed, c, approximation=a) for a in ("exact", "cosmetatos")}
+        full = predict(levels, c)
+        model = full.model
         true_cap = 1000.0 * c / d_ms
         profile = ", ".join(f"{lv.in_flight}: {lv.throughput_rps:.1f} / {lv.mean_ms:.3f}"
                             for lv in sorted(levels, key=lambda lv: lv.in_flight))
@@ -90,7 +94,8 @@ def run_workers(c: int, args: argparse.Namespace, rhos: list[float],
         for i, rho in enumerate(rhos):
             rate = rho * c / d_ms * 1000.0
             exact_ms = d_ms + mdc_mean_wait_ms(rate / 1000.0, d_ms, c)
-            point = preds["exact"].at(rate)
+            queue_ms = preds["exact"].mean_ms(rate)
+            point = full.at(rate)
             cosm_ms = preds["cosmetatos"].mean_ms(rate)
             records = run_point(request, rate_rps=rate, seed=args.seed + 100 * c + i,
                                 warmup_s=1.0,
@@ -116,11 +121,11 @@ def run_workers(c: int, args: argparse.Namespace, rhos: list[float],
             def vs(v: float | None, ref: float) -> str:
                 return "-" if v is None else pct(v, ref)
 
-            queue_e = None if point.mean_ms is None else point.mean_ms - overhead
+            queue_e = None if queue_ms is None else queue_ms - overhead
             queue_c = None if cosm_ms is None else cosm_ms - overhead
             print(f"| {c} | {rho:.1f} | {rate:.1f} | {int(ok.sum())}{logged} | "
                   f"{exact_ms:.3f} | {sample_ms:.3f}{'' if not differ else f' ({differ} differ)'}"
-                  f" | {ms(point.mean_ms)} / {ms(cosm_ms)} | {vs(queue_e, exact_ms)} / "
+                  f" | {ms(queue_ms)} / {ms(cosm_ms)} | {vs(queue_e, exact_ms)} / "
                   f"{vs(queue_c, exact_ms)} | {measured_ms:.3f} | "
                   f"{vs(point.mean_ms, measured_ms)} | {measured_p99:.3f} | "
                   f"{ms(point.p99_ms)} | {vs(point.p99_ms, measured_p99)} |", flush=True)

@@ -125,4 +125,9 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
                    "(Crommelin) or cosmetatos (closed form); default exact")
     p.add_argument("--dynamic-batching", action="store_true", help="the server merges "
                    "queued requests: the prediction is marked unmodelled")
+    p.add_argument("--no-open-loop-probes", dest="open_loop_probes", action="store_false",
+                   help="skip the two open-loop Poisson probes after the closed-loop levels "
+                   "(what a request arriving at an idle server costs, and how much slower "
+                   "the service is under timer-driven load); the prediction then rests on "
+                   "the closed loop alone")
     p.add_argument("--json", action="store_true", help="print one JSON object")

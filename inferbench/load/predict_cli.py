@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from analysis.prediction import APPROXIMATIONS, Prediction, predict
+from analysis.prediction import APPROXIMATIONS, IDLE_LEVEL, OPEN_LEVEL, Prediction, predict
 from inferbench.errors import InferBenchError
 from inferbench.load.profile import profile_levels
 from inferbench.load.protocols import get_protocol
 from inferbench.load.standalone import build_target_and_batches
 
+# A level's whole latency law and the loaded probe's per-request samples: kept where the
+# pipeline stores the profile, left out of the answer.
+PER_REQUEST = ("quantiles_ms", "arrivals_ms", "latencies_ms")
 # Utilisations of the default curve: light load up to close to capacity.
 DEFAULT_RHOS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -51,13 +54,15 @@ def check_args(args: argparse.Namespace) -> list[float] | None:
 
 def prediction_dict(prediction: Prediction, rates: list[float] | None,
                     slo_ms: float | None, slo_percentile: float) -> dict[str, Any]:
-    """The JSON answer: service per level, the model, the curve and the capacity."""
+    """The JSON answer: service per closed-loop level, the open-loop probes' levels (or
+    None), the model, the curve and the capacity."""
     model = prediction.model
-    # A level's whole latency law stays out of the answer: its summary is what a reader
-    # compares, and the law is kept where the pipeline stores the profile.
-    out: dict[str, Any] = {"service_ms": [{k: v for k, v in lv.to_dict().items()
-                                           if k != "quantiles_ms"} for lv in prediction.levels],
-                           "model": model.to_dict(), "curve": [], "capacity": None}
+    summaries = {lv.in_flight: {k: v for k, v in lv.to_dict().items() if k not in PER_REQUEST}
+                 for lv in prediction.levels}
+    idle, loaded = summaries.pop(IDLE_LEVEL, None), summaries.pop(OPEN_LEVEL, None)
+    out: dict[str, Any] = {"service_ms": list(summaries.values()), "idle_arrivals": idle,
+                           "loaded_probe": loaded, "model": model.to_dict(), "curve": [],
+                           "capacity": None}
     if model.unmodelled:
         return out
     if rates is None:
@@ -80,13 +85,14 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     log = None if args.json else (lambda line: print(line, flush=True))
     levels = profile_levels(requests, args.max_concurrency, profile_s=args.profile_s,
                             warmup_s=args.warmup, request_timeout_s=args.timeout,
-                            seed=args.seed, log=log)
+                            seed=args.seed, log=log, open_loop_probes=args.open_loop_probes)
     prediction = predict(levels, args.max_concurrency, approximation=args.approximation,
                          dynamic_batching=args.dynamic_batching)
     out = prediction_dict(prediction, rates, args.slo_ms, args.slo_percentile)
     out["settings"] = {"endpoint": args.endpoint, "protocol": args.protocol,
                        "model": args.model, "batch_size": args.batch_size,
-                       "max_concurrency": args.max_concurrency, "profile_s": args.profile_s}
+                       "max_concurrency": args.max_concurrency, "profile_s": args.profile_s,
+                       "open_loop_probes": args.open_loop_probes}
     return out
 
 

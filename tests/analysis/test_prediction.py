@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from analysis.prediction import Level, fit, predict
+from analysis.prediction import IDLE_LEVEL, OPEN_LEVEL, Level, fit, predict
 from analysis.queueing import mdc_mean_wait_ms
 
 
@@ -128,3 +130,116 @@ def test_more_workers_than_declared_are_modelled_as_the_declared_ones_plus_overh
     # Cut at 3 in flight, the profile never saturated: the capacity is called a bound.
     partial = fit([lv for lv in levels if lv.in_flight <= 3], 2)
     assert any("not saturated" in c for c in partial.caveats)
+
+
+def idle_level(latency_ms: float, rate_rps: float, spread_ms: float = 0.02) -> Level:
+    """What the open-loop probe would measure of arrivals at an idle server."""
+    rng = np.random.default_rng(5)
+    lat = latency_ms + rng.normal(0.0, spread_ms, 2000).clip(-3 * spread_ms, 3 * spread_ms)
+    level = Level.from_latencies(IDLE_LEVEL, lat, 10.0)
+    return Level(IDLE_LEVEL, rate_rps, level.mean_ms, level.std_ms, level.n,
+                 level.quantiles_ms)
+
+
+@pytest.mark.parametrize("rho", [0.1, 0.5, 0.9])
+def test_an_idle_arrival_cost_is_paid_by_the_arrivals_that_find_the_system_empty(rho):
+    # M/D/1, D = 5 ms, 0.2 ms outside the queue; an arrival at an idle server takes 1 ms
+    # more. P(empty) = 1 - rho (PASTA), so the mean rises by (1 - rho) ms.
+    closed = predict(known_levels(1, 5.0, 0.2), 1)
+    probed = predict([*known_levels(1, 5.0, 0.2), idle_level(6.2, 40.0)], 1)
+    rate = rho * 200.0
+    assert probed.mean_ms(rate) - closed.mean_ms(rate) == pytest.approx(1.0 - rho, abs=0.01)
+    assert probed.model.idle_ms == pytest.approx(6.2, abs=0.01)
+    assert "at an idle server (open-loop probe)" in probed.model.name
+    assert probed.model.to_dict()["idle_ms"] == pytest.approx(6.2, abs=0.01)
+    assert closed.model.to_dict()["idle_ms"] is None
+    # The capacity and the queue are the closed loop's: the probe changes who pays what.
+    assert probed.model.capacity_rps == closed.model.capacity_rps
+
+
+def test_an_idle_arrival_law_with_a_tail_moves_the_light_load_p99():
+    # 2 % of the idle arrivals take 8 ms longer (a wake-up from a deep sleep): at light
+    # load nearly every arrival finds the server idle, so the p99 is that tail's.
+    rng = np.random.default_rng(7)
+    lat = np.where(rng.random(5000) < 0.02, 14.2, 6.2)
+    tail = Level.from_latencies(IDLE_LEVEL, lat, 10.0)
+    closed = predict(known_levels(1, 5.0, 0.2), 1)
+    probed = predict([*known_levels(1, 5.0, 0.2), tail], 1)
+    assert closed.at(2.0).p99_ms == pytest.approx(5.2, abs=0.1)
+    assert probed.at(2.0).p99_ms > 13.0
+    # Near capacity few arrivals find the system empty: the queue decides the tail.
+    near = 0.95 * 200.0
+    assert probed.at(near).p99_ms == pytest.approx(closed.at(near).p99_ms, rel=0.05)
+
+
+def test_with_several_workers_only_an_empty_system_pays_the_idle_cost():
+    closed = predict(known_levels(2, 5.0, 0.2), 2)
+    probed = predict([*known_levels(2, 5.0, 0.2), idle_level(6.2, 80.0)], 2)
+    rate = 0.5 * 400.0
+    p_empty = closed._chain(rate / 1000.0)[0][0]
+    assert 0.2 < p_empty < 0.5
+    assert probed.mean_ms(rate) - closed.mean_ms(rate) == pytest.approx(p_empty, abs=0.01)
+
+
+def loaded_level(rate_rps: float, service_ms: float, overhead_ms: float = 0.2,
+                 extra_ms: float = 0.0, n: int = 2000) -> Level:
+    """What the loaded open-loop probe would measure of a one-worker server of constant
+    service `service_ms` (FIFO) on seeded Poisson arrivals at `rate_rps`, `extra_ms` added
+    to every latency."""
+    rng = np.random.default_rng(13)
+    arrivals = np.cumsum(rng.exponential(1000.0 / rate_rps, n))
+    free, lat = -np.inf, np.empty(n)
+    for i, a in enumerate(arrivals):
+        free = max(a, free) + service_ms
+        lat[i] = free - a + overhead_ms + extra_ms
+    level = Level.from_latencies(OPEN_LEVEL, lat, (arrivals[-1] - arrivals[0]) / 1000.0)
+    return replace(level, arrivals_ms=tuple(arrivals - arrivals[0]), latencies_ms=tuple(lat))
+
+
+def test_the_loaded_probe_scales_the_service_to_its_mean():
+    # The closed loop measured D = 5 ms; under open-loop load the server serves in 6 ms.
+    p = predict([*known_levels(1, 5.0, 0.2), loaded_level(100.0, 6.0)], 1)
+    # Replayed on the probe's own arrivals, the factor is exact whatever the sample's luck.
+    assert p.model.open_loop_factor == pytest.approx(1.2, rel=1e-3)
+    assert p.model.service_ms[-1] == pytest.approx(6.0, rel=1e-3)
+    assert p.model.capacity_rps == pytest.approx(1000 / 6.0, rel=1e-3)
+    assert "service x1.20 under open-loop load" in p.model.name
+    # The whole curve is then the slower queue's, its tail included.
+    rate = 150.0
+    assert p.mean_ms(rate) == pytest.approx(0.2 + 6.0 + mdc_mean_wait_ms(0.15, 6.0, 1),
+                                            rel=1e-3)
+    assert p.at(1.0).p99_ms == pytest.approx(6.2, abs=0.1)  # the level's law, scaled
+    assert not p.model.caveats
+    assert Level.from_dict(p.levels[0].to_dict()).arrivals_ms == pytest.approx(
+        p.levels[0].arrivals_ms, abs=1e-4)
+
+
+def test_a_probe_that_agrees_with_the_closed_loop_keeps_its_service():
+    # A short unlucky sample's mean is off the stationary queue's, but replayed on its own
+    # arrivals the server is exactly the closed loop's: no factor.
+    short = loaded_level(100.0, 5.0, n=150)
+    p = predict([*known_levels(1, 5.0, 0.2), short], 1)
+    assert p.model.open_loop_factor == 1.0 and p.model.service_ms[-1] == pytest.approx(5.0)
+    # 0.3 ms of noise on each request leaves it within its error too.
+    rng = np.random.default_rng(2)
+    noisy = replace(short, latencies_ms=tuple(np.asarray(short.latencies_ms)
+                                              + rng.normal(0, 0.3, 150)))
+    assert predict([*known_levels(1, 5.0, 0.2), noisy], 1).model.open_loop_factor == 1.0
+
+
+def test_a_loaded_probe_far_off_the_model_is_bounded_and_said():
+    # A server that is at its capacity under open-loop load: the latencies pile up.
+    p = predict([*known_levels(1, 5.0, 0.2), loaded_level(100.0, 9.9)], 1)
+    assert p.model.capacity_rps == pytest.approx(1000 / 9.9, rel=0.01)
+    assert any("near or beyond its capacity" in c for c in p.model.caveats)
+    # Faster than the closed loop allows even at a quarter of its service.
+    fast = predict([*known_levels(1, 5.0, 0.2), loaded_level(100.0, 0.5, 0.0)], 1)
+    assert fast.model.open_loop_factor == pytest.approx(0.25)
+    assert any("faster than the model allows" in c for c in fast.model.caveats)
+
+
+def test_without_probes_the_model_says_nothing_of_them():
+    p = predict(known_levels(2, 5.0, 0.2), 2)
+    d = p.model.to_dict()
+    assert d["idle_ms"] is None and d["open_loop_factor"] is None
+    assert "open-loop" not in p.model.name

@@ -255,6 +255,10 @@ def test_tight_slo_search_ends_at_the_mdc_p99_crossing(reference_server, load_st
         assert good >= low / (1 + PRECISION), (good, crossing)
 
 
+def model_idle_ms(predicted: dict) -> float:
+    return predicted["model"]["idle_ms"]
+
+
 def test_a_predicted_search_starts_at_the_predicted_crossing_and_confirms_it(
         reference_server, load_stage_on):
     service_s, workers, slo_ms = 0.020, 4, 40.0  # as above: the p99 crossing is ~120 req/s
@@ -265,8 +269,10 @@ def test_a_predicted_search_starts_at_the_predicted_crossing_and_confirms_it(
     (predicted,) = summary["predictions"]
     assert predicted["error"] is None and predicted["parallelism"] == workers
     # 1..c in flight, then c + 1 and c + 2 for the capacity (more while it still grows).
+    # and the open-loop probes' levels first (-1 loaded, 0 idle arrivals; kept in order).
     in_flight = [lv["in_flight"] for lv in predicted["levels"]]
-    assert in_flight[:workers + 2] == list(range(1, workers + 3))
+    assert in_flight[:workers + 4] == list(range(-1, workers + 3))
+    assert model_idle_ms(predicted) > 0.9 * 1e3 * service_s
     model = predicted["model"]
     assert model["parallelism"] == workers
     assert model["capacity_rps"] == pytest.approx(workers / service_s, rel=0.1)

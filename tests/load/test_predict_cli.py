@@ -32,6 +32,18 @@ def test_profiles_the_reference_server_and_predicts_its_queue(reference_server, 
     # 1..c, then c + 1 and c + 2 for the capacity (more only while the throughput grows).
     in_flight = [lv["in_flight"] for lv in s["service_ms"]]
     assert in_flight == list(range(1, len(in_flight) + 1)) and len(in_flight) >= workers + 2
+    # Then the open-loop probe: most of its arrivals found the (deterministic) server idle,
+    # and took about a lone closed-loop request's time.
+    idle = s["idle_arrivals"]
+    assert idle["in_flight"] == 0 and idle["n"] >= 10
+    assert idle["mean_ms"] == pytest.approx(s["service_ms"][0]["mean_ms"], rel=0.2)
+    assert s["model"]["idle_ms"] == pytest.approx(idle["mean_ms"], abs=1e-3)
+    # The loaded probe at half the capacity: the reference server serves as the closed loop
+    # measured, so the factor stays near 1 (1 exactly where the probe agrees within error).
+    loaded = s["loaded_probe"]
+    assert loaded["in_flight"] == -1 and "arrivals_ms" not in loaded
+    assert loaded["throughput_rps"] == pytest.approx(0.5 * s["model"]["capacity_rps"], rel=0.25)
+    assert 0.9 <= s["model"]["open_loop_factor"] <= 1.1
     model = s["model"]
     assert model["parallelism"] == workers and model["unmodelled"] is None
     assert re.match(rf"M/[DG]/{workers}\b", model["name"])
@@ -57,6 +69,18 @@ def test_text_output_names_the_model_and_the_capacity(reference_server, capsys):
     # M/D/1, or M/G/1 when the host's jitter spread the profiled latencies
     assert re.search(r"model: M/[DG]/1", out) and "| rate (req/s) | rho |" in out
     assert "highest rate with p99 <= 20 ms:" in out
+    assert "arrivals found the server idle" in out and "at an idle server" in out
+
+
+def test_the_open_loop_probes_can_be_skipped(reference_server, capsys):
+    server = reference_server(3.0, 1)
+    code, out, _ = run_cli(capsys, "--endpoint", server.url, "--model", "reference",
+                           "--profile-s", "1", "--warmup", "0.3", "--no-open-loop-probes", "--json")
+    assert code == 0
+    s = json.loads(out)
+    assert s["idle_arrivals"] is None and s["loaded_probe"] is None
+    assert s["model"]["idle_ms"] is None and s["model"]["open_loop_factor"] is None
+    assert s["settings"]["open_loop_probes"] is False
 
 
 def test_declared_dynamic_batching_is_not_predicted(reference_server, capsys):
