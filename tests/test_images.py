@@ -13,19 +13,35 @@ from conftest import ROOT
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 
 
-def test_there_are_stage_and_airflow_images():
-    assert {p.parent.name for p in DOCKERFILES} >= {"stage", "airflow"}
+# Each image's upstream default: what a user with a registry pulls.
+UPSTREAM = {"stage": "python:3.11-slim-bookworm", "airflow": "python:3.11-slim-bookworm",
+            "postgres": "postgres:16-bookworm", "redis": "redis:7-bookworm"}
+
+
+def test_there_are_the_stage_and_the_cluster_images():
+    assert {p.parent.name for p in DOCKERFILES} == set(UPSTREAM)
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_every_dockerfile_builds_from_an_overridable_upstream_base(dockerfile):
     text = dockerfile.read_text()
     default = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
-    assert default and default.group(1) == "python:3.11-slim-bookworm"
+    assert default and default.group(1) == UPSTREAM[dockerfile.parent.name]
     froms = re.findall(r"^FROM (\S+)", text, re.M)
     assert froms and all(f == "${BASE_IMAGE}" for f in froms)
-    # multi-stage: the final image copies the built environment, not the build tools
-    assert len(froms) == 2 and "COPY --from=build /opt/venv /opt/venv" in text
+    if UPSTREAM[dockerfile.parent.name].startswith("python:"):
+        # multi-stage: the final image copies the built environment, not the build tools
+        assert len(froms) == 2 and "COPY --from=build /opt/venv /opt/venv" in text
+
+
+def test_the_compose_file_builds_the_cluster_images_from_the_same_upstreams():
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["services"]
+    for name in ("postgres", "redis"):
+        build = services[name]["build"]
+        assert build["dockerfile"] == f"images/{name}/Dockerfile"
+        assert build["args"]["BASE_IMAGE"].endswith(f":-{UPSTREAM[name]}}}")
 
 
 def _compose(env_file, *args):
@@ -44,7 +60,7 @@ def test_compose_file_validates_and_refuses_to_start_without_secrets(tmp_path, d
     assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr
     filled = tmp_path / ".env"
     secrets = re.sub(r"^(POSTGRES_PASSWORD|AIRFLOW_ADMIN_PASSWORD|AIRFLOW_JWT_SECRET|"
-                     r"AIRFLOW_FERNET_KEY)=$", r"\1=s3cret", example, flags=re.M)
+                     r"AIRFLOW_FERNET_KEY|REDIS_PASSWORD)=$", r"\1=s3cret", example, flags=re.M)
     filled.write_text(secrets)
     # the results role's password is required on its own, not borrowed from the superuser
     refused = _compose(filled, "config", "-q")
@@ -64,6 +80,9 @@ def test_compose_file_validates_and_refuses_to_start_without_secrets(tmp_path, d
                              "triggerer", "gpu-worker-0"}
     worker = services["gpu-worker-0"]
     assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # The broker asks for its password, and every Airflow component carries it.
+    assert worker["environment"]["AIRFLOW__CELERY__BROKER_URL"] == "redis://:s3cret@redis:6379/0"
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == "s3cret"
     assert "--queues gpu-worker-0" in " ".join(worker["command"] if isinstance(
         worker["command"], list) else [worker["command"]])
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
