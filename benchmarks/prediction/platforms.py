@@ -91,11 +91,9 @@ def from_levels(entry: dict[str, Any], lowest: int) -> Prediction | None:
                    approximation=model.get("approximation") or "exact")
 
 
-def rung_errors(run: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per rung: measured mean and p99 (ok requests, from the scheduled send) against the
-    prediction stored with it, and against those of fewer of its levels (VARIANTS)."""
-    others = {name: from_levels(entry, lowest) for name, lowest in VARIANTS.items()
-              if name != "pred"}
+def rung_measures(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per rung: measured mean and p99 (ok requests, from the scheduled send), and the
+    prediction the load stage stored with it."""
     rows = []
     for p in run["load"]["points"]:
         a = np.load(run["files"].point_records(p["point"]))
@@ -109,11 +107,20 @@ def rung_errors(run: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, An
                      "late_pct": float(100 * np.mean((a["sent_ns"] - a["scheduled_ns"])
                                                      > 1e6)),
                      "holds": p.get("rung_holds")})
-        for name, other in others.items():
-            at = None if other is None else other.at(p["target_rate_rps"])
-            rows[-1].update({f"{name}_mean": None if at is None else at.mean_ms,
-                             f"{name}_p99": None if at is None else at.p99_ms})
     return rows
+
+
+def predict_rungs(entry: dict[str, Any], rows: list[dict[str, Any]]) -> Prediction | None:
+    """Each VARIANTS prediction at each rung's rate, recomputed from the run's stored
+    profile with this checkout's model (so a saved run is read with the model as it is
+    now); the whole prediction, or None when the family was not modelled."""
+    variants = {name: from_levels(entry, lowest) for name, lowest in VARIANTS.items()}
+    for row in rows:
+        for name, prediction in variants.items():
+            at = None if prediction is None else prediction.at(row["rate"])
+            row.update({f"{name}_mean": None if at is None else at.mean_ms,
+                        f"{name}_p99": None if at is None else at.p99_ms})
+    return variants["pred"]
 
 
 def error(pred: float | None, measured: float) -> float | None:
@@ -127,7 +134,7 @@ GOALS = (("mean within 5 % at rho <= 0.8", "mean", lambda rho: rho <= 0.8, 5.0),
 
 def goal_table(rows: list[dict[str, Any]]) -> None:
     """How many rungs meet each goal, per prediction variant."""
-    print("| goal | closed-loop levels only | + idle-arrival law | + loaded probe (stored) |")
+    print("| goal | closed-loop levels only | + idle-arrival law | + loaded probe (both) |")
     print("|---|---:|---:|---:|")
     for label, what, within, limit in GOALS:
         cells = []
@@ -211,7 +218,7 @@ def main() -> None:
                                    "max_rungs": len(rates), "max_family_s": 3600,
                                    "predict": True, "profile_s": args.profile_s}}, platform)
                     (own,) = measured["load"]["predictions"]
-                    accuracy.append((tag, b, own, rung_errors(measured, own)))
+                    accuracy.append((tag, b, own, rung_measures(measured)))
     print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
     results = {"settings": vars(args), "searches": searches, "accuracy": accuracy}
     Path(args.save).write_text(json.dumps(results))
@@ -239,10 +246,10 @@ def print_tables(results: dict[str, Any]) -> None:
               f"{bl['load_s']:.0f} | {diff} | {g['load_s'] / bl['load_s']:.2f} |")
     print("\nAccuracy: each rung's own run's prediction against what the rung measured "
           "(error = predicted / measured - 1)\n")
-    print("predicted: as stored (both open-loop probes) / with the idle-arrival law only / "
-          "from the closed-loop levels alone\n")
+    print("predicted (recomputed from each run's stored profile): with both open-loop probes "
+          "/ with the idle-arrival law only / from the closed-loop levels alone\n")
     print("| family | model | rho | rate (req/s) | late sends % | mean ms: measured / "
-          "stored / idle only / closed only | error % | p99 ms: measured / stored / idle "
+          "both / idle only / closed only | error % | p99 ms: measured / both / idle "
           "only / closed only | error % |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
@@ -251,11 +258,12 @@ def print_tables(results: dict[str, Any]) -> None:
 
     every = []
     for tag, b, own, rows in accuracy:
-        model = own["model"] or {}
-        name = model.get("name") or f"unmodelled: {model.get('unmodelled')}"
+        whole = predict_rungs(own, rows)
+        model = whole.model if whole is not None else None
+        name = (model.name if model is not None
+                else f"unmodelled: {(own.get('model') or {}).get('unmodelled')}")
         for row in rows:
-            row["rho"] = (row["rate"] / model["capacity_rps"] if model.get("capacity_rps")
-                          else 0.0)
+            row["rho"] = row["rate"] / model.capacity_rps if model is not None else 0.0
             every.append(row)
             cells = []
             for what in ("mean", "p99"):
