@@ -50,6 +50,10 @@ TAIL_LINES = 30  # output lines a failure carries
 STOP_GRACE_S = 30  # a killed stage container's time to clean up before SIGKILL
 # What a stage container needs from the worker's environment besides the spec.
 PASSED_ENV = ("INFERBENCH_HOME", DB_ENV, GPUS_ENV, DATA_DIRS_ENV)
+# The results database as a stage container reaches it, where that differs from the
+# worker's own URL (a compose worker reaches it by service name, its host-networked stage
+# containers through the host's port): passed to the container as DB_ENV.
+STAGE_DB_ENV = "INFERBENCH_STAGE_DB_URL"
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ class DockerRunner(StageRunner):
             limits=Limits(cpus=resources.get("cpus"), memory_gb=resources.get("memory_gb")),
             environment={
                 **{k: os.environ[k] for k in PASSED_ENV if k in os.environ},
+                **({DB_ENV: os.environ[STAGE_DB_ENV]} if STAGE_DB_ENV in os.environ else {}),
                 SPEC_ENV: json.dumps(call.spec), RUNTIME_ENV: "docker", IMAGE_ENV: image,
                 "INFERBENCH_HOME": str(paths.home()),
             },

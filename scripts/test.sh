@@ -4,8 +4,9 @@
 # scheduler). Tests that need Docker or a GPU skip themselves where there is none.
 #
 # The heavier tiers, the docker tier (marker `docker`: a Docker daemon, images built from
-# the local base) and the same checks repeated on more platforms (marker `slow`), run in CI
-# (CI=true) or with INFERBENCH_TESTS=all; a run without either leaves them out. A `-m` given
+# the local base), the cluster tier (marker `cluster`: the compose cluster brought up, two
+# benchmarks run through it) and the same checks repeated on more platforms (marker `slow`),
+# run in CI (CI=true) or with INFERBENCH_TESTS=all; a run without either leaves them out. A `-m` given
 # here replaces that choice (pytest keeps the last one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,5 @@ if [[ "${CI:-}" == "true" || "${INFERBENCH_TESTS:-}" == "all" ]]; then
     echo "test.sh: every tier (CI=${CI:-} INFERBENCH_TESTS=${INFERBENCH_TESTS:-})"
     exec .venv/bin/python -m pytest "$@"
 fi
-echo "test.sh: all but the heavier tiers (docker, slow); INFERBENCH_TESTS=all runs them too"
-exec .venv/bin/python -m pytest -m "not slow and not docker" "$@"
+echo "test.sh: all but the heavier tiers (docker, cluster, slow); INFERBENCH_TESTS=all runs them too"
+exec .venv/bin/python -m pytest -m "not slow and not docker and not cluster" "$@"

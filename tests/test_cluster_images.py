@@ -95,6 +95,8 @@ def test_postgres_creates_the_results_role_once_and_keeps_its_data(cluster_image
         _wait_healthy(first, lambda: _accepts(port))
         # The results role reaches its own database with its own password, and writes to it.
         with _connect(port, "inferbench", RESULTS_PASSWORD, "inferbench") as conn:
+            # UTF-8, as the official image's (SQL_ASCII text comes back as bytes).
+            assert conn.execute("SHOW server_encoding").fetchone() == ("UTF8",)
             conn.execute("CREATE TABLE kept (x int)")
             conn.execute("INSERT INTO kept VALUES (42)")
         # ...but not Airflow's, and not with the superuser's password.

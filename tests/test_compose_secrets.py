@@ -20,7 +20,7 @@ import yaml
 from conftest import ROOT
 
 INIT_SCRIPT = ROOT / "images" / "postgres" / "init-inferbench-db.sh"
-RESULTS_URL_KEYS = ("INFERBENCH_DB_URL", "RESULTS_DB_URL")
+RESULTS_URL_KEYS = ("INFERBENCH_DB_URL", "RESULTS_DB_URL", "INFERBENCH_STAGE_DB_URL")
 
 
 def _compose() -> dict:
@@ -46,10 +46,14 @@ def test_every_results_database_url_uses_the_results_roles_own_password():
 
 
 def test_what_the_worker_passes_to_stage_containers_holds_no_superuser_password():
-    from operators.runners import PASSED_ENV
+    from operators.runners import PASSED_ENV, STAGE_DB_ENV
 
     worker = _environments(_compose())["gpu-worker-0"]
-    passed = {key: worker[key] for key in PASSED_ENV if key in worker}
+    passed = {key: worker[key] for key in (*PASSED_ENV, STAGE_DB_ENV) if key in worker}
+    # The stage containers (host network) reach the database through the host's port,
+    # the worker itself by the service's name.
+    assert "@${INFERBENCH_DB_HOST:-127.0.0.1}:${INFERBENCH_DB_PORT:-5432}/" in worker[STAGE_DB_ENV]
+    assert "@postgres:5432/" in worker["INFERBENCH_DB_URL"]
     assert "INFERBENCH_DB_URL" in passed
     for key, value in passed.items():
         assert "${POSTGRES_PASSWORD" not in str(value), key

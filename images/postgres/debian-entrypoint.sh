@@ -24,8 +24,10 @@ if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD: the superuser gets no default password}"
     pwfile=$(mktemp)
     printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
+    # UTF-8, as the official image's: the minimal base has no locale set, and initdb would
+    # take SQL_ASCII, whose text psycopg 3 hands back as bytes.
     initdb -D "$PGDATA" --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
-        --auth-host=scram-sha-256 >/dev/null
+        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     rm -f "$pwfile"
     # Other containers connect over the compose network, with a password.
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
