@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from datetime import datetime
@@ -19,17 +18,13 @@ from datetime import datetime
 import pytest
 from conftest import ROOT
 
+from inferbench.netutil import free_port
+
 pytestmark = pytest.mark.cluster
 
 PROJECT = "ibclustertest"
 DAG_ID = "inferbench_benchmark"
 SPEC = json.loads((ROOT / "examples" / "quick-onnxruntime.json").read_text())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +42,8 @@ def cluster(docker_client, tmp_path_factory):
            "REDIS_PASSWORD": secrets.token_urlsafe(16),
            "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
            "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-           "INFERBENCH_HOME": str(home), "INFERBENCH_DB_PORT": str(_free_port()),
-           "INFERBENCH_API_PORT": str(_free_port()), "COMPOSE_PROFILES": "cpu",
+           "INFERBENCH_HOME": str(home), "INFERBENCH_DB_PORT": str(free_port()),
+           "INFERBENCH_API_PORT": str(free_port()), "COMPOSE_PROFILES": "cpu",
            "INFERBENCH_WORKER_CLASS": "cpu", "INFERBENCH_WORKERS": "2",
            "INFERBENCH_SCHED_POLICY": "qa_sjf"}
     env_file = home / ".env"
@@ -76,16 +71,17 @@ def _client(env):
                          env["AIRFLOW_ADMIN_PASSWORD"])
 
 
-def _wait_for_api(client, timeout_s: float = 300.0) -> None:
+def _wait_for_api(env, timeout_s: float = 300.0):
+    """A client of the cluster's API, once it serves the DAG (unpaused)."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
+        client = _client(env)  # a fresh token each try: the API may not have been up
         try:
             client.unpause(DAG_ID)  # answers once the API is up and the DAG is parsed
-            return
+            return client
         except Exception as exc:  # not up yet, or the DAG not parsed yet
             last = exc
-            client._token = None
             time.sleep(3)
     raise AssertionError(f"the cluster's API did not serve the DAG in {timeout_s} s: {last}")
 
@@ -101,8 +97,7 @@ def test_two_benchmarks_run_at_once_on_different_workers(cluster, docker_client)
     from inferbench.spec import BenchmarkSpec
 
     env, compose = cluster
-    client = _client(env)
-    _wait_for_api(client)
+    client = _wait_for_api(env)
     runs = [client.trigger(DAG_ID, None, BenchmarkSpec.model_validate(
         {**SPEC, "name": f"cluster-{i}"}).model_dump(mode="json"))["dag_run_id"]
         for i in range(2)]

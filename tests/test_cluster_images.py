@@ -12,6 +12,8 @@ import time
 import pytest
 from conftest import ROOT
 
+from inferbench.netutil import free_port
+
 pytestmark = pytest.mark.docker
 
 POSTGRES_IMAGE, REDIS_IMAGE = "inferbench/postgres:latest", "inferbench/redis:latest"
@@ -24,12 +26,6 @@ def cluster_images(docker_client) -> None:
                             "--only", "postgres,redis"], env=dict(os.environ),
                            capture_output=True, text=True, timeout=1800)
     assert built.returncode == 0, built.stdout + built.stderr[-3000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(container, check, timeout_s: float = 120.0) -> None:
@@ -84,7 +80,7 @@ def test_postgres_creates_the_results_role_once_and_keeps_its_data(cluster_image
                                                                    docker_client):
     import psycopg
 
-    port = _free_port()
+    port = free_port()
     volume = docker_client.volumes.create()
     env = {"POSTGRES_USER": "airflow", "POSTGRES_PASSWORD": SUPERUSER_PASSWORD,
            "POSTGRES_DB": "airflow", "RESULTS_DB_PASSWORD": RESULTS_PASSWORD}
@@ -135,7 +131,7 @@ def _redis(port: int, *commands: bytes) -> bytes:
 
 
 def test_redis_answers_only_with_its_password(cluster_images, run_container):
-    port = _free_port()
+    port = free_port()
     container = run_container(REDIS_IMAGE, environment={"REDIS_PASSWORD": REDIS_PASSWORD},
                               ports={"6379/tcp": ("127.0.0.1", port)})
 

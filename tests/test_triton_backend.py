@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -29,6 +28,7 @@ import pytest
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerConfig
 from inferbench.backends.triton import TritonBackend
 from inferbench.errors import InferBenchError
+from inferbench.netutil import free_port
 from inferbench.spec import ModelSpec
 
 pytestmark = [pytest.mark.triton, pytest.mark.integration]
@@ -49,12 +49,6 @@ READY_TIMEOUT_S = 60.0  # cold start measured ~0.6 s on 2 CPU cores; generous fo
 STOP_GRACE_S = 20.0     # graceful stop (stub shutdown, shm cleanup) measured ~3.5 s
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PROCESS_NAMES = {"tritonserver", "triton_python_backend_stub"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +101,8 @@ def _context(workdir: Path, onnx_path: Path,
              server: ServerConfig | None = None) -> ServeContext:
     return ServeContext(
         model_name=MODEL_NAME, model_path=onnx_path, inputs=SPEC.generated_inputs,
-        num_outputs=SPEC.num_outputs, workdir=workdir, http_port=_free_port(),
-        grpc_port=_free_port(), metrics_port=_free_port(), max_batch_size=MAX_BATCH, threads=1,
+        num_outputs=SPEC.num_outputs, workdir=workdir, http_port=free_port(),
+        grpc_port=free_port(), metrics_port=free_port(), max_batch_size=MAX_BATCH, threads=1,
         server=server or ServerConfig(),
     )
 

@@ -64,20 +64,11 @@ def profile_levels(requests: list[Request], parallelism: int, *, profile_s: floa
     k = 1
     while wanted(k):
         rule = StopRule(profile_s, MIN_LEVEL_REQUESTS, max(3 * profile_s, profile_s + 10))
-        with issuer_priority():
-            records = run_point(requests, concurrency=k, seed=seed + k,
-                                warmup_s=warmup_s if k == 1 else LEVEL_SETTLE_S, rule=rule,
-                                request_timeout_s=request_timeout_s)
-        a = records.arrays()
-        ok = (a["status"] == 200) & (a["done_ns"] >= 0)
-        failed = int((~ok).sum())
-        if failed:
-            raise InferBenchError(f"profiling at {k} in flight: {failed} of {ok.size} "
-                                  "requests failed; the endpoint must answer every request "
-                                  "to be profiled")
-        latency_ms = (a["done_ns"][ok] - a["sent_ns"][ok]) / 1e6
-        level = Level.from_latencies(k, latency_ms,
-                                     (records.ended_ns - records.started_ns) / 1e9)
+        a, duration = answered_point(requests, f"profiling at {k} in flight", rule=rule,
+                                     concurrency=k, seed=seed + k,
+                                     warmup_s=warmup_s if k == 1 else LEVEL_SETTLE_S,
+                                     request_timeout_s=request_timeout_s)
+        level = Level.from_latencies(k, (a["done_ns"] - a["sent_ns"]) / 1e6, duration)
         levels[k] = level
         if log is not None:
             log(f"profile: {k} in flight: {level.throughput_rps:.1f} req/s, mean "
@@ -117,23 +108,30 @@ def idle_arrivals(scheduled_ns: np.ndarray, done_ns: np.ndarray) -> np.ndarray:
     return idle
 
 
-def open_loop_point(requests: list[Request], rate_rps: float, duration_s: float, *,
-                    what: str, request_timeout_s: float, seed: int
-                    ) -> tuple[dict[str, np.ndarray], float]:
-    """One Poisson probe of `duration_s` measured seconds: its records and duration."""
-    duration_s = min(duration_s, PROBE_MAX_S)
-    rule = StopRule(duration_s, 0, duration_s + 10)
+def answered_point(requests: list[Request], what: str, **point
+                   ) -> tuple[dict[str, np.ndarray], float]:
+    """One point of the profile (`run_point`'s arguments), at the issuer's priority: its
+    records and measured seconds. Every request must be answered: a profile of a server
+    that fails some is no profile of its service."""
     with issuer_priority():
-        records = run_point(requests, rate_rps=rate_rps, seed=seed,
-                            warmup_s=LEVEL_SETTLE_S, rule=rule,
-                            request_timeout_s=request_timeout_s)
+        records = run_point(requests, **point)
     a = records.arrays()
     ok = (a["status"] == 200) & (a["done_ns"] >= 0)
     if not ok.all():
-        raise InferBenchError(f"the {what} probe at {rate_rps:.1f} req/s: "
-                              f"{int((~ok).sum())} of {ok.size} requests failed; the "
-                              "endpoint must answer every request to be profiled")
+        raise InferBenchError(f"{what}: {int((~ok).sum())} of {ok.size} requests failed; "
+                              "the endpoint must answer every request to be profiled")
     return a, (records.ended_ns - records.started_ns) / 1e9
+
+
+def open_loop_point(requests: list[Request], rate_rps: float, duration_s: float, *,
+                    what: str, request_timeout_s: float, seed: int
+                    ) -> tuple[dict[str, np.ndarray], float]:
+    """One Poisson probe of `duration_s` measured seconds (at most PROBE_MAX_S)."""
+    duration_s = min(duration_s, PROBE_MAX_S)
+    return answered_point(requests, f"the {what} probe at {rate_rps:.1f} req/s",
+                          rate_rps=rate_rps, seed=seed, warmup_s=LEVEL_SETTLE_S,
+                          rule=StopRule(duration_s, 0, duration_s + 10),
+                          request_timeout_s=request_timeout_s)
 
 
 def probe_idle_arrivals(requests: list[Request], rate_rps: float, *, profile_s: float,
