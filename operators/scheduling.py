@@ -37,7 +37,7 @@ results database would block or fail run creation, and a rolled-back creation wo
 decision behind for a run that does not exist.
 
 Settings (Airflow config section [inferbench], so also AIRFLOW__INFERBENCH__* variables):
-- sched_policy: rr_fcfs | rr_sjf | qa_sjf (default qa_sjf)
+- sched_policy: rr_fcfs | rr_sjf | qa_sjf | ws_sjf (default qa_sjf)
 - sched_aging_rate: seconds of predicted length a job gains per second waited (default 0.1)
 - sched_dags: comma-separated DAG ids whose runs are scheduled (default: the benchmark DAG)
 Workers are the Airflow pools named <class>-worker-<n> (slots = 1 each; the class, cpu or
@@ -46,6 +46,11 @@ creates them (INFERBENCH_WORKERS, default 1, of this host's class); in the clust
 airflow-init does, and each worker's Celery worker listens on the queue of the same name,
 which the hook sets too. A run is placed only among the workers of the class its spec's
 `hardware` needs.
+
+Under a stealing policy (ws_sjf) placement stays open until a job starts: when a run ends,
+the scheduler calls `steal_after` (a DAG-run listener, operators/work_stealing.py), which may
+move one waiting run to the worker just freed, within the scheduler's own transaction, its
+Variable and task instances together, under the same pool-row lock as decisions at trigger.
 
 A job's first task (a root of the DAG) gets the job's weight; its later tasks get a boost
 over every first task, so a job that holds a worker keeps it between its tasks. That is a
@@ -59,6 +64,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,8 +75,10 @@ from inferbench.scheduling.policies import (
     DEFAULT_AGING_RATE,
     DEFAULT_POLICY,
     Policy,
+    Waiting,
     parse_policy,
     priority_weight,
+    steal,
 )
 from inferbench.scheduling.workers import (
     POOL_SUFFIX,
@@ -377,6 +385,80 @@ def _place_by_default(task_instance: Any, dag_run: Any) -> None:
         task_instance.pool = task_instance.queue = workers[0]
         task_instance.pool_slots = 1
     task_instance.priority_weight = 1
+
+
+# --- work stealing: placement kept open until a job starts (policies that steal) -----------
+
+def _unstarted(session: Session, runs: list[RunKey]) -> set[RunKey]:
+    """The runs none of whose tasks has left the scheduler (every task instance without a
+    state or scheduled): only those can still move to another worker."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select, tuple_
+
+    if not runs:
+        return set()
+    rows = session.execute(
+        select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.state)
+        .where(tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(runs))).all()
+    moved_on = {(d, r) for d, r, state in rows
+                if state is not None and state != TaskInstanceState.SCHEDULED}
+    return set(runs) - moved_on
+
+
+def _move(session: Session, decision: Decision, worker: str, active_keys: set[str]) -> None:
+    """Put a waiting run on `worker`: its kept decision (which later refreshes of its tasks
+    and its own tasks' record read) and every task instance's pool and queue."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    moved = replace(decision, worker=worker)
+    _keep(session, moved, active_keys)
+    for ti in session.scalars(select(TaskInstance).where(
+            TaskInstance.dag_id == decision.dag_id, TaskInstance.run_id == decision.run_id)):
+        ti.pool = ti.queue = worker
+
+
+def _steal_in(session: Session, ended: Any) -> Decision | None:
+    # The states the scheduler has set in this transaction count (a task it has just
+    # queued has left the scheduler); the run has ended, so nothing is half-made.
+    session.flush()
+    ended_key = (ended.dag_id, ended.run_id)
+    kept = _kept(session, [decision_key(*ended_key)])
+    if not kept:
+        return None  # a run the policy did not place
+    (freed,) = (d.worker for d in kept.values())
+    worker_pools(session, lock=True)  # one decision at a time, as at trigger
+    runs = _active_runs(session, scheduled_dags())
+    runs.pop(ended_key, None)
+    keys = {run: decision_key(*run) for run in runs}
+    decided = _kept(session, list(keys.values()))
+    unstarted = _unstarted(session, [run for run in runs if keys[run] in decided])
+    placed = {run: decided[keys[run]] for run in runs if keys[run] in decided}
+    busy = {d.worker for run, d in placed.items() if run not in unstarted}
+    if freed in busy:
+        return None  # its own next job has already left the scheduler
+    waiting = [Waiting(label=keys[run], worker=d.worker, priority_weight=d.priority_weight,
+                       submitted_s=d.submitted_s) for run, d in placed.items()
+               if run in unstarted]
+    taken = steal(policy(), freed, waiting, busy)
+    if taken is None:
+        return None
+    (decision,) = (d for run, d in placed.items() if keys[run] == taken.label)
+    _move(session, decision, freed, set(keys.values()))
+    log.info("moved waiting %s/%s from %s to %s, which %s/%s left free", decision.dag_id,
+             decision.run_id, decision.worker, freed, *ended_key)
+    return replace(decision, worker=freed)
+
+
+def steal_after(ended: Any) -> Decision | None:
+    """Called when a scheduled run has ended (in the scheduler, in its transaction): under a
+    stealing policy, the worker it leaves free takes the first waiting job, its own or one
+    waiting on a busy worker (inferbench.scheduling.policies.steal). Returns the moved
+    job's new decision, if any."""
+    if ended.dag_id not in scheduled_dags() or not policy().steals:
+        return None
+    return _in_run_session(ended, lambda session: _steal_in(session, ended))
 
 
 # --- the task's side ------------------------------------------------------------------------

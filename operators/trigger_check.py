@@ -15,6 +15,7 @@ name, so the run, its directory and its report say which benchmark they are.
 
 The plugin is registered through the `airflow.plugins` entry point (pyproject.toml), so
 every Airflow that has InferBench installed loads it: the embedded default and the cluster.
+It also registers the scheduler's work-stealing listener (operators/work_stealing.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from inferbench.errors import InferBenchError
 from inferbench.pipeline import BENCHMARK_DAG_ID
+from operators import work_stealing
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -145,5 +147,7 @@ class SpecCheckMiddleware:
 
 class InferBenchPlugin(AirflowPlugin):
     name = "inferbench"
+    # The scheduler's DAG-run listener for work-stealing placement.
+    listeners = [work_stealing]
     fastapi_root_middlewares = [{"middleware": SpecCheckMiddleware, "args": [], "kwargs": {},
                                  "name": "InferBench spec check at trigger"}]

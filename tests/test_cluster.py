@@ -7,18 +7,14 @@ cluster's PostgreSQL, and that nothing of the cluster is left running."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import secrets
-import subprocess
 import time
 from datetime import datetime
 
 import pytest
 from conftest import ROOT
 
-from inferbench.netutil import free_port
+from inferbench.compose_cluster import ComposeCluster, build_images
 
 pytestmark = pytest.mark.cluster
 
@@ -29,61 +25,18 @@ SPEC = json.loads((ROOT / "examples" / "quick-onnxruntime.json").read_text())
 
 @pytest.fixture(scope="module")
 def cluster(docker_client, tmp_path_factory):
-    """The compose cluster with CPU workers, up; its settings. Taken down (volumes too)
-    afterwards, whatever the test did."""
-    built = subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")],
-                           capture_output=True, text=True, timeout=3000)
-    assert built.returncode == 0, built.stdout + built.stderr[-3000:]
-    home = tmp_path_factory.mktemp("cluster-home")
-    home.chmod(0o777)
-    env = {"POSTGRES_PASSWORD": secrets.token_urlsafe(16),
-           "RESULTS_DB_PASSWORD": secrets.token_urlsafe(16),
-           "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-           "REDIS_PASSWORD": secrets.token_urlsafe(16),
-           "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
-           "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-           "INFERBENCH_HOME": str(home), "INFERBENCH_DB_PORT": str(free_port()),
-           "INFERBENCH_API_PORT": str(free_port()), "COMPOSE_PROFILES": "cpu",
-           "INFERBENCH_WORKER_CLASS": "cpu", "INFERBENCH_WORKERS": "2",
-           "INFERBENCH_SCHED_POLICY": "qa_sjf"}
-    env_file = home / ".env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-
-    def compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker-compose", "--env-file", str(env_file), "-p", PROJECT,
-                               *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=timeout)
-
+    """The compose cluster with two CPU workers, up. Taken down (volumes too) afterwards,
+    whatever the test did."""
+    build_images()
+    cluster = ComposeCluster.create(PROJECT, tmp_path_factory.mktemp("cluster-home"),
+                                    INFERBENCH_SCHED_POLICY="qa_sjf")
     try:
-        up = compose("up", "-d")
-        assert up.returncode == 0, up.stdout + up.stderr[-3000:]
-        yield env, compose
+        cluster.up()
+        yield cluster
     finally:
-        compose("logs", "--tail", "50")  # kept in the captured output on a failure
-        down = compose("down", "-v", "--remove-orphans")
+        print(cluster.compose("logs", "--tail", "50").stdout)  # kept on a failure
+        down = cluster.down()
         assert down.returncode == 0, down.stderr[-2000:]
-
-
-def _client(env):
-    from inferbench.airflow_api import AirflowClient
-
-    return AirflowClient(f"http://127.0.0.1:{env['INFERBENCH_API_PORT']}", "admin",
-                         env["AIRFLOW_ADMIN_PASSWORD"])
-
-
-def _wait_for_api(env, timeout_s: float = 300.0):
-    """A client of the cluster's API, once it serves the DAG (unpaused)."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        client = _client(env)  # a fresh token each try: the API may not have been up
-        try:
-            client.unpause(DAG_ID)  # answers once the API is up and the DAG is parsed
-            return client
-        except Exception as exc:  # not up yet, or the DAG not parsed yet
-            last = exc
-            time.sleep(3)
-    raise AssertionError(f"the cluster's API did not serve the DAG in {timeout_s} s: {last}")
 
 
 def _interval(ti) -> tuple[datetime, datetime]:
@@ -96,8 +49,7 @@ def test_two_benchmarks_run_at_once_on_different_workers(cluster, docker_client)
 
     from inferbench.spec import BenchmarkSpec
 
-    env, compose = cluster
-    client = _wait_for_api(env)
+    client = cluster.wait_for_api(DAG_ID)
     runs = [client.trigger(DAG_ID, None, BenchmarkSpec.model_validate(
         {**SPEC, "name": f"cluster-{i}"}).model_dump(mode="json"))["dag_run_id"]
         for i in range(2)]
@@ -129,9 +81,7 @@ def test_two_benchmarks_run_at_once_on_different_workers(cluster, docker_client)
     assert span[a][0] < span[b][1] and span[b][0] < span[a][1], span
 
     # The results in the cluster's PostgreSQL, through the results role.
-    url = (f"postgresql+psycopg://inferbench:{env['RESULTS_DB_PASSWORD']}@127.0.0.1:"
-           f"{env['INFERBENCH_DB_PORT']}/inferbench")
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(cluster.results_url)
     try:
         with engine.connect() as conn:
             verdicts = dict(conn.execute(sa.text(
@@ -149,7 +99,7 @@ def test_two_benchmarks_run_at_once_on_different_workers(cluster, docker_client)
     assert all(answered.get(r, 0) >= SPEC["min_requests"] for r in runs), answered
 
     # Down: nothing of the cluster left, its stage and serving containers included.
-    down = compose("down", "-v", "--remove-orphans")
+    down = cluster.down()
     assert down.returncode == 0, down.stderr[-2000:]
     left = docker_client.containers.list(
         all=True, filters={"label": f"com.docker.compose.project={PROJECT}"})

@@ -124,3 +124,64 @@ def test_policies_place_and_order_through_the_real_scheduler(sched_home):
             # (>=: two triggers within the 0.01 s resolution would tie)
             assert all(a.priority_weight >= b.priority_weight
                        for a, b in zip(by_sub, by_sub[1:], strict=False))
+
+
+def _started(client, dag_id: str, run_id: str) -> bool:
+    return any(ti["start_date"] for ti in client.task_instances(dag_id, run_id))
+
+
+def test_work_stealing_moves_waiting_jobs_to_a_freed_worker_through_the_real_scheduler(
+        sched_home):
+    """ws_sjf in the real scheduler (the listener registered by the plugin entry point):
+    a job predicted long that runs short frees its worker while two short jobs wait behind
+    a job predicted short that runs long; the freed worker takes both."""
+    import time
+
+    from inferbench.airflow_api import AirflowClient
+    from inferbench.scheduling.jobmix import Job
+    from inferbench.spec import example_spec, parse_spec
+
+    harness = load_harness()
+    workers = worker_names(2)
+    url = harness.start_stack(sched_home, free_port(), Policy.WS_SJF.value, len(workers))
+    client = AirflowClient(url)
+    dag_id = harness.DAG_ID
+    client.unpause(dag_id)
+    scale = 0.05
+
+    def job(label: str, min_duration_s: float, sleep_s: float) -> Job:
+        """A job the predictor sees as `min_duration_s` per point (4 points of the example
+        spec), that holds its worker for `sleep_s`."""
+        spec = parse_spec({**example_spec().model_dump(mode="json"),
+                           "min_duration_s": min_duration_s, "max_duration_s": 120})
+        return Job(label, spec.model_dump(mode="json"), 0.0, sleep_s)
+
+    def trigger(j: Job) -> str:
+        client.trigger(dag_id, f"ws_{j.label}", j.conf(scale))
+        return f"ws_{j.label}"
+
+    # Predicted (x scale) 22.6 s and 4.6 s; the later ones 3.6 s each, so both queue behind
+    # the job predicted short.
+    first = [trigger(job("long_pred_short_run", 100, 8)),
+             trigger(job("short_pred_long_run", 10, 40))]
+    deadline = time.monotonic() + 120
+    while not all(_started(client, dag_id, r) for r in first):
+        assert time.monotonic() < deadline, "the first two jobs did not start"
+        time.sleep(0.5)
+    later = [trigger(job(f"short{i}", 2, 1)) for i in range(2)]
+    runs = first + later
+    deadline = time.monotonic() + 300
+    while any(client.get_run(dag_id, r)["state"] not in ("success", "failed")
+              for r in runs):
+        assert time.monotonic() < deadline, "the jobs did not finish"
+        time.sleep(1)
+    pools = {r: {ti["pool"] for ti in client.task_instances(dag_id, r)} for r in runs}
+    decided = {d["run_id"]: d for d in harness.decisions(runs)}
+    freed, busy = (decided[r]["worker"] for r in first)
+    assert freed != busy
+    for r in later:
+        # Placed at trigger behind the job predicted short (least queued work) ...
+        loads = {w: WorkerLoad(int(n), work) for w, (n, work) in decided[r]["loads"].items()}
+        assert place(Policy.WS_SJF, workers, loads, None) == busy, decided[r]
+        # ... then moved to the freed worker, where it ran and recorded the move.
+        assert pools[r] == {freed} and decided[r]["worker"] == freed, (pools, decided[r])

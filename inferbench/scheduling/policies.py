@@ -7,6 +7,12 @@ Policies (the setting `inferbench.sched_policy`):
 - qa_sjf:  queue-aware placement (an idle worker if there is one, else the worker whose
            queued predicted work is least), shortest predicted job first. This is the
            two-tier scheduler of the seed system (Algorithm 1).
+- ws_sjf:  qa_sjf, and placement stays open until a job starts: a worker left with nothing
+           to run takes (steals) the first waiting job of the busy workers' queues. Placing
+           at submission commits a job to a queue by *predicted* work; when a job runs
+           shorter or longer than predicted, a worker can idle while others have jobs
+           waiting. Stealing makes the placement work-conserving at dispatch time, which
+           is what list scheduling needs to approach the shortest-first optimum.
 
 Ordering is one number per job, the *key* (smaller runs first). SJF with aging uses
     key = predicted_s + aging_rate * (submitted_s - ref)
@@ -22,7 +28,7 @@ arrives in that window plus the work queued before it; aging_rate = 0 is pure SJ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,6 +40,12 @@ class Policy(StrEnum):
     RR_FCFS = "rr_fcfs"
     RR_SJF = "rr_sjf"
     QA_SJF = "qa_sjf"
+    WS_SJF = "ws_sjf"
+
+    @property
+    def steals(self) -> bool:
+        """Whether an idle worker takes waiting jobs placed on others."""
+        return self is Policy.WS_SJF
 
 
 DEFAULT_POLICY = Policy.QA_SJF
@@ -76,7 +88,7 @@ def place(policy: Policy, workers: Sequence[str], loads: Mapping[str, WorkerLoad
 
     Round-robin: the worker after the one the previous job went to. Queue-aware: the first
     idle worker (no active job), else the one with the least queued predicted work (ties:
-    fewer jobs, then the lower index)."""
+    fewer jobs, then the lower index); work stealing places as queue-aware does."""
     if not workers:
         raise InferBenchError("no workers to place a job on; fix: create at least one pool")
     if policy in (Policy.RR_FCFS, Policy.RR_SJF):
@@ -89,6 +101,29 @@ def place(policy: Policy, workers: Sequence[str], loads: Mapping[str, WorkerLoad
             return w
     return min(workers, key=lambda w: (load[w].queued_work_s, load[w].active_jobs,
                                        list(workers).index(w)))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A job placed on a worker that has not started."""
+
+    label: str
+    worker: str
+    priority_weight: int
+    submitted_s: float
+
+
+def steal(policy: Policy, free_worker: str, waiting: Sequence[Waiting],
+          busy_workers: Collection[str]) -> Waiting | None:
+    """The job a free worker (nothing running) starts next under a stealing policy: the
+    first, by weight then submission, of its own waiting jobs and those waiting on busy
+    workers (a free worker starts its own next). None when the policy does not steal,
+    nothing waits, or its own first job is that job (no move)."""
+    if not policy.steals:
+        return None
+    candidates = [w for w in waiting if w.worker == free_worker or w.worker in busy_workers]
+    first = min(candidates, key=lambda w: (-w.priority_weight, w.submitted_s), default=None)
+    return None if first is None or first.worker == free_worker else first
 
 
 def order_key(policy: Policy, predicted_s: float, submitted_s: float,

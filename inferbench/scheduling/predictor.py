@@ -5,7 +5,9 @@ longer of `min_duration_s` and the time `min_requests` take at the target rate (
 `max_duration_s`). A family (platform x server configuration x batch size) is one point, or
 a load ladder of several (rungs after the first warm up for `ladder.settle_s`): every listed
 load, or a search's expected climb and bisection, within `ladder.max_rungs` and
-`ladder.max_family_s`. Each server configuration of each platform adds its start-up, the run
+`ladder.max_family_s`; a family that is predicted first (`ladder.predict`) adds its light
+profile (one level per concurrency up to the server's instances + 1, then the two
+open-loop probes). Each server configuration of each platform adds its start-up, the run
 adds model generation, one conversion per format and a fixed Airflow overhead per task.
 History then
 scales the prior by how far it missed on similar finished runs (same spec hash first, else
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from inferbench.backends import descriptor
+from inferbench.load.profile import LEVEL_SETTLE_S
 from inferbench.spec import Arrival, BenchmarkSpec, LadderMode, ModelFormat
 
 # Each platform's start-up estimate is its descriptor's startup_s (inferbench/platforms.py).
@@ -40,6 +43,9 @@ PLATFORM_TASKS = 3
 # A search climbs from its start until a rung fails: how many rungs that takes depends on the
 # server, which is not known up front; this many is the prior (history corrects it).
 SEARCH_CLIMB_RUNGS = 4
+# A profile's two open-loop probes together: they stop at a number of answers, a few
+# seconds at the rates the profile sets (inferbench/load/profile.py); history corrects it.
+PROFILE_PROBES_S = 3.0
 # History: how many similar runs to look at, and how far one correction may go.
 HISTORY_RUNS = 20
 HISTORY_MIN_RUNS = 1
@@ -101,9 +107,19 @@ def ladder_loads(spec: BenchmarkSpec) -> list[float]:
     return (climb + [middle] * max(0, math.ceil(halvings)))[:ladder.max_rungs]
 
 
-def family_s(spec: BenchmarkSpec) -> tuple[float, float]:
-    """(expected rungs, seconds) of one family: one point, or its ladder's rungs, no more
-    than ladder.max_family_s (the ladder starts no rung that would not fit)."""
+def profile_s(spec: BenchmarkSpec, instances: int) -> float:
+    """A family's light profile before its ladder (0 when the spec does not predict): one
+    closed-loop level per concurrency 1..instances + 1, each settled and measured, then
+    the open-loop probes."""
+    if not spec.predicts:
+        return 0.0
+    return (instances + 1) * (LEVEL_SETTLE_S + spec.ladder.profile_s) + PROFILE_PROBES_S
+
+
+def family_s(spec: BenchmarkSpec, instances: int = 1) -> tuple[float, float]:
+    """(expected rungs, seconds) of one family on a server with `instances` instances: one
+    point, or its profile and its ladder's rungs, the rungs within ladder.max_family_s (the
+    ladder starts no rung that would not fit)."""
     if spec.ladder_mode is LadderMode.SINGLE:
         return 1.0, point_s(spec)
     loads = ladder_loads(spec)
@@ -111,25 +127,28 @@ def family_s(spec: BenchmarkSpec) -> tuple[float, float]:
     total = 0.0
     for i, t in enumerate(times):
         if i and total + max(times[:i]) > spec.ladder.max_family_s:
-            return float(i), total
+            return float(i), total + profile_s(spec, instances)
         total += t
-    return float(len(times)), total
+    return float(len(times)), total + profile_s(spec, instances)
 
 
 def prior(spec: BenchmarkSpec) -> Prediction:
     """The prediction from the spec alone."""
     one = point_s(spec)
-    rungs, family = family_s(spec)
-    configs = len(spec.server.grid())
+    grid = spec.server.grid()
+    configs = len(grid)
+    families = [family_s(spec, instances) for *_, instances in grid]
+    rungs = families[0][0]
+    measuring = sum(seconds for _, seconds in families) * len(spec.batch_sizes) * \
+        len(spec.platforms)
     startup = configs * sum(descriptor(p).startup_s for p in spec.platforms)
     prepare = GENERATE_S + sum(CONVERT_S[f] + CONVERT_PER_BLOCK_S * spec.model.depth
                                for f in spec.formats)
     overhead = TASK_OVERHEAD_S * (RUN_TASKS + (PLATFORM_TASKS + configs) * len(spec.platforms))
-    measuring = family * len(spec.batch_sizes) * len(spec.platforms) * configs
     return Prediction(point_s=one, points=len(spec.batch_sizes), platforms=len(spec.platforms),
                       startup_s=startup, prepare_s=prepare, overhead_s=overhead,
                       prior_s=measuring + startup + prepare + overhead, configs=configs,
-                      rungs=rungs, family_s=family)
+                      rungs=rungs, family_s=families[0][1])
 
 
 def correction(pairs: Iterable[tuple[float, float]]) -> tuple[float, int]:

@@ -5,7 +5,9 @@ Model of the real scheduler: a job becomes eligible `eligible_delay_s` after it 
 (the scheduler must first see its run), a worker that finishes a job is free again after
 `gap_s` (the scheduler's loop and the next task's start), and a free worker starts its
 eligible job with the highest priority weight (ties: the earlier submission, as Airflow's
-run order does). Placement happens at submission, from what each worker has queued then.
+run order does). Placement happens at submission, from what each worker has queued then;
+under a stealing policy a free worker with an empty queue then takes the first eligible job
+waiting on a busy worker.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from inferbench.scheduling.observe import worker_orders
 from inferbench.scheduling.policies import (
     DEFAULT_AGING_RATE,
     Policy,
+    Waiting,
     WorkerLoad,
     order_key,
     place,
     priority_weight,
+    steal,
 )
 from inferbench.scheduling.workers import worker_names
 
@@ -82,9 +86,28 @@ def simulate(jobs: Sequence[SimJob], n_workers: int, policy: Policy,
             heapq.heappush(events, (t, 3, seq, w))
             seq += 1
 
+    def steal_into(w: str, now: float) -> None:
+        waiting = [Waiting(jobs[i].label, v, -neg_weight, submitted)
+                   for v in workers for neg_weight, submitted, i in queues[v]]
+        busy = {v for v in workers if running[v] is not None or free_at[v] > now}
+        taken = steal(policy, w, waiting, busy)
+        if taken is None:
+            return
+        v = taken.worker
+        entry = next(e for e in queues[v] if jobs[e[2]].label == taken.label)
+        queues[v].remove(entry)
+        heapq.heapify(queues[v])
+        placed[v].remove(jobs[entry[2]])
+        placed[w].append(jobs[entry[2]])
+        heapq.heappush(queues[w], entry)
+
     def try_start(w: str, now: float) -> None:
         nonlocal seq
-        if running[w] is not None or free_at[w] > now or not queues[w]:
+        if running[w] is not None or free_at[w] > now:
+            return
+        if placements is None:
+            steal_into(w, now)
+        if not queues[w]:
             return
         _, _, i = heapq.heappop(queues[w])
         job = jobs[i]

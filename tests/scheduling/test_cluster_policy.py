@@ -329,3 +329,61 @@ def test_a_gpu_run_goes_only_to_a_gpu_worker_and_is_refused_at_trigger_without_o
     finally:
         with create_session() as session:
             session.execute(delete(Pool).where(Pool.pool == "gpu-worker-0"))
+
+
+def _run(session, run_id: str):
+    from airflow.models.dagrun import DagRun
+
+    return session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID,
+                                                DagRun.run_id == run_id)).one()
+
+
+def _set_task_state(session, run_id: str, state: str) -> None:
+    from airflow.models.taskinstance import TaskInstance as TI
+
+    session.scalars(select(TI).where(TI.dag_id == DAG_ID, TI.run_id == run_id)).one() \
+        .state = state
+
+
+def test_a_worker_left_free_takes_the_first_waiting_job_under_work_stealing(
+        policy_installed, monkeypatch):
+    """ws_sjf: when a run ends, its worker takes the first waiting job of a busy worker
+    (decision and task instance moved together, in the ending transaction); a job whose
+    task has left the scheduler (queued) stays where it is; qa_sjf moves nothing."""
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    scheduling = policy_installed
+    monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "ws_sjf")
+    trigger("a", 1.0)  # cpu-worker-0 (idle)
+    trigger("b", 0.3)  # cpu-worker-1 (idle)
+    trigger("c", 0.5)  # cpu-worker-1: 0.3 of queued work there against 1.0
+    trigger("d", 0.4)  # cpu-worker-1: 0.8 against 1.0
+    with create_session() as session:
+        assert [kept(session, scheduling, r).worker for r in "abcd"] == [
+            "cpu-worker-0"] + ["cpu-worker-1"] * 3
+        for r in "ab":
+            _set_task_state(session, r, TaskInstanceState.RUNNING)
+    # qa_sjf: a ending moves nothing.
+    monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "qa_sjf")
+    with create_session() as session:
+        assert scheduling.steal_after(_run(session, "a")) is None
+    monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "ws_sjf")
+    with create_session() as session:
+        _set_task_state(session, "a", TaskInstanceState.SUCCESS)
+        ended = _run(session, "a")
+        ended.set_state(DagRunState.SUCCESS)
+        moved = scheduling.steal_after(ended)
+    # d: the shortest waiting job, so the first cpu-worker-1 would have started.
+    assert (moved.run_id, moved.worker) == ("d", "cpu-worker-0")
+    with create_session() as session:
+        assert kept(session, scheduling, "d").worker == "cpu-worker-0"
+        assert placed(session, "d")[:2] == ("cpu-worker-0", "cpu-worker-0")
+        assert kept(session, scheduling, "c").worker == "cpu-worker-1"
+        # d runs and ends; c has meanwhile been queued on cpu-worker-1: it stays there.
+        _set_task_state(session, "c", TaskInstanceState.QUEUED)
+        _set_task_state(session, "d", TaskInstanceState.SUCCESS)
+        ended = _run(session, "d")
+        ended.set_state(DagRunState.SUCCESS)
+        assert scheduling.steal_after(ended) is None
+        assert placed(session, "c")[:2] == ("cpu-worker-1", "cpu-worker-1")

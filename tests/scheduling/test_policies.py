@@ -10,11 +10,13 @@ from inferbench.scheduling.policies import (
     KEY_EPOCH,
     WEIGHT_BASE,
     Policy,
+    Waiting,
     WorkerLoad,
     order_key,
     parse_policy,
     place,
     priority_weight,
+    steal,
 )
 from inferbench.scheduling.workers import worker_names
 
@@ -82,3 +84,24 @@ def test_priority_weight_order_resolution_and_boost():
     assert first_of_anyone == WEIGHT_BASE
     assert priority_weight(1e6, continuation=True) > first_of_anyone
     assert priority_weight(0.0, continuation=True) == WEIGHT_BASE + CONTINUATION_BOOST < 2**31
+
+
+def test_a_free_worker_steals_the_first_waiting_job_of_a_busy_one():
+    waiting = [Waiting("x", "cpu-worker-1", 10, 1.0), Waiting("y", "cpu-worker-1", 20, 2.0),
+               Waiting("z", "cpu-worker-2", 30, 0.5)]
+    # cpu-worker-2 is idle too (about to start z itself): only the busy worker's jobs count.
+    assert steal(Policy.WS_SJF, "cpu-worker-0", waiting, {"cpu-worker-1"}).label == "y"
+    assert steal(Policy.WS_SJF, "cpu-worker-0", waiting,
+                 {"cpu-worker-1", "cpu-worker-2"}).label == "z"
+    # Equal weights: the earlier submission.
+    tie = [Waiting("late", "cpu-worker-1", 5, 9.0), Waiting("early", "cpu-worker-1", 5, 3.0)]
+    assert steal(Policy.WS_SJF, "cpu-worker-0", tie, {"cpu-worker-1"}).label == "early"
+    # Its own first job is the best: it runs that, nothing moves.
+    own = [*waiting, Waiting("mine", "cpu-worker-0", 25, 0.1)]
+    assert steal(Policy.WS_SJF, "cpu-worker-0", own, {"cpu-worker-1"}) is None
+    assert steal(Policy.WS_SJF, "cpu-worker-0", own, {"cpu-worker-2"}).label == "z"
+    # Nothing waiting, or a policy that does not steal.
+    assert steal(Policy.WS_SJF, "cpu-worker-0", [], {"cpu-worker-1"}) is None
+    for policy in (Policy.RR_FCFS, Policy.RR_SJF, Policy.QA_SJF):
+        assert not policy.steals
+        assert steal(policy, "cpu-worker-0", waiting, {"cpu-worker-1"}) is None

@@ -40,6 +40,21 @@ def test_placement_queue_aware_vs_round_robin():
                   "j3": "cpu-worker-1"}
 
 
+def test_work_stealing_takes_the_shortest_waiting_job_when_a_worker_frees():
+    """Placed at submission by predicted work, then mispredicted: j0 was predicted long and
+    ran short, so cpu-worker-0 frees first; under ws_sjf it takes the shortest job waiting
+    behind j1, then the next; under qa_sjf it idles while they wait."""
+    later = T0 + 0.5  # j0 and j1 have started: j2 and j3 queue behind j1 (less work left)
+    mix = [SimJob("j0", T0, 20, 1), SimJob("j1", T0, 9, 9), SimJob("j2", later, 4, 4),
+           SimJob("j3", later, 2, 2)]
+    qa = simulate(mix, 2, Policy.QA_SJF, gap_s=0, eligible_delay_s=0)
+    assert orders(qa) == {"cpu-worker-0": ["j0"], "cpu-worker-1": ["j1", "j3", "j2"]}
+    ws = simulate(mix, 2, Policy.WS_SJF, gap_s=0, eligible_delay_s=0)
+    assert orders(ws) == {"cpu-worker-0": ["j0", "j3", "j2"], "cpu-worker-1": ["j1"]}
+    assert sum(r.jct_s for r in qa) == 1 + 9 + 10.5 + 14.5
+    assert sum(r.jct_s for r in ws) == 1 + 9 + 2.5 + 6.5
+
+
 def test_replayed_placements_are_kept():
     mix = jobs(3, 3, 3)
     res = simulate(mix, 2, Policy.QA_SJF, placements={"j0": "cpu-worker-1", "j1": "cpu-worker-1",
