@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -189,6 +190,7 @@ def main() -> int:
     try:
         for policy in args.policies.split(","):
             out["policies"][policy] = run_policy(policy, jobs, args, root / policy)
+            out["policies"][policy]["loadavg_after"] = os.getloadavg()
             print(table({policy: out["policies"][policy]}).splitlines()[-1], flush=True)
     finally:
         if not args.keep_logs:
@@ -197,6 +199,8 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1, default=str))
     print("\n" + table(out["policies"]))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1, 5, 15 min) at the end: {load}")
     print(f"\n{time.time() - t0:.0f} s in all; wrote {args.out}")
     return 0
 
