@@ -121,19 +121,37 @@ def run_policy(policy: str, jobs: list[tuple[str, dict]], args, home: Path) -> d
             (home / "compose.log").write_text(cluster.compose("logs").stdout)
         cluster.down()
     stats = jct_stats([r.jct_s for r in records])
-    ratios = [(r.end_s - r.start_s) / r.predicted_s for r in records]
     return {"stats": stats, "overlaps": overlaps(records), "failed": failed,
             "moved": moved_at_dispatch(policy, args.workers, decisions.values()),
             "valid": sum(verdicts.get(r.run_id) == "VALID" for r in records),
             "makespan_s": max(r.end_s for r in records) - min(r.submitted_s for r in records),
             "worker_orders": worker_orders(records),
-            "prediction": {"median_actual_over_predicted": statistics.median(ratios),
-                           "min": min(ratios), "max": max(ratios),
-                           "within_25pct": sum(abs(x - 1) <= 0.25 for x in ratios)},
+            "prediction": prediction_summary(records),
             "records": [{**r.__dict__, "jct_s": r.jct_s, "actual_s": r.end_s - r.start_s,
                          "verdict": verdicts.get(r.run_id)} for r in records],
             "decisions": {k: {**v, "submitted_at": str(v["submitted_at"])}
                           for k, v in decisions.items()}}
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    for rank, i in enumerate(order):
+        ranks[i] = float(rank)
+    return ranks
+
+
+def prediction_summary(records) -> dict[str, float]:
+    """How the predicted lengths compare with the actual ones: actual / predicted, and the
+    rank correlation (Spearman's, no ties expected), which is what shortest-first ordering
+    depends on."""
+    predicted = [r.predicted_s for r in records]
+    actual = [r.end_s - r.start_s for r in records]
+    ratios = [a / p for a, p in zip(actual, predicted, strict=True)]
+    rank_corr = statistics.correlation(_ranks(predicted), _ranks(actual)) \
+        if len(records) > 2 else float("nan")
+    return {"median_actual_over_predicted": statistics.median(ratios), "min": min(ratios),
+            "max": max(ratios), "rank_correlation": rank_corr}
 
 
 def moved_at_dispatch(policy: str, n_workers: int, decisions) -> int:
@@ -151,8 +169,8 @@ def table(results: dict[str, dict]) -> str:
     base = results.get("rr_fcfs", {}).get("stats")
     lines = ["| policy | mean JCT (s) | p50 (s) | p95 JCT (s) | makespan (s) | mean: rr_fcfs / "
              "policy | p95: rr_fcfs / policy | overlaps | moved at dispatch | VALID | actual / "
-             "predicted length (median, range) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "predicted length (median, range) | rank correlation |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for policy, res in results.items():
         s, p = res["stats"], res["prediction"]
         ratio = (f"{base['mean_s'] / s['mean_s']:.2f}x", f"{base['p95_s'] / s['p95_s']:.2f}x") \
@@ -162,8 +180,21 @@ def table(results: dict[str, dict]) -> str:
             f"{res['makespan_s']:.1f} | {ratio[0]} | {ratio[1]} | {len(res['overlaps'])} | "
             f"{res['moved']} | {res['valid']} of {len(res['records'])} "
             f"({len(res['failed'])} failed) | {p['median_actual_over_predicted']:.2f} "
-            f"({p['min']:.2f}-{p['max']:.2f}) |")
+            f"({p['min']:.2f}-{p['max']:.2f}) | {p['rank_correlation']:.2f} |")
     return "\n".join(lines)
+
+
+def retable(path: Path) -> None:
+    """Reprint a saved run's table with this script's summaries."""
+    from inferbench.scheduling.observe import JobRecord
+
+    fields = set(JobRecord.__dataclass_fields__)
+    saved = json.loads(path.read_text())
+    for res in saved["policies"].values():
+        records = [JobRecord(**{k: v for k, v in r.items() if k in fields})
+                   for r in res["records"]]
+        res["prediction"] = prediction_summary(records)
+    print(table(saved["policies"]))
 
 
 def main() -> int:
@@ -176,8 +207,14 @@ def main() -> int:
     ap.add_argument("--policies", default=",".join(p.value for p in Policy))
     ap.add_argument("--timeout-s", type=float, default=3600)
     ap.add_argument("--keep-logs", action="store_true")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="where the run is saved (JSON)")
+    ap.add_argument("--retable", type=Path, help="reprint a saved run's table and exit")
     args = ap.parse_args()
+    if args.retable:
+        retable(args.retable)
+        return 0
+    if args.out is None:
+        ap.error("--out is required to run")
 
     t0 = time.time()
     build_images()

@@ -25,6 +25,7 @@ from inferbench.errors import InferBenchError
 from inferbench.load.priority import lower_priority
 from inferbench.netutil import poll_http_ok, port_is_free
 from inferbench.platforms import DeviceKind
+from inferbench.scheduling.policies import DEFAULT_AGING_RATE, DEFAULT_POLICY
 from inferbench.scheduling.workers import host_class
 
 # The triggerer runs no InferBench task (no deferrable operator): it is started so that the
@@ -33,8 +34,8 @@ COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 WORKERS_ENV = "INFERBENCH_WORKERS"  # how many worker pools (GPU workers) to create
 REFRESH_ENV = "INFERBENCH_DAG_REFRESH_S"
 NICE_ENV = "INFERBENCH_AIRFLOW_NICE"
-SCHED_DEFAULTS = {"AIRFLOW__INFERBENCH__SCHED_POLICY": "qa_sjf",
-                  "AIRFLOW__INFERBENCH__SCHED_AGING_RATE": "0.1"}
+SCHED_DEFAULTS = {"AIRFLOW__INFERBENCH__SCHED_POLICY": DEFAULT_POLICY.value,
+                  "AIRFLOW__INFERBENCH__SCHED_AGING_RATE": str(DEFAULT_AGING_RATE)}
 # Airflow imports airflow_local_settings from $AIRFLOW_HOME/config: the cluster policy that
 # places and orders scheduled runs (operators/scheduling.py).
 LOCAL_SETTINGS = """\
