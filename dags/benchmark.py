@@ -12,7 +12,6 @@ libraries at parse time.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +25,10 @@ from inferbench.pipeline import (
     Stage,
 )
 from inferbench.platforms import Platform
+from inferbench.scheduling.workers import MAX_ACTIVE_RUNS
 from operators.params import spec_params
 from operators.run_callbacks import mark_run_aborted
 from operators.stage import StageOperator
-
-# As many benchmarks at once as there are GPU workers (INFERBENCH_WORKERS, default 1): the
-# job scheduler puts each run in one worker's pool (one slot), so two runs never share a
-# worker; a single machine runs one benchmark at a time.
-MAX_ACTIVE_RUNS = max(1, int(os.environ.get("INFERBENCH_WORKERS", "1") or "1"))
 
 # One entry per serving platform, benchmarked in this order.
 PLATFORMS: list[str] = [p.value for p in Platform]
@@ -61,7 +56,9 @@ def platform_group(platform: str) -> tuple[StageOperator, list]:
     `measure` serves, loads and stops one configuration inside one task: Airflow cannot
     order mapped task-group instances, so a separate serve task of the next configuration
     could start before this one's teardown; one task per configuration, at most one running
-    (max_active_tis_per_dagrun=1), keeps a single server on the machine."""
+    (max_active_tis_per_dagrun=1), keeps a single server on the worker; runs on other
+    workers measure at the same time (the worker's pool of one slot keeps one task at a
+    time on each worker)."""
     with TaskGroup(group_id=platform):
         # none_failed: runs after the previous platform's teardown even if that platform
         # was skipped, but never on a failed conversion.
@@ -69,7 +66,7 @@ def platform_group(platform: str) -> tuple[StageOperator, list]:
                              trigger_rule=TriggerRule.NONE_FAILED)
         measure = StageOperator.partial(
             task_id=Stage.MEASURE.value, stage=Stage.MEASURE, platform=platform,
-            max_active_tis_per_dagrun=1, max_active_tis_per_dag=1,
+            max_active_tis_per_dagrun=1,
             map_index_template="{{ task.config_label }}", **task_policy(Stage.MEASURE),
         ).expand_kwargs(configs.output)
         # all_done: what the configurations that did run measured is kept.
@@ -84,6 +81,7 @@ with DAG(
     description="Benchmark a generated model on serving platforms under a workload",
     schedule=None,
     catchup=False,
+    # Runs wait in their workers' pools, ordered by the scheduling policy (workers.py).
     max_active_runs=MAX_ACTIVE_RUNS,
     # A run that ends without its analysis is marked aborted in the results database.
     dagrun_timeout=timedelta(seconds=RUN_TIMEOUT_S),

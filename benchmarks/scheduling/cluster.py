@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from inferbench.scheduling.observe import (  # noqa: E402
     worker_orders,
 )
 from inferbench.scheduling.policies import Policy, WorkerLoad, place  # noqa: E402
+from inferbench.scheduling.simulator import SimJob, replay, simulate  # noqa: E402
 from inferbench.scheduling.workers import worker_names  # noqa: E402
 
 WARMUP_SPEC = {"name": "warmup", "model": {"family": "lstm", "depth": 1, "width": 16,
@@ -154,6 +156,34 @@ def prediction_summary(records) -> dict[str, float]:
             "max": max(ratios), "rank_correlation": rank_corr}
 
 
+def replays(policy: str, n_workers: int, res: dict) -> bool:
+    """Whether the simulator, given the run's submissions, placements and measured job
+    lengths, orders every worker's jobs as the real scheduler did."""
+    decided = {run_id: datetime.fromisoformat(d["submitted_at"]).timestamp()
+               for run_id, d in res["decisions"].items()}
+    records = [{**r, "decided_s": decided[r["run_id"]]} for r in res["records"]]
+    simulated, _ = replay(records, n_workers, Policy(policy))
+    return simulated == res["worker_orders"]
+
+
+def clairvoyant_mean_s(n_workers: int, res: dict) -> float:
+    """The mean JCT of the same jobs, submitted when they were, with their measured lengths
+    known in advance and run shortest first on the freest worker (ws_sjf without aging, in
+    the simulator, with the run's median gap between jobs on a worker): the least mean JCT
+    any order reaches on that mix, the bound the policies are measured against."""
+    records = res["records"]
+    by_worker: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["start_s"]):
+        by_worker.setdefault(r["worker"], []).append(r)
+    gaps = sorted(b["start_s"] - a["end_s"] for js in by_worker.values()
+                  for a, b in zip(js, js[1:], strict=False))
+    jobs = [SimJob(r["label"], r["submitted_s"], r["end_s"] - r["start_s"],
+                   r["end_s"] - r["start_s"]) for r in records]
+    sim = simulate(jobs, n_workers, Policy.WS_SJF, aging_rate=0.0,
+                   gap_s=max(0.0, statistics.median(gaps)) if gaps else 1.0)
+    return statistics.fmean(r.jct_s for r in sim)
+
+
 def moved_at_dispatch(policy: str, n_workers: int, decisions) -> int:
     """Jobs a stealing policy moved after placing them: the recorded worker is not the one
     placement chose from the loads it saw at trigger."""
@@ -169,8 +199,9 @@ def table(results: dict[str, dict]) -> str:
     base = results.get("rr_fcfs", {}).get("stats")
     lines = ["| policy | mean JCT (s) | p50 (s) | p95 JCT (s) | makespan (s) | mean: rr_fcfs / "
              "policy | p95: rr_fcfs / policy | overlaps | moved at dispatch | VALID | actual / "
-             "predicted length (median, range) | rank correlation |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "predicted length (median, range) | rank correlation | simulator replays the order | "
+             "mean JCT with exact lengths (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
     for policy, res in results.items():
         s, p = res["stats"], res["prediction"]
         ratio = (f"{base['mean_s'] / s['mean_s']:.2f}x", f"{base['p95_s'] / s['p95_s']:.2f}x") \
@@ -180,8 +211,16 @@ def table(results: dict[str, dict]) -> str:
             f"{res['makespan_s']:.1f} | {ratio[0]} | {ratio[1]} | {len(res['overlaps'])} | "
             f"{res['moved']} | {res['valid']} of {len(res['records'])} "
             f"({len(res['failed'])} failed) | {p['median_actual_over_predicted']:.2f} "
-            f"({p['min']:.2f}-{p['max']:.2f}) | {p['rank_correlation']:.2f} |")
+            f"({p['min']:.2f}-{p['max']:.2f}) | {p['rank_correlation']:.2f} | "
+            f"{'yes' if res['replays'] else 'no'} | {res['clairvoyant_mean_s']:.1f} |")
     return "\n".join(lines)
+
+
+def summarise(policy: str, n_workers: int, res: dict) -> None:
+    """Add what the simulator says of a policy's run: whether it replays the real order,
+    and the clairvoyant bound on that run's jobs."""
+    res["replays"] = replays(policy, n_workers, res)
+    res["clairvoyant_mean_s"] = clairvoyant_mean_s(n_workers, res)
 
 
 def retable(path: Path) -> None:
@@ -190,10 +229,11 @@ def retable(path: Path) -> None:
 
     fields = set(JobRecord.__dataclass_fields__)
     saved = json.loads(path.read_text())
-    for res in saved["policies"].values():
+    for policy, res in saved["policies"].items():
         records = [JobRecord(**{k: v for k, v in r.items() if k in fields})
                    for r in res["records"]]
         res["prediction"] = prediction_summary(records)
+        summarise(policy, saved["args"]["workers"], res)
     print(table(saved["policies"]))
 
 
@@ -228,6 +268,7 @@ def main() -> int:
         for policy in args.policies.split(","):
             out["policies"][policy] = run_policy(policy, jobs, args, root / policy)
             out["policies"][policy]["loadavg_after"] = os.getloadavg()
+            summarise(policy, args.workers, out["policies"][policy])
             print(table({policy: out["policies"][policy]}).splitlines()[-1], flush=True)
     finally:
         if not args.keep_logs:

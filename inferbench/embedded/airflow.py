@@ -26,7 +26,7 @@ from inferbench.load.priority import lower_priority
 from inferbench.netutil import poll_http_ok, port_is_free
 from inferbench.platforms import DeviceKind
 from inferbench.scheduling.policies import DEFAULT_AGING_RATE, DEFAULT_POLICY
-from inferbench.scheduling.workers import host_class
+from inferbench.scheduling.workers import MAX_ACTIVE_RUNS, host_class
 
 # The triggerer runs no InferBench task (no deferrable operator): it is started so that the
 # UI's health check, which expects one, shows the embedded default healthy.
@@ -133,7 +133,7 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         # Job scheduling: the worker pools, not max_active_runs, limit what runs at
         # once, so many runs of one DAG may wait side by side for their pools; every waiting
         # run must be examined each loop for priorities to decide who goes next.
-        "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "1024",
+        "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(MAX_ACTIVE_RUNS),
         "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "256",
         "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "256",
     }

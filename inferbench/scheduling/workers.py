@@ -21,6 +21,12 @@ from inferbench.platforms import DeviceKind, device_kind
 POOL_SUFFIX = "-worker-"
 POOL_NAME = re.compile(rf"^({'|'.join(k.value for k in DeviceKind)}){POOL_SUFFIX}(\d+)$")
 WORKER_CLASS_ENV = "INFERBENCH_WORKER_CLASS"
+# How many runs of a scheduled DAG may be active at once: far more than there are workers,
+# because the worker pools, not the run count, limit what runs at once. A run held back by
+# max_active_runs has no task instances yet and waits in Airflow's own first-come queue of
+# runs, where no scheduling policy can order or place it; an active run waits in its
+# worker's pool, where the policy's priority weights decide who goes next.
+MAX_ACTIVE_RUNS = 1024
 
 
 def worker_pool(hardware: DeviceKind | str, index: int) -> str:

@@ -17,6 +17,8 @@ import time
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from inferbench.scheduling.workers import MAX_ACTIVE_RUNS
+
 DAG_ID = "inferbench_sched_job"
 
 with DAG(
@@ -24,7 +26,7 @@ with DAG(
     description="Stand-in benchmark job for the scheduling policies (sleeps)",
     schedule=None,
     catchup=False,
-    max_active_runs=1024,  # the worker pools, not the DAG, limit what runs at once
+    max_active_runs=MAX_ACTIVE_RUNS,
     params={
         "spec": Param({}, type="object", description="The benchmark spec being stood in for."),
         "sleep_s": Param(1.0, type="number", minimum=0, maximum=3600,
