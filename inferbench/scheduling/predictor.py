@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from inferbench.backends import descriptor
-from inferbench.load.profile import LEVEL_SETTLE_S
+from inferbench.load.profile_plan import LEVEL_SETTLE_S
 from inferbench.spec import Arrival, BenchmarkSpec, LadderMode, ModelFormat
 
 # Each platform's start-up estimate is its descriptor's startup_s (inferbench/platforms.py).
