@@ -57,26 +57,6 @@ def request_arrays(conn: Connection, run_id: str, platform: str,
     return arrays
 
 
-def resource_summary(conn: Connection, run_id: str) -> dict[tuple, dict[str, float]]:
-    """Mean / max CPU % and max RSS per (platform, source) and per
-    (platform, config_index, source)."""
-    t = schema.resource_samples
-    rows = conn.execute(select(t.c.platform, t.c.config_index, t.c.source, t.c.cpu_pct,
-                               t.c.rss_bytes).where(t.c.run_id == run_id)).all()
-    out: dict[tuple, dict[str, list]] = {}
-    for platform, config_index, source, cpu, rss in rows:
-        for key in ((platform, source), (platform, config_index, source)):
-            entry = out.setdefault(key, {"cpu": [], "rss": []})
-            if cpu is not None:
-                entry["cpu"].append(cpu)
-            if rss is not None:
-                entry["rss"].append(rss)
-    return {key: {"cpu_pct_mean": float(np.mean(v["cpu"])) if v["cpu"] else None,
-                  "cpu_pct_max": float(np.max(v["cpu"])) if v["cpu"] else None,
-                  "rss_bytes_max": int(np.max(v["rss"])) if v["rss"] else None}
-            for key, v in out.items()}
-
-
 def resource_samples_by_config(conn: Connection, run_id: str) -> dict[tuple[str, int], list[dict]]:
     """Every resource sample of a run by (platform, config_index), in time order."""
     t = schema.resource_samples
