@@ -53,8 +53,10 @@ move one waiting run to the worker just freed, within the scheduler's own transa
 Variable and task instances together, under the same pool-row lock as decisions at trigger.
 
 A job's first task (a root of the DAG) gets the job's weight; its later tasks get a boost
-over every first task, so a job that holds a worker keeps it between its tasks. That is a
-strong preference, not a lock: see benchmarks/scheduling/README.md.
+over every first task. That orders tasks ready at the same time; it is not a lock: a job's
+next task is ready only a scheduler loop after the previous one ended, and a waiting job's
+first task can take the worker's slot in between, so with many runs waiting, jobs on one
+worker interleave task by task (benchmarks/scheduling/README.md, section 3).
 """
 
 from __future__ import annotations

@@ -36,9 +36,11 @@ from inferbench.compose_cluster import ComposeCluster, build_images  # noqa: E40
 from inferbench.pipeline import BENCHMARK_DAG_ID  # noqa: E402
 from inferbench.scheduling.jobmix import benchmark_mix  # noqa: E402
 from inferbench.scheduling.observe import (  # noqa: E402
+    JobRecord,
     jct_stats,
     job_record,
     overlaps,
+    shared_share,
     worker_orders,
 )
 from inferbench.scheduling.policies import Policy, WorkerLoad, place  # noqa: E402
@@ -198,10 +200,11 @@ def moved_at_dispatch(policy: str, n_workers: int, decisions) -> int:
 def table(results: dict[str, dict]) -> str:
     base = results.get("rr_fcfs", {}).get("stats")
     lines = ["| policy | mean JCT (s) | p50 (s) | p95 JCT (s) | makespan (s) | mean: rr_fcfs / "
-             "policy | p95: rr_fcfs / policy | overlaps | moved at dispatch | VALID | actual / "
+             "policy | p95: rr_fcfs / policy | overlaps | job time sharing its worker | "
+             "moved at dispatch | VALID | actual / "
              "predicted length (median, range) | rank correlation | simulator replays the order | "
              "mean JCT with exact lengths (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|"]
     for policy, res in results.items():
         s, p = res["stats"], res["prediction"]
         ratio = (f"{base['mean_s'] / s['mean_s']:.2f}x", f"{base['p95_s'] / s['p95_s']:.2f}x") \
@@ -209,7 +212,7 @@ def table(results: dict[str, dict]) -> str:
         lines.append(
             f"| {policy} | {s['mean_s']:.1f} | {s['p50_s']:.1f} | {s['p95_s']:.1f} | "
             f"{res['makespan_s']:.1f} | {ratio[0]} | {ratio[1]} | {len(res['overlaps'])} | "
-            f"{res['moved']} | {res['valid']} of {len(res['records'])} "
+            f"{res['shared_share']:.0%} | {res['moved']} | {res['valid']} of {len(res['records'])} "
             f"({len(res['failed'])} failed) | {p['median_actual_over_predicted']:.2f} "
             f"({p['min']:.2f}-{p['max']:.2f}) | {p['rank_correlation']:.2f} | "
             f"{'yes' if res['replays'] else 'no'} | {res['clairvoyant_mean_s']:.1f} |")
@@ -221,18 +224,20 @@ def summarise(policy: str, n_workers: int, res: dict) -> None:
     and the clairvoyant bound on that run's jobs."""
     res["replays"] = replays(policy, n_workers, res)
     res["clairvoyant_mean_s"] = clairvoyant_mean_s(n_workers, res)
+    res["shared_share"] = shared_share(_records(res))
+
+
+def _records(res: dict) -> list[JobRecord]:
+    """A saved run's job records as JobRecords (the saved ones carry derived fields too)."""
+    fields = set(JobRecord.__dataclass_fields__)
+    return [JobRecord(**{k: v for k, v in r.items() if k in fields}) for r in res["records"]]
 
 
 def retable(path: Path) -> None:
     """Reprint a saved run's table with this script's summaries."""
-    from inferbench.scheduling.observe import JobRecord
-
-    fields = set(JobRecord.__dataclass_fields__)
     saved = json.loads(path.read_text())
     for policy, res in saved["policies"].items():
-        records = [JobRecord(**{k: v for k, v in r.items() if k in fields})
-                   for r in res["records"]]
-        res["prediction"] = prediction_summary(records)
+        res["prediction"] = prediction_summary(_records(res))
         summarise(policy, saved["args"]["workers"], res)
     print(table(saved["policies"]))
 

@@ -66,6 +66,24 @@ def overlaps(jobs: Sequence[JobRecord]) -> list[tuple[str, str, str]]:
     return found
 
 
+def shared_share(jobs: Sequence[JobRecord]) -> float:
+    """The share of the jobs' summed length (first start to last end) during which another
+    job was in progress on the same worker: 0 when each worker ran its jobs one after the
+    other, near 1 when its jobs' tasks interleaved throughout (each job then takes about as
+    long as two run back to back, although no two tasks ever ran at once)."""
+    total = shared = 0.0
+    for a in jobs:
+        total += a.end_s - a.start_s
+        spans = sorted((max(a.start_s, b.start_s), min(a.end_s, b.end_s)) for b in jobs
+                       if b is not a and b.worker == a.worker and b.start_s < a.end_s
+                       and a.start_s < b.end_s)
+        covered_to = a.start_s  # the union of the spans, walked in order
+        for lo, hi in spans:
+            shared += max(0.0, hi - max(lo, covered_to))
+            covered_to = max(covered_to, hi)
+    return shared / total if total > 0 else 0.0
+
+
 def worker_orders(jobs: Sequence) -> dict[str, list[str]]:
     """Each worker's jobs (labels) in the order they started (anything with label, worker
     and start_s: a JobRecord, a simulator's SimResult)."""
