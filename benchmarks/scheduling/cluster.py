@@ -130,7 +130,6 @@ def run_policy(policy: str, jobs: list[tuple[str, dict]], args, home: Path) -> d
             "valid": sum(verdicts.get(r.run_id) == "VALID" for r in records),
             "makespan_s": max(r.end_s for r in records) - min(r.submitted_s for r in records),
             "worker_orders": worker_orders(records),
-            "prediction": prediction_summary(records),
             "records": [{**r.__dict__, "jct_s": r.jct_s, "actual_s": r.end_s - r.start_s,
                          "verdict": verdicts.get(r.run_id)} for r in records],
             "decisions": {k: {**v, "submitted_at": str(v["submitted_at"])}
@@ -220,11 +219,15 @@ def table(results: dict[str, dict]) -> str:
 
 
 def summarise(policy: str, n_workers: int, res: dict) -> None:
-    """Add what the simulator says of a policy's run: whether it replays the real order,
-    and the clairvoyant bound on that run's jobs."""
+    """Add what is derived from a policy's recorded jobs: the prediction's error, how much
+    of their time jobs shared a worker, and what the simulator says (whether it replays the
+    real order, the clairvoyant bound on that run's jobs). A fresh run and a reprinted one
+    go through here alike."""
+    records = _records(res)
+    res["prediction"] = prediction_summary(records)
+    res["shared_share"] = shared_share(records)
     res["replays"] = replays(policy, n_workers, res)
     res["clairvoyant_mean_s"] = clairvoyant_mean_s(n_workers, res)
-    res["shared_share"] = shared_share(_records(res))
 
 
 def _records(res: dict) -> list[JobRecord]:
@@ -237,7 +240,6 @@ def retable(path: Path) -> None:
     """Reprint a saved run's table with this script's summaries."""
     saved = json.loads(path.read_text())
     for policy, res in saved["policies"].items():
-        res["prediction"] = prediction_summary(_records(res))
         summarise(policy, saved["args"]["workers"], res)
     print(table(saved["policies"]))
 

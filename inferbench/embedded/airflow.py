@@ -130,9 +130,9 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         # INFO: task logs carry the stages' own lines (the analyze task's `report: PATH`);
         # at WARNING a successful task's log is empty.
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        # Job scheduling: the worker pools, not max_active_runs, limit what runs at
-        # once, so many runs of one DAG may wait side by side for their pools; every waiting
-        # run must be examined each loop for priorities to decide who goes next.
+        # Job scheduling: runs wait side by side in their worker pools (MAX_ACTIVE_RUNS says
+        # why); every waiting run must be examined each loop for priorities to decide who
+        # goes next.
         "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(MAX_ACTIVE_RUNS),
         "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "256",
         "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "256",
