@@ -42,21 +42,25 @@ Settings (Airflow config section [inferbench], so also AIRFLOW__INFERBENCH__* va
 - sched_dags: comma-separated DAG ids whose runs are scheduled (default: the benchmark DAG)
 Workers are the Airflow pools named <class>-worker-<n> (slots = 1 each; the class, cpu or
 gpu, is where the worker can run a model: inferbench/scheduling/workers.py); `inferbench up`
-creates them (INFERBENCH_WORKERS, default 1, of this host's class); in the cluster,
-airflow-init does, and each worker's Celery worker listens on the queue of the same name,
-which the hook sets too. A run is placed only among the workers of the class its spec's
+creates them (INFERBENCH_WORKERS, default 1, of this host's class) and the hold pool; in
+the cluster, airflow-init does, and each worker's Celery worker listens on the queue of the
+same name, which the hook sets too. A run is placed only among the workers of the class its spec's
 `hardware` needs.
 
-Under a stealing policy (ws_sjf) placement stays open until a job starts: when a run ends,
-the scheduler calls `steal_after` (a DAG-run listener, operators/work_stealing.py), which may
-move one waiting run to the worker just freed, within the scheduler's own transaction, its
-Variable and task instances together, under the same pool-row lock as decisions at trigger.
-
-A job's first task (a root of the DAG) gets the job's weight; its later tasks get a boost
-over every first task. That orders tasks ready at the same time; it is not a lock: a job's
-next task is ready only a scheduler loop after the previous one ended, and a waiting job's
-first task can take the worker's slot in between, so with many runs waiting, jobs on one
-worker interleave task by task (benchmarks/scheduling/README.md, section 3).
+One job holds a worker at a time, whole. A run placed on a worker that another active run
+holds waits with every task instance in the hold pool (workers.HOLD_POOL, no slots); when
+the holding run ends, successful or failed, the scheduler calls `dispatch_after` (a DAG-run
+listener, operators/run_end.py), which hands the worker to the policy's next waiting run
+(decisions.dispatch: the highest priority weight of the runs waiting for it, or under a
+stealing policy, ws_sjf, of those waiting on any busy worker of its class) by moving that
+run's task instances into the worker's pool, in the scheduler's own transaction, under the
+same pool-row lock as decisions at trigger. Why not the worker's pool with weights alone: a
+job's next task becomes ready only in the scheduler loop after its previous task ended, and
+a waiting job's first task, ready all along, would take the slot in between, so jobs on one
+worker would interleave task by task (measured: benchmarks/scheduling/README.md, section 3).
+Why not a task dependency: Airflow 3 does not serialize an operator's custom `deps`.
+Weights still order the waiting runs (dispatch reads them from the decisions) and a job's
+own tasks.
 """
 
 from __future__ import annotations
@@ -72,17 +76,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from inferbench.errors import InferBenchError
 from inferbench.pipeline import BENCHMARK_DAG_ID, DB_ENV
-from inferbench.scheduling.decisions import ActiveJob, Decision, decide
+from inferbench.scheduling.decisions import ActiveJob, Decision, decide, dispatch
 from inferbench.scheduling.policies import (
     DEFAULT_AGING_RATE,
     DEFAULT_POLICY,
     Policy,
-    Waiting,
     parse_policy,
     priority_weight,
-    steal,
 )
 from inferbench.scheduling.workers import (
+    HOLD_POOL,
     POOL_SUFFIX,
     eligible_workers,
     no_worker_reason,
@@ -254,17 +257,19 @@ def _active_runs(session: Session, dag_ids: set[str]) -> dict[RunKey, float | No
 
 
 def _last_worker(session: Session, dag_ids: set[str], dag_run: Any) -> str | None:
-    """The worker of the newest run placed before this one (round-robin continues there)."""
+    """The worker of the newest run placed before this one (round-robin continues there):
+    its task instances' queue, which names the worker placement chose whether the run holds
+    it or waits for it (the pool of a waiting run's tasks is the hold pool)."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import and_, select
 
     return session.scalar(
-        select(TaskInstance.pool)
+        select(TaskInstance.queue)
         .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id,
                            DagRun.run_id == TaskInstance.run_id))
         .where(DagRun.dag_id.in_(sorted(dag_ids)), DagRun.id != dag_run.id,
-               TaskInstance.pool.contains(POOL_SUFFIX, autoescape=True))
+               TaskInstance.queue.contains(POOL_SUFFIX, autoescape=True))
         .order_by(DagRun.id.desc()).limit(1))
 
 
@@ -291,6 +296,20 @@ def _keep(session: Session, decision: Decision, active_keys: set[str]) -> None:
         .execution_options(synchronize_session=False))
 
 
+def _placed_runs(session: Session, dag_ids: set[str], other_than: RunKey
+                 ) -> tuple[dict[RunKey, tuple[Decision, float | None]], set[str]]:
+    """The active runs of these DAGs but `other_than` that have a kept decision, each with
+    the start of its first task (None while nothing has started); and the decision Variable
+    keys of all those active runs (what `_keep` must not delete)."""
+    started = _active_runs(session, dag_ids)
+    started.pop(other_than, None)
+    keys = {run: decision_key(*run) for run in started}
+    decided = _kept(session, list(keys.values()))
+    placed = {run: (decided[keys[run]], start) for run, start in started.items()
+              if keys[run] in decided}
+    return placed, set(keys.values())
+
+
 def _decide_in(session: Session, dag_run: Any) -> Decision:
     dag_id, run_id = dag_run.dag_id, dag_run.run_id
     key = decision_key(dag_id, run_id)
@@ -312,19 +331,24 @@ def _decide_in(session: Session, dag_run: Any) -> Decision:
     if key in kept:
         return kept[key]
     dag_ids = scheduled_dags()
-    started = _active_runs(session, dag_ids)
-    started.pop((dag_id, run_id), None)
-    keys = {run: decision_key(*run) for run in started}
-    decided = _kept(session, list(keys.values()))
-    active = [ActiveJob(decided[keys[run]], start) for run, start in started.items()
-              if keys[run] in decided]
-    decision = decide(dag_id=dag_id, run_id=run_id, predicted_s=predicted, policy=policy(),
-                      aging_rate=aging_rate(), workers=workers, active=active,
+    placed, active_keys = _placed_runs(session, dag_ids, (dag_id, run_id))
+    active_keys.add(key)
+    chosen = policy()
+    decision = decide(dag_id=dag_id, run_id=run_id, predicted_s=predicted, policy=chosen,
+                      aging_rate=aging_rate(), workers=workers,
+                      active=[ActiveJob(d, start) for d, start in placed.values()],
                       last_worker=_last_worker(session, dag_ids, dag_run), now_s=time.time())
-    _keep(session, decision, set(keys.values()))
-    log.info("scheduled %s/%s on %s (predicted %.1f s, policy %s, weight %d)", dag_id,
-             run_id, decision.worker, decision.predicted_s, decision.policy,
-             decision.priority_weight)
+    # The new run waits like any other until dispatch hands it a worker: one that is free
+    # now, unless a run that waited longer comes first there.
+    jobs = {run: d for run, (d, _) in placed.items()}
+    jobs[(dag_id, run_id)] = replace(decision, held=True)
+    handed = dispatch(chosen, jobs, pools)
+    decision = handed.pop((dag_id, run_id), jobs[(dag_id, run_id)])
+    _keep(session, decision, active_keys)
+    log.info("scheduled %s/%s on %s%s (predicted %.1f s, policy %s, weight %d)", dag_id,
+             run_id, decision.worker, ", waiting for it" if decision.held else "",
+             decision.predicted_s, decision.policy, decision.priority_weight)
+    _hand_over(session, handed, active_keys)
     return decision
 
 
@@ -367,7 +391,7 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any = None) -> None
         return
     task = getattr(task_instance, "task", None)
     continuation = bool(getattr(task, "upstream_task_ids", None))
-    task_instance.pool = decision.worker
+    task_instance.pool = HOLD_POOL if decision.held else decision.worker
     task_instance.pool_slots = 1
     # The worker's Celery queue has the pool's name (docker-compose.yaml: `--queues
     # gpu-worker-N`), so in the cluster the task also runs on that worker's host; the
@@ -389,78 +413,45 @@ def _place_by_default(task_instance: Any, dag_run: Any) -> None:
     task_instance.priority_weight = 1
 
 
-# --- work stealing: placement kept open until a job starts (policies that steal) -----------
+# --- dispatch: a worker is handed to one waiting run when the run holding it ends ---------
 
-def _unstarted(session: Session, runs: list[RunKey]) -> set[RunKey]:
-    """The runs none of whose tasks has left the scheduler (every task instance without a
-    state or scheduled): only those can still move to another worker."""
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.state import TaskInstanceState
-    from sqlalchemy import select, tuple_
-
-    if not runs:
-        return set()
-    rows = session.execute(
-        select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.state)
-        .where(tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(runs))).all()
-    moved_on = {(d, r) for d, r, state in rows
-                if state is not None and state != TaskInstanceState.SCHEDULED}
-    return set(runs) - moved_on
-
-
-def _move(session: Session, decision: Decision, worker: str, active_keys: set[str]) -> None:
-    """Put a waiting run on `worker`: its kept decision (which later refreshes of its tasks
-    and its own tasks' record read) and every task instance's pool and queue."""
+def _hand_over(session: Session, handed: Mapping[RunKey, Decision],
+               active_keys: set[str]) -> None:
+    """Move each waiting run to the worker dispatch handed it: its kept decision (which
+    later refreshes of its tasks, and its own tasks' record, read) and every task
+    instance's pool and queue, in the caller's transaction."""
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import select
 
-    moved = replace(decision, worker=worker)
-    _keep(session, moved, active_keys)
-    for ti in session.scalars(select(TaskInstance).where(
-            TaskInstance.dag_id == decision.dag_id, TaskInstance.run_id == decision.run_id)):
-        ti.pool = ti.queue = worker
+    for (dag_id, run_id), decision in handed.items():
+        _keep(session, decision, active_keys)
+        for ti in session.scalars(select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)):
+            ti.pool = ti.queue = decision.worker
+        log.info("handed %s to waiting %s/%s", decision.worker, dag_id, run_id)
 
 
-def _steal_in(session: Session, ended: Any) -> Decision | None:
-    # The states the scheduler has set in this transaction count (a task it has just
-    # queued has left the scheduler); the run has ended, so nothing is half-made.
+def _dispatch_in(session: Session, ended: Any) -> dict[RunKey, Decision]:
+    # The states the scheduler has set in this transaction count: the ended run is no
+    # longer active.
     session.flush()
-    ended_key = (ended.dag_id, ended.run_id)
-    kept = _kept(session, [decision_key(*ended_key)])
-    if not kept:
-        return None  # a run the policy did not place
-    (freed,) = (d.worker for d in kept.values())
-    worker_pools(session, lock=True)  # one decision at a time, as at trigger
-    runs = _active_runs(session, scheduled_dags())
-    runs.pop(ended_key, None)
-    keys = {run: decision_key(*run) for run in runs}
-    decided = _kept(session, list(keys.values()))
-    unstarted = _unstarted(session, [run for run in runs if keys[run] in decided])
-    placed = {run: decided[keys[run]] for run in runs if keys[run] in decided}
-    busy = {d.worker for run, d in placed.items() if run not in unstarted}
-    if freed in busy:
-        return None  # its own next job has already left the scheduler
-    waiting = [Waiting(label=keys[run], worker=d.worker, priority_weight=d.priority_weight,
-                       submitted_s=d.submitted_s) for run, d in placed.items()
-               if run in unstarted]
-    taken = steal(policy(), freed, waiting, busy)
-    if taken is None:
-        return None
-    (decision,) = (d for run, d in placed.items() if keys[run] == taken.label)
-    _move(session, decision, freed, set(keys.values()))
-    log.info("moved waiting %s/%s from %s to %s, which %s/%s left free", decision.dag_id,
-             decision.run_id, decision.worker, freed, *ended_key)
-    return replace(decision, worker=freed)
+    pools = worker_pools(session, lock=True)  # one decision at a time, as at trigger
+    placed, active_keys = _placed_runs(session, scheduled_dags(), (ended.dag_id, ended.run_id))
+    handed = dispatch(policy(), {run: d for run, (d, _) in placed.items()}, pools)
+    _hand_over(session, handed, active_keys)
+    return handed
 
 
-def steal_after(ended: Any) -> Decision | None:
-    """Called when a scheduled run has ended (in the scheduler, in its transaction): under a
-    stealing policy, the worker it leaves free takes the first waiting job, its own or one
-    waiting on a busy worker (inferbench.scheduling.policies.steal). Returns the moved
-    job's new decision, if any."""
-    if ended.dag_id not in scheduled_dags() or not policy().steals:
-        return None
-    return _in_run_session(ended, lambda session: _steal_in(session, ended))
+def dispatch_after(ended: Any) -> dict[RunKey, Decision]:
+    """Called when a scheduled run has ended, successful or failed (in the scheduler, in its
+    transaction): every worker no run holds any more is handed the policy's next waiting
+    run (decisions.dispatch). Returns the runs handed a worker, with their decisions.
+
+    Every free worker, not only the one the ended run held: a hand-over lost to an error
+    is made up at the next run end or trigger."""
+    if ended.dag_id not in scheduled_dags():
+        return {}
+    return _in_run_session(ended, lambda session: _dispatch_in(session, ended))
 
 
 # --- the task's side ------------------------------------------------------------------------

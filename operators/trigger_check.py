@@ -15,7 +15,8 @@ name, so the run, its directory and its report say which benchmark they are.
 
 The plugin is registered through the `airflow.plugins` entry point (pyproject.toml), so
 every Airflow that has InferBench installed loads it: the embedded default and the cluster.
-It also registers the scheduler's work-stealing listener (operators/work_stealing.py).
+It also registers the scheduler's run-end listener that hands a freed worker to the next
+waiting run (operators/run_end.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from inferbench.errors import InferBenchError
 from inferbench.pipeline import BENCHMARK_DAG_ID
-from operators import work_stealing
+from operators import run_end
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -147,7 +148,7 @@ class SpecCheckMiddleware:
 
 class InferBenchPlugin(AirflowPlugin):
     name = "inferbench"
-    # The scheduler's DAG-run listener for work-stealing placement.
-    listeners = [work_stealing]
+    # The scheduler's DAG-run listener: a worker freed at run end goes to the next run.
+    listeners = [run_end]
     fastapi_root_middlewares = [{"middleware": SpecCheckMiddleware, "args": [], "kwargs": {},
                                  "name": "InferBench spec check at trigger"}]

@@ -126,6 +126,30 @@ def test_policies_place_and_order_through_the_real_scheduler(sched_home):
                        for a, b in zip(by_sub, by_sub[1:], strict=False))
 
 
+def test_a_job_holds_its_worker_between_its_tasks_through_the_real_scheduler(sched_home):
+    """Jobs of three tasks in a row, all triggered at once on one worker: each runs whole
+    before the next starts (the others wait in the hold pool), in the policy's order. With
+    the worker's pool alone, a waiting job's first task took the slot between two tasks of
+    the running one."""
+    from inferbench.scheduling.jobmix import Job
+    from inferbench.spec import example_spec, parse_spec
+
+    harness = load_harness()
+    url = harness.start_stack(sched_home, free_port(), Policy.QA_SJF.value, 1)
+    jobs = [Job(f"steps{i}", parse_spec({**example_spec().model_dump(mode="json"),
+                                         "min_duration_s": d, "max_duration_s": 120})
+                .model_dump(mode="json"), 0.0, 1.5)
+            for i, d in enumerate((30, 10, 20, 5))]
+    records = harness.run_mix(url, jobs, 0.05, timeout_s=300, say=lambda _m: None,
+                              dag_id=harness.STEPS_DAG_ID)
+    assert {r.worker for r in records} == {"cpu-worker-0"}
+    assert overlaps(records) == [], json.dumps([r.__dict__ for r in records])
+    # The first job took the free worker at once; the others went shortest first.
+    by_start = sorted(records, key=lambda r: r.start_s)
+    assert by_start[0].label == "steps0"
+    assert [r.label for r in by_start[1:]] == ["steps3", "steps1", "steps2"]
+
+
 def _started(client, dag_id: str, run_id: str) -> bool:
     return any(ti["start_date"] for ti in client.task_instances(dag_id, run_id))
 

@@ -156,15 +156,22 @@ def _write_local_settings(home: Path) -> None:
 
 
 def ensure_worker_pools(base_url: str, n: int, hardware: DeviceKind) -> list[str]:
-    """Pools <hardware>-worker-0..n-1 with one slot each (a worker runs one job at a time);
-    other worker pools, left from an earlier start (more workers, another class, or the
-    class-less `worker-N` names of older versions), are deleted so no job is placed there."""
+    """Pools <hardware>-worker-0..n-1 with one slot each (a worker runs one job at a time)
+    and the hold pool of runs waiting for their worker; other worker pools, left from an
+    earlier start (more workers, another class, or the class-less `worker-N` names of older
+    versions), are deleted so no job is placed there."""
     from inferbench.airflow_api import AirflowClient
-    from inferbench.scheduling.workers import parse_worker_pool, worker_names
+    from inferbench.scheduling.workers import (
+        HOLD_POOL,
+        HOLD_POOL_DESCRIPTION,
+        parse_worker_pool,
+        worker_names,
+    )
 
     client = AirflowClient(base_url)
     wanted = worker_names(n, hardware)
     existing = client.pools()
+    client.set_pool(HOLD_POOL, 0, HOLD_POOL_DESCRIPTION, create=HOLD_POOL not in existing)
     for name in wanted:
         client.set_pool(name, 1, f"{hardware.value.upper()} worker {name}: one benchmark job "
                         "at a time", create=name not in existing)

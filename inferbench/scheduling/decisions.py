@@ -11,17 +11,22 @@ the two.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+from typing import TypeVar
 
 from inferbench.errors import InferBenchError
 from inferbench.scheduling.policies import (
     Policy,
     WorkerLoad,
+    first_come,
     order_key,
     place,
     priority_weight,
+    same_class,
 )
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class Decision:
     submitted_s: float  # when the decision was made, Unix seconds
     key_ref_s: float  # the reference time the key counts from
     loads: dict[str, list[float]]  # what placement saw: worker -> [active jobs, work s]
+    # Waiting for `worker`, which another job holds: the run's tasks are in the hold pool
+    # (workers.HOLD_POOL) until the worker is handed to it. Always False in the record: a
+    # run's tasks run, and record it, only once it holds its worker.
+    held: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -44,7 +53,8 @@ class Decision:
     def from_json(cls, raw: str | bytes) -> Decision:
         try:
             data = json.loads(raw)
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+            return cls(**{f.name: data[f.name] for f in fields(cls)
+                          if f.name in data or f.default is MISSING})
         except (ValueError, TypeError, KeyError) as e:
             raise InferBenchError(f"not a scheduling decision ({type(e).__name__}: {e}): "
                                   f"{str(raw)[:200]!r}") from None
@@ -95,3 +105,29 @@ def decide(*, dag_id: str, run_id: str, predicted_s: float, policy: Policy, agin
                     submitted_s=now_s, key_ref_s=ref_s,
                     loads={w: [ld.active_jobs, round(ld.queued_work_s, 3)]
                            for w, ld in loads.items()})
+
+
+def dispatch(policy: Policy, jobs: Mapping[K, Decision],
+             workers: Sequence[str]) -> dict[K, Decision]:
+    """Hand free workers the jobs they start next. `jobs`: the active jobs' decisions, those
+    holding their worker (`held` False) and those waiting for one (`held` True); a worker of
+    `workers` is free when no job holds it. Waiting jobs are taken in the policy's order
+    (policies.first_come): each goes to its own worker if that is free, or under a stealing
+    policy to the first free worker of its class. Returns the waiting jobs that now hold a
+    worker, with that worker and `held` False."""
+    held = {d.worker for d in jobs.values() if not d.held}
+    free = [w for w in workers if w not in held]
+    waiting = sorted(((key, d) for key, d in jobs.items() if d.held),
+                     key=lambda kd: first_come(kd[1]))
+    handed: dict[K, Decision] = {}
+    for key, d in waiting:
+        if d.worker in free:
+            worker = d.worker
+        elif policy.steals:
+            worker = next((w for w in free if same_class(w, d.worker)), None)
+        else:
+            continue
+        if worker is not None:
+            handed[key] = replace(d, worker=worker, held=False)
+            free.remove(worker)
+    return handed

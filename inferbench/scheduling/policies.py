@@ -8,11 +8,12 @@ Policies (the setting `inferbench.sched_policy`):
            queued predicted work is least), shortest predicted job first. This is the
            two-tier scheduler of the seed system (Algorithm 1).
 - ws_sjf:  qa_sjf, and placement stays open until a job starts: a worker left with nothing
-           to run takes (steals) the first waiting job of the busy workers' queues. Placing
-           at submission commits a job to a queue by *predicted* work; when a job runs
-           shorter or longer than predicted, a worker can idle while others have jobs
-           waiting. Stealing makes the placement work-conserving at dispatch time, which
-           is what list scheduling needs to approach the shortest-first optimum.
+           to run takes (steals) the first waiting job of the busy workers' queues of its
+           class. Placing at submission commits a job to a queue by *predicted* work;
+           when a job runs shorter or longer than predicted, a worker can idle while
+           others have jobs waiting. Stealing makes the placement work-conserving at
+           dispatch time, which is what list scheduling needs to approach the
+           shortest-first optimum.
 
 Ordering is one number per job, the *key* (smaller runs first). SJF with aging uses
     key = predicted_s + aging_rate * (submitted_s - ref)
@@ -32,8 +33,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 from inferbench.errors import InferBenchError
+from inferbench.platforms import DeviceKind
+from inferbench.scheduling.workers import parse_worker_pool
 
 
 class Policy(StrEnum):
@@ -60,7 +64,7 @@ DEFAULT_AGING_RATE = 0.1  # a job is overtaken only by jobs arriving within 10x 
 KEY_EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()  # reference when none is given
 KEY_RESOLUTION_S = 0.01
 WEIGHT_BASE = 1_000_000_000  # weight of a first task with key 0
-CONTINUATION_BOOST = 1_000_000_000  # a started job's ready tasks beat every waiting job's
+CONTINUATION_BOOST = 1_000_000_000  # a started job's ready tasks beat every first task
 WEIGHT_MAX = 2**31 - 1
 
 
@@ -117,13 +121,39 @@ def steal(policy: Policy, free_worker: str, waiting: Sequence[Waiting],
           busy_workers: Collection[str]) -> Waiting | None:
     """The job a free worker (nothing running) starts next under a stealing policy: the
     first, by weight then submission, of its own waiting jobs and those waiting on busy
-    workers (a free worker starts its own next). None when the policy does not steal,
-    nothing waits, or its own first job is that job (no move)."""
+    workers of its class (a job placed on a GPU worker may need the GPU). None when the
+    policy does not steal, nothing waits, or its own first job is that job (no move)."""
     if not policy.steals:
         return None
-    candidates = [w for w in waiting if w.worker == free_worker or w.worker in busy_workers]
-    first = min(candidates, key=lambda w: (-w.priority_weight, w.submitted_s), default=None)
+    candidates = [w for w in waiting if w.worker == free_worker or (
+        w.worker in busy_workers and same_class(w.worker, free_worker))]
+    first = min(candidates, key=first_come, default=None)
     return None if first is None or first.worker == free_worker else first
+
+
+class Queued(Protocol):
+    """A job waiting for a worker, as ordering sees it (a Waiting, a Decision)."""
+
+    @property
+    def priority_weight(self) -> int: ...
+
+    @property
+    def submitted_s(self) -> float: ...
+
+
+def first_come(job: Queued) -> tuple[int, float]:
+    """The order in which waiting jobs start: higher weight, then earlier submission."""
+    return -job.priority_weight, job.submitted_s
+
+
+def same_class(worker: str, other: str) -> bool:
+    """Whether two workers can run the same jobs (their hardware class is the same)."""
+    return _worker_class(worker) == _worker_class(other)
+
+
+def _worker_class(worker: str) -> DeviceKind | None:
+    parsed = parse_worker_pool(worker)
+    return parsed[0] if parsed else None
 
 
 def order_key(policy: Policy, predicted_s: float, submitted_s: float,
@@ -140,11 +170,11 @@ def order_key(policy: Policy, predicted_s: float, submitted_s: float,
 
 def priority_weight(key: float, continuation: bool = False) -> int:
     """Airflow priority weight (higher runs first) for a job's key. The job's first task gets
-    the plain weight; its later tasks (`continuation`) get a boost so that, once a job holds
-    a worker, its next task goes before any waiting job's first task ready at the same time.
-    A task becomes ready only in the scheduler loop after its upstream ended, so a waiting
-    job's first task, ready all along, can still take the slot in between (measured:
-    benchmarks/scheduling/README.md, section 3)."""
+    the plain weight, which orders the jobs waiting for a worker; its later tasks
+    (`continuation`) get a boost over every first task, so that a job's own tasks go before
+    any other task that shares its pool (a run placed by default, without a decision). Jobs
+    with decisions never share a worker's pool: a waiting job waits in the hold pool
+    (operators/scheduling.py)."""
     weight = WEIGHT_BASE - math.floor(key / KEY_RESOLUTION_S + 0.5)
     weight = max(1, min(WEIGHT_BASE, weight))
     return min(WEIGHT_MAX, weight + (CONTINUATION_BOOST if continuation else 0))

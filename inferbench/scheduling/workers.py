@@ -27,6 +27,14 @@ WORKER_CLASS_ENV = "INFERBENCH_WORKER_CLASS"
 # runs, where no scheduling policy can order or place it; an active run waits in its
 # worker's pool, where the policy's priority weights decide who goes next.
 MAX_ACTIVE_RUNS = 1024
+# The pool of runs waiting for their worker: no slots, so nothing in it runs. A run placed
+# on a worker that another job holds waits here, whole, until that job's run ends and the
+# policy hands the worker to it (operators/scheduling.py, "dispatch"). Waiting in the
+# worker's own pool instead would let a waiting job's first task take the worker between
+# two tasks of the job holding it.
+HOLD_POOL = "inferbench-waiting"
+HOLD_POOL_DESCRIPTION = ("Benchmark runs waiting for their worker (no slots: the job "
+                         "scheduler moves a run to its worker's pool when the worker is free)")
 
 
 def worker_pool(hardware: DeviceKind | str, index: int) -> str:

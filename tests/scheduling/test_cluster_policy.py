@@ -14,6 +14,8 @@ import pytest
 from conftest import ROOT
 from sqlalchemy import select
 
+from inferbench.scheduling.workers import HOLD_POOL
+
 pytestmark = pytest.mark.integration
 
 STANDIN_DAGS = ROOT / "benchmarks" / "scheduling" / "dags"
@@ -64,11 +66,12 @@ def policy_installed(standin_dag, inferbench_env, monkeypatch):
             session.execute(delete(DagRun).where(DagRun.dag_id.in_([DAG_ID, TWO_STEP_ID])))
             session.execute(delete(Variable).where(
                 Variable.key.startswith(scheduling.DECISION_VARIABLE_PREFIX)))
-            session.execute(delete(Pool).where(Pool.pool.in_(WORKERS)))
+            session.execute(delete(Pool).where(Pool.pool.in_([*WORKERS, HOLD_POOL])))
 
     clean()
     for name in WORKERS:
         Pool.create_or_update_pool(name, 1, f"test {name}", include_deferred=False)
+    Pool.create_or_update_pool(HOLD_POOL, 0, "test hold pool", include_deferred=False)
     yield scheduling
     clean()
 
@@ -135,10 +138,13 @@ def test_runs_are_placed_weighted_and_their_decisions_kept_in_airflow(policy_ins
         # shortest predicted first (keys share the busy period of a)
         assert got["a"].key_ref_s == got["b"].key_ref_s == got["c"].key_ref_s
         assert got["c"].priority_weight > got["b"].priority_weight > got["a"].priority_weight
-        # Airflow carries each decision on the run's task instance: pool, queue, weight
-        for r in "abc":
+        # Airflow carries each decision on the run's task instance: pool, queue, weight;
+        # c waits in the hold pool while b holds its worker.
+        assert not got["a"].held and not got["b"].held and got["c"].held
+        for r in "ab":
             assert placed(session, r) == (got[r].worker, got[r].worker,
                                           got[r].priority_weight)
+        assert placed(session, "c") == (HOLD_POOL, got["c"].worker, got["c"].priority_weight)
 
         # Re-applied when Airflow refreshes a task instance (clearing, a DAG change): the
         # kept decision, not a new one, whatever is active by then.
@@ -175,14 +181,16 @@ def test_round_robin_continues_after_the_last_placed_run(policy_installed, monke
     from airflow.utils.session import create_session
 
     monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "rr_fcfs")
-    for r in ("r0", "r1", "r2"):
+    runs = ("r0", "r1", "r2", "r3", "r4")  # from r2 on, each waits for its worker
+    for r in runs:
         trigger(r, 0.1)
     with create_session() as session:
-        workers = [kept(session, policy_installed, r).worker for r in ("r0", "r1", "r2")]
-        weights = [placed(session, r)[2] for r in ("r0", "r1", "r2")]
+        workers = [kept(session, policy_installed, r).worker for r in runs]
+        weights = [placed(session, r)[2] for r in runs]
+        assert [placed(session, r)[0] for r in runs[2:]] == [HOLD_POOL] * 3
     start = WORKERS.index(workers[0])
-    assert workers == [WORKERS[(start + i) % 2] for i in range(3)]
-    assert weights[0] >= weights[1] >= weights[2]  # first come, first served
+    assert workers == [WORKERS[(start + i) % 2] for i in range(len(runs))]
+    assert weights == sorted(weights, reverse=True)  # first come, first served
 
 
 def test_the_task_records_the_decision_in_the_results_db(policy_installed, standin_dag,
@@ -323,7 +331,10 @@ def test_a_gpu_run_goes_only_to_a_gpu_worker_and_is_refused_at_trigger_without_o
         with create_session() as session:
             pools = {r: placed(session, r)[0] for r in ("gpu-a", "gpu-b", "cpu-a", "cpu-b")}
             gpu_decision = kept(session, policy_installed, "gpu-b")
-        assert pools["gpu-a"] == pools["gpu-b"] == "gpu-worker-0"  # busy, but the only one
+        assert pools["gpu-a"] == "gpu-worker-0"
+        # gpu-worker-0 is busy, but the only one: gpu-b waits for it
+        assert (gpu_decision.worker, gpu_decision.held, pools["gpu-b"]) == (
+            "gpu-worker-0", True, HOLD_POOL)
         assert {pools["cpu-a"], pools["cpu-b"]} == set(WORKERS)
         assert set(gpu_decision.loads) == {"gpu-worker-0"}  # it saw only its own class
     finally:
@@ -345,45 +356,77 @@ def _set_task_state(session, run_id: str, state: str) -> None:
         .state = state
 
 
-def test_a_worker_left_free_takes_the_first_waiting_job_under_work_stealing(
+def _end(session, run_id: str, state: str = "success"):
+    """The run's task and the run itself ended, as the scheduler ends them."""
+    _set_task_state(session, run_id, state)
+    run = _run(session, run_id)
+    run.set_state(state)
+    return run
+
+
+def test_a_run_waits_whole_in_the_hold_pool_until_its_worker_is_handed_to_it(
         policy_installed, monkeypatch):
-    """ws_sjf: when a run ends, its worker takes the first waiting job of a busy worker
-    (decision and task instance moved together, in the ending transaction); a job whose
-    task has left the scheduler (queued) stays where it is; qa_sjf moves nothing."""
+    """One job at a time per worker: runs placed on a busy worker wait in the hold pool;
+    when the run holding the worker ends (successful or failed), the worker goes to the
+    policy's next waiting run (decision and task instances moved together, in the ending
+    transaction). qa_sjf hands a worker only its own waiting runs; ws_sjf lets a freed
+    worker take the first run waiting on a busy one."""
     from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState, TaskInstanceState
 
     scheduling = policy_installed
-    monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "ws_sjf")
     trigger("a", 1.0)  # cpu-worker-0 (idle)
     trigger("b", 0.3)  # cpu-worker-1 (idle)
     trigger("c", 0.5)  # cpu-worker-1: 0.3 of queued work there against 1.0
     trigger("d", 0.4)  # cpu-worker-1: 0.8 against 1.0
     with create_session() as session:
-        assert [kept(session, scheduling, r).worker for r in "abcd"] == [
-            "cpu-worker-0"] + ["cpu-worker-1"] * 3
-        for r in "ab":
-            _set_task_state(session, r, TaskInstanceState.RUNNING)
-    # qa_sjf: a ending moves nothing.
-    monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "qa_sjf")
+        got = {r: kept(session, scheduling, r) for r in "abcd"}
+        assert [got[r].worker for r in "abcd"] == ["cpu-worker-0"] + ["cpu-worker-1"] * 3
+        assert [got[r].held for r in "abcd"] == [False, False, True, True]
+        assert [placed(session, r)[0] for r in "abcd"] == [
+            "cpu-worker-0", "cpu-worker-1", HOLD_POOL, HOLD_POOL]
+    # qa_sjf: a ending frees cpu-worker-0, for which nothing waits; b failing hands
+    # cpu-worker-1 to d, the shortest of its waiting runs.
     with create_session() as session:
-        assert scheduling.steal_after(_run(session, "a")) is None
+        assert scheduling.dispatch_after(_end(session, "a")) == {}
+    with create_session() as session:
+        handed = scheduling.dispatch_after(_end(session, "b", "failed"))
+    assert {r: d.worker for (_, r), d in handed.items()} == {"d": "cpu-worker-1"}
+    with create_session() as session:
+        assert placed(session, "d")[:2] == ("cpu-worker-1", "cpu-worker-1")
+        assert not kept(session, scheduling, "d").held
+        assert placed(session, "c")[0] == HOLD_POOL
+    # ws_sjf: a worker free at a trigger takes the first waiting run, wherever it waits:
+    # e is placed on the free cpu-worker-0, but c, shorter and waiting on busy
+    # cpu-worker-1, goes there first; when d ends, cpu-worker-1 takes e.
     monkeypatch.setenv("AIRFLOW__INFERBENCH__SCHED_POLICY", "ws_sjf")
+    trigger("e", 2.0)
     with create_session() as session:
-        _set_task_state(session, "a", TaskInstanceState.SUCCESS)
-        ended = _run(session, "a")
-        ended.set_state(DagRunState.SUCCESS)
-        moved = scheduling.steal_after(ended)
-    # d: the shortest waiting job, so the first cpu-worker-1 would have started.
-    assert (moved.run_id, moved.worker) == ("d", "cpu-worker-0")
+        c, e = kept(session, scheduling, "c"), kept(session, scheduling, "e")
+        assert (c.worker, c.held, placed(session, "c")[:2]) == (
+            "cpu-worker-0", False, ("cpu-worker-0", "cpu-worker-0"))
+        assert (e.worker, e.held, placed(session, "e")[0]) == ("cpu-worker-0", True, HOLD_POOL)
     with create_session() as session:
-        assert kept(session, scheduling, "d").worker == "cpu-worker-0"
-        assert placed(session, "d")[:2] == ("cpu-worker-0", "cpu-worker-0")
-        assert kept(session, scheduling, "c").worker == "cpu-worker-1"
-        # d runs and ends; c has meanwhile been queued on cpu-worker-1: it stays there.
-        _set_task_state(session, "c", TaskInstanceState.QUEUED)
-        _set_task_state(session, "d", TaskInstanceState.SUCCESS)
-        ended = _run(session, "d")
-        ended.set_state(DagRunState.SUCCESS)
-        assert scheduling.steal_after(ended) is None
-        assert placed(session, "c")[:2] == ("cpu-worker-1", "cpu-worker-1")
+        handed = scheduling.dispatch_after(_end(session, "d"))
+    assert {r: d.worker for (_, r), d in handed.items()} == {"e": "cpu-worker-1"}
+    with create_session() as session:
+        assert placed(session, "e")[:2] == ("cpu-worker-1", "cpu-worker-1")
+
+
+def test_a_hand_over_lost_is_made_up_at_the_next_trigger(policy_installed):
+    """If no listener handed a freed worker on (it failed, or the run was ended by hand),
+    the next decision does: the freed worker starts the policy's next run, here the one
+    that waited (shorter than the new one), and the new one waits."""
+    from airflow.utils.session import create_session
+
+    scheduling = policy_installed
+    trigger("a", 1.0)
+    trigger("b", 1.0)
+    trigger("c", 0.5)  # waits for a busy worker
+    with create_session() as session:
+        waiting_for = kept(session, scheduling, "c").worker
+        _end(session, "a" if waiting_for == "cpu-worker-0" else "b")  # no dispatch_after
+    trigger("d", 1.0)
+    with create_session() as session:
+        c, d = kept(session, scheduling, "c"), kept(session, scheduling, "d")
+        assert (c.held, placed(session, "c")[0]) == (False, waiting_for)
+        assert d.held and placed(session, "d")[0] == HOLD_POOL

@@ -100,6 +100,12 @@ def test_a_free_worker_steals_the_first_waiting_job_of_a_busy_one():
     own = [*waiting, Waiting("mine", "cpu-worker-0", 25, 0.1)]
     assert steal(Policy.WS_SJF, "cpu-worker-0", own, {"cpu-worker-1"}) is None
     assert steal(Policy.WS_SJF, "cpu-worker-0", own, {"cpu-worker-2"}).label == "z"
+    # Only jobs of its class: a job waiting on a GPU worker may need the GPU.
+    gpu = [Waiting("g", "gpu-worker-0", 99, 0.0), *waiting]
+    assert steal(Policy.WS_SJF, "cpu-worker-0", gpu, {"cpu-worker-1", "gpu-worker-0"}) \
+        .label == "y"
+    assert steal(Policy.WS_SJF, "gpu-worker-1", gpu, {"cpu-worker-1", "gpu-worker-0"}) \
+        .label == "g"
     # Nothing waiting, or a policy that does not steal.
     assert steal(Policy.WS_SJF, "cpu-worker-0", [], {"cpu-worker-1"}) is None
     for policy in (Policy.RR_FCFS, Policy.RR_SJF, Policy.QA_SJF):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import delete
 
 from inferbench.errors import InferBenchError
-from inferbench.scheduling.decisions import ActiveJob, Decision, decide
+from inferbench.scheduling.decisions import ActiveJob, Decision, decide, dispatch
 from inferbench.scheduling.policies import Policy, priority_weight
 from inferbench.scheduling.store import record, recorded, stored
 from inferbench.scheduling.workers import worker_names
@@ -64,6 +64,43 @@ def test_decision_json_round_trip_and_refusal():
         Decision.from_json('{"dag_id": "x"}')
     with pytest.raises(InferBenchError, match="not a scheduling decision"):
         Decision.from_json("cpu-worker-0")
+
+
+def test_a_decision_kept_before_runs_could_wait_reads_as_holding_its_worker():
+    d = decide(dag_id=DAG, run_id="r", predicted_s=1.0, policy=Policy.QA_SJF, aging_rate=0.1,
+               workers=W, active=[], last_worker=None, now_s=T)
+    older = d.to_json().replace(', "held": false', "")
+    assert "held" not in older and Decision.from_json(older) == d
+
+
+def _job(run_id: str, worker: str, weight: int, held: bool, submitted_s: float = T) -> Decision:
+    d = decide(dag_id=DAG, run_id=run_id, predicted_s=1.0, policy=Policy.QA_SJF,
+               aging_rate=0.0, workers=[worker], active=[], last_worker=None,
+               now_s=submitted_s)
+    return dataclasses.replace(d, priority_weight=weight, held=held)
+
+
+def test_dispatch_hands_each_free_worker_its_next_waiting_job():
+    jobs = {"run": _job("run", W[0], 5, held=False),
+            "w0-low": _job("w0-low", W[0], 1, held=True),
+            "w1-high": _job("w1-high", W[1], 9, held=True),
+            "w1-low": _job("w1-low", W[1], 2, held=True)}
+    # cpu-worker-1 is free: it takes its own first; cpu-worker-0 is held by `run`.
+    handed = dispatch(Policy.QA_SJF, jobs, W)
+    assert {k: (d.worker, d.held) for k, d in handed.items()} == {"w1-high": (W[1], False)}
+    # Nothing free: nothing handed.
+    busy = {**jobs, "w1-run": _job("w1-run", W[1], 5, held=False)}
+    assert dispatch(Policy.QA_SJF, busy, W) == {}
+    # Stealing, both workers free: the two first jobs of all, each on its own worker if
+    # that is free, else on a free one (w1-low on cpu-worker-0, w0-low waits).
+    free = {k: d for k, d in jobs.items() if k != "run"}
+    handed = dispatch(Policy.WS_SJF, free, W)
+    assert {k: d.worker for k, d in handed.items()} == {"w1-high": W[1], "w1-low": W[0]}
+    assert dispatch(Policy.QA_SJF, free, W).keys() == {"w1-high", "w0-low"}
+    # A GPU worker's waiting job is not stolen by a CPU worker.
+    gpu = {"g": _job("g", "gpu-worker-0", 9, held=True),
+           "g-run": _job("g-run", "gpu-worker-0", 5, held=False)}
+    assert dispatch(Policy.WS_SJF, gpu, [W[0], "gpu-worker-0"]) == {}
 
 
 @pytest.fixture
