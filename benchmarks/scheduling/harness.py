@@ -26,6 +26,7 @@ from inferbench.scheduling.observe import JobRecord, job_record
 
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
 DAG_ID = "inferbench_sched_job"  # dags/sched_job.py
+STEPS_DAG_ID = "inferbench_sched_job_steps"  # the same job as three tasks, same file
 
 
 def start_stack(home: Path, port: int, policy: str, workers: int, aging_rate: float = 0.1,
@@ -45,22 +46,24 @@ def start_stack(home: Path, port: int, policy: str, workers: int, aging_rate: fl
     stop_airflow(home)
     return start_airflow(home, dags_folder, port=port, wait_for_dag=DAG_ID,
                          extra_env={"INFERBENCH_HOME": str(home), DB_ENV: url,
-                                    "AIRFLOW__INFERBENCH__SCHED_DAGS": DAG_ID})
+                                    "AIRFLOW__INFERBENCH__SCHED_DAGS":
+                                        f"{DAG_ID},{STEPS_DAG_ID}"})
 
 
 def run_mix(base_url: str, jobs: Sequence[Job], time_scale: float, timeout_s: float = 900,
-            say: Callable[[str], None] = print) -> list[JobRecord]:
-    """Trigger every job at once (in the mix's order), wait for all, return their records."""
+            say: Callable[[str], None] = print, dag_id: str = DAG_ID) -> list[JobRecord]:
+    """Trigger every job at once (in the mix's order) as runs of `dag_id`, wait for all,
+    return their records."""
     from inferbench.airflow_api import AirflowClient
 
     client = AirflowClient(base_url)
-    client.unpause(DAG_ID)
+    client.unpause(dag_id)
     tag = uuid.uuid4().hex[:6]
     submitted: dict[str, tuple[Job, float]] = {}
     for job in jobs:
         run_id = f"sched_{tag}_{job.label}"
         t = time.time()
-        client.trigger(DAG_ID, run_id, job.conf(time_scale))
+        client.trigger(dag_id, run_id, job.conf(time_scale))
         submitted[run_id] = (job, t)
     say(f"triggered {len(jobs)} jobs in {time.time() - min(t for _, t in submitted.values()):.1f}"
         " s; waiting")
@@ -70,26 +73,26 @@ def run_mix(base_url: str, jobs: Sequence[Job], time_scale: float, timeout_s: fl
         if time.monotonic() > deadline:
             raise InferBenchError(f"{len(pending)} jobs not done within {timeout_s:.0f} s")
         for run_id in sorted(pending):
-            if client.get_run(DAG_ID, run_id)["state"] in ("success", "failed"):
+            if client.get_run(dag_id, run_id)["state"] in ("success", "failed"):
                 pending.discard(run_id)
         time.sleep(2)
-    predicted = stored_predictions(list(submitted))
+    predicted = stored_predictions(list(submitted), dag_id)
     return [job_record(run_id, job.label, t, predicted[run_id],
-                       client.task_instances(DAG_ID, run_id))
+                       client.task_instances(dag_id, run_id))
             for run_id, (job, t) in submitted.items()]
 
 
-def decisions(run_ids: list[str]) -> list[dict[str, Any]]:
+def decisions(run_ids: list[str], dag_id: str = DAG_ID) -> list[dict[str, Any]]:
     """The decisions the jobs' tasks recorded, in the order they were made."""
     from inferbench import perfdb
     from inferbench.scheduling.store import recorded
 
     with perfdb.engine(os.environ[DB_ENV]).connect() as conn:
-        return recorded(conn, DAG_ID, run_ids)
+        return recorded(conn, dag_id, run_ids)
 
 
-def stored_predictions(run_ids: list[str]) -> dict[str, float]:
-    found = {d["run_id"]: d["predicted_s"] for d in decisions(run_ids)}
+def stored_predictions(run_ids: list[str], dag_id: str = DAG_ID) -> dict[str, float]:
+    found = {d["run_id"]: d["predicted_s"] for d in decisions(run_ids, dag_id)}
     missing = set(run_ids) - set(found)
     if missing:
         raise InferBenchError(f"no scheduling decision recorded for {sorted(missing)[:3]!r}...: "
