@@ -68,6 +68,12 @@ class AirflowClient:
     def get_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> dict[str, Any]:
+        """Mark a run "success" or "failed" by hand (its running tasks are stopped), as the
+        UI's "Mark as" does."""
+        return self._call("PATCH", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}",
+                          {"state": state})
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         out = self._call("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}"
                                 "/taskInstances?limit=1000")

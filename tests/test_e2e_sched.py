@@ -21,7 +21,7 @@ from inferbench.netutil import free_port
 from inferbench.scheduling.jobmix import job_mix
 from inferbench.scheduling.observe import overlaps
 from inferbench.scheduling.policies import Policy, WorkerLoad, place
-from inferbench.scheduling.workers import worker_names
+from inferbench.scheduling.workers import HOLD_POOL, worker_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -209,3 +209,40 @@ def test_work_stealing_moves_waiting_jobs_to_a_freed_worker_through_the_real_sch
         assert place(Policy.WS_SJF, workers, loads, None) == busy, decided[r]
         # ... then moved to the freed worker, where it ran and recorded the move.
         assert pools[r] == {freed} and decided[r]["worker"] == freed, (pools, decided[r])
+
+
+def test_a_run_marked_failed_by_hand_hands_its_worker_on_through_the_real_scheduler(
+        sched_home):
+    """A user stops a long benchmark from the UI or the REST API ("mark as failed"): the
+    job waiting for its worker gets the worker then, not when the stopped job's tasks would
+    have ended. The API server, not the scheduler, ends such a run, and calls the same
+    run-end listener."""
+    import time
+
+    from inferbench.airflow_api import AirflowClient
+    from inferbench.scheduling.jobmix import Job
+    from inferbench.spec import example_spec
+
+    harness = load_harness()
+    url = harness.start_stack(sched_home, free_port(), Policy.QA_SJF.value, 1)
+    client = AirflowClient(url)
+    dag_id = harness.DAG_ID
+    client.unpause(dag_id)
+    conf = example_spec().model_dump(mode="json")
+    long_run, waiting = "by_hand_long", "by_hand_waiting"
+    client.trigger(dag_id, long_run, Job("long", conf, 0.0, 600).conf(1.0))
+    deadline = time.monotonic() + 120
+    while not _started(client, dag_id, long_run):
+        assert time.monotonic() < deadline, "the long job did not start"
+        time.sleep(0.5)
+    client.trigger(dag_id, waiting, Job("waiting", conf, 0.0, 1).conf(1.0))
+    time.sleep(WAITING_MARGIN_S)
+    pools = {ti["pool"] for ti in client.task_instances(dag_id, waiting)}
+    assert pools == {HOLD_POOL}, pools
+    client.set_run_state(dag_id, long_run, "failed")
+    stopped = time.monotonic()
+    state = client.wait_for_run(dag_id, waiting, timeout_s=120)
+    assert state == "success", state
+    assert time.monotonic() - stopped < 120  # the long job would have held it 600 s
+    pools = {ti["pool"] for ti in client.task_instances(dag_id, waiting)}
+    assert pools == {"cpu-worker-0"}, pools
