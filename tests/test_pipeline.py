@@ -114,6 +114,10 @@ def test_stages_write_a_complete_valid_run(inferbench_env, db_url):
             assert priorities == {(DEFAULT_ISSUER_NICE, DEFAULT_ISSUER_REALTIME)}
         else:
             assert {realtime for _, realtime in priorities} == {None}
+        # resent requests are counted on every point
+        resent = conn.execute(select(schema.points.c.resent_requests).where(
+            schema.points.c.run_id == "pipeline-direct")).scalars().all()
+        assert resent and all(n is not None and n >= 0 for n in resent)
         facts = conn.execute(select(schema.provenance.c.facts).where(
             schema.provenance.c.run_id == "pipeline-direct")).scalar_one()
         assert facts["spec_hash"] == run["spec_hash"] and facts["packages"]["onnxruntime"]

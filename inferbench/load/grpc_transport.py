@@ -96,6 +96,7 @@ class GrpcPool:
         grpc = grpc_module()
         self.clock, self.timeout_s = clock, timeout_s
         self.max_in_flight, self.in_flight = max_in_flight, 0
+        self.resent = 0  # the channel reconnects by itself; no request is sent twice here
         self.loop = asyncio.get_running_loop()
         self.ok_code = grpc.StatusCode.OK
         # Large tensors: lift the 4 MB default message limits.

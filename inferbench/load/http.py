@@ -186,6 +186,14 @@ MAX_CONNECTIONS = 900
 SELECT_FD_LIMIT = 1024
 
 
+def resent_note(resent: int | None) -> list[str]:
+    """What a point's verdict says of its resent requests (none: nothing)."""
+    if not resent:
+        return []
+    return [f"{resent} request(s) sent again on a new connection after the server closed an "
+            "idle keep-alive one; their latency includes the lost attempt"]
+
+
 class ConnectionPool:
     """Idle keep-alive connections to one host; opens more when all are busy.
 

@@ -96,6 +96,7 @@ def merge(parts: list[PhaseRecords]) -> PhaseRecords:
     merged.started_ns = min(p.started_ns for p in parts)
     merged.ended_ns = max(p.ended_ns for p in parts)
     merged.client_cpu_s = sum(p.client_cpu_s for p in parts)
+    merged.resent_requests = sum(p.resent_requests for p in parts)
     merged.complete = all(p.complete for p in parts)
     reasons = sorted({p.stop_reason for p in parts})
     merged.stop_reason = reasons[0] if len(reasons) == 1 else "+".join(reasons)

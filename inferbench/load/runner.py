@@ -98,6 +98,10 @@ class PhaseRecords:
     stop_reason: str = ""
     complete: bool = False
     client_cpu_s: float = 0.0
+    # Requests sent again during the measured phase because the server had closed their
+    # idle keep-alive connection (http.ConnectionPool.resend); each one's latency includes
+    # the lost attempt.
+    resent_requests: int = 0
     stable: bool | None = None  # None: stability was not asked for
     stability_reasons: list[str] = field(default_factory=list)
 
@@ -429,13 +433,14 @@ async def run_point_async(requests: list[Request], *, concurrency: int | None = 
         phase = _Phase(clock, rule, record=True, waker=waker)
         if start_at_ns is not None:
             phase.started_ns = start_at_ns
-        cpu0 = time.process_time()
+        cpu0, resent0 = time.process_time(), pool.resent
         await _run_phase(pool, raws, phase, concurrency=concurrency, schedule=schedule,
                          seed=seed, timeout_s=request_timeout_s)
     finally:
         pool.close()
     records = phase.records
     records.client_cpu_s = time.process_time() - cpu0
+    records.resent_requests = pool.resent - resent0
     records.started_ns = phase.started_ns
     done = [d for d in records.done_ns if d >= 0]
     # The window is the time load was offered, and longer if the last answers came later.

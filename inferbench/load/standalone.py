@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
+from inferbench.load.http import resent_note
 from inferbench.load.priority import issuer_priority
 from inferbench.load.protocols import Target, get_protocol
 from inferbench.load.runner import PhaseRecords, StopRule, run_point
@@ -147,6 +148,7 @@ def summarise(records: PhaseRecords, *, open_loop: bool, rule: StopRule, late_ms
         if verdict != "INVALID":
             verdict, reasons = "INVALID", []  # the checks it passed are no longer the news
         reasons = [*reasons, *("unstable: " + r for r in records.stability_reasons)]
+    reasons = [*reasons, *resent_note(records.resent_requests)]
     ok = (a["status"] == 200) & (a["done_ns"] >= 0)
     ttfb_ms = (a["first_byte_ns"][ok] - a["scheduled_ns"][ok]) / 1e6
     n = len(records)
@@ -155,7 +157,7 @@ def summarise(records: PhaseRecords, *, open_loop: bool, rule: StopRule, late_ms
         "verdict": verdict, "reasons": reasons, "stop_reason": records.stop_reason,
         "stable": records.stable,
         "time_to_first_byte_ms": {"p50": float(np.median(ttfb_ms)) if ttfb_ms.size else None},
-        "client_cpu_s": records.client_cpu_s,
+        "client_cpu_s": records.client_cpu_s, "resent_requests": records.resent_requests,
         "client_cpu_ms_per_request": 1e3 * records.client_cpu_s / n if n else None,
         "bytes_sent": int(a["bytes_sent"].sum()), "bytes_received": int(a["bytes_received"]
                                                                         .sum()),

@@ -110,6 +110,9 @@ points = Table(
     # Its SCHED_FIFO priority during the point where it could take one (it then runs the
     # moment it wakes, ahead of a server that keeps every core busy); NULL: normal policy.
     Column("issuer_realtime", Integer),
+    # Requests sent again after the server closed their idle keep-alive connection (their
+    # latency includes the lost attempt; migration i24_resent_requests). NULL: not counted.
+    Column("resent_requests", Integer),
     # The server's own view of the point (backends/server_stats.py): requests it completed,
     # and their mean queue and compute time; NULL where the platform reports none.
     Column("server_requests", Integer),

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import delete, insert, update
 
 from inferbench.errors import InferBenchError
+from inferbench.load.http import resent_note
 from inferbench.perfdb import queries, schema, writer
 from inferbench.platforms import gpu_index
 from inferbench.server_grid import server_configs
@@ -43,6 +44,7 @@ def _summarise_point(ctx: StageContext, point: dict[str, Any],
         realtime = point.get("issuer_realtime")
         reasons = [*reasons, f"load generator at niceness {point['issuer_nice']}"
                    + ("" if realtime is None else f", real-time (SCHED_FIFO {realtime})")]
+    reasons = [*reasons, *resent_note(point.get("resent_requests"))]
     row = {
         "run_id": ctx.run_id, "platform": point["platform"],
         "config_index": point["config_index"], "point": point["point"],

@@ -125,7 +125,8 @@ def _collect_config(ctx: StageContext, resolved: ResolvedConfig) -> ConfigCollec
                                              "stop_reason", "complete", "client_cpu_s",
                                              "host_stall_pct")},
                        # absent before they were recorded
-                       **{k: p.get(k) for k in ("issuer_nice", "issuer_realtime")},
+                       **{k: p.get(k) for k in ("issuer_nice", "issuer_realtime",
+                                                "resent_requests")},
                        # absent from a load.json of before these columns: no server split
                        **{k: p.get(k) for k in SERVER_SPLIT_KEYS},
                        # absent on the loopback (no emulated link): NULL

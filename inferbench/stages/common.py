@@ -192,6 +192,7 @@ class LoadPoint(TypedDict):
     host_stall_pct: float
     issuer_nice: int                        # the load generator's niceness during the point
     issuer_realtime: int | None             # its SCHED_FIFO priority; None: normal policy
+    resent_requests: NotRequired[int]       # runner.PhaseRecords; absent from older load.json
     n_requests: int
     stable: bool | None
     stability_reasons: list[str]

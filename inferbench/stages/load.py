@@ -470,7 +470,8 @@ def _measure_rung(ctx: StageContext, rung: Rung, index: int, batch_size: int,
         "started_ns": records.started_ns, "ended_ns": records.ended_ns,
         "stop_reason": records.stop_reason, "complete": records.complete,
         "client_cpu_s": records.client_cpu_s, "host_stall_pct": stall_pct,
-        "issuer_nice": priority.nice, "issuer_realtime": priority.realtime,
+        "resent_requests": records.resent_requests, "issuer_nice": priority.nice,
+        "issuer_realtime": priority.realtime,
         "n_requests": len(records), "stable": records.stable,
         "stability_reasons": records.stability_reasons, **server_split}
     return point, records

@@ -242,3 +242,53 @@ def test_a_request_lost_to_a_closing_keep_alive_connection_is_sent_once_more():
             await server.wait_closed()
 
     assert asyncio.run(scenario()) == (200, 200, 1, 1)
+
+
+def test_a_point_counts_its_resent_requests_and_says_so():
+    """A server that closes each keep-alive connection at its second request (as at its
+    keep-alive timeout): every such request is sent again and answered; the point counts
+    them, and its verdict says their latency includes the lost attempt."""
+    import re
+    import threading
+
+    from inferbench.load.http import resent_note
+    from inferbench.load.runner import StopRule, run_point
+    from tests.load.test_reference_server import v2_request
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = False
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if answered:
+                writer.close()
+                return
+            answered = True
+            writer.write(ok)
+            await writer.drain()
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.sockets[0].getsockname()[1]
+        records = run_point([v2_request(f"http://127.0.0.1:{port}")], concurrency=1, seed=1,
+                            warmup_s=0.2, rule=StopRule(0.5, 40, 5.0), request_timeout_s=5)
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert set(records.status) == {200}
+    # Each send takes the connection the last answer came on, which has answered once: about
+    # every request goes twice. The warm-up's are not counted (one may still be on its way).
+    assert 0.9 * len(records) <= records.resent_requests <= len(records) + 1
+    (note,) = resent_note(records.resent_requests)
+    assert note.startswith(f"{records.resent_requests} request(s) sent again")
+    assert resent_note(0) == []
