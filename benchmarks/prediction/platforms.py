@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--slo-p99-ms", type=float, default=50.0)
     parser.add_argument("--model", default=None, help="the spec's model section as JSON "
                         "(default: a 4-block CNN of width 32 on 3x32x32)")
+    parser.add_argument("--no-accuracy", action="store_true",
+                        help="run the searches only (no accuracy ladders)")
     parser.add_argument("--save", default="/tmp/prediction-platforms.json",
                         help="where the measured results are written before the tables")
     parser.add_argument("--replay", default=None, metavar="JSON",
@@ -208,7 +210,8 @@ def main() -> None:
                                           if p["batch_size"] == b)))
                     predicted = searches[-1][4]
                     model = predicted["model"] or {}
-                    if not model.get("capacity_rps") or model.get("unmodelled"):
+                    if (args.no_accuracy or not model.get("capacity_rps")
+                            or model.get("unmodelled")):
                         continue
                     rates = [float(f"{r * model['capacity_rps']:.4g}") for r in rhos]
                     measured = run_spec(f"pred-acc-{tag}-b{b}", {
@@ -244,6 +247,8 @@ def print_tables(results: dict[str, Any]) -> None:
               f"{rate(g['capacity'])} | {g['rungs']} | {g['load_s']:.0f} "
               f"({g['profile_s']:.0f}) | {rate(bl['capacity'])} | {bl['rungs']} | "
               f"{bl['load_s']:.0f} | {diff} | {g['load_s'] / bl['load_s']:.2f} |")
+    if not accuracy:
+        return
     print("\nAccuracy: each rung's own run's prediction against what the rung measured "
           "(error = predicted / measured - 1)\n")
     print("predicted (recomputed from each run's stored profile): with both open-loop probes "

@@ -1,0 +1,181 @@
+"""How close to itself is one rung on this host: could any prediction meet the accuracy goals
+against single rungs here?
+
+The accuracy goals compare a prediction with one measured rung (mean within 5 % at rho <= 0.8,
+within 10 % at 0.8-0.9, p99 within 10 %). A rung measured twice at the same rate on the same
+server gives two answers; when they differ by more than the goal, no prediction, however
+good, can meet the goal against both. This benchmark measures that floor. For each platform x
+instance count x batch size, through the real stages on one embedded PostgreSQL:
+1. a short run whose profile gives the family's capacity;
+2. one run whose list ladder measures each rho of `--rhos` `--repeats` times in a row on the
+   same server (a list ladder must climb, so the repeats' rates rise by 1 part in 10^4,
+   which moves the queue's mean by well under 0.1 %), with the prediction on, so each rung
+   also stores the model's prediction from that run's own profile.
+Per rung, two errors against the measured mean and p99: the model's, and the oracle's, the
+median of the other repeats of the same rate on the same server (leave one out): the best a
+prediction that knew this server's typical result at that rate could do against one rung.
+Prints Markdown tables with the load average before and after.
+
+    .venv/bin/python benchmarks/prediction/repeatability.py \
+        --platforms onnxruntime,torchscript,triton --instances 1,2 --batch-sizes 1,8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # platforms.py beside it
+from platforms import BASE_SPEC, GOALS, error, rung_measures, run_spec  # noqa: E402
+from stage_runs import load_average, throwaway_home  # noqa: E402
+
+# Relative rise between the repeats of one rate (a list ladder must climb strictly).
+REPEAT_STEP = 1e-4
+
+
+def repeat_rates(capacity_rps: float, rhos: list[float], repeats: int) -> list[float]:
+    """Each rho's rate `repeats` times, rising by REPEAT_STEP so the ladder climbs."""
+    return [round(rho * capacity_rps * (1 + REPEAT_STEP * i), 6)
+            for rho in sorted(rhos) for i in range(repeats)]
+
+
+def oracle_errors(rows: list[dict[str, Any]], what: str, repeats: int) -> list[float | None]:
+    """Per rung, the error of the median of the other repeats of its rate (leave one out)."""
+    errs: list[float | None] = []
+    for start in range(0, len(rows), repeats):
+        group = [r[what] for r in rows[start:start + repeats]]
+        for i, measured in enumerate(group):
+            others = group[:i] + group[i + 1:]
+            errs.append(error(float(np.median(others)), measured) if others else None)
+    return errs
+
+
+def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]], repeats: int,
+                rhos: list[float]) -> list[dict[str, Any]]:
+    """The rungs with their nominal rho, the model's and the oracle's errors."""
+    model = (entry.get("model") or {})
+    capacity = model.get("capacity_rps") if not model.get("unmodelled") else None
+    for what in ("mean", "p99"):
+        for row, oracle in zip(rows, oracle_errors(rows, what, repeats), strict=True):
+            row[f"oracle_{what}_err"] = oracle
+            row[f"model_{what}_err"] = error(row[f"pred_{what}"], row[what])
+    for i, row in enumerate(rows):
+        row["nominal_rho"] = sorted(rhos)[i // repeats]
+        row["rho"] = row["rate"] / capacity if capacity else None
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platforms", default="onnxruntime,torchscript,triton")
+    parser.add_argument("--instances", default="1,2")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--rhos", default="0.3,0.6,0.85",
+                        help="of the capacity the family's first run profiled")
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--rung-s", type=float, default=5.0, help="min_duration_s of a rung")
+    parser.add_argument("--profile-s", type=float, default=2.0)
+    parser.add_argument("--save", default="/tmp/prediction-repeatability.json")
+    parser.add_argument("--replay", default=None, metavar="JSON",
+                        help="print the tables of a saved run instead of measuring")
+    args = parser.parse_args()
+    if args.replay:
+        print_tables(json.loads(Path(args.replay).read_text()))
+        return
+    rhos = [float(r) for r in args.rhos.split(",")]
+    common = {**BASE_SPEC, "min_duration_s": args.rung_s, "min_requests": 50,
+              "max_duration_s": 4 * args.rung_s,
+              "slo": {"percentile": 99.0, "latency_ms": 50.0}}
+    ladder = {"mode": "list", "stop_after_failure": False, "max_family_s": 3600,
+              "predict": True, "profile_s": args.profile_s}
+    families = []
+    started = time.monotonic()
+    with throwaway_home("ib-repeat-"):
+        print(f"load average before: {load_average()}", flush=True)
+        for platform in args.platforms.split(","):
+            for instances in (int(i) for i in args.instances.split(",")):
+                for b in (int(x) for x in args.batch_sizes.split(",")):
+                    tag = f"{platform}-i{instances} b{b}"
+                    spec = {**common, "platforms": [platform], "batch_sizes": [b],
+                            "server": {"instance_count": instances}}
+                    first = run_spec(f"rep-cap-{platform}-i{instances}-b{b}", {
+                        **spec, "name": f"capacity-{platform}-i{instances}-b{b}",
+                        "workload": {"arrival": "poisson", "rate_rps": [10.0], "seed": 1},
+                        "ladder": {**ladder, "max_rungs": 1}}, platform)
+                    (profiled,) = first["load"]["predictions"]
+                    capacity = (profiled["model"] or {}).get("capacity_rps")
+                    if not capacity:
+                        print(f"{tag}: no capacity profiled, skipped", flush=True)
+                        continue
+                    rates = repeat_rates(capacity, rhos, args.repeats)
+                    measured = run_spec(f"rep-{platform}-i{instances}-b{b}", {
+                        **spec, "name": f"repeat-{platform}-i{instances}-b{b}",
+                        "workload": {"arrival": "poisson", "rate_rps": rates, "seed": 1},
+                        "ladder": {**ladder, "max_rungs": len(rates)}}, platform)
+                    (own,) = measured["load"]["predictions"]
+                    families.append((tag, own, rung_measures(measured)))
+                    print(f"{tag}: {len(rates)} rungs, {time.monotonic() - started:.0f} s",
+                          flush=True)
+    print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
+    results = {"settings": vars(args), "families": families}
+    Path(args.save).write_text(json.dumps(results))
+    print(f"results saved to {args.save}")
+    print_tables(results)
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    args = argparse.Namespace(**results["settings"])
+    rhos = [float(r) for r in args.rhos.split(",")]
+    every = []
+    print(f"\nRungs of >= {args.rung_s:g} s, {args.repeats} repeats of each rate on one "
+          f"server; error = predicted / measured - 1; oracle: the median of the other "
+          f"repeats\n")
+    print("| family | rho | rate (req/s) | mean ms, each repeat | oracle error % | model "
+          "error % | p99 ms, each repeat | oracle error % | model error % |")
+    print("|---|---:|---:|---|---|---|---|---|---|")
+
+    def cells(group: list[dict[str, Any]], key: str, fmt: str) -> str:
+        return " / ".join("-" if r[key] is None else format(r[key], fmt) for r in group)
+
+    for tag, own, rows in results["families"]:
+        rows = family_rows(own, rows, args.repeats, rhos)
+        every += rows
+        for start in range(0, len(rows), args.repeats):
+            group = rows[start:start + args.repeats]
+            rho = group[0]["rho"]
+            print(f"| {tag} | {'-' if rho is None else f'{rho:.2f}'} | "
+                  f"{group[0]['rate']:.4g} | {cells(group, 'mean', '.2f')} | "
+                  f"{cells(group, 'oracle_mean_err', '+.1f')} | "
+                  f"{cells(group, 'model_mean_err', '+.1f')} | {cells(group, 'p99', '.2f')} | "
+                  f"{cells(group, 'oracle_p99_err', '+.1f')} | "
+                  f"{cells(group, 'model_p99_err', '+.1f')} |")
+    print("\nThe goals, rungs meeting them (rho against each run's own profiled capacity):\n")
+    print("| goal | oracle (median of the other repeats) | model |")
+    print("|---|---:|---:|")
+    for label, what, within, limit in GOALS:
+        counts = []
+        for who in ("oracle", "model"):
+            errs = [r[f"{who}_{what}_err"] for r in every
+                    if r["rho"] is not None and within(r["rho"])]
+            errs = [e for e in errs if e is not None]
+            counts.append(f"{sum(abs(e) <= limit for e in errs)} of {len(errs)}")
+        print(f"| {label} | {' | '.join(counts)} |")
+    for what in ("mean", "p99"):
+        light = [r for r in every if r["rho"] is not None and r["rho"] <= 0.8]
+        meds = []
+        for who in ("oracle", "model"):
+            errs = [abs(r[f"{who}_{what}_err"]) for r in light
+                    if r[f"{who}_{what}_err"] is not None]
+            meds.append(f"{np.median(errs):.1f} %" if errs else "-")
+        print(f"| median {what} error at rho <= 0.8 | {' | '.join(meds)} |")
+
+
+if __name__ == "__main__":
+    main()
