@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # platforms.py beside it
-from platforms import BASE_SPEC, GOALS, error, rung_measures, run_spec  # noqa: E402
+from platforms import BASE_SPEC, GOALS, error, run_spec, rung_measures  # noqa: E402
 from stage_runs import load_average, throwaway_home  # noqa: E402
 
 # Relative rise between the repeats of one rate (a list ladder must climb strictly).
