@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,28 @@ BASE_SPEC: dict[str, Any] = {
     # sends, and the rung verdicts keep that visible without stopping the ladders.
     "max_late_send_pct": 20.0,
 }
+
+
+def rung_settings(rung_s: float, slo_p99_ms: float) -> dict[str, Any]:
+    """The spec fields every rung of these benchmarks shares: at least `rung_s` measured
+    (and 50 requests), at most four times that, and the SLO on the p99."""
+    return {"min_duration_s": rung_s, "min_requests": 50, "max_duration_s": 4 * rung_s,
+            "slo": {"percentile": 99.0, "latency_ms": slo_p99_ms}}
+
+
+def parse_or_replay(parser: argparse.ArgumentParser, save: str,
+                    print_tables: Callable[[dict[str, Any]], None]) -> argparse.Namespace | None:
+    """Adds --save (where results go before the tables) and --replay (print the tables of a
+    saved run instead of measuring); the parsed arguments, or None once replayed."""
+    parser.add_argument("--save", default=save,
+                        help="where the measured results are written before the tables")
+    parser.add_argument("--replay", default=None, metavar="JSON",
+                        help="print the tables of a saved run instead of measuring")
+    args = parser.parse_args()
+    if args.replay:
+        print_tables(json.loads(Path(args.replay).read_text()))
+        return None
+    return args
 
 
 def rate(rps: float | None) -> str:
@@ -170,21 +193,14 @@ def main() -> None:
                         "(default: a 4-block CNN of width 32 on 3x32x32)")
     parser.add_argument("--no-accuracy", action="store_true",
                         help="run the searches only (no accuracy ladders)")
-    parser.add_argument("--save", default="/tmp/prediction-platforms.json",
-                        help="where the measured results are written before the tables")
-    parser.add_argument("--replay", default=None, metavar="JSON",
-                        help="print the tables of a saved run instead of measuring")
-    args = parser.parse_args()
-    if args.replay:
-        print_tables(json.loads(Path(args.replay).read_text()))
+    args = parse_or_replay(parser, "/tmp/prediction-platforms.json", print_tables)
+    if args is None:
         return
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rhos = [float(r) for r in args.rhos.split(",")]
 
     model = json.loads(args.model) if args.model else BASE_SPEC["model"]
-    common = {**BASE_SPEC, "model": model, "min_duration_s": args.rung_s, "min_requests": 50,
-              "max_duration_s": 4 * args.rung_s,
-              "slo": {"percentile": 99.0, "latency_ms": args.slo_p99_ms}}
+    common = {**BASE_SPEC, "model": model, **rung_settings(args.rung_s, args.slo_p99_ms)}
     searches, accuracy = [], []
     started = time.monotonic()
     with throwaway_home("ib-prediction-"):

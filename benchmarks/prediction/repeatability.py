@@ -33,7 +33,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # platforms.py beside it
-from platforms import BASE_SPEC, GOALS, error, run_spec, rung_measures  # noqa: E402
+from platforms import (  # noqa: E402
+    BASE_SPEC,
+    GOALS,
+    error,
+    parse_or_replay,
+    run_spec,
+    rung_measures,
+    rung_settings,
+)
 from stage_runs import load_average, throwaway_home  # noqa: E402
 
 # Relative rise between the repeats of one rate (a list ladder must climb strictly).
@@ -82,17 +90,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--rung-s", type=float, default=5.0, help="min_duration_s of a rung")
     parser.add_argument("--profile-s", type=float, default=2.0)
-    parser.add_argument("--save", default="/tmp/prediction-repeatability.json")
-    parser.add_argument("--replay", default=None, metavar="JSON",
-                        help="print the tables of a saved run instead of measuring")
-    args = parser.parse_args()
-    if args.replay:
-        print_tables(json.loads(Path(args.replay).read_text()))
+    args = parse_or_replay(parser, "/tmp/prediction-repeatability.json", print_tables)
+    if args is None:
         return
     rhos = [float(r) for r in args.rhos.split(",")]
-    common = {**BASE_SPEC, "min_duration_s": args.rung_s, "min_requests": 50,
-              "max_duration_s": 4 * args.rung_s,
-              "slo": {"percentile": 99.0, "latency_ms": 50.0}}
+    # The SLO only sets each rung's verdict here; the rungs all run.
+    common = {**BASE_SPEC, **rung_settings(args.rung_s, slo_p99_ms=50.0)}
     ladder = {"mode": "list", "stop_after_failure": False, "max_family_s": 3600,
               "predict": True, "profile_s": args.profile_s}
     families = []
