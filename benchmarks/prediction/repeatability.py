@@ -23,6 +23,7 @@ Prints Markdown tables with the load average before and after.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -65,17 +66,17 @@ def oracle_errors(rows: list[dict[str, Any]], what: str, repeats: int) -> list[f
     return errs
 
 
-def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]], repeats: int,
-                rhos: list[float]) -> list[dict[str, Any]]:
-    """The rungs with their nominal rho, the model's and the oracle's errors."""
+def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]],
+                repeats: int) -> list[dict[str, Any]]:
+    """The rungs with their rho (against the profiled capacity), the model's and the
+    oracle's errors."""
     model = (entry.get("model") or {})
     capacity = model.get("capacity_rps") if not model.get("unmodelled") else None
     for what in ("mean", "p99"):
         for row, oracle in zip(rows, oracle_errors(rows, what, repeats), strict=True):
             row[f"oracle_{what}_err"] = oracle
             row[f"model_{what}_err"] = error(row[f"pred_{what}"], row[what])
-    for i, row in enumerate(rows):
-        row["nominal_rho"] = sorted(rhos)[i // repeats]
+    for row in rows:
         row["rho"] = row["rate"] / capacity if capacity else None
     return rows
 
@@ -102,30 +103,30 @@ def main() -> None:
     started = time.monotonic()
     with throwaway_home("ib-repeat-"):
         print(f"load average before: {load_average()}", flush=True)
-        for platform in args.platforms.split(","):
-            for instances in (int(i) for i in args.instances.split(",")):
-                for b in (int(x) for x in args.batch_sizes.split(",")):
-                    tag = f"{platform}-i{instances} b{b}"
-                    spec = {**common, "platforms": [platform], "batch_sizes": [b],
-                            "server": {"instance_count": instances}}
-                    first = run_spec(f"rep-cap-{platform}-i{instances}-b{b}", {
-                        **spec, "name": f"capacity-{platform}-i{instances}-b{b}",
-                        "workload": {"arrival": "poisson", "rate_rps": [10.0], "seed": 1},
-                        "ladder": {**ladder, "max_rungs": 1}}, platform)
-                    (profiled,) = first["load"]["predictions"]
-                    capacity = (profiled["model"] or {}).get("capacity_rps")
-                    if not capacity:
-                        print(f"{tag}: no capacity profiled, skipped", flush=True)
-                        continue
-                    rates = repeat_rates(capacity, rhos, args.repeats)
-                    measured = run_spec(f"rep-{platform}-i{instances}-b{b}", {
-                        **spec, "name": f"repeat-{platform}-i{instances}-b{b}",
-                        "workload": {"arrival": "poisson", "rate_rps": rates, "seed": 1},
-                        "ladder": {**ladder, "max_rungs": len(rates)}}, platform)
-                    (own,) = measured["load"]["predictions"]
-                    families.append((tag, own, rung_measures(measured)))
-                    print(f"{tag}: {len(rates)} rungs, {time.monotonic() - started:.0f} s",
-                          flush=True)
+        for platform, instances, b in itertools.product(
+                args.platforms.split(","), (int(i) for i in args.instances.split(",")),
+                (int(x) for x in args.batch_sizes.split(","))):
+            tag, name = f"{platform}-i{instances} b{b}", f"{platform}-i{instances}-b{b}"
+            spec = {**common, "platforms": [platform], "batch_sizes": [b],
+                    "server": {"instance_count": instances}}
+            first = run_spec(f"rep-cap-{name}", {
+                **spec, "name": f"capacity-{name}",
+                "workload": {"arrival": "poisson", "rate_rps": [10.0], "seed": 1},
+                "ladder": {**ladder, "max_rungs": 1}}, platform)
+            (profiled,) = first["load"]["predictions"]
+            capacity = (profiled["model"] or {}).get("capacity_rps")
+            if not capacity:
+                print(f"{tag}: no capacity profiled, skipped", flush=True)
+                continue
+            rates = repeat_rates(capacity, rhos, args.repeats)
+            measured = run_spec(f"rep-{name}", {
+                **spec, "name": f"repeat-{name}",
+                "workload": {"arrival": "poisson", "rate_rps": rates, "seed": 1},
+                "ladder": {**ladder, "max_rungs": len(rates)}}, platform)
+            (own,) = measured["load"]["predictions"]
+            families.append((tag, own, rung_measures(measured)))
+            print(f"{tag}: {len(rates)} rungs, {time.monotonic() - started:.0f} s",
+                  flush=True)
     print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
     results = {"settings": vars(args), "families": families}
     Path(args.save).write_text(json.dumps(results))
@@ -135,7 +136,6 @@ def main() -> None:
 
 def print_tables(results: dict[str, Any]) -> None:
     args = argparse.Namespace(**results["settings"])
-    rhos = [float(r) for r in args.rhos.split(",")]
     every = []
     print(f"\nRungs of >= {args.rung_s:g} s, {args.repeats} repeats of each rate on one "
           f"server; error = predicted / measured - 1; oracle: the median of the other "
@@ -148,7 +148,7 @@ def print_tables(results: dict[str, Any]) -> None:
         return " / ".join("-" if r[key] is None else format(r[key], fmt) for r in group)
 
     for tag, own, rows in results["families"]:
-        rows = family_rows(own, rows, args.repeats, rhos)
+        rows = family_rows(own, rows, args.repeats)
         every += rows
         for start in range(0, len(rows), args.repeats):
             group = rows[start:start + args.repeats]
