@@ -28,17 +28,23 @@ From those levels (`Level`), `fit` derives the service model:
   finds the system empty (probability P_0 of the chain below, PASTA) takes this law instead
   of level 1's. The wake-up is treated as latency, not as work that delays the requests
   behind it: at light load few arrive during it, at heavy load P_0 is small.
-- The open-loop factor f (level -1, optional): the mean latency of a second open-loop
-  Poisson probe, at half the closed-loop capacity. Requests sent one by one on a timer cost
-  the host more than a closed loop's (each wakes the client and the server on its own),
-  and where client and server share CPUs the server then serves slower than the closed
-  loop measured. f scales every D_k so that the model, replayed on the probe's own
+- The open-loop factors (levels -1 and -2, optional): the mean latencies of loaded
+  open-loop Poisson probes, the first at half the closed-loop capacity, the second near
+  the capacity the first calibrates. Requests sent one by one on a timer cost the host
+  more than a closed loop's (each wakes the client and the server on its own), and where
+  client and server share CPUs the server then serves slower than the closed loop
+  measured; how much slower depends on the load: the busier the server, the more requests
+  find its threads (and the client's) already awake. So each probe gives a factor f at its
+  rate, and the service at any rate is D_k times f interpolated linearly in the rate
+  between the probes (held beyond them); the capacity is the lowest rate whose load
+  rate x f(rate) x D_c / c reaches 1. Near capacity the mean is most sensitive to f (a
+  wrong f there costs far more than the closed loop's precise D_c), which the second
+  probe pins. Each f scales every D_k so that the model, replayed on the probe's own
   arrival times (analysis/sample_path.py: a few seconds of Poisson arrivals are themselves
-  a lucky or unlucky sample), gives the probe's mean (a bisection; the mean grows with f);
-  the capacity becomes c / (f D_c). Only where the measured latencies depart from the
-  replayed ones by more than their own error (OPEN_LOOP_Z standard errors of the batch
-  means of the differences) and by more than AGREE_SHARE: near capacity a wrong f costs far
-  more than the closed loop's precise D_c; else f = 1.
+  a lucky or unlucky sample), gives the probe's mean (a bisection; the mean grows with f),
+  only where the measured latencies depart from the replayed ones by more than their own
+  error (OPEN_LOOP_Z standard errors of the batch means of the differences) and by more
+  than AGREE_SHARE; else f = 1 at that probe.
 
 `Prediction.at(rate)` then gives the mean and a percentile of the response time:
 - the queue's waiting time is M/D/c's (analysis/queueing.py: exact, or Cosmetatos' closed
@@ -77,8 +83,9 @@ from analysis.queueing import (
 )
 from analysis.sample_path import replayed_latencies_ms
 
-__all__ = ["APPROXIMATIONS", "IDLE_LEVEL", "OPEN_LEVEL", "CurvePoint", "Level", "Prediction",
-           "ServiceModel", "calibrate_open_loop", "fit", "predict", "still_scales"]
+__all__ = ["APPROXIMATIONS", "IDLE_LEVEL", "NEAR_OPEN_LEVEL", "OPEN_LEVEL", "CurvePoint",
+           "Level", "Prediction", "ServiceModel", "calibrate_open_loop", "fit", "predict",
+           "still_scales"]
 
 # Each level's latency law is kept as these percentiles (0, 0.25, ..., 100): enough for a
 # p99.x of the sum and small enough to store with every family.
@@ -100,9 +107,12 @@ _CAPACITY_STEPS = 40   # bisection steps for the highest rate within an SLO (2^-
 
 
 # The open-loop probes are kept as levels with these in-flight numbers (see the module's
-# text): the idle-arrival law, and the loaded probe that calibrates the open-loop factor.
+# text): the idle-arrival law, and the loaded probes that calibrate the open-loop factor,
+# at half the closed-loop capacity and near the capacity (every level below IDLE_LEVEL is
+# a loaded probe).
 IDLE_LEVEL = 0
 OPEN_LEVEL = -1
+NEAR_OPEN_LEVEL = -2
 # The open-loop factor is searched within these bounds (a probe far outside them says the
 # server is not the queue the closed loop measured: the bound is used, with a caveat).
 _FACTOR_MIN, _FACTOR_MAX = 0.25, 8.0
@@ -124,8 +134,8 @@ _NEAR_CAPACITY_RHO = 0.95
 class Level:
     """One profiling level: `in_flight` requests always outstanding (closed loop); level
     IDLE_LEVEL holds the idle-arrival law of an open-loop probe (`throughput_rps`: the
-    probe's rate; `n`: its arrivals that found nothing in flight), and level OPEN_LEVEL
-    the loaded open-loop probe (`throughput_rps`: its rate; every request)."""
+    probe's rate; `n`: its arrivals that found nothing in flight), and the levels below it
+    the loaded open-loop probes (`throughput_rps`: the probe's rate; every request)."""
 
     in_flight: int
     throughput_rps: float
@@ -134,7 +144,7 @@ class Level:
     n: int
     quantiles_ms: tuple[float, ...]   # at QUANTILE_PCTS
     mean_se_ms: float | None = None   # the mean's standard error (batch means), if known
-    # The loaded probe only: each request's due time (ms from the first) and latency.
+    # Loaded probes only: each request's due time (ms from the first) and latency.
     arrivals_ms: tuple[float, ...] | None = None
     latencies_ms: tuple[float, ...] | None = None
 
@@ -188,11 +198,53 @@ class ServiceModel:
     unmodelled: str | None = None         # why no curve is given
     caveats: tuple[str, ...] = ()
     idle_ms: float | None = None          # mean latency of an arrival at an idle server
-    open_loop_factor: float | None = None  # f: service under open-loop load / closed loop's
+    # f at each loaded probe's rate: (rate req/s, service under open-loop load / closed
+    # loop's), by rate. service_ms stays the closed loop's; at_rate scales it.
+    open_loop_factors: tuple[tuple[float, float], ...] = ()
+
+    def factor_at(self, rate_rps: float) -> float:
+        """The open-loop factor at a Poisson rate: each probe's at its rate, linear in the
+        rate between probes, held beyond them (1 without probes)."""
+        if not self.open_loop_factors:
+            return 1.0
+        rates, factors = zip(*self.open_loop_factors, strict=True)
+        return float(np.interp(rate_rps, rates, factors))
+
+    def at_rate(self, rate_rps: float) -> ServiceModel:
+        """The queue at a Poisson rate: the service scaled by the factor there."""
+        f = self.factor_at(rate_rps)
+        return replace(self, service_ms=tuple(f * d for d in self.service_ms),
+                       open_loop_factors=())
+
+    @property
+    def closed_capacity_rps(self) -> float:
+        return 1000.0 * self.parallelism / self.service_ms[-1]
 
     @property
     def capacity_rps(self) -> float:
-        return 1000.0 * self.parallelism / self.service_ms[-1]
+        """The lowest Poisson rate whose load (rate x f(rate) x D_c / c) reaches 1."""
+        closed = self.closed_capacity_rps
+        if not self.open_loop_factors:
+            return closed
+
+        def load(rate: float) -> float:
+            return rate * self.factor_at(rate) / closed
+
+        low = 0.0
+        for knot, _ in self.open_loop_factors:
+            if load(knot) >= 1.0:
+                high = knot
+                break
+            low = knot
+        else:
+            return closed / self.open_loop_factors[-1][1]  # f is held beyond the last probe
+        for _ in range(_CAPACITY_STEPS):
+            mid = 0.5 * (low + high)
+            if load(mid) < 1.0:
+                low = mid
+            else:
+                high = mid
+        return 0.5 * (low + high)
 
     @property
     def interference(self) -> bool:
@@ -215,8 +267,13 @@ class ServiceModel:
         base += f", {self.overhead_ms:.2f} ms outside the queue"
         if self.idle_ms is not None:
             base += f", {self.idle_ms:.2f} ms at an idle server (open-loop probe)"
-        if self.open_loop_factor is not None:
-            base += f", service x{self.open_loop_factor:.2f} under open-loop load"
+        if self.open_loop_factors:
+            scaled = " to ".join(f"x{f:.2f} at {rate:.4g} req/s"
+                                 for rate, f in self.open_loop_factors)
+            if all(f == 1.0 for _, f in self.open_loop_factors):
+                scaled = "as the closed loop's at " + " and ".join(
+                    f"{rate:.4g} req/s" for rate, _ in self.open_loop_factors)
+            base += f", service {scaled} under open-loop load"
         return base
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,8 +285,8 @@ class ServiceModel:
                 "approximation": self.approximation, "unmodelled": self.unmodelled,
                 "caveats": list(self.caveats),
                 "idle_ms": None if self.idle_ms is None else round(self.idle_ms, 4),
-                "open_loop_factor": (None if self.open_loop_factor is None
-                                     else round(self.open_loop_factor, 4))}
+                "open_loop_factors": [{"rate_rps": round(rate, 3), "factor": round(f, 4)}
+                                      for rate, f in self.open_loop_factors]}
 
 
 @dataclass(frozen=True)
@@ -318,7 +375,7 @@ class Prediction:
     def _chain(self, lam: float) -> tuple[np.ndarray, float]:
         """Birth-death probabilities of n = 0..c-1 in the system and of n >= c, with the
         state-dependent service rates, and the mean number waiting."""
-        m = self.model
+        m = self.model.at_rate(1000.0 * lam)
         c, d = m.parallelism, m.service_ms
         weights = [1.0]
         for n in range(1, c + 1):
@@ -331,7 +388,7 @@ class Prediction:
 
     def _wait_ms(self, lam: float) -> float:
         """E[Wq]: M/D/c (exact or Cosmetatos) blended by Cs^2, scaled for interference."""
-        m = self.model
+        m = self.model.at_rate(1000.0 * lam)
         c, d_c = m.parallelism, m.service_ms[-1]
         mm = mmc_mean_wait_ms(lam, d_c, c)
         if m.approximation == "exact":
@@ -354,7 +411,7 @@ class Prediction:
     # -- predictions ---------------------------------------------------------------------
     def mean_ms(self, rate_rps: float) -> float | None:
         """The predicted mean response time (None at or beyond capacity)."""
-        m = self.model
+        m = self.model.at_rate(rate_rps)
         if m.unmodelled:
             raise ValueError(f"no prediction: {m.unmodelled}")
         lam = rate_rps / 1000.0
@@ -369,7 +426,7 @@ class Prediction:
         return mean
 
     def at(self, rate_rps: float, percentile: float | None = None) -> CurvePoint:
-        m = self.model
+        m = self.model.at_rate(rate_rps)
         lam = rate_rps / 1000.0
         rho = lam * m.service_ms[-1] / m.parallelism
         mean = self.mean_ms(rate_rps)
@@ -383,7 +440,8 @@ class Prediction:
         return CurvePoint(rate_rps, rho, mean, p99, pct, percentile)
 
     def _response_samples(self, lam: float, wait_ms: float, joined: np.ndarray) -> np.ndarray:
-        m = self.model
+        m = self.model.at_rate(1000.0 * lam)
+        f = self.model.factor_at(1000.0 * lam)
         c, d_c = m.parallelism, m.service_ms[-1]
         u_wait, u_level = self._draws
         if wait_ms > 0 and lam > 0:
@@ -412,9 +470,9 @@ class Prediction:
             width = max(bounds[n + 1] - bounds[n], 1e-300)
             u = (u_level[mask] - bounds[n]) / width
             law = np.interp(100.0 * u, QUANTILE_PCTS, level.quantiles_ms)
-            if m.open_loop_factor is not None and level.in_flight >= 1:
+            if self.model.open_loop_factors and level.in_flight >= 1:
                 # A closed-loop level's service part, at the open-loop factor.
-                law = m.overhead_ms + m.open_loop_factor * np.maximum(law - m.overhead_ms, 0)
+                law = m.overhead_ms + f * np.maximum(law - m.overhead_ms, 0)
             latency[mask] = law
         latency[u_level >= bounds[-1]] = by_k[c].quantiles_ms[-1]
         return waits + latency
@@ -462,18 +520,11 @@ def batch_means_se(values: np.ndarray) -> float | None:
     return float(np.std(means, ddof=1) / math.sqrt(SE_BATCHES))
 
 
-def calibrate_open_loop(levels: tuple[Level, ...], model: ServiceModel) -> ServiceModel:
-    """The model with its service scaled by the open-loop factor f that makes the model,
-    replayed on the loaded probe's arrivals, give the probe's mean (unchanged without that
-    probe; f = 1 where the probe agrees with the closed loop within its error)."""
-    probe = next((lv for lv in levels if lv.in_flight == OPEN_LEVEL), None)
-    if probe is None or probe.arrivals_ms is None or model.unmodelled:
-        return model
+def _probe_factor(probe: Level, model: ServiceModel) -> tuple[float, list[str]]:
+    """The open-loop factor f that makes the model, replayed on a loaded probe's arrivals,
+    give the probe's mean (1 where the probe agrees with the closed loop within its own
+    error), and what the probe says of the model beyond it."""
     measured = np.asarray(probe.latencies_ms)
-
-    def scaled(f: float) -> ServiceModel:
-        return replace(model, service_ms=tuple(f * d for d in model.service_ms),
-                       open_loop_factor=f)
 
     def replayed(f: float) -> np.ndarray:
         return replayed_latencies_ms(probe.arrivals_ms, [f * d for d in model.service_ms],
@@ -483,15 +534,15 @@ def calibrate_open_loop(levels: tuple[Level, ...], model: ServiceModel) -> Servi
     se = batch_means_se(differences)
     if se is not None and abs(differences.mean()) <= max(OPEN_LOOP_Z * se,
                                                          AGREE_SHARE * measured.mean()):
-        return scaled(1.0)  # the probe agrees with the closed loop within its own error
+        return 1.0, []  # the probe agrees with the closed loop within its own error
     low, high = _FACTOR_MIN, _FACTOR_MAX
-    caveats = list(model.caveats)
+    caveats = []
+    at = f"the loaded open-loop probe ({probe.mean_ms:.3f} ms at {probe.throughput_rps:.1f} req/s)"
     if replayed(low).mean() >= measured.mean():
         f = low
-        caveats.append(f"the loaded open-loop probe ({probe.mean_ms:.3f} ms at "
-                       f"{probe.throughput_rps:.1f} req/s) is faster than the model allows "
-                       f"even with {low:g}x the closed loop's service: the closed-loop "
-                       "profile does not describe this server under open-loop load")
+        caveats.append(f"{at} is faster than the model allows even with {low:g}x the closed "
+                       "loop's service: the closed-loop profile does not describe this "
+                       "server under open-loop load")
     else:
         for _ in range(_CAPACITY_STEPS):
             mid = 0.5 * (low + high)
@@ -504,11 +555,27 @@ def calibrate_open_loop(levels: tuple[Level, ...], model: ServiceModel) -> Servi
         f = 0.5 * (low + high)
     rho = probe.throughput_rps / 1000.0 * f * model.service_ms[-1] / model.parallelism
     if rho >= _NEAR_CAPACITY_RHO:
-        caveats.append(f"the loaded open-loop probe ({probe.mean_ms:.3f} ms at "
-                       f"{probe.throughput_rps:.1f} req/s) found the server near or beyond "
-                       f"its capacity (rho {rho:.3f} calibrated): the open-loop capacity is "
-                       "about the probe's rate, and the curve below it is the model's")
-    return replace(scaled(f), caveats=tuple(caveats))
+        caveats.append(f"{at} found the server near or beyond its capacity (rho {rho:.3f} "
+                       "calibrated): the open-loop capacity is about the probe's rate, and "
+                       "the curve below it is the model's")
+    return f, caveats
+
+
+def calibrate_open_loop(levels: tuple[Level, ...], model: ServiceModel) -> ServiceModel:
+    """The model with the open-loop factor of each loaded probe at the probe's rate
+    (unchanged without loaded probes): the service at any other rate is scaled by the
+    factors interpolated between them (ServiceModel.factor_at)."""
+    probes = [lv for lv in levels if lv.in_flight < IDLE_LEVEL and lv.arrivals_ms is not None]
+    if not probes or model.unmodelled:
+        return model
+    factors: dict[float, float] = {}
+    caveats = list(model.caveats)
+    for probe in probes:
+        f, said = _probe_factor(probe, model)
+        factors[probe.throughput_rps] = f
+        caveats.extend(said)
+    return replace(model, open_loop_factors=tuple(sorted(factors.items())),
+                   caveats=tuple(caveats))
 
 
 def predict(levels: Iterable[Level], parallelism: int, *, approximation: str = "exact",

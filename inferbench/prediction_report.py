@@ -67,12 +67,13 @@ def _prediction_part(index: int, label: str, family, row: Mapping[str, Any],
         return {**head, "notes": [f"Not modelled: {reason}", *caveats]}
     fitted = prediction.model
     capacity = fitted.capacity_rps
+    each_ms = fitted.at_rate(capacity).service_ms[-1]  # the service at that load
     within = row.get("slo_capacity_rps")
     start = row.get("guided_start")
     profile_s = row.get("profile_s")
     notes = [f"Model: {row.get('model_name') or fitted.name}.",
              f"Capacity {capacity:.4g} req/s ({fitted.parallelism} at once, "
-             f"{fitted.service_ms[-1]:.3g} ms each); predicted within p{slo_percentile:g} <= "
+             f"{each_ms:.3g} ms each); predicted within p{slo_percentile:g} <= "
              f"{slo_ms:g} ms up to "
              + ("no rate" if within is None else f"{within:.4g} req/s")
              + "; the search started "

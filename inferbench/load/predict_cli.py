@@ -7,13 +7,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from analysis.prediction import APPROXIMATIONS, IDLE_LEVEL, OPEN_LEVEL, Prediction, predict
+from analysis.prediction import APPROXIMATIONS, IDLE_LEVEL, Prediction, predict
 from inferbench.errors import InferBenchError
 from inferbench.load.profile import profile_levels
 from inferbench.load.protocols import get_protocol
 from inferbench.load.standalone import build_target_and_batches
 
-# A level's whole latency law and the loaded probe's per-request samples: kept where the
+# A level's whole latency law and the loaded probes' per-request samples: kept where the
 # pipeline stores the profile, left out of the answer.
 PER_REQUEST = ("quantiles_ms", "arrivals_ms", "latencies_ms")
 # Utilisations of the default curve: light load up to close to capacity.
@@ -54,14 +54,16 @@ def check_args(args: argparse.Namespace) -> list[float] | None:
 
 def prediction_dict(prediction: Prediction, rates: list[float] | None,
                     slo_ms: float | None, slo_percentile: float) -> dict[str, Any]:
-    """The JSON answer: service per closed-loop level, the open-loop probes' levels (or
-    None), the model, the curve and the capacity."""
+    """The JSON answer: service per closed-loop level, the idle-arrival level (or None),
+    the loaded probes' levels (half capacity first), the model, the curve and the
+    capacity."""
     model = prediction.model
     summaries = {lv.in_flight: {k: v for k, v in lv.to_dict().items() if k not in PER_REQUEST}
                  for lv in prediction.levels}
-    idle, loaded = summaries.pop(IDLE_LEVEL, None), summaries.pop(OPEN_LEVEL, None)
+    idle = summaries.pop(IDLE_LEVEL, None)
+    loaded = [summaries.pop(k) for k in sorted(summaries, reverse=True) if k < IDLE_LEVEL]
     out: dict[str, Any] = {"service_ms": list(summaries.values()), "idle_arrivals": idle,
-                           "loaded_probe": loaded, "model": model.to_dict(), "curve": [],
+                           "loaded_probes": loaded, "model": model.to_dict(), "curve": [],
                            "capacity": None}
     if model.unmodelled:
         return out
@@ -103,7 +105,8 @@ def format_prediction(out: dict[str, Any]) -> str:
         lines.append(f"not predicted: {model['unmodelled']}")
         return "\n".join(lines)
     lines.append(f"model: {model['name']}")
-    lines.append(f"  service ms per worker: {', '.join(f'{d:g}' for d in model['service_ms'])}"
+    lines.append("  service ms per worker (closed loop): "
+                 f"{', '.join(f'{d:g}' for d in model['service_ms'])}"
                  f"; capacity {model['capacity_rps']:.1f} req/s")
     lines += [f"  caveat: {c}" for c in model["caveats"]]
     lines.append("| rate (req/s) | rho | mean (ms) | p99 (ms) |")

@@ -4,11 +4,12 @@ Level k keeps exactly k requests in flight for a few seconds (no random arrivals
 1..c measure the service under each degree of parallelism, levels c + 1 and c + 2 the
 server's capacity (its workers never idle: two beyond c, so that one request's time
 outside the server, or a jittery hand-over, does not leave a worker waiting).
-Then two open-loop Poisson probes measure what no closed loop can: at PROBE_RHO of that
+Then open-loop Poisson probes measure what no closed loop can: at PROBE_RHO of that
 capacity, the latency of a request that arrives at an idle server (level 0, the
 idle-arrival law: the probe's requests due while nothing was in flight); at
 PROBE_LOADED_RHO, the mean under timer-driven load (level -1, the open-loop factor's
-calibration).
+calibration); and at PROBE_NEAR_RHO of the capacity that calibration gives, the mean near
+capacity (level -2: the factor changes with the load, and near capacity matters most).
 analysis/prediction.py turns the levels into a latency curve for Poisson load.
 """
 
@@ -19,7 +20,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from analysis.prediction import IDLE_LEVEL, OPEN_LEVEL, Level, still_scales
+from analysis.prediction import (
+    IDLE_LEVEL,
+    NEAR_OPEN_LEVEL,
+    OPEN_LEVEL,
+    Level,
+    predict,
+    still_scales,
+)
 from inferbench.errors import InferBenchError
 from inferbench.load.priority import issuer_priority
 from inferbench.load.profile_plan import (
@@ -31,6 +39,8 @@ from inferbench.load.profile_plan import (
     PROBE_LOADED_RHO,
     PROBE_MAX_S,
     PROBE_MIN_IDLE,
+    PROBE_NEAR_RHO,
+    PROBE_NEAR_STEP,
     PROBE_RHO,
 )
 from inferbench.load.runner import Request, StopRule, run_point
@@ -43,7 +53,7 @@ def profile_levels(requests: list[Request], parallelism: int, *, profile_s: floa
     """Levels 1..parallelism + 2 in flight, `profile_s` measured seconds each, and more
     while the top level still scaled (time spent outside the workers kept them idle part of
     the time), up to MAX_IN_FLIGHT; then, with `open_loop_probes`, the idle-arrival level
-    and the loaded open-loop level."""
+    and the loaded open-loop levels."""
     if parallelism < 1:
         raise InferBenchError(f"parallelism {parallelism!r} must be >= 1")
     if profile_s <= 0:
@@ -79,11 +89,19 @@ def profile_levels(requests: list[Request], parallelism: int, *, profile_s: floa
                                           profile_s=profile_s,
                                           request_timeout_s=request_timeout_s, seed=seed,
                                           log=log)
+        # The capacity the first probe calibrates places the second near it.
+        model = predict(levels.values(), parallelism).model
+        near = PROBE_NEAR_RHO * model.capacity_rps
+        if not model.unmodelled and near >= PROBE_NEAR_STEP * levels[OPEN_LEVEL].throughput_rps:
+            levels[NEAR_OPEN_LEVEL] = probe_loaded(requests, near, profile_s=profile_s,
+                                                   request_timeout_s=request_timeout_s,
+                                                   seed=seed + 1, log=log,
+                                                   in_flight=NEAR_OPEN_LEVEL)
     except InferBenchError as exc:
-        # A server that fails at half its closed-loop capacity under open-loop load: the
-        # closed-loop prediction stands, and the log says why it was not calibrated.
+        # A server that fails under open-loop load: the prediction stands on the probes
+        # it answered, and the log says why the rest are missing.
         if log is not None:
-            log(f"profile: no open-loop factor ({exc})")
+            log(f"profile: open-loop factor incomplete ({exc})")
     return sorted(levels.values(), key=lambda lv: lv.in_flight)
 
 
@@ -158,8 +176,9 @@ def probe_idle_arrivals(requests: list[Request], rate_rps: float, *, profile_s: 
 
 def probe_loaded(requests: list[Request], rate_rps: float, *, profile_s: float,
                  request_timeout_s: float, seed: int = 0,
-                 log: Callable[[str], None] | None = None) -> Level:
-    """The loaded open-loop level: a Poisson point at `rate_rps`, every request's due time
+                 log: Callable[[str], None] | None = None,
+                 in_flight: int = OPEN_LEVEL) -> Level:
+    """A loaded open-loop level: a Poisson point at `rate_rps`, every request's due time
     and latency (from the due time), for the model to be replayed on."""
     a, duration = open_loop_point(requests, rate_rps,
                                   max(profile_s, PROBE_LOADED_MIN / rate_rps), what="loaded",
@@ -167,7 +186,7 @@ def probe_loaded(requests: list[Request], rate_rps: float, *, profile_s: float,
     order = np.argsort(a["scheduled_ns"], kind="stable")  # due order: the model replays it
     due = a["scheduled_ns"][order]
     latency_ms = (a["done_ns"][order] - due) / 1e6
-    level = replace(Level.from_latencies(OPEN_LEVEL, latency_ms, duration),
+    level = replace(Level.from_latencies(in_flight, latency_ms, duration),
                     arrivals_ms=tuple(float(x) for x in (due - due[0]) / 1e6),
                     latencies_ms=tuple(float(x) for x in latency_ms))
     if log is not None:

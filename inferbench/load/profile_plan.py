@@ -20,5 +20,11 @@ PROBE_MAX_S = 15.0
 # service time, yet a few seconds estimate it), at least this many requests.
 PROBE_LOADED_RHO = 0.5
 PROBE_LOADED_MIN = 150
+# The near-capacity probe: this share of the capacity the first loaded probe calibrates
+# (high enough that the load's effect on the service shows, low enough that a factor still
+# falling with the load keeps the queue stable); run only where that is at least
+# PROBE_NEAR_STEP times the first probe's rate (else the first already measured it).
+PROBE_NEAR_RHO = 0.85
+PROBE_NEAR_STEP = 1.2
 # Fewer idle arrivals than this give no idle-arrival law (the prediction goes without).
 PROBE_LEAST_IDLE = 10

@@ -43,9 +43,9 @@ PLATFORM_TASKS = 3
 # A search climbs from its start until a rung fails: how many rungs that takes depends on the
 # server, which is not known up front; this many is the prior (history corrects it).
 SEARCH_CLIMB_RUNGS = 4
-# A profile's two open-loop probes together: they stop at a number of answers, a few
+# A profile's three open-loop probes together: they stop at a number of answers, a few
 # seconds at the rates the profile sets (inferbench/load/profile.py); history corrects it.
-PROFILE_PROBES_S = 3.0
+PROFILE_PROBES_S = 4.5
 # History: how many similar runs to look at, and how far one correction may go.
 HISTORY_RUNS = 20
 HISTORY_MIN_RUNS = 1

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from analysis.prediction import IDLE_LEVEL, OPEN_LEVEL, Level, fit, predict
+from analysis.prediction import (
+    IDLE_LEVEL,
+    NEAR_OPEN_LEVEL,
+    OPEN_LEVEL,
+    Level,
+    ServiceModel,
+    fit,
+    predict,
+)
 from analysis.queueing import mdc_mean_wait_ms
 
 
@@ -182,7 +191,7 @@ def test_with_several_workers_only_an_empty_system_pays_the_idle_cost():
 
 
 def loaded_level(rate_rps: float, service_ms: float, overhead_ms: float = 0.2,
-                 extra_ms: float = 0.0, n: int = 2000) -> Level:
+                 extra_ms: float = 0.0, n: int = 2000, in_flight: int = OPEN_LEVEL) -> Level:
     """What the loaded open-loop probe would measure of a one-worker server of constant
     service `service_ms` (FIFO) on seeded Poisson arrivals at `rate_rps`, `extra_ms` added
     to every latency."""
@@ -192,7 +201,7 @@ def loaded_level(rate_rps: float, service_ms: float, overhead_ms: float = 0.2,
     for i, a in enumerate(arrivals):
         free = max(a, free) + service_ms
         lat[i] = free - a + overhead_ms + extra_ms
-    level = Level.from_latencies(OPEN_LEVEL, lat, (arrivals[-1] - arrivals[0]) / 1000.0)
+    level = Level.from_latencies(in_flight, lat, (arrivals[-1] - arrivals[0]) / 1000.0)
     return replace(level, arrivals_ms=tuple(arrivals - arrivals[0]), latencies_ms=tuple(lat))
 
 
@@ -200,10 +209,15 @@ def test_the_loaded_probe_scales_the_service_to_its_mean():
     # The closed loop measured D = 5 ms; under open-loop load the server serves in 6 ms.
     p = predict([*known_levels(1, 5.0, 0.2), loaded_level(100.0, 6.0)], 1)
     # Replayed on the probe's own arrivals, the factor is exact whatever the sample's luck.
-    assert p.model.open_loop_factor == pytest.approx(1.2, rel=1e-3)
-    assert p.model.service_ms[-1] == pytest.approx(6.0, rel=1e-3)
+    (probe_rate, factor), = p.model.open_loop_factors
+    assert factor == pytest.approx(1.2, rel=1e-3)
+    assert probe_rate == pytest.approx(100.0, rel=0.1)  # the probe's measured rate
+    # One probe: the same factor at every rate; the closed loop's service is kept apart.
+    assert p.model.factor_at(10.0) == p.model.factor_at(190.0) == factor
+    assert p.model.service_ms[-1] == pytest.approx(5.0)
+    assert p.model.at_rate(150.0).service_ms[-1] == pytest.approx(6.0, rel=1e-3)
     assert p.model.capacity_rps == pytest.approx(1000 / 6.0, rel=1e-3)
-    assert "service x1.20 under open-loop load" in p.model.name
+    assert re.search(r"service x1\.20 at [\d.]+ req/s under open-loop load", p.model.name)
     # The whole curve is then the slower queue's, its tail included.
     rate = 150.0
     assert p.mean_ms(rate) == pytest.approx(0.2 + 6.0 + mdc_mean_wait_ms(0.15, 6.0, 1),
@@ -219,12 +233,12 @@ def test_a_probe_that_agrees_with_the_closed_loop_keeps_its_service():
     # arrivals the server is exactly the closed loop's: no factor.
     short = loaded_level(100.0, 5.0, n=150)
     p = predict([*known_levels(1, 5.0, 0.2), short], 1)
-    assert p.model.open_loop_factor == 1.0 and p.model.service_ms[-1] == pytest.approx(5.0)
+    assert p.model.factor_at(100.0) == 1.0 and p.model.capacity_rps == pytest.approx(200.0)
     # 0.3 ms of noise on each request leaves it within its error too.
     rng = np.random.default_rng(2)
     noisy = replace(short, latencies_ms=tuple(np.asarray(short.latencies_ms)
                                               + rng.normal(0, 0.3, 150)))
-    assert predict([*known_levels(1, 5.0, 0.2), noisy], 1).model.open_loop_factor == 1.0
+    assert predict([*known_levels(1, 5.0, 0.2), noisy], 1).model.factor_at(100.0) == 1.0
 
 
 def test_a_loaded_probe_far_off_the_model_is_bounded_and_said():
@@ -234,12 +248,45 @@ def test_a_loaded_probe_far_off_the_model_is_bounded_and_said():
     assert any("near or beyond its capacity" in c for c in p.model.caveats)
     # Faster than the closed loop allows even at a quarter of its service.
     fast = predict([*known_levels(1, 5.0, 0.2), loaded_level(100.0, 0.5, 0.0)], 1)
-    assert fast.model.open_loop_factor == pytest.approx(0.25)
+    assert fast.model.factor_at(100.0) == pytest.approx(0.25)
     assert any("faster than the model allows" in c for c in fast.model.caveats)
 
 
 def test_without_probes_the_model_says_nothing_of_them():
     p = predict(known_levels(2, 5.0, 0.2), 2)
     d = p.model.to_dict()
-    assert d["idle_ms"] is None and d["open_loop_factor"] is None
+    assert d["idle_ms"] is None and d["open_loop_factors"] == []
     assert "open-loop" not in p.model.name
+
+
+def test_two_loaded_probes_scale_the_service_by_the_load():
+    # The server serves in 6 ms at 100 req/s and in 5.5 ms at 160 req/s under open-loop
+    # load (closed loop: 5 ms): the factor falls from 1.2 to 1.1 between the probes.
+    p = predict([*known_levels(1, 5.0, 0.2), loaded_level(100.0, 6.0),
+                 loaded_level(160.0, 5.5, in_flight=NEAR_OPEN_LEVEL)], 1)
+    (low_rate, low_f), (high_rate, high_f) = p.model.open_loop_factors
+    assert low_f == pytest.approx(1.2, rel=1e-3) and high_f == pytest.approx(1.1, rel=1e-3)
+    middle = 0.5 * (low_rate + high_rate)
+    assert p.model.factor_at(middle) == pytest.approx(1.15, rel=1e-3)
+    assert p.model.factor_at(1.0) == low_f and p.model.factor_at(1000.0) == high_f
+    # Beyond the near probe the factor is held: the capacity is the 5.5 ms queue's.
+    assert p.model.capacity_rps == pytest.approx(1000 / 5.5, rel=1e-3)
+    assert p.mean_ms(170.0) == pytest.approx(0.2 + 5.5 + mdc_mean_wait_ms(0.17, 5.5, 1),
+                                             rel=1e-3)
+    service = 5.0 * p.model.factor_at(middle)
+    assert p.mean_ms(middle) == pytest.approx(
+        0.2 + service + mdc_mean_wait_ms(middle / 1000.0, service, 1), rel=1e-3)
+    assert re.search(r"service x1\.20 at [\d.]+ req/s to x1\.10 at [\d.]+ req/s",
+                     p.model.name)
+    assert [k["factor"] for k in p.model.to_dict()["open_loop_factors"]] == pytest.approx(
+        [1.2, 1.1], rel=1e-3)
+
+
+def test_a_capacity_between_the_probes_is_where_the_load_reaches_one():
+    # f rising from 1 at 100 req/s to 1.2 at 180 req/s: 180 x 1.2 x 5 ms is past 1, so the
+    # capacity is the rate between them where rate x f(rate) x 5 ms = 1.
+    model = ServiceModel(1, (5.0,), 0.2, 0.0, "exact",
+                         open_loop_factors=((100.0, 1.0), (180.0, 1.2)))
+    capacity = model.capacity_rps
+    assert 100.0 < capacity < 180.0
+    assert capacity * model.factor_at(capacity) * 5.0 / 1000.0 == pytest.approx(1.0, abs=1e-9)

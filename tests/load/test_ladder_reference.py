@@ -269,9 +269,10 @@ def test_a_predicted_search_starts_at_the_predicted_crossing_and_confirms_it(
     (predicted,) = summary["predictions"]
     assert predicted["error"] is None and predicted["parallelism"] == workers
     # 1..c in flight, then c + 1 and c + 2 for the capacity (more while it still grows).
-    # and the open-loop probes' levels first (-1 loaded, 0 idle arrivals; kept in order).
+    # and the open-loop probes' levels first (-2 loaded near capacity, -1 loaded at half
+    # of it, 0 idle arrivals; kept in order).
     in_flight = [lv["in_flight"] for lv in predicted["levels"]]
-    assert in_flight[:workers + 4] == list(range(-1, workers + 3))
+    assert in_flight[:workers + 5] == list(range(-2, workers + 3))
     assert model_idle_ms(predicted) > 0.9 * 1e3 * service_s
     model = predicted["model"]
     assert model["parallelism"] == workers

@@ -38,12 +38,19 @@ def test_profiles_the_reference_server_and_predicts_its_queue(reference_server, 
     assert idle["in_flight"] == 0 and idle["n"] >= 10
     assert idle["mean_ms"] == pytest.approx(s["service_ms"][0]["mean_ms"], rel=0.2)
     assert s["model"]["idle_ms"] == pytest.approx(idle["mean_ms"], abs=1e-3)
-    # The loaded probe at half the capacity: the reference server serves as the closed loop
-    # measured, so the factor stays near 1 (1 exactly where the probe agrees within error).
-    loaded = s["loaded_probe"]
-    assert loaded["in_flight"] == -1 and "arrivals_ms" not in loaded
-    assert loaded["throughput_rps"] == pytest.approx(0.5 * s["model"]["capacity_rps"], rel=0.25)
-    assert 0.9 <= s["model"]["open_loop_factor"] <= 1.1
+    # The loaded probes at half the capacity, then near it: the reference server serves as
+    # the closed loop measured, so the factors stay near 1 (1 exactly where a probe agrees
+    # within its error).
+    half, near = s["loaded_probes"]
+    assert half["in_flight"] == -1 and near["in_flight"] == -2
+    assert "arrivals_ms" not in half and "arrivals_ms" not in near
+    capacity = s["model"]["capacity_rps"]
+    assert half["throughput_rps"] == pytest.approx(0.5 * capacity, rel=0.25)
+    assert near["throughput_rps"] == pytest.approx(0.85 * capacity, rel=0.25)
+    factors = s["model"]["open_loop_factors"]
+    assert [f["rate_rps"] for f in factors] == pytest.approx(
+        [half["throughput_rps"], near["throughput_rps"]], abs=1e-3)
+    assert all(0.9 <= f["factor"] <= 1.1 for f in factors), factors
     model = s["model"]
     assert model["parallelism"] == workers and model["unmodelled"] is None
     assert re.match(rf"M/[DG]/{workers}\b", model["name"])
@@ -78,8 +85,8 @@ def test_the_open_loop_probes_can_be_skipped(reference_server, capsys):
                            "--profile-s", "1", "--warmup", "0.3", "--no-open-loop-probes", "--json")
     assert code == 0
     s = json.loads(out)
-    assert s["idle_arrivals"] is None and s["loaded_probe"] is None
-    assert s["model"]["idle_ms"] is None and s["model"]["open_loop_factor"] is None
+    assert s["idle_arrivals"] is None and s["loaded_probes"] == []
+    assert s["model"]["idle_ms"] is None and s["model"]["open_loop_factors"] == []
     assert s["settings"]["open_loop_probes"] is False
 
 

@@ -61,24 +61,24 @@ def with_ladder(ladder: dict, **workload) -> object:
 
 def test_search_ladder_expects_a_profile_a_climb_and_a_bisection():
     # A search with Poisson arrivals is profiled first: levels 1..2 in flight (one instance),
-    # each settled 0.5 s and measured profile_s 2 s, then the probes (3 s): 8 s.
+    # each settled 0.5 s and measured profile_s 2 s, then the probes (4.5 s): 9.5 s.
     # Then 4 climbing rungs (40, 80, 160, 320 req/s) + 4 bisections (log2(ln 2 / ln 1.05) =
     # 3.8); the first rung warms up 3 s, the others settle 1 s; each measures max(12 s,
-    # 200 req / its rate) = 12 s: 8 + 15 + 7 x 13 = 114 s per family, 2 batch sizes x 2
+    # 200 req / its rate) = 12 s: 9.5 + 15 + 7 x 13 = 115.5 s per family, 2 batch sizes x 2
     # platforms.
     p = prior(with_ladder({"mode": "search"}))
-    assert (p.rungs, p.family_s, p.point_s) == (8, 114.0, 15.0)
-    assert p.prior_s == 114 * 4 + 11 + 13 + 16.5 == 496.5
+    assert (p.rungs, p.family_s, p.point_s) == (8, 115.5, 15.0)
+    assert p.prior_s == 115.5 * 4 + 11 + 13 + 16.5 == 502.5
     # Without the profile ...
     assert prior(with_ladder({"mode": "search", "predict": False})).family_s == 106
     # ... and with more instances to profile (a level each).
     assert prior(parse_spec({**with_ladder({"mode": "search"}).model_dump(mode="json"),
-                             "server": {"instance_count": 3}})).family_s == 106 + 13
+                             "server": {"instance_count": 3}})).family_s == 106 + 14.5
     # Bounded by max_rungs ...
-    assert prior(with_ladder({"mode": "search", "max_rungs": 5})).family_s == 8 + 15 + 4 * 13
+    assert prior(with_ladder({"mode": "search", "max_rungs": 5})).family_s == 9.5 + 15 + 4 * 13
     # ... and by max_family_s: no rung starts unless the longest so far (15 s) still fits.
     capped = prior(with_ladder({"mode": "search", "max_family_s": 50}))
-    assert (capped.rungs, capped.family_s) == (3, 8 + 15 + 13 + 13)
+    assert (capped.rungs, capped.family_s) == (3, 9.5 + 15 + 13 + 13)
     # A coarser precision bisects less: log2(ln 2 / ln 1.25) = 1.6 -> 2 rungs.
     assert prior(with_ladder({"mode": "search", "precision_pct": 25})).rungs == 6
 
