@@ -100,8 +100,10 @@ def family_cost(run: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 # The predictions compared, each from the same profile: the levels from this in-flight
 # number up (1: the closed loop alone; 0: with the idle-arrival law; -1: with the loaded
-# probe too, as stored).
-VARIANTS = {"closed": 1, "idle": 0, "pred": -1}
+# probe at half capacity; -2: with the near-capacity probe too, as stored).
+VARIANTS = {"closed": 1, "idle": 0, "half": -1, "pred": -2}
+VARIANT_TITLES = ("closed-loop levels only", "+ idle-arrival law",
+                  "+ loaded probe at half capacity", "+ near-capacity probe (all)")
 
 
 def from_levels(entry: dict[str, Any], lowest: int) -> Prediction | None:
@@ -157,8 +159,8 @@ GOALS = (("mean within 5 % at rho <= 0.8", "mean", lambda rho: rho <= 0.8, 5.0),
 
 def goal_table(rows: list[dict[str, Any]]) -> None:
     """How many rungs meet each goal, per prediction variant."""
-    print("| goal | closed-loop levels only | + idle-arrival law | + loaded probe (both) |")
-    print("|---|---:|---:|---:|")
+    print(f"| goal | {' | '.join(VARIANT_TITLES)} |")
+    print("|---|" + "---:|" * len(VARIANT_TITLES))
     for label, what, within, limit in GOALS:
         cells = []
         for pred in (f"{name}_{what}" for name in VARIANTS):

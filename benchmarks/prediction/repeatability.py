@@ -11,9 +11,12 @@ instance count x batch size, through the real stages on one embedded PostgreSQL:
    same server (a list ladder must climb, so the repeats' rates rise by 1 part in 10^4,
    which moves the queue's mean by well under 0.1 %), with the prediction on, so each rung
    also stores the model's prediction from that run's own profile.
-Per rung, two errors against the measured mean and p99: the model's, and the oracle's, the
-median of the other repeats of the same rate on the same server (leave one out): the best a
-prediction that knew this server's typical result at that rate could do against one rung.
+Per rung, errors against the measured mean and p99: the model's (recomputed from the run's
+stored profile with this checkout's model, so a saved run replays with the model as it is;
+with every probe, and with the loaded probe at half capacity only, side by side), and the
+oracle's, the median of the other repeats of the same rate on the same server (leave one
+out): the best a prediction that knew this server's typical result at that rate could do
+against one rung.
 Prints Markdown tables with the load average before and after.
 
     .venv/bin/python benchmarks/prediction/repeatability.py \
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -39,6 +43,7 @@ from platforms import (  # noqa: E402
     GOALS,
     error,
     parse_or_replay,
+    predict_rungs,
     run_spec,
     rung_measures,
     rung_settings,
@@ -68,14 +73,18 @@ def oracle_errors(rows: list[dict[str, Any]], what: str, repeats: int) -> list[f
 
 def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]],
                 repeats: int) -> list[dict[str, Any]]:
-    """The rungs with their rho (against the profiled capacity), the model's and the
-    oracle's errors."""
-    model = (entry.get("model") or {})
-    capacity = model.get("capacity_rps") if not model.get("unmodelled") else None
+    """The rungs with their rho (against the profiled capacity), the oracle's errors and
+    the model's, recomputed from the stored profile with this checkout's model: with every
+    probe ("model") and with the loaded probe at half capacity only ("half")."""
+    prediction = predict_rungs(entry, rows)
+    capacity = prediction.model.capacity_rps if prediction is not None else None
     for what in ("mean", "p99"):
         for row, oracle in zip(rows, oracle_errors(rows, what, repeats), strict=True):
             row[f"oracle_{what}_err"] = oracle
-            row[f"model_{what}_err"] = error(row[f"pred_{what}"], row[what])
+            for who, pred in (("model", "pred"), ("half", "half")):
+                # A rung the server held but the model calls unstable is a miss.
+                err = error(row[f"{pred}_{what}"], row[what])
+                row[f"{who}_{what}_err"] = math.inf if err is None and capacity else err
     for row in rows:
         row["rho"] = row["rate"] / capacity if capacity else None
     return rows
@@ -139,13 +148,15 @@ def print_tables(results: dict[str, Any]) -> None:
     every = []
     print(f"\nRungs of >= {args.rung_s:g} s, {args.repeats} repeats of each rate on one "
           f"server; error = predicted / measured - 1; oracle: the median of the other "
-          f"repeats\n")
+          f"repeats; unstable: the model puts the rate at or beyond capacity (a miss)\n")
     print("| family | rho | rate (req/s) | mean ms, each repeat | oracle error % | model "
-          "error % | p99 ms, each repeat | oracle error % | model error % |")
-    print("|---|---:|---:|---|---|---|---|---|---|")
+          "error % | half-capacity probe only: error % | p99 ms, each repeat | oracle error % "
+          "| model error % |")
+    print("|---|---:|---:|---|---|---|---|---|---|---|")
 
     def cells(group: list[dict[str, Any]], key: str, fmt: str) -> str:
-        return " / ".join("-" if r[key] is None else format(r[key], fmt) for r in group)
+        return " / ".join("-" if r[key] is None else "unstable" if r[key] == math.inf
+                          else format(r[key], fmt) for r in group)
 
     for tag, own, rows in results["families"]:
         rows = family_rows(own, rows, args.repeats)
@@ -156,15 +167,17 @@ def print_tables(results: dict[str, Any]) -> None:
             print(f"| {tag} | {'-' if rho is None else f'{rho:.2f}'} | "
                   f"{group[0]['rate']:.4g} | {cells(group, 'mean', '.2f')} | "
                   f"{cells(group, 'oracle_mean_err', '+.1f')} | "
-                  f"{cells(group, 'model_mean_err', '+.1f')} | {cells(group, 'p99', '.2f')} | "
+                  f"{cells(group, 'model_mean_err', '+.1f')} | "
+                  f"{cells(group, 'half_mean_err', '+.1f')} | {cells(group, 'p99', '.2f')} | "
                   f"{cells(group, 'oracle_p99_err', '+.1f')} | "
                   f"{cells(group, 'model_p99_err', '+.1f')} |")
     print("\nThe goals, rungs meeting them (rho against each run's own profiled capacity):\n")
-    print("| goal | oracle (median of the other repeats) | model |")
-    print("|---|---:|---:|")
+    print("| goal | oracle (median of the other repeats) | model | model, half-capacity "
+          "probe only |")
+    print("|---|---:|---:|---:|")
     for label, what, within, limit in GOALS:
         counts = []
-        for who in ("oracle", "model"):
+        for who in ("oracle", "model", "half"):
             errs = [r[f"{who}_{what}_err"] for r in every
                     if r["rho"] is not None and within(r["rho"])]
             errs = [e for e in errs if e is not None]
@@ -173,7 +186,7 @@ def print_tables(results: dict[str, Any]) -> None:
     for what in ("mean", "p99"):
         light = [r for r in every if r["rho"] is not None and r["rho"] <= 0.8]
         meds = []
-        for who in ("oracle", "model"):
+        for who in ("oracle", "model", "half"):
             errs = [abs(r[f"{who}_{what}_err"]) for r in light
                     if r[f"{who}_{what}_err"] is not None]
             meds.append(f"{np.median(errs):.1f} %" if errs else "-")
