@@ -101,9 +101,10 @@ def family_cost(run: dict[str, Any], batch_size: int) -> dict[str, Any]:
 # The predictions compared, each from the same profile: the levels from this in-flight
 # number up (1: the closed loop alone; 0: with the idle-arrival law; -1: with the loaded
 # probe at half capacity; -2: with the near-capacity probe too, as stored).
-VARIANTS = {"closed": 1, "idle": 0, "half": -1, "pred": -2}
-VARIANT_TITLES = ("closed-loop levels only", "+ idle-arrival law",
-                  "+ loaded probe at half capacity", "+ near-capacity probe (all)")
+# Each with its lowest level and its column title.
+VARIANTS = {"closed": (1, "closed-loop levels only"), "idle": (0, "+ idle-arrival law"),
+            "half": (-1, "+ loaded probe at half capacity"),
+            "pred": (-2, "+ near-capacity probe (all)")}
 
 
 def from_levels(entry: dict[str, Any], lowest: int) -> Prediction | None:
@@ -139,7 +140,7 @@ def predict_rungs(entry: dict[str, Any], rows: list[dict[str, Any]]) -> Predicti
     """Each VARIANTS prediction at each rung's rate, recomputed from the run's stored
     profile with this checkout's model (so a saved run is read with the model as it is
     now); the whole prediction, or None when the family was not modelled."""
-    variants = {name: from_levels(entry, lowest) for name, lowest in VARIANTS.items()}
+    variants = {name: from_levels(entry, lowest) for name, (lowest, _) in VARIANTS.items()}
     for row in rows:
         for name, prediction in variants.items():
             at = None if prediction is None else prediction.at(row["rate"])
@@ -159,8 +160,8 @@ GOALS = (("mean within 5 % at rho <= 0.8", "mean", lambda rho: rho <= 0.8, 5.0),
 
 def goal_table(rows: list[dict[str, Any]]) -> None:
     """How many rungs meet each goal, per prediction variant."""
-    print(f"| goal | {' | '.join(VARIANT_TITLES)} |")
-    print("|---|" + "---:|" * len(VARIANT_TITLES))
+    print(f"| goal | {' | '.join(title for _, title in VARIANTS.values())} |")
+    print("|---|" + "---:|" * len(VARIANTS))
     for label, what, within, limit in GOALS:
         cells = []
         for pred in (f"{name}_{what}" for name in VARIANTS):

@@ -52,6 +52,10 @@ from stage_runs import load_average, throwaway_home  # noqa: E402
 
 # Relative rise between the repeats of one rate (a list ladder must climb strictly).
 REPEAT_STEP = 1e-4
+# The predictions scored, by the platforms.VARIANTS entry each reads.
+MODELS = {"model": "pred", "half": "half"}
+# Who is scored in the goal tables: the oracle, then each model.
+SCORED = ("oracle", *MODELS)
 
 
 def repeat_rates(capacity_rps: float, rhos: list[float], repeats: int) -> list[float]:
@@ -81,7 +85,7 @@ def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]],
     for what in ("mean", "p99"):
         for row, oracle in zip(rows, oracle_errors(rows, what, repeats), strict=True):
             row[f"oracle_{what}_err"] = oracle
-            for who, pred in (("model", "pred"), ("half", "half")):
+            for who, pred in MODELS.items():
                 # A rung the server held but the model calls unstable is a miss.
                 err = error(row[f"{pred}_{what}"], row[what])
                 row[f"{who}_{what}_err"] = math.inf if err is None and capacity else err
@@ -177,7 +181,7 @@ def print_tables(results: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|")
     for label, what, within, limit in GOALS:
         counts = []
-        for who in ("oracle", "model", "half"):
+        for who in SCORED:
             errs = [r[f"{who}_{what}_err"] for r in every
                     if r["rho"] is not None and within(r["rho"])]
             errs = [e for e in errs if e is not None]
@@ -186,7 +190,7 @@ def print_tables(results: dict[str, Any]) -> None:
     for what in ("mean", "p99"):
         light = [r for r in every if r["rho"] is not None and r["rho"] <= 0.8]
         meds = []
-        for who in ("oracle", "model", "half"):
+        for who in SCORED:
             errs = [abs(r[f"{who}_{what}_err"]) for r in light
                     if r[f"{who}_{what}_err"] is not None]
             meds.append(f"{np.median(errs):.1f} %" if errs else "-")
