@@ -241,11 +241,16 @@ class Ladder:
                              sum(res.elapsed_s for _, res in self.history))
 
     # -- decisions ---------------------------------------------------------------------
-    def _repeat_due(self) -> bool:
-        """Whether the rung just reported is to be measured again before the ladder moves."""
-        rung, result = self.history[-1]
+    def repeats(self, rung: Rung, result: RungResult) -> bool:
+        """Whether `rung`, measured as `result`, is measured again before the ladder moves:
+        an invalid rung that could not tell holding from failing, once, unless the plan is
+        a single point (what was asked for is that one measurement)."""
         return (result.remeasure and rung.phase is not Phase.REPEAT
                 and self.plan.mode is not LadderMode.SINGLE)
+
+    def _repeat_due(self) -> bool:
+        """Whether the rung just reported is to be measured again before the ladder moves."""
+        return self.repeats(*self.history[-1])
 
     def _measured(self) -> list[tuple[Rung, RungResult]]:
         """The history without the rungs a repeat superseded."""

@@ -236,7 +236,7 @@ def _load_text(load: float | None, open_loop: bool) -> str:
 
 
 def rung_line(batch_size: int, rung: Rung, check: RungCheck, open_loop: bool,
-              slo_percentile: float, summary: PointSummary) -> str:
+              slo_percentile: float, summary: PointSummary, measured_again: bool) -> str:
     """The log line of one measured rung (what the task log shows of it), e.g. "b8 rung 3
     (bisect): 141.4 req/s offered, 140.2 sent, 139.9 req/s achieved, p50 5.1 ms, p99
     12.3 ms, late sends 0.2 %, VALID - holds"."""
@@ -249,7 +249,7 @@ def rung_line(batch_size: int, rung: Rung, check: RungCheck, open_loop: bool,
     # A closed loop sends when a client is free: no send is late.
     late = f", late sends {summary.late_send_pct:.1f} %" if open_loop else ""
     verdict = "holds" if check.holds else f"fails: {check.reason}"
-    if check.remeasure and rung.phase is not Phase.REPEAT:
+    if measured_again:
         verdict += " (measuring it again)"
     return (f"b{batch_size} rung {rung.index} ({rung.phase.value}): "
             f"{_load_text(rung.offered, open_loop)} offered{sent}, "
@@ -376,10 +376,11 @@ def _drive_families(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpo
                 write_json(files.samples, samples)
                 write_json(files.load, summary)
                 failed_before = judged.n_failed
+                result = check.result(time.monotonic() - started)
                 print(rung_line(batch_size, rung, check, open_loop, spec.slo.percentile,
-                                summary_of_rung), flush=True)
+                                summary_of_rung, ladder.repeats(rung, result)), flush=True)
                 _check_server_alive(endpoint, index, judged.n_failed)
-                ladder.report(check.result(time.monotonic() - started))
+                ladder.report(result)
             outcome = ladder.outcome
             summary["ladders"].append(
                 ladder_summary(batch_size, plan.mode.value, outcome, family_points))

@@ -295,6 +295,12 @@ def test_a_single_point_is_never_repeated():
     plan = LadderPlan(mode=LadderMode.SINGLE, loads=(50.0,))
     out, ran = drive_noisy(plan, lambda r: True)
     assert len(ran) == 1 and out.end is LadderEnd.SINGLE
+    # What the load stage asks before it logs a rung, so its line does not promise a repeat.
+    invalid = RungResult(False, 10.0, "INVALID", None, remeasure=True)
+    assert not Ladder(plan).repeats(ran[0], invalid)
+    listed = LadderPlan(mode=LadderMode.LIST, loads=(50.0,))
+    assert Ladder(listed).repeats(Rung(0, 50.0, Phase.LIST), invalid)
+    assert not Ladder(listed).repeats(Rung(1, 50.0, Phase.REPEAT), invalid)
 
 
 def test_a_list_repeats_an_invalid_rung_before_it_stops():
