@@ -213,7 +213,8 @@ def _run_cnn(run_id: str, pre: str, post: str) -> dict:
             "batch_sizes": [2], "workload": {"arrival": "poisson", "rate_rps": 20, "seed": 3},
             "pipeline": {"preprocess": pre, "postprocess": post, "top_k": 3,
                          "image": {"width": 320, "height": 240}},
-            "min_duration_s": 3, "min_requests": 60}
+            "min_duration_s": 3, "min_requests": 60,
+            "max_late_send_pct": 25}  # checks the pipeline, not this shared VM's stalls
     return run_stages_for(run_id, spec, "onnxruntime")
 
 
