@@ -56,6 +56,16 @@ def rung_settings(rung_s: float, slo_p99_ms: float) -> dict[str, Any]:
             "slo": {"percentile": 99.0, "latency_ms": slo_p99_ms}}
 
 
+def add_family_options(parser: argparse.ArgumentParser, rhos: str) -> None:
+    """The options that name the families measured (platform x instance count x batch size),
+    the loads as shares of each one's capacity, and a rung's length."""
+    parser.add_argument("--platforms", default="onnxruntime,torchscript,triton")
+    parser.add_argument("--instances", default="1,2")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--rhos", default=rhos, help="of each family's profiled capacity")
+    parser.add_argument("--rung-s", type=float, default=5.0, help="min_duration_s of a rung")
+
+
 def parse_or_replay(parser: argparse.ArgumentParser, save: str,
                     print_tables: Callable[[dict[str, Any]], None]) -> argparse.Namespace | None:
     """Adds --save (where results go before the tables) and --replay (print the tables of a
@@ -183,13 +193,9 @@ def pct(pred: float | None, measured: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--platforms", default="onnxruntime,torchscript,triton")
-    parser.add_argument("--instances", default="1,2")
-    parser.add_argument("--batch-sizes", default="1,8")
-    parser.add_argument("--rhos", default="0.3,0.5,0.7,0.8,0.9")
+    add_family_options(parser, rhos="0.3,0.5,0.7,0.8,0.9")
     parser.add_argument("--start-rps", type=float, default=50.0)
     parser.add_argument("--precision-pct", type=float, default=10.0)
-    parser.add_argument("--rung-s", type=float, default=5.0, help="min_duration_s of a rung")
     parser.add_argument("--profile-s", type=float, default=2.0)
     parser.add_argument("--slo-p99-ms", type=float, default=50.0)
     parser.add_argument("--model", default=None, help="the spec's model section as JSON "

@@ -10,7 +10,9 @@ instance count x batch size, through the real stages on one embedded PostgreSQL:
 2. one run whose list ladder measures each rho of `--rhos` `--repeats` times in a row on the
    same server (a list ladder must climb, so the repeats' rates rise by 1 part in 10^4,
    which moves the queue's mean by well under 0.1 %), with the prediction on, so each rung
-   also stores the model's prediction from that run's own profile.
+   also stores the model's prediction from that run's own profile. With several
+   `--profile-s` lengths, one such run per length, back to back on the same rates, each
+   scored on its own rungs: does a longer profile predict its server's rungs better?
 Per rung, errors against the measured mean and p99: the model's (recomputed from the run's
 stored profile with this checkout's model, so a saved run replays with the model as it is;
 with every probe, and with the loaded probe at half capacity only, side by side), and the
@@ -41,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # platforms.py beside 
 from platforms import (  # noqa: E402
     BASE_SPEC,
     GOALS,
+    add_family_options,
     error,
     parse_or_replay,
     predict_rungs,
@@ -96,22 +99,21 @@ def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--platforms", default="onnxruntime,torchscript,triton")
-    parser.add_argument("--instances", default="1,2")
-    parser.add_argument("--batch-sizes", default="1,8")
-    parser.add_argument("--rhos", default="0.3,0.6,0.85",
-                        help="of the capacity the family's first run profiled")
+    add_family_options(parser, rhos="0.3,0.6,0.85")
     parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--rung-s", type=float, default=5.0, help="min_duration_s of a rung")
-    parser.add_argument("--profile-s", type=float, default=2.0)
+    parser.add_argument("--profile-s", default="2",
+                        help="seconds per profile level; several (2,8): per family, one "
+                             "measured run per length, back to back, each scored on its "
+                             "own rungs")
     args = parse_or_replay(parser, "/tmp/prediction-repeatability.json", print_tables)
     if args is None:
         return
     rhos = [float(r) for r in args.rhos.split(",")]
     # The SLO only sets each rung's verdict here; the rungs all run.
     common = {**BASE_SPEC, **rung_settings(args.rung_s, slo_p99_ms=50.0)}
+    lengths = [float(x) for x in str(args.profile_s).split(",")]
     ladder = {"mode": "list", "stop_after_failure": False, "max_family_s": 3600,
-              "predict": True, "profile_s": args.profile_s}
+              "predict": True, "profile_s": lengths[0]}
     families = []
     started = time.monotonic()
     with throwaway_home("ib-repeat-"):
@@ -132,14 +134,17 @@ def main() -> None:
                 print(f"{tag}: no capacity profiled, skipped", flush=True)
                 continue
             rates = repeat_rates(capacity, rhos, args.repeats)
-            measured = run_spec(f"rep-{name}", {
-                **spec, "name": f"repeat-{name}",
-                "workload": {"arrival": "poisson", "rate_rps": rates, "seed": 1},
-                "ladder": {**ladder, "max_rungs": len(rates)}}, platform)
-            (own,) = measured["load"]["predictions"]
-            families.append((tag, own, rung_measures(measured)))
-            print(f"{tag}: {len(rates)} rungs, {time.monotonic() - started:.0f} s",
-                  flush=True)
+            for seconds in lengths:
+                suffix = f"-p{seconds:g}s" if len(lengths) > 1 else ""
+                measured = run_spec(f"rep-{name}{suffix}", {
+                    **spec, "name": f"repeat-{name}{suffix}",
+                    "workload": {"arrival": "poisson", "rate_rps": rates, "seed": 1},
+                    "ladder": {**ladder, "max_rungs": len(rates), "profile_s": seconds}},
+                    platform)
+                (own,) = measured["load"]["predictions"]
+                families.append((tag, own, rung_measures(measured), seconds))
+                print(f"{tag}, {seconds:g} s profile levels: {len(rates)} rungs, "
+                      f"{time.monotonic() - started:.0f} s", flush=True)
     print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
     results = {"settings": vars(args), "families": families}
     Path(args.save).write_text(json.dumps(results))
@@ -147,9 +152,19 @@ def main() -> None:
     print_tables(results)
 
 
+def profile_lengths(results: dict[str, Any]) -> list[tuple[str, dict, list, float]]:
+    """The saved families, each with the seconds per profile level its run used (a saved
+    run of one length stores it in the settings only)."""
+    default = float(str(results["settings"]["profile_s"]).split(",")[0])
+    return [(*family[:3], family[3] if len(family) > 3 else default)
+            for family in results["families"]]
+
+
 def print_tables(results: dict[str, Any]) -> None:
     args = argparse.Namespace(**results["settings"])
-    every = []
+    families = profile_lengths(results)
+    lengths = sorted({seconds for *_, seconds in families})
+    every: dict[float, list[dict[str, Any]]] = {seconds: [] for seconds in lengths}
     print(f"\nRungs of >= {args.rung_s:g} s, {args.repeats} repeats of each rate on one "
           f"server; error = predicted / measured - 1; oracle: the median of the other "
           f"repeats; unstable: the model puts the rate at or beyond capacity (a miss)\n")
@@ -162,9 +177,11 @@ def print_tables(results: dict[str, Any]) -> None:
         return " / ".join("-" if r[key] is None else "unstable" if r[key] == math.inf
                           else format(r[key], fmt) for r in group)
 
-    for tag, own, rows in results["families"]:
+    for tag, own, rows, seconds in families:
         rows = family_rows(own, rows, args.repeats)
-        every += rows
+        every[seconds] += rows
+        if len(lengths) > 1:
+            tag = f"{tag}, {seconds:g} s profile"
         for start in range(0, len(rows), args.repeats):
             group = rows[start:start + args.repeats]
             rho = group[0]["rho"]
@@ -175,26 +192,38 @@ def print_tables(results: dict[str, Any]) -> None:
                   f"{cells(group, 'half_mean_err', '+.1f')} | {cells(group, 'p99', '.2f')} | "
                   f"{cells(group, 'oracle_p99_err', '+.1f')} | "
                   f"{cells(group, 'model_p99_err', '+.1f')} |")
-    print("\nThe goals, rungs meeting them (rho against each run's own profiled capacity):\n")
+    for seconds in lengths:
+        which = f" ({seconds:g} s profile levels)" if len(lengths) > 1 else ""
+        print(f"\nThe goals, rungs meeting them{which} (rho against each run's own profiled "
+              "capacity):\n")
+        goal_table(every[seconds])
+
+
+def goal_table(rows: list[dict[str, Any]]) -> None:
     print("| goal | oracle (median of the other repeats) | model | model, half-capacity "
           "probe only |")
     print("|---|---:|---:|---:|")
     for label, what, within, limit in GOALS:
         counts = []
         for who in SCORED:
-            errs = [r[f"{who}_{what}_err"] for r in every
+            errs = [r[f"{who}_{what}_err"] for r in rows
                     if r["rho"] is not None and within(r["rho"])]
             errs = [e for e in errs if e is not None]
             counts.append(f"{sum(abs(e) <= limit for e in errs)} of {len(errs)}")
         print(f"| {label} | {' | '.join(counts)} |")
+    light = [r for r in rows if r["rho"] is not None and r["rho"] <= 0.8]
     for what in ("mean", "p99"):
-        light = [r for r in every if r["rho"] is not None and r["rho"] <= 0.8]
         meds = []
         for who in SCORED:
             errs = [abs(r[f"{who}_{what}_err"]) for r in light
                     if r[f"{who}_{what}_err"] is not None]
             meds.append(f"{np.median(errs):.1f} %" if errs else "-")
         print(f"| median {what} error at rho <= 0.8 | {' | '.join(meds)} |")
+    signed = [r["model_mean_err"] for r in light
+              if r["model_mean_err"] is not None and r["model_mean_err"] != math.inf]
+    if signed:
+        print(f"| model's median signed mean error at rho <= 0.8 | | "
+              f"{np.median(signed):+.1f} % | |")
 
 
 if __name__ == "__main__":
