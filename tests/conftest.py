@@ -3,7 +3,9 @@ imports it; the results database is a real PostgreSQL (embedded, started once pe
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,17 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+
+
+def load_harness():
+    """The scheduling benchmark's harness (and through it the stand-in DAGs' ids):
+    benchmarks/ is not an installed package, so it is loaded from its file."""
+    path = ROOT / "benchmarks" / "scheduling" / "harness.py"
+    spec = importlib.util.spec_from_file_location("inferbench_sched_harness", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

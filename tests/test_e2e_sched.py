@@ -6,16 +6,14 @@ The jobs are the scheduling benchmark's stand-in DAG, driven by its harness
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import load_harness
 
 from inferbench.netutil import free_port
 from inferbench.scheduling.jobmix import job_mix
@@ -28,16 +26,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 TIME_SCALE = 0.02  # jobs of 1-6 s
 AGING_RATE = 0.1  # what harness.start_stack gives the scheduler
 WAITING_MARGIN_S = 3.0  # a job counts as waiting once its run is this old (scheduler loops)
-
-
-def load_harness():
-    """benchmarks/ is not an installed package: load the harness from its file."""
-    path = ROOT / "benchmarks" / "scheduling" / "harness.py"
-    spec = importlib.util.spec_from_file_location("inferbench_sched_harness", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

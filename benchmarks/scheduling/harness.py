@@ -12,6 +12,7 @@ Not an installed module: run.py imports it from its own folder, the tests by fil
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 import uuid
@@ -25,8 +26,19 @@ from inferbench.scheduling.jobmix import Job
 from inferbench.scheduling.observe import JobRecord, job_record
 
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
-DAG_ID = "inferbench_sched_job"  # dags/sched_job.py
-STEPS_DAG_ID = "inferbench_sched_job_steps"  # the same job as three tasks, same file
+
+
+def _standin_dag_ids() -> tuple[str, str]:
+    """The stand-in DAGs' ids, read from their file (a DAG folder's file, not an installed
+    module): the one-task job and the same job as three tasks."""
+    spec = importlib.util.spec_from_file_location("inferbench_sched_standin",
+                                                  DAGS_FOLDER / "sched_job.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DAG_ID, module.STEPS_DAG_ID
+
+
+DAG_ID, STEPS_DAG_ID = _standin_dag_ids()
 
 
 def start_stack(home: Path, port: int, policy: str, workers: int, aging_rate: float = 0.1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_harness
 from sqlalchemy import select
 
 from inferbench.scheduling.workers import HOLD_POOL
@@ -19,7 +19,7 @@ from inferbench.scheduling.workers import HOLD_POOL
 pytestmark = pytest.mark.integration
 
 STANDIN_DAGS = ROOT / "benchmarks" / "scheduling" / "dags"
-DAG_ID = "inferbench_sched_job"
+DAG_ID = load_harness().DAG_ID
 TWO_STEP_ID = "sched_two_step"  # a DAG of two tasks, written by a test
 WORKERS = ("cpu-worker-0", "cpu-worker-1")
 
