@@ -124,3 +124,10 @@ def test_the_init_script_creates_the_results_role_with_its_own_password(fresh_po
     # the results role cannot even connect to Airflow's metadata database
     assert _psql(server, bin_dir,
                  "SELECT has_database_privilege('inferbench', 'airflow', 'CONNECT')") == "f"
+
+
+def test_the_clusters_scheduler_examines_as_many_waiting_runs_as_the_embedded_one():
+    from inferbench.scheduling.workers import SCHEDULER_LOOP_ENV
+
+    scheduler = _environments(_compose())["scheduler"]
+    assert {key: scheduler.get(key) for key in SCHEDULER_LOOP_ENV} == SCHEDULER_LOOP_ENV

@@ -26,7 +26,7 @@ from inferbench.load.priority import lower_priority
 from inferbench.netutil import poll_http_ok, port_is_free
 from inferbench.platforms import DeviceKind
 from inferbench.scheduling.policies import DEFAULT_AGING_RATE, DEFAULT_POLICY
-from inferbench.scheduling.workers import MAX_ACTIVE_RUNS, host_class
+from inferbench.scheduling.workers import MAX_ACTIVE_RUNS, SCHEDULER_LOOP_ENV, host_class
 
 # The triggerer runs no InferBench task (no deferrable operator): it is started so that the
 # UI's health check, which expects one, shows the embedded default healthy.
@@ -134,8 +134,7 @@ def airflow_env(home: Path, dags_folder: Path, port: int,
         # why); every waiting run must be examined each loop for priorities to decide who
         # goes next.
         "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(MAX_ACTIVE_RUNS),
-        "AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE": "256",
-        "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "256",
+        **SCHEDULER_LOOP_ENV,
     }
     # The scheduling policy's settings: the caller's environment wins over the defaults.
     for key, default in SCHED_DEFAULTS.items():

@@ -27,6 +27,14 @@ WORKER_CLASS_ENV = "INFERBENCH_WORKER_CLASS"
 # runs, where no scheduling policy can order or place it; an active run waits in its
 # worker's pool, where the policy's priority weights decide who goes next.
 MAX_ACTIVE_RUNS = 1024
+# How many waiting runs and task instances the scheduler examines per loop: all of those
+# that wait side by side in the workers' pools, so that the policy's priorities, not the
+# order of a partial scan, decide who goes next (the embedded default and the compose
+# cluster both set it).
+SCHEDULER_LOOP_SIZE = 256
+SCHEDULER_LOOP_ENV = {"AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE":
+                      str(SCHEDULER_LOOP_SIZE),
+                      "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": str(SCHEDULER_LOOP_SIZE)}
 # The pool of runs waiting for their worker: no slots, so nothing in it runs. A run placed
 # on a worker that another job holds waits here, whole, until that job's run ends and the
 # policy hands the worker to it (operators/scheduling.py, "dispatch"). Waiting in the
