@@ -69,7 +69,7 @@ prediction is marked unmodelled, with the reason, and has no curve.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -103,8 +103,26 @@ INTERFERENCE_SHARE = 0.10
 _DRAWS = 200_000
 _DRAW_SEED = 20161113  # fixed: the same draws at every rate, so the curve is smooth
 _CAPACITY_MAX_RHO = 0.999  # the search's top: a queue at rho -> 1 has no finite tail
-_CAPACITY_STEPS = 40   # bisection steps for the highest rate within an SLO (2^-40 of range)
+_BISECT_STEPS = 40     # at most this many halvings of a bisection's bracket (2^-40 of it)
 
+
+
+def _bisect(holds: Callable[[float], bool], low: float, high: float, *,
+            geometric: bool = False, tolerance: float = 0.0) -> tuple[float, float]:
+    """The bracket [low, high] narrowed around where `holds` turns false (it holds at `low`,
+    not at `high`): halved at its arithmetic (or, `geometric`, its geometric) middle up to
+    _BISECT_STEPS times, or until its width is below `tolerance` (relative to `low` when
+    geometric)."""
+    for _ in range(_BISECT_STEPS):
+        mid = math.sqrt(low * high) if geometric else 0.5 * (low + high)
+        if holds(mid):
+            low = mid
+        else:
+            high = mid
+        width = (high - low) / low if geometric else high - low
+        if width < tolerance:
+            break
+    return low, high
 
 # The open-loop probes are kept as levels with these in-flight numbers (see the module's
 # text): the idle-arrival law, and the loaded probes that calibrate the open-loop factor,
@@ -238,12 +256,7 @@ class ServiceModel:
             low = knot
         else:
             return closed / self.open_loop_factors[-1][1]  # f is held beyond the last probe
-        for _ in range(_CAPACITY_STEPS):
-            mid = 0.5 * (low + high)
-            if load(mid) < 1.0:
-                low = mid
-            else:
-                high = mid
+        low, high = _bisect(lambda rate: load(rate) < 1.0, low, high)
         return 0.5 * (low + high)
 
     @property
@@ -500,14 +513,7 @@ class Prediction:
             return None
         if meets(high):
             return high
-        for _ in range(_CAPACITY_STEPS):
-            mid = math.sqrt(low * high)
-            if meets(mid):
-                low = mid
-            else:
-                high = mid
-            if (high - low) / low < 1e-4:
-                break
+        low, _ = _bisect(meets, low, high, geometric=True, tolerance=1e-4)
         return low
 
 
@@ -544,14 +550,8 @@ def _probe_factor(probe: Level, model: ServiceModel) -> tuple[float, list[str]]:
                        "loop's service: the closed-loop profile does not describe this "
                        "server under open-loop load")
     else:
-        for _ in range(_CAPACITY_STEPS):
-            mid = 0.5 * (low + high)
-            if replayed(mid).mean() < measured.mean():
-                low = mid
-            else:
-                high = mid
-            if high - low < 1e-4:
-                break
+        low, high = _bisect(lambda f: replayed(f).mean() < measured.mean(), low, high,
+                            tolerance=1e-4)
         f = 0.5 * (low + high)
     rho = probe.throughput_rps / 1000.0 * f * model.service_ms[-1] / model.parallelism
     if rho >= _NEAR_CAPACITY_RHO:
