@@ -106,6 +106,11 @@ _CAPACITY_MAX_RHO = 0.999  # the search's top: a queue at rho -> 1 has no finite
 _BISECT_STEPS = 40     # at most this many halvings of a bisection's bracket (2^-40 of it)
 
 
+# What a prediction beyond the loaded probes' rates rests on, for the texts that show one.
+BEYOND_PROBES_NOTE = ("above {rate:.4g} req/s, the highest loaded probe's rate, the open-loop "
+                      "factor is held from that probe, not measured; near capacity the queue "
+                      "magnifies any error in it, so predictions there are the least certain")
+
 
 def _bisect(holds: Callable[[float], bool], low: float, high: float, *,
             geometric: bool = False, tolerance: float = 0.0) -> tuple[float, float]:
@@ -228,6 +233,11 @@ class ServiceModel:
         rates, factors = zip(*self.open_loop_factors, strict=True)
         return float(np.interp(rate_rps, rates, factors))
 
+    def beyond_probes(self, rate_rps: float) -> bool:
+        """Whether a Poisson rate lies above every loaded probe's (where the factor is held
+        from the last one); False without probes (no factor at all)."""
+        return bool(self.open_loop_factors) and bool(rate_rps > self.open_loop_factors[-1][0])
+
     def at_rate(self, rate_rps: float) -> ServiceModel:
         """The queue at a Poisson rate: the service scaled by the factor there."""
         f = self.factor_at(rate_rps)
@@ -310,9 +320,13 @@ class CurvePoint:
     p99_ms: float | None
     percentile_ms: float | None = None    # the SLO's percentile, when asked for
     percentile: float | None = None
+    # Above the highest loaded probe's rate: the open-loop factor there is held from that
+    # probe, not measured, and near capacity the queue magnifies any error in it.
+    beyond_probes: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: (None if v is None else round(v, 4)) for k, v in asdict(self).items()}
+        out = {k: (v if v is None or isinstance(v, bool) else round(v, 4))
+               for k, v in asdict(self).items()}
         if self.percentile is None:
             out.pop("percentile_ms")
             out.pop("percentile")
@@ -443,14 +457,15 @@ class Prediction:
         lam = rate_rps / 1000.0
         rho = lam * m.service_ms[-1] / m.parallelism
         mean = self.mean_ms(rate_rps)
+        beyond = self.model.beyond_probes(rate_rps)
         if mean is None:
-            return CurvePoint(rate_rps, rho, None, None, None, percentile)
+            return CurvePoint(rate_rps, rho, None, None, None, percentile, beyond)
         wait = self._wait_ms(lam)
         joined = self._joined_levels(lam)
         samples = self._response_samples(lam, wait, joined)
         p99 = float(np.percentile(samples, 99.0))
         pct = None if percentile is None else float(np.percentile(samples, percentile))
-        return CurvePoint(rate_rps, rho, mean, p99, pct, percentile)
+        return CurvePoint(rate_rps, rho, mean, p99, pct, percentile, beyond)
 
     def _response_samples(self, lam: float, wait_ms: float, joined: np.ndarray) -> np.ndarray:
         m = self.model.at_rate(1000.0 * lam)

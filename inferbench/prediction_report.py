@@ -50,6 +50,7 @@ def _prediction_part(index: int, label: str, family, row: Mapping[str, Any],
     vs offered Poisson rate and the table per rung."""
     from analysis import plots
     from analysis.points import latency_at
+    from analysis.prediction import BEYOND_PROBES_NOTE
 
     model = row.get("model") or {}
     caveats = [f"Caveat: {c}" for c in model.get("caveats") or []]
@@ -80,6 +81,10 @@ def _prediction_part(index: int, label: str, family, row: Mapping[str, Any],
              + ("unguided" if start is None else f"at {start:.4g} req/s")
              + ("" if profile_s is None else f"; the profile took {profile_s:.1f} s") + ".",
              *caveats]
+    if fitted.open_loop_factors:
+        last = fitted.open_loop_factors[-1][0]
+        beyond = BEYOND_PROBES_NOTE.format(rate=last)
+        notes.append(f"{beyond[0].upper()}{beyond[1:]}.")
     rungs = [r for r in family.rungs if r.row.get("arrival") == "poisson"]
     measured, table = [], []
     for r in rungs:

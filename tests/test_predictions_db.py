@@ -210,6 +210,7 @@ def test_summary_and_report_show_predicted_vs_measured(db_url, tmp_path):
     assert "Not modelled: dynamic batching" in section
     assert "profiling failed: connection refused" in section
     assert section.count("data:image/png;base64,") == 1  # the modelled family's plot
+    assert "highest loaded probe" not in section  # profiled without open-loop probes
     # The rung at 400 req/s: measured mean and p99 beside the prediction, and the errors.
     measured, predicted = results[1], MODEL.at(RATES[1])
     mean_err = 100 * (predicted.mean_ms - measured["mean"]) / measured["mean"]

@@ -7,7 +7,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from analysis.prediction import APPROXIMATIONS, IDLE_LEVEL, Prediction, predict
+from analysis.prediction import (
+    APPROXIMATIONS,
+    BEYOND_PROBES_NOTE,
+    IDLE_LEVEL,
+    Prediction,
+    predict,
+)
 from inferbench.errors import InferBenchError
 from inferbench.load.profile import profile_levels
 from inferbench.load.protocols import get_protocol
@@ -114,8 +120,12 @@ def format_prediction(out: dict[str, Any]) -> str:
     for p in out["curve"]:
         def ms(v: float | None) -> str:
             return "unstable" if v is None else f"{v:.2f}"
-        lines.append(f"| {p['rate_rps']:g} | {p['rho']:.2f} | {ms(p['mean_ms'])} | "
+        mark = " *" if p.get("beyond_probes") else ""
+        lines.append(f"| {p['rate_rps']:g}{mark} | {p['rho']:.2f} | {ms(p['mean_ms'])} | "
                      f"{ms(p['p99_ms'])} |")
+    if any(p.get("beyond_probes") for p in out["curve"]):
+        last = model["open_loop_factors"][-1]["rate_rps"]
+        lines.append(f"* {BEYOND_PROBES_NOTE.format(rate=last)}")
     cap = out["capacity"]
     if cap is not None:
         rate = cap["rate_rps"]

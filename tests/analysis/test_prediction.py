@@ -280,6 +280,12 @@ def test_two_loaded_probes_scale_the_service_by_the_load():
                      p.model.name)
     assert [k["factor"] for k in p.model.to_dict()["open_loop_factors"]] == pytest.approx(
         [1.2, 1.1], rel=1e-3)
+    # Only a point above the near probe's rate rests on a held factor, and says so.
+    assert not p.at(middle).beyond_probes and not p.at(high_rate).beyond_probes
+    above = p.at(1.05 * high_rate)
+    assert above.beyond_probes and above.to_dict()["beyond_probes"] is True
+    closed_only = predict(known_levels(1, 5.0, 0.2), 1)
+    assert not closed_only.at(150.0).beyond_probes  # no factor at all: nothing held
 
 
 def test_a_capacity_between_the_probes_is_where_the_load_reaches_one():

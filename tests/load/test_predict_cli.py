@@ -77,6 +77,9 @@ def test_text_output_names_the_model_and_the_capacity(reference_server, capsys):
     assert re.search(r"model: M/[DG]/1", out) and "| rate (req/s) | rho |" in out
     assert "highest rate with p99 <= 20 ms:" in out
     assert "arrivals found the server idle" in out and "at an idle server" in out
+    # rho 0.9 and 0.95 lie above the near-capacity probe (0.85): marked, and the mark said.
+    assert re.search(r"^\| [\d.]+ \* \| 0\.95 \|", out, re.M)
+    assert "* above " in out and "the highest loaded probe's rate" in out
 
 
 def test_the_open_loop_probes_can_be_skipped(reference_server, capsys):
