@@ -107,16 +107,18 @@ def ladder_loads(spec: BenchmarkSpec) -> list[float]:
     return (climb + [middle] * max(0, math.ceil(halvings)))[:ladder.max_rungs]
 
 
-def profile_s(spec: BenchmarkSpec, instances: int) -> float:
+def profile_s(spec: BenchmarkSpec, instances: int, dynamic_batching: bool = False) -> float:
     """A family's light profile before its ladder (0 when the spec does not predict): one
     closed-loop level per concurrency 1..instances + 1, each settled and measured, then
-    the open-loop probes."""
+    the open-loop probes (none for a server that batches: it is not modelled)."""
     if not spec.predicts:
         return 0.0
-    return (instances + 1) * (LEVEL_SETTLE_S + spec.ladder.profile_s) + PROFILE_PROBES_S
+    probes_s = 0.0 if dynamic_batching else PROFILE_PROBES_S
+    return (instances + 1) * (LEVEL_SETTLE_S + spec.ladder.profile_s) + probes_s
 
 
-def family_s(spec: BenchmarkSpec, instances: int = 1) -> tuple[float, float]:
+def family_s(spec: BenchmarkSpec, instances: int = 1, dynamic_batching: bool = False
+             ) -> tuple[float, float]:
     """(expected rungs, seconds) of one family on a server with `instances` instances: one
     point, or its profile and its ladder's rungs, the rungs within ladder.max_family_s (the
     ladder starts no rung that would not fit)."""
@@ -127,9 +129,9 @@ def family_s(spec: BenchmarkSpec, instances: int = 1) -> tuple[float, float]:
     total = 0.0
     for i, t in enumerate(times):
         if i and total + max(times[:i]) > spec.ladder.max_family_s:
-            return float(i), total + profile_s(spec, instances)
+            return float(i), total + profile_s(spec, instances, dynamic_batching)
         total += t
-    return float(len(times)), total + profile_s(spec, instances)
+    return float(len(times)), total + profile_s(spec, instances, dynamic_batching)
 
 
 def prior(spec: BenchmarkSpec) -> Prediction:
@@ -137,7 +139,7 @@ def prior(spec: BenchmarkSpec) -> Prediction:
     one = point_s(spec)
     grid = spec.server.grid()
     configs = len(grid)
-    families = [family_s(spec, instances) for *_, instances in grid]
+    families = [family_s(spec, instances, batching) for batching, *_, instances in grid]
     rungs = families[0][0]
     measuring = sum(seconds for _, seconds in families) * len(spec.batch_sizes) * \
         len(spec.platforms)

@@ -100,6 +100,8 @@ def test_declared_dynamic_batching_is_not_predicted(reference_server, capsys):
                            "--json")
     s = json.loads(out)
     assert code == 0 and s["curve"] == [] and "dynamic batching" in s["model"]["unmodelled"]
+    # Not modelled, so not probed under open-loop load either: closed-loop levels only.
+    assert s["loaded_probes"] == [] and s["idle_arrivals"] is None
 
 
 @pytest.mark.parametrize("flag,value,message", [

@@ -74,6 +74,10 @@ def test_search_ladder_expects_a_profile_a_climb_and_a_bisection():
     # ... and with more instances to profile (a level each).
     assert prior(parse_spec({**with_ladder({"mode": "search"}).model_dump(mode="json"),
                              "server": {"instance_count": 3}})).family_s == 106 + 14.5
+    # A server that batches is not modelled: its profile runs no open-loop probe.
+    batching = parse_spec({**with_ladder({"mode": "search"}).model_dump(mode="json"),
+                           "server": {"dynamic_batching": True}})
+    assert prior(batching).family_s == 115.5 - 4.5
     # Bounded by max_rungs ...
     assert prior(with_ladder({"mode": "search", "max_rungs": 5})).family_s == 9.5 + 15 + 4 * 13
     # ... and by max_family_s: no rung starts unless the longest so far (15 s) still fits.
