@@ -93,9 +93,8 @@ def run_predict(args: argparse.Namespace) -> dict[str, Any]:
     log = None if args.json else (lambda line: print(line, flush=True))
     levels = profile_levels(requests, args.max_concurrency, profile_s=args.profile_s,
                             warmup_s=args.warmup, request_timeout_s=args.timeout,
-                            seed=args.seed, log=log,
-                            # A batching server is not modelled: no probe would be read.
-                            open_loop_probes=args.open_loop_probes and not args.dynamic_batching)
+                            seed=args.seed, log=log, open_loop_probes=args.open_loop_probes,
+                            dynamic_batching=args.dynamic_batching)
     prediction = predict(levels, args.max_concurrency, approximation=args.approximation,
                          dynamic_batching=args.dynamic_batching)
     out = prediction_dict(prediction, rates, args.slo_ms, args.slo_percentile)

@@ -49,11 +49,13 @@ from inferbench.load.runner import Request, StopRule, run_point
 def profile_levels(requests: list[Request], parallelism: int, *, profile_s: float,
                    warmup_s: float, request_timeout_s: float, seed: int = 0,
                    log: Callable[[str], None] | None = None,
-                   open_loop_probes: bool = True) -> list[Level]:
+                   open_loop_probes: bool = True,
+                   dynamic_batching: bool = False) -> list[Level]:
     """Levels 1..parallelism + 2 in flight, `profile_s` measured seconds each, and more
     while the top level still scaled (time spent outside the workers kept them idle part of
     the time), up to MAX_IN_FLIGHT; then, with `open_loop_probes`, the idle-arrival level
-    and the loaded open-loop levels."""
+    and the loaded open-loop levels - never for a server that declares `dynamic_batching`,
+    which the model does not describe, so no probe would be read."""
     if parallelism < 1:
         raise InferBenchError(f"parallelism {parallelism!r} must be >= 1")
     if profile_s <= 0:
@@ -78,7 +80,7 @@ def profile_levels(requests: list[Request], parallelism: int, *, profile_s: floa
                 f"({level.n} requests)")
         k += 1
     capacity = max(lv.throughput_rps for k, lv in levels.items() if k >= parallelism)
-    if not open_loop_probes:
+    if not open_loop_probes or dynamic_batching:
         return sorted(levels.values(), key=lambda lv: lv.in_flight)
     idle = probe_idle_arrivals(requests, PROBE_RHO * capacity, profile_s=profile_s,
                                request_timeout_s=request_timeout_s, seed=seed, log=log)

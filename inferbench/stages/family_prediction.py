@@ -37,8 +37,7 @@ def predict_family(spec: BenchmarkSpec, resolved: ResolvedConfig, requests: list
                                 request_timeout_s=spec.request_timeout_s,
                                 seed=spec.workload.seed,
                                 log=lambda line: print(f"b{batch_size} {line}", flush=True),
-                                # A batching server is not modelled: no probe would be read.
-                                open_loop_probes=not server.dynamic_batching)
+                                dynamic_batching=server.dynamic_batching)
     except (InferBenchError, ValueError) as exc:
         entry["profile_s"] = round(time.monotonic() - started, 3)
         entry["error"] = f"profiling failed: {exc}"
