@@ -67,6 +67,7 @@ class Limits:
 
     cpus: float | None = None
     memory_gb: float | None = None
+    cpuset: str | None = None   # the CPUs it may run on ("1", "2-3"), as docker lists them
 
 
 @dataclass
@@ -120,6 +121,8 @@ class ContainerSpec:
             kwargs["device_requests"] = [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
         if self.limits.cpus:
             kwargs["nano_cpus"] = int(self.limits.cpus * 1e9)
+        if self.limits.cpuset:
+            kwargs["cpuset_cpus"] = self.limits.cpuset
         if self.limits.memory_gb:
             kwargs["mem_limit"] = int(self.limits.memory_gb * 2**30)
         return kwargs

@@ -405,6 +405,8 @@ def build_run_report(conn: Connection, run_id: str, out_dir: Path) -> Path:
     for p in tables["provenance"]:
         provenance.update({f"{p['platform']}: {k}" if k.startswith("platform") else k: v
                            for k, v in p["facts"].items()})
+    if spec.resources.server_cpus is not None:
+        provenance["CPUs"] = cpu_split_text(spec.resources.server_cpus)
     results = _with_rungs(records, spec.slo.percentile, spec.slo.latency_ms)
     return render_report({"run": run, "answer": answer, "results": results,
                           "conversions": tables["conversions"],
@@ -444,6 +446,12 @@ def build_sweep_report(conn: Connection, sweep_id: str, out_dir: Path) -> Path:
 
 
 # --- the run's summary: what `inferbench summary` and the analyze task's log print ---
+
+def cpu_split_text(server_cpus: str) -> str:
+    """Where the server and the load generator ran, for a run that pinned them."""
+    return (f"server kept on CPUs {server_cpus} (resources.server_cpus), the load generator "
+            "on the worker's other CPUs")
+
 
 def run_summary(conn: Connection, run_id: str) -> dict[str, Any]:
     """A finished run's summary from PostgreSQL alone: per family its capacity at the run's
@@ -515,6 +523,7 @@ def run_summary(conn: Connection, run_id: str) -> dict[str, Any]:
                          "server_config": labels.get((d["platform"], d["config_index"]))}
                         for d in tables["deployments"]],
         "results": results,
+        "server_cpus": (run["spec"].get("resources") or {}).get("server_cpus"),
     }
 
 
@@ -591,5 +600,7 @@ def format_summary(s: dict[str, Any]) -> str:
         name = f"{d['platform']} [{d.get('server_config')}]" if sweep else d["platform"]
         lines.append(f"  {name}: {d['status']}, cold start {cold}, {d['platform_version']}"
                      + (f" - {d['error']}" if d["error"] else ""))
+    if s.get("server_cpus") is not None:
+        lines.append(f"  {cpu_split_text(s['server_cpus'])}")
     lines += ["", s["answer"], f"report: {s['report']}"]
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from inferbench.budgets import (
     MAX_RATE_RPS,
     MAX_REQUEST_ELEMENTS,
 )
+from inferbench.cpu_pinning import parse_cpu_list
 from inferbench.errors import InferBenchError
 from inferbench.gpu_sharing import Sharing
 from inferbench.load.http import MAX_CONNECTIONS
@@ -600,12 +601,24 @@ class SloSpec(_Strict):
 
 class ResourceSpec(_Strict):
     """Limits of the containers a benchmark runs in (docker runtime; the local runtime runs
-    plain processes and ignores them)."""
+    plain processes and ignores them), and the CPUs the server is kept on (both runtimes)."""
 
     cpus: float | None = Field(None, gt=0, le=1024, description="CPUs for each serving "
                                "container (a hard limit); stage containers get it as a share.")
     memory_gb: float | None = Field(None, gt=0, le=4096, description="Memory limit of each "
                                     "container, GiB.")
+    server_cpus: str | None = Field(
+        None, description="CPUs the server runs on, as Linux lists them (\"1\", \"2-5\", "
+        "\"0,2-3\"); the load generator then runs on the worker's other CPUs, so the two "
+        "never take turns on a core. Default: both run anywhere.")
+
+    @field_validator("server_cpus")
+    @classmethod
+    def _check_cpu_list(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cpu_list(value)  # its ValueError names the value and the fix
+        return value
+
 MAX_QUEUE_DELAY_US = 10_000_000  # 10 s: beyond any sensible batching window
 MAX_INSTANCE_COUNT = 64
 
@@ -1196,6 +1209,8 @@ class BenchmarkSpec(_Strict):
             del data["network"]
         if self.pipeline is None:  # and before pre- and post-processing
             del data["pipeline"]
+        if self.resources.server_cpus is None:  # and before pinned CPUs
+            del data["resources"]["server_cpus"]
         canonical = json.dumps(data, sort_keys=True,
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

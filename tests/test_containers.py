@@ -41,6 +41,13 @@ def test_limits_become_hard_cpu_and_memory_limits(tmp_path, monkeypatch):
     monkeypatch.setenv(containers.GPUS_ENV, "none")
     kwargs = _spec(tmp_path, limits=containers.Limits(cpus=1.5, memory_gb=2)).create_kwargs()
     assert kwargs["nano_cpus"] == 1_500_000_000 and kwargs["mem_limit"] == 2 * 2**30
+    assert "cpuset_cpus" not in kwargs
+
+
+def test_a_cpu_list_keeps_the_container_on_those_cpus(tmp_path, monkeypatch):
+    monkeypatch.setenv(containers.GPUS_ENV, "none")
+    kwargs = _spec(tmp_path, limits=containers.Limits(cpuset="1-2")).create_kwargs()
+    assert kwargs["cpuset_cpus"] == "1-2" and "nano_cpus" not in kwargs
 
 
 @pytest.mark.parametrize(("value", "count"), [("all", -1), ("2", 2), ("none", 0)])

@@ -9,6 +9,7 @@ for TF Serving anywhere in this file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -116,6 +117,14 @@ def test_launch_plan_is_a_supervised_docker_run_of_the_image(tmp_path, monkeypat
     assert image() == "local/tfserving:test" in backend.launch_plan(ctx).argv
     assert backend.version() == "tensorflow_model_server (local/tfserving:test)"
     assert backend.server_stats("http://127.0.0.1:1", "m") is None
+    assert "--cpuset-cpus" not in docker
+
+
+def test_pinned_cpus_reach_the_container_not_only_the_cli_that_starts_it(tmp_path):
+    ctx = dataclasses.replace(_ctx(tmp_path), cpus=(1, 2))
+    docker = TfServingBackend().docker_argv(ctx)
+    at = docker.index("--cpuset-cpus")
+    assert docker[at + 1] == "1-2" and at < docker.index("--entrypoint")
 
 
 def test_launch_plan_refuses_the_docker_runtime(tmp_path, monkeypatch):

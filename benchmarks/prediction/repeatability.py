@@ -12,7 +12,10 @@ instance count x batch size, through the real stages on one embedded PostgreSQL:
    which moves the queue's mean by well under 0.1 %), with the prediction on, so each rung
    also stores the model's prediction from that run's own profile. With several
    `--profile-s` lengths, one such run per length, back to back on the same rates, each
-   scored on its own rungs: does a longer profile predict its server's rungs better?
+   scored on its own rungs: does a longer profile predict its server's rungs better? With
+   `--server-cpus` given more than once (`none` for no pinning), likewise one run per
+   setting of resources.server_cpus: does a load generator kept off the server's CPUs
+   make the rungs agree with each other, and the model with them?
 Per rung, errors against the measured mean and p99: the model's (recomputed from the run's
 stored profile with this checkout's model, so a saved run replays with the model as it is;
 with every probe, and with the loaded probe at half capacity only, side by side), and the
@@ -59,6 +62,8 @@ REPEAT_STEP = 1e-4
 MODELS = {"model": "pred", "half": "half"}
 # Who is scored in the goal tables: the oracle, then each model.
 SCORED = ("oracle", *MODELS)
+# --server-cpus for a run whose server and load generator may run anywhere.
+UNPINNED = "none"
 
 
 def repeat_rates(capacity_rps: float, rhos: list[float], repeats: int) -> list[float]:
@@ -105,6 +110,10 @@ def main() -> None:
                         help="seconds per profile level; several (2,8): per family, one "
                              "measured run per length, back to back, each scored on its "
                              "own rungs")
+    parser.add_argument("--server-cpus", action="append", default=None, metavar="CPUS",
+                        help="resources.server_cpus of the measured runs (\"1\", \"2-3\"; "
+                             f"{UNPINNED!r}: no pinning, the default); given more than once, "
+                             "one measured run per setting, back to back")
     args = parse_or_replay(parser, "/tmp/prediction-repeatability.json", print_tables)
     if args is None:
         return
@@ -112,6 +121,7 @@ def main() -> None:
     # The SLO only sets each rung's verdict here; the rungs all run.
     common = {**BASE_SPEC, **rung_settings(args.rung_s, slo_p99_ms=50.0)}
     lengths = [float(x) for x in str(args.profile_s).split(",")]
+    cpu_settings = [None if c == UNPINNED else c for c in args.server_cpus or [UNPINNED]]
     ladder = {"mode": "list", "stop_after_failure": False, "max_family_s": 3600,
               "predict": True, "profile_s": lengths[0]}
     families = []
@@ -134,16 +144,17 @@ def main() -> None:
                 print(f"{tag}: no capacity profiled, skipped", flush=True)
                 continue
             rates = repeat_rates(capacity, rhos, args.repeats)
-            for seconds in lengths:
-                suffix = f"-p{seconds:g}s" if len(lengths) > 1 else ""
+            for seconds, cpus in itertools.product(lengths, cpu_settings):
+                suffix = (f"-p{seconds:g}s" if len(lengths) > 1 else "") + (
+                    f"-cpus{cpus or UNPINNED}" if len(cpu_settings) > 1 else "")
                 measured = run_spec(f"rep-{name}{suffix}", {
                     **spec, "name": f"repeat-{name}{suffix}",
                     "workload": {"arrival": "poisson", "rate_rps": rates, "seed": 1},
-                    "ladder": {**ladder, "max_rungs": len(rates), "profile_s": seconds}},
-                    platform)
+                    "ladder": {**ladder, "max_rungs": len(rates), "profile_s": seconds},
+                    **({"resources": {"server_cpus": cpus}} if cpus else {})}, platform)
                 (own,) = measured["load"]["predictions"]
-                families.append((tag, own, rung_measures(measured), seconds))
-                print(f"{tag}, {seconds:g} s profile levels: {len(rates)} rungs, "
+                families.append((tag, own, rung_measures(measured), seconds, cpus))
+                print(f"{tag}, {variant_label(seconds, cpus)}: {len(rates)} rungs, "
                       f"{time.monotonic() - started:.0f} s", flush=True)
     print(f"load average after: {load_average()}; {time.monotonic() - started:.0f} s in all")
     results = {"settings": vars(args), "families": families}
@@ -152,19 +163,29 @@ def main() -> None:
     print_tables(results)
 
 
-def profile_lengths(results: dict[str, Any]) -> list[tuple[str, dict, list, float]]:
-    """The saved families, each with the seconds per profile level its run used (a saved
-    run of one length stores it in the settings only)."""
+def variant_label(seconds: float, cpus: str | None) -> str:
+    """How a measured run was set up: its profile length and where its server ran."""
+    return f"{seconds:g} s profile levels, " + (
+        f"server on CPUs {cpus}, load generator on the others" if cpus else "unpinned")
+
+
+def family_variants(results: dict[str, Any]
+                    ) -> list[tuple[str, dict, list, tuple[float, str | None]]]:
+    """The saved families, each with its run's variant: (seconds per profile level, the
+    server's CPUs or None). Runs saved before either was varied store the length in the
+    settings only, and ran unpinned."""
     default = float(str(results["settings"]["profile_s"]).split(",")[0])
-    return [(*family[:3], family[3] if len(family) > 3 else default)
+    return [(*family[:3], (family[3] if len(family) > 3 else default,
+                           family[4] if len(family) > 4 else None))
             for family in results["families"]]
 
 
 def print_tables(results: dict[str, Any]) -> None:
     args = argparse.Namespace(**results["settings"])
-    families = profile_lengths(results)
-    lengths = sorted({seconds for *_, seconds in families})
-    every: dict[float, list[dict[str, Any]]] = {seconds: [] for seconds in lengths}
+    families = family_variants(results)
+    variants = sorted({variant for *_, variant in families},
+                      key=lambda v: (v[0], v[1] or ""))
+    every: dict[tuple, list[dict[str, Any]]] = {variant: [] for variant in variants}
     print(f"\nRungs of >= {args.rung_s:g} s, {args.repeats} repeats of each rate on one "
           f"server; error = predicted / measured - 1; oracle: the median of the other "
           f"repeats; unstable: the model puts the rate at or beyond capacity (a miss)\n")
@@ -177,11 +198,11 @@ def print_tables(results: dict[str, Any]) -> None:
         return " / ".join("-" if r[key] is None else "unstable" if r[key] == math.inf
                           else format(r[key], fmt) for r in group)
 
-    for tag, own, rows, seconds in families:
+    for tag, own, rows, variant in families:
         rows = family_rows(own, rows, args.repeats)
-        every[seconds] += rows
-        if len(lengths) > 1:
-            tag = f"{tag}, {seconds:g} s profile"
+        every[variant] += rows
+        if len(variants) > 1:
+            tag = f"{tag}, {variant_label(*variant)}"
         for start in range(0, len(rows), args.repeats):
             group = rows[start:start + args.repeats]
             rho = group[0]["rho"]
@@ -192,11 +213,11 @@ def print_tables(results: dict[str, Any]) -> None:
                   f"{cells(group, 'half_mean_err', '+.1f')} | {cells(group, 'p99', '.2f')} | "
                   f"{cells(group, 'oracle_p99_err', '+.1f')} | "
                   f"{cells(group, 'model_p99_err', '+.1f')} |")
-    for seconds in lengths:
-        which = f" ({seconds:g} s profile levels)" if len(lengths) > 1 else ""
+    for variant in variants:
+        which = f", {variant_label(*variant)}," if len(variants) > 1 else ""
         print(f"\nThe goals, rungs meeting them{which} (rho against each run's own profiled "
               "capacity):\n")
-        goal_table(every[seconds])
+        goal_table(every[variant])
 
 
 def goal_table(rows: list[dict[str, Any]]) -> None:

@@ -55,6 +55,8 @@ class ServeContext:
     device: str = "cpu"       # where to run the model: the spec's hardware (cpu, gpu:<index>)
     server: ServerConfig = field(default_factory=ServerConfig)
     processing: ServerProcessing = field(default_factory=lambda: ServerProcessing())
+    cpus: tuple[int, ...] = ()  # the CPUs the server is kept on (resources.server_cpus); ()
+                                # anywhere. The serve stage applies them to its process.
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from pathlib import Path
 
 from inferbench import containers
 from inferbench.backends.base import Backend, LaunchPlan, ServeContext, ServerStats
+from inferbench.cpu_pinning import format_cpu_list
 from inferbench.errors import InferBenchError
 from inferbench.platforms import DeviceKind, ModelFormat, PlatformDescriptor, Transport
 
@@ -156,6 +157,8 @@ class TfServingBackend(Backend):
             "-v", f"{workdir / 'models'}:{CONTAINER_MODELS}:ro",
             "-v", f"{workdir / 'models.config'}:/config/models.config:ro",
         ]
+        if ctx.cpus:  # the container, not only the CLI that starts it (taskset's part)
+            argv += ["--cpuset-cpus", format_cpu_list(ctx.cpus)]
         server_flags = [
             f"--port={CONTAINER_GRPC_PORT}", f"--rest_api_port={CONTAINER_REST_PORT}",
             "--model_config_file=/config/models.config",

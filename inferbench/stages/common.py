@@ -170,6 +170,7 @@ class Endpoint(TypedDict, total=False):
     device: str                     # where the server runs the model (platforms.DeviceKind)
     accelerator: str                # on a GPU: the library running the model, as the server says
     sharing: str                    # how it shares its GPU (gpu_sharing.Sharing); absent: none
+    server_cpus: str                # the CPUs it is kept on (resources.server_cpus); absent: any
     mps: dict[str, str]             # sharing "mps": the daemon's directories (gpu_sharing)
     mps_started_at: float
     error: str
@@ -278,6 +279,8 @@ class LoadSummary(TypedDict):
     predictions: NotRequired[list[FamilyPrediction]]
     # the emulated link every request crossed (LinkProcess.describe); absent: the loopback
     network: NotRequired[dict]
+    # the CPUs the load generator ran on, kept off the server's (resources.server_cpus)
+    load_cpus: NotRequired[str]
     error: NotRequired[str]   # the exception that ended the load stage early
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from analysis.summary import PointSummary, client_timing_ms
 from analysis.verdict import VALID
-from inferbench import user_files
+from inferbench import cpu_pinning, user_files
 from inferbench.backends import get_backend
 from inferbench.backends.base import Backend
 from inferbench.backends.server_stats import ServerStats, split_ms
@@ -300,6 +300,12 @@ def drive(ctx: StageContext, resolved: ResolvedConfig, endpoint: Endpoint | None
     backend = get_backend(platform)
     protocol, target = protocol_target(ctx, endpoint, backend)
     with contextlib.ExitStack() as stack:
+        if endpoint.get("server_cpus"):  # the load generator keeps off the server's CPUs
+            load_cpus = cpu_pinning.split(endpoint["server_cpus"])[1]
+            stack.enter_context(cpu_pinning.pinned(load_cpus))
+            summary["load_cpus"] = cpu_pinning.format_cpu_list(load_cpus)
+            print(f"server on CPUs {endpoint['server_cpus']}, load generator on CPUs "
+                  f"{summary['load_cpus']}", flush=True)
         link_profile, link = profile_of(spec.network), None
         if link_profile is not None:  # every request of the stage crosses the link
             link = stack.enter_context(

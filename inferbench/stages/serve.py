@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
-from inferbench import containers, paths
+from inferbench import containers, cpu_pinning, paths
 from inferbench.backends import get_backend
 from inferbench.backends.base import LaunchPlan, ServeContext, ServerProcessing
 from inferbench.backends.process import (
@@ -68,7 +68,14 @@ def serve_context(ctx: StageContext, resolved: ResolvedConfig) -> ServeContext:
         grpc_port=free_port(), metrics_port=free_port(),
         max_batch_size=ctx.spec.server_max_batch_size,
         server=resolved.server, device=ctx.spec.hardware,
-        processing=server_processing(ctx, inputs))
+        processing=server_processing(ctx, inputs), cpus=server_cpus(ctx))
+
+
+def server_cpus(ctx: StageContext) -> tuple[int, ...]:
+    """The CPUs the spec keeps the server on (resources.server_cpus), checked against this
+    worker; () where it may run anywhere."""
+    listed = ctx.spec.resources.server_cpus
+    return () if listed is None else tuple(sorted(cpu_pinning.split(listed)[0]))
 
 
 def server_processing(ctx: StageContext, inputs) -> ServerProcessing:
@@ -122,6 +129,8 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
     if Transport.GRPC in backend.descriptor.transports:
         endpoint["grpc_url"] = f"grpc://127.0.0.1:{sctx.grpc_port}"
     endpoint["ready_path"] = backend.ready_path(sctx)
+    if sctx.cpus:
+        endpoint["server_cpus"] = cpu_pinning.format_cpu_list(sctx.cpus)
     ready_url = base_url + endpoint["ready_path"]
     started = time.perf_counter()
     endpoint["started_at"] = time.time()
@@ -145,6 +154,8 @@ def start(ctx: StageContext, resolved: ResolvedConfig) -> Endpoint:
                 endpoint["mps_started_at"] = start_mps(env, endpoint["runtime"])["started_at"]
                 plan.env.update(env)  # the server's CUDA processes use this daemon only
             write_json(endpoint_file, endpoint)  # before the spawn: see _stop_server
+            if sctx.cpus:
+                plan.argv = cpu_pinning.taskset_argv(sctx.cpus, plan.argv)
             process = spawn(plan, log_path, endpoint["server_tag"])
             endpoint["pid"] = process.pid
             # With its start time, a stop never signals another process that got the pid.
@@ -196,7 +207,8 @@ def _start_container(ctx: StageContext, resolved: ResolvedConfig, plan: LaunchPl
         run_id=ctx.run_id, role=containers.server_role(resolved.platform, resolved.index),
         home=paths.home(),
         environment=plan.env,
-        limits=containers.Limits(cpus=resources.cpus, memory_gb=resources.memory_gb))
+        limits=containers.Limits(cpus=resources.cpus, memory_gb=resources.memory_gb,
+                                 cpuset=endpoint.get("server_cpus")))
     kwargs = spec.create_kwargs()
     if plan.cwd is not None:
         kwargs["working_dir"] = str(plan.cwd)
