@@ -64,18 +64,29 @@ def usable_cpus() -> frozenset[int]:
     return frozenset(os.sched_getaffinity(0))
 
 
+def check_usable(field: str, listed: str) -> frozenset[int]:
+    """The CPUs `listed` names, each one this process may use; else an error naming the
+    field (or option), the value and the CPUs there are."""
+    try:
+        cpus = parse_cpu_list(listed)
+    except ValueError as exc:
+        raise InferBenchError(f"{field}: {exc}") from None
+    usable = usable_cpus()
+    missing = cpus - usable
+    if missing:
+        raise InferBenchError(
+            f"{field} {listed!r} names CPU {format_cpu_list(missing)}, which this "
+            f"worker cannot use (it may use {format_cpu_list(usable)}); fix: list CPUs "
+            f"from {format_cpu_list(usable)}")
+    return cpus
+
+
 def split(server_cpus: str) -> tuple[frozenset[int], frozenset[int]]:
     """(the server's CPUs, the load generator's CPUs) on this worker: the listed ones, and
     the usable ones that are left. Raises an error naming the field where the list names a
     CPU this worker cannot use, or leaves none for the load generator."""
-    server = parse_cpu_list(server_cpus)
+    server = check_usable(FIELD, server_cpus)
     usable = usable_cpus()
-    missing = server - usable
-    if missing:
-        raise InferBenchError(
-            f"{FIELD} {server_cpus!r} names CPU {format_cpu_list(missing)}, which this "
-            f"worker cannot use (it may use {format_cpu_list(usable)}); fix: list CPUs "
-            f"from {format_cpu_list(usable)}")
     left = usable - server
     if not left:
         raise InferBenchError(

@@ -202,6 +202,8 @@ def main() -> None:
                         "(default: a 4-block CNN of width 32 on 3x32x32)")
     parser.add_argument("--no-accuracy", action="store_true",
                         help="run the searches only (no accuracy ladders)")
+    parser.add_argument("--server-cpus", default=None, metavar="CPUS",
+                        help="resources.server_cpus of every run (default: unpinned)")
     args = parse_or_replay(parser, "/tmp/prediction-platforms.json", print_tables)
     if args is None:
         return
@@ -210,6 +212,8 @@ def main() -> None:
 
     model = json.loads(args.model) if args.model else BASE_SPEC["model"]
     common = {**BASE_SPEC, "model": model, **rung_settings(args.rung_s, args.slo_p99_ms)}
+    if args.server_cpus:
+        common["resources"] = {"server_cpus": args.server_cpus}
     searches, accuracy = [], []
     started = time.monotonic()
     with throwaway_home("ib-prediction-"):
@@ -259,7 +263,9 @@ def print_tables(results: dict[str, Any]) -> None:
     searches, accuracy = results["searches"], results["accuracy"]
     print(f"\nSearch: SLO p99 <= {args.slo_p99_ms:g} ms, precision {args.precision_pct:g} %, "
           f"rungs of >= {args.rung_s:g} s, profile {args.profile_s:g} s per level; blind "
-          f"search from {args.start_rps:g} req/s\n")
+          f"search from {args.start_rps:g} req/s"
+          + (f"; server on CPUs {cpus}, load generator on the others"
+             if (cpus := getattr(args, "server_cpus", None)) else "") + "\n")
     print("| family | predicted capacity within SLO | guided: capacity | rungs | load s "
           "(profile s) | blind: capacity | rungs | load s | capacity diff | guided / blind "
           "time |")

@@ -64,6 +64,9 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the request inputs (and of "
                    "the arrivals)")
     p.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
+    p.add_argument("--cpus", default=None, metavar="LIST", help="run the load generator on "
+                   "these CPUs only, as Linux lists them (\"0\", \"0-3\"); start the server "
+                   "on others (e.g. under taskset) so the two never take turns on one core")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

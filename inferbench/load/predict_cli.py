@@ -17,7 +17,7 @@ from analysis.prediction import (
 from inferbench.errors import InferBenchError
 from inferbench.load.profile import profile_levels
 from inferbench.load.protocols import get_protocol
-from inferbench.load.standalone import build_target_and_batches
+from inferbench.load.standalone import build_target_and_batches, run_on_cpus
 
 # A level's whole latency law and the loaded probes' per-request samples: kept where the
 # pipeline stores the profile, left out of the answer.
@@ -85,6 +85,11 @@ def prediction_dict(prediction: Prediction, rates: list[float] | None,
 
 
 def run_predict(args: argparse.Namespace) -> dict[str, Any]:
+    """Profile the endpoint (on the --cpus given) and predict its curve."""
+    return run_on_cpus(args, _run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> dict[str, Any]:
     rates = check_args(args)
     protocol = get_protocol(args.protocol)
     target, batches = build_target_and_batches(args)

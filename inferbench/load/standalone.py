@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
+from inferbench.cpu_pinning import check_usable, format_cpu_list, pinned
 from inferbench.errors import InferBenchError
 from inferbench.load import v2protocol
 from inferbench.load.arrivals import schedule_for
@@ -167,7 +169,23 @@ def summarise(records: PhaseRecords, *, open_loop: bool, rule: StopRule, late_ms
     return out
 
 
+def run_on_cpus(args: argparse.Namespace,
+                work: Callable[[argparse.Namespace], dict[str, Any]]) -> dict[str, Any]:
+    """`work(args)` on the CPUs of --cpus (anywhere without it); its result's settings say
+    where it ran (`load_cpus`)."""
+    cpus = None if args.cpus is None else check_usable("--cpus", args.cpus)
+    with pinned(cpus):
+        out = work(args)
+    out["settings"]["load_cpus"] = None if cpus is None else format_cpu_list(cpus)
+    return out
+
+
 def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    """Drive the endpoint with the arguments' workload, on the --cpus given."""
+    return run_on_cpus(args, _run_load)
+
+
+def _run_load(args: argparse.Namespace) -> dict[str, Any]:
     workload = workload_from_args(args)
     protocol = get_protocol(args.protocol)
     target, batches = build_target_and_batches(args)

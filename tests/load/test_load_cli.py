@@ -132,3 +132,28 @@ def test_closed_loop_run(reference_server, capsys):
     # Two clients on two 10 ms workers: at most 200 req/s, and every latency >= 10 ms.
     assert s["n_ok"] >= 50 and s["throughput_rps"] <= 200 and s["latency_ms"]["p50"] >= 10
     assert code == 0 and s["verdict"] == "VALID", s["reasons"]
+
+
+def test_the_load_generator_runs_on_the_cpus_given(reference_server, capsys, monkeypatch):
+    import os
+
+    from inferbench.load import standalone
+
+    server = reference_server(1.0, 1)
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    seen = []
+    real_run_point = standalone.run_point
+
+    def spy(*args, **kwargs):
+        seen.append(os.sched_getaffinity(0))
+        return real_run_point(*args, **kwargs)
+
+    monkeypatch.setattr(standalone, "run_point", spy)
+    code, out, _ = run_cli(capsys, "--endpoint", server.url, "--model", "reference",
+                           "--rate", "100", "--duration", "1", "--warmup", "0",
+                           "--stability-windows", "0", "--max-late-pct", "100",
+                           "--cpus", str(cpu), "--json")
+    s = json.loads(out)
+    assert code == 0 and seen == [{cpu}] and s["settings"]["load_cpus"] == str(cpu)
+    assert os.sched_getaffinity(0) == before  # given back when the load ends

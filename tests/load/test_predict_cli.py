@@ -110,6 +110,8 @@ def test_declared_dynamic_batching_is_not_predicted(reference_server, capsys):
     ("--rates", "10,-5", "every rate must be > 0"),
     ("--approximation", "erlang", "--approximation 'erlang' is not one of exact, cosmetatos"),
     ("--profile-s", "0", "--profile-s 0.0 must be > 0"),
+    ("--cpus", "4000", "--cpus '4000' names CPU 4000, which this worker cannot use"),
+    ("--cpus", "0-", "--cpus: '0-' is not a CPU list; fix:"),
 ])
 def test_bad_options_are_refused_before_any_request(capsys, flag, value, message):
     # Nothing listens there: a refusal must come from the option check, not the network.
