@@ -28,8 +28,9 @@ def test_load_stage_runs_open_loop_processes(reference_server, load_stage_on, wo
     assert set(out["points"][0]) == set(load.PointBrief.__annotations__)
     summary = json.loads(run_dir.load_file("onnxruntime").read_text())
     # load.json is what its types document (the error key only when a point failed; no
-    # prediction for arrivals that are not Poisson)
-    assert set(summary) == set(LoadSummary.__annotations__) - {"error", "predictions", "network"}
+    # prediction for arrivals that are not Poisson; no link, and no CPUs pinned)
+    assert set(summary) == set(LoadSummary.__annotations__) - {
+        "error", "predictions", "network", "load_cpus"}
     point = summary["points"][0]
     # every documented key but those of a link, a pipeline, and a server that times each
     # request's whole stay (the reference server does not)
