@@ -7,6 +7,9 @@ For each platform x instance count, on one embedded PostgreSQL, through the real
    predicted SLO crossing);
 2. blind: the same search with the prediction off (geometric climb from `--start-rps`,
    then bisection) - the ladder a user ran before;
+   with `--brute`, also a brute-force ladder: from `--start-rps` up by `--precision-pct`
+   per rung, every rung run until the first that fails (the capacity to the same
+   precision, found without a search);
 3. accuracy, per batch size: a list ladder at rho = `--rhos` of the capacity the guided
    run's profile measured, every rung run; each rung stores the prediction of that run's
    own profile, compared with the rung's measured mean and p99 (from the scheduled send).
@@ -95,6 +98,18 @@ def run_spec(run_id: str, spec: dict[str, Any], platform: str) -> dict[str, Any]
     files = resolve_config(ctx.spec, ctx.run_dir, platform, 0).files
     load = json.loads(files.load.read_text())
     return {"summary": run["summary"], "load": load, "files": files}
+
+
+# Highest rate a brute-force ladder lists; it stops at its first failing rung long before.
+BRUTE_TOP_RPS = 3000.0
+
+
+def brute_rates(start_rps: float, precision_pct: float) -> list[float]:
+    """A brute-force ladder's rates: from `start_rps` up by `precision_pct` per rung, so
+    the last rung held and the first that failed are the search's precision apart."""
+    step = 1 + precision_pct / 100
+    count = int(np.log(BRUTE_TOP_RPS / start_rps) / np.log(step)) + 1
+    return [float(f"{start_rps * step ** k:.5g}") for k in range(count)]
 
 
 def family_cost(run: dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -204,6 +219,9 @@ def main() -> None:
                         help="run the searches only (no accuracy ladders)")
     parser.add_argument("--server-cpus", default=None, metavar="CPUS",
                         help="resources.server_cpus of every run (default: unpinned)")
+    parser.add_argument("--brute", action="store_true",
+                        help="also run a brute-force ladder per family (from --start-rps up "
+                        "by --precision-pct per rung until a rung fails)")
     args = parse_or_replay(parser, "/tmp/prediction-platforms.json", print_tables)
     if args is None:
         return
@@ -233,10 +251,20 @@ def main() -> None:
                 blind = run_spec(f"pred-blind-{tag}", {
                     **spec, "name": f"blind-{tag}", "ladder": {**ladder, "predict": False}},
                     platform)
+                brute = None
+                if args.brute:
+                    rates = brute_rates(args.start_rps, args.precision_pct)
+                    brute = run_spec(f"pred-brute-{tag}", {
+                        **spec, "name": f"brute-{tag}",
+                        "workload": {**spec["workload"], "rate_rps": rates},
+                        "ladder": {"mode": "list", "stop_after_failure": True,
+                                   "max_rungs": len(rates), "max_family_s": 3600,
+                                   "predict": False}}, platform)
                 for b in batch_sizes:
                     searches.append((tag, b, family_cost(guided, b), family_cost(blind, b),
                                      next(p for p in guided["load"]["predictions"]
-                                          if p["batch_size"] == b)))
+                                          if p["batch_size"] == b),
+                                     brute and family_cost(brute, b)))
                     predicted = searches[-1][4]
                     model = predicted["model"] or {}
                     if (args.no_accuracy or not model.get("capacity_rps")
@@ -258,6 +286,13 @@ def main() -> None:
     print_tables(results)
 
 
+def capacity_diff(guided: dict[str, Any], other: dict[str, Any]) -> str:
+    """The guided search's capacity against another ladder's, in percent."""
+    if not (guided["capacity"] and other["capacity"]):
+        return "-"
+    return f"{100 * (guided['capacity'] / other['capacity'] - 1):+.1f} %"
+
+
 def print_tables(results: dict[str, Any]) -> None:
     args = argparse.Namespace(**results["settings"])
     searches, accuracy = results["searches"], results["accuracy"]
@@ -266,18 +301,29 @@ def print_tables(results: dict[str, Any]) -> None:
           f"search from {args.start_rps:g} req/s"
           + (f"; server on CPUs {cpus}, load generator on the others"
              if (cpus := getattr(args, "server_cpus", None)) else "") + "\n")
+    # Saves from before the brute-force ladder hold five entries per family.
+    brutes = [entry[5] if len(entry) > 5 else None for entry in searches]
+    with_brute = any(brutes)
     print("| family | predicted capacity within SLO | guided: capacity | rungs | load s "
           "(profile s) | blind: capacity | rungs | load s | capacity diff | guided / blind "
-          "time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for tag, b, g, bl, predicted in searches:
-        diff = (f"{100 * (g['capacity'] / bl['capacity'] - 1):+.1f} %"
-                if g["capacity"] and bl["capacity"] else "-")
+          "time |" + (" brute force: capacity | rungs | load s | capacity diff | guided / "
+                      "brute time |" if with_brute else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          + "---:|" * (5 if with_brute else 0))
+    for (tag, b, g, bl, predicted, *_), brute in zip(searches, brutes, strict=True):
         pred = predicted["slo_capacity_rps"]
-        print(f"| {tag} b{b} | {'-' if pred is None else f'{pred:.1f}'} | "
-              f"{rate(g['capacity'])} | {g['rungs']} | {g['load_s']:.0f} "
-              f"({g['profile_s']:.0f}) | {rate(bl['capacity'])} | {bl['rungs']} | "
-              f"{bl['load_s']:.0f} | {diff} | {g['load_s'] / bl['load_s']:.2f} |")
+        line = (f"| {tag} b{b} | {'-' if pred is None else f'{pred:.1f}'} | "
+                f"{rate(g['capacity'])} | {g['rungs']} | {g['load_s']:.0f} "
+                f"({g['profile_s']:.0f}) | {rate(bl['capacity'])} | {bl['rungs']} | "
+                f"{bl['load_s']:.0f} | {capacity_diff(g, bl)} | "
+                f"{g['load_s'] / bl['load_s']:.2f} |")
+        if brute:
+            line += (f" {rate(brute['capacity'])} | {brute['rungs']} | "
+                     f"{brute['load_s']:.0f} | {capacity_diff(g, brute)} | "
+                     f"{g['load_s'] / brute['load_s']:.2f} |")
+        elif with_brute:
+            line += " - | - | - | - | - |"
+        print(line)
     if not accuracy:
         return
     print("\nAccuracy: each rung's own run's prediction against what the rung measured "
