@@ -183,23 +183,35 @@ GOALS = (("mean within 5 % at rho <= 0.8", "mean", lambda rho: rho <= 0.8, 5.0),
          ("p99 within 10 % at rho <= 0.9", "p99", lambda rho: rho <= 0.9, 10.0))
 
 
-def goal_table(rows: list[dict[str, Any]]) -> None:
-    """How many rungs meet each goal, per prediction variant."""
-    print(f"| goal | {' | '.join(title for _, title in VARIANTS.values())} |")
-    print("|---|" + "---:|" * len(VARIANTS))
+# How a goal-table column reads a rung's error (percent, None: not scored) for "mean" or "p99".
+ErrorOf = Callable[[dict[str, Any], str], float | None]
+
+
+def goal_table(rows: list[dict[str, Any]], columns: dict[str, ErrorOf],
+               medians: tuple[str, ...] = ("mean",)) -> None:
+    """How many rungs meet each goal, one column per scored prediction, then each column's
+    median absolute error at rho <= 0.8 for each of `medians`."""
+    print(f"| goal | {' | '.join(columns)} |")
+    print("|---|" + "---:|" * len(columns))
     for label, what, within, limit in GOALS:
         cells = []
-        for pred in (f"{name}_{what}" for name in VARIANTS):
-            errs = [error(r[pred], r[what]) for r in rows if within(r["rho"])]
+        for error_of in columns.values():
+            errs = [error_of(r, what) for r in rows if r["rho"] is not None and within(r["rho"])]
             errs = [e for e in errs if e is not None]
             cells.append(f"{sum(abs(e) <= limit for e in errs)} of {len(errs)}")
         print(f"| {label} | {' | '.join(cells)} |")
-    light = [r for r in rows if r["rho"] <= 0.8]
-    cells = []
-    for pred in (f"{name}_mean" for name in VARIANTS):
-        errs = [abs(e) for e in (error(r[pred], r["mean"]) for r in light) if e is not None]
-        cells.append(f"{np.median(errs):.1f} %" if errs else "-")
-    print(f"| median mean error at rho <= 0.8 | {' | '.join(cells)} |")
+    light = [r for r in rows if r["rho"] is not None and r["rho"] <= 0.8]
+    for what in medians:
+        cells = []
+        for error_of in columns.values():
+            errs = [abs(e) for e in (error_of(r, what) for r in light) if e is not None]
+            cells.append(f"{np.median(errs):.1f} %" if errs else "-")
+        print(f"| median {what} error at rho <= 0.8 | {' | '.join(cells)} |")
+
+
+def variant_error(name: str) -> ErrorOf:
+    """A VARIANTS prediction's error against the rung's measurement."""
+    return lambda row, what: error(row[f"{name}_{what}"], row[what])
 
 
 def pct(pred: float | None, measured: float) -> str:
@@ -355,7 +367,7 @@ def print_tables(results: dict[str, Any]) -> None:
             print(f"| {tag} b{b} | {name} | {row['rho']:.2f} | {row['rate']:g} | "
                   f"{row['late_pct']:.1f} | {cells[0]} | {cells[1]} |")
     print("\nThe goals, rungs meeting them (rho against each run's profiled capacity):\n")
-    goal_table(every)
+    goal_table(every, {title: variant_error(name) for name, (_, title) in VARIANTS.items()})
 
 
 if __name__ == "__main__":

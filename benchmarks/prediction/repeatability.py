@@ -43,9 +43,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: stage_runs
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # platforms.py beside it
+import platforms  # noqa: E402
 from platforms import (  # noqa: E402
     BASE_SPEC,
-    GOALS,
+    ErrorOf,
     add_family_options,
     error,
     parse_or_replay,
@@ -233,26 +234,19 @@ def print_tables(results: dict[str, Any]) -> None:
         goal_table(every[variant])
 
 
+# The goal tables' column titles, by who is scored.
+TITLES = {"oracle": "oracle (median of the other repeats)", "model": "model",
+          "half": "model, half-capacity probe only",
+          "median": "model against the median of the repeats (per rate)"}
+
+
 def goal_table(rows: list[dict[str, Any]]) -> None:
-    print("| goal | oracle (median of the other repeats) | model | model, half-capacity "
-          "probe only | model against the median of the repeats (per rate) |")
-    print("|---|---:|---:|---:|---:|")
-    for label, what, within, limit in GOALS:
-        counts = []
-        for who in SCORED:
-            errs = [r[f"{who}_{what}_err"] for r in rows
-                    if r["rho"] is not None and within(r["rho"])]
-            errs = [e for e in errs if e is not None]
-            counts.append(f"{sum(abs(e) <= limit for e in errs)} of {len(errs)}")
-        print(f"| {label} | {' | '.join(counts)} |")
+    def scored(who: str) -> ErrorOf:
+        return lambda row, what: row[f"{who}_{what}_err"]
+
+    platforms.goal_table(rows, {TITLES[who]: scored(who) for who in SCORED},
+                         medians=("mean", "p99"))
     light = [r for r in rows if r["rho"] is not None and r["rho"] <= 0.8]
-    for what in ("mean", "p99"):
-        meds = []
-        for who in SCORED:
-            errs = [abs(r[f"{who}_{what}_err"]) for r in light
-                    if r[f"{who}_{what}_err"] is not None]
-            meds.append(f"{np.median(errs):.1f} %" if errs else "-")
-        print(f"| median {what} error at rho <= 0.8 | {' | '.join(meds)} |")
     signed = [r["model_mean_err"] for r in light
               if r["model_mean_err"] is not None and r["model_mean_err"] != math.inf]
     if signed:
