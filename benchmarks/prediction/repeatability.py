@@ -241,6 +241,8 @@ TITLES = {"oracle": "oracle (median of the other repeats)", "model": "model",
 
 
 def goal_table(rows: list[dict[str, Any]]) -> None:
+    """The goals met by each of SCORED, their median errors, and the model's median signed
+    error (is it high or low?)."""
     def scored(who: str) -> ErrorOf:
         return lambda row, what: row[f"{who}_{what}_err"]
 
