@@ -314,15 +314,15 @@ def print_tables(results: dict[str, Any]) -> None:
           + (f"; server on CPUs {cpus}, load generator on the others"
              if (cpus := getattr(args, "server_cpus", None)) else "") + "\n")
     # Saves from before the brute-force ladder hold five entries per family.
-    brutes = [entry[5] if len(entry) > 5 else None for entry in searches]
-    with_brute = any(brutes)
+    with_brute = any(len(entry) > 5 and entry[5] for entry in searches)
     print("| family | predicted capacity within SLO | guided: capacity | rungs | load s "
           "(profile s) | blind: capacity | rungs | load s | capacity diff | guided / blind "
           "time |" + (" brute force: capacity | rungs | load s | capacity diff | guided / "
                       "brute time |" if with_brute else ""))
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
           + "---:|" * (5 if with_brute else 0))
-    for (tag, b, g, bl, predicted, *_), brute in zip(searches, brutes, strict=True):
+    for tag, b, g, bl, predicted, *rest in searches:
+        brute = rest[0] if rest else None
         pred = predicted["slo_capacity_rps"]
         line = (f"| {tag} b{b} | {'-' if pred is None else f'{pred:.1f}'} | "
                 f"{rate(g['capacity'])} | {g['rungs']} | {g['load_s']:.0f} "

@@ -74,11 +74,16 @@ def repeat_rates(capacity_rps: float, rhos: list[float], repeats: int) -> list[f
             for rho in sorted(rhos) for i in range(repeats)]
 
 
+def rate_groups(rows: list[dict[str, Any]], repeats: int) -> list[list[dict[str, Any]]]:
+    """The rungs of one rate together: a run measures each rate `repeats` times in a row."""
+    return [rows[start:start + repeats] for start in range(0, len(rows), repeats)]
+
+
 def oracle_errors(rows: list[dict[str, Any]], what: str, repeats: int) -> list[float | None]:
     """Per rung, the error of the median of the other repeats of its rate (leave one out)."""
     errs: list[float | None] = []
-    for start in range(0, len(rows), repeats):
-        group = [r[what] for r in rows[start:start + repeats]]
+    for rungs in rate_groups(rows, repeats):
+        group = [r[what] for r in rungs]
         for i, measured in enumerate(group):
             others = group[:i] + group[i + 1:]
             errs.append(error(float(np.median(others)), measured) if others else None)
@@ -105,11 +110,10 @@ def family_rows(entry: dict[str, Any], rows: list[dict[str, Any]],
             row[f"oracle_{what}_err"] = oracle
             for who, pred in MODELS.items():
                 row[f"{who}_{what}_err"] = scored(row[f"{pred}_{what}"], row[what])
-        for start in range(0, len(rows), repeats):
-            group = rows[start:start + repeats]
+        for group in rate_groups(rows, repeats):
             median = float(np.median([r[what] for r in group]))
             for i, row in enumerate(group):
-                row[f"median_{what}_err"] = (scored(row[f"pred_{what}"], median)
+                row[f"median_{what}_err"] = (scored(row[f"{MODELS['model']}_{what}"], median)
                                              if i == 0 else None)
     for row in rows:
         row["rho"] = row["rate"] / capacity if capacity else None
@@ -217,8 +221,7 @@ def print_tables(results: dict[str, Any]) -> None:
         every[variant] += rows
         if len(variants) > 1:
             tag = f"{tag}, {variant_label(*variant)}"
-        for start in range(0, len(rows), args.repeats):
-            group = rows[start:start + args.repeats]
+        for group in rate_groups(rows, args.repeats):
             rho = group[0]["rho"]
             print(f"| {tag} | {'-' if rho is None else f'{rho:.2f}'} | "
                   f"{group[0]['rate']:.4g} | {cells(group, 'mean', '.2f')} | "
