@@ -7,7 +7,8 @@
 # postgres and redis images then install Debian's packages from this machine's apt mirror).
 # Package indexes and local wheels come from this machine's pip configuration.
 # Usage: scripts/build-images.sh [--variant cpu|gpu] [--only stage,airflow,postgres,redis]
-# Prints each image's size. SKIP_AIRFLOW_IMAGE=1 is --only stage (the docker test tier's).
+# Prints each image's size, and removes the images its earlier builds left untagged.
+# SKIP_AIRFLOW_IMAGE=1 is --only stage (the docker test tier's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One build at a time per checkout: builds share the images/.build context folder.
@@ -64,6 +65,12 @@ build() {  # build TAG DOCKERFILE BASE [extra docker build args]
         --build-arg PIP_INDEX_URL="$index" "$@" . >/dev/null
     docker image inspect -f "{{index .RepoTags 0}} {{.Size}}" "$tag" \
         | awk '{printf "%s: %.0f MB\n", $1, $2/1e6}'
+    # A multi-stage file's build stage is tagged too (TAG-build; the layer cache makes it
+    # instant): untagged, it would be pruned below with the layers the next build reuses.
+    if grep -q '^FROM .* AS build$' "$file"; then
+        DOCKER_BUILDKIT=0 docker build -q -f "$file" -t "$tag-build" --target build \
+            --build-arg BASE_IMAGE="$base" --build-arg PIP_INDEX_URL="$index" "$@" . >/dev/null
+    fi
 }
 trap 'rm -rf images/.build' EXIT
 if wanted stage || wanted airflow; then
@@ -82,3 +89,6 @@ fi
 if wanted redis; then
     build inferbench/redis:latest images/redis/Dockerfile "$(base_for redis:7-bookworm)"
 fi
+# Each rebuild leaves the image it replaced untagged (gigabytes each, for good: nothing
+# refers to them); those of this project's Dockerfiles (their label) go, other images stay.
+docker image prune -f --filter label=org.inferbench.image >/dev/null

@@ -30,6 +30,9 @@ fi
 stamp=.venv/.inferbench-setup
 wanted=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    # .venv ends near 4 GB (torch, TensorFlow's CPU build, Airflow), .venvs/mlserver 0.4 GB,
+    # and pip unpacks each wheel beside it on the way.
+    bash scripts/need-disk.sh 6 . "installing the Python dependencies into .venv"
     echo "installing Python dependencies into .venv (first time: a few minutes)"
     # torch first and pinned: an unpinned torch resolves to the multi-GB CUDA build. Pip reads
     # its index and find-links settings (mirrors, a local CPU wheel) from the machine's config.

@@ -4,6 +4,7 @@ and from the local Debian base where they cannot."""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -160,3 +161,36 @@ def test_redis_refuses_to_start_without_a_password(cluster_images, run_container
     container = run_container(REDIS_IMAGE)
     assert container.wait(timeout=60)["StatusCode"] != 0
     assert b"REDIS_PASSWORD" in container.logs()
+
+
+def test_a_rebuild_removes_the_images_left_untagged_by_this_projects_builds_only(
+        docker_client, cluster_images):
+    import docker
+
+    def build(label: str, value: str) -> str:
+        dockerfile = f"FROM scratch\nLABEL {label}\nLABEL probe={value}\n"
+        image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()),
+                                              tag="inferbench/prune-probe:latest", rm=True)
+        return image.id
+
+    # Two builds under one tag: the first is left untagged, as a rebuild leaves what it
+    # replaced; once with this project's label, once with another.
+    ours = build("org.inferbench.image=probe", "1")
+    build("org.inferbench.image=probe", "2")
+    theirs = build("someone.else=probe", "3")
+    build("someone.else=probe", "4")
+    try:
+        rebuilt = subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh"),
+                                  "--only", "redis"], env=dict(os.environ),
+                                 capture_output=True, text=True, timeout=1800)
+        assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr[-3000:]
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(ours)
+        assert docker_client.images.get(theirs).tags == []
+        assert docker_client.images.get(REDIS_IMAGE).labels["org.inferbench.image"] == "redis"
+    finally:
+        for leftover in (theirs, "inferbench/prune-probe:latest"):
+            try:
+                docker_client.images.remove(leftover, force=True)
+            except docker.errors.ImageNotFound:
+                pass

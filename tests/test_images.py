@@ -34,6 +34,17 @@ def test_every_dockerfile_builds_from_an_overridable_upstream_base(dockerfile):
         assert len(froms) == 2 and "COPY --from=build /opt/venv /opt/venv" in text
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_every_stage_carries_the_label_that_lets_a_rebuild_prune_what_it_replaced(dockerfile):
+    # scripts/build-images.sh removes untagged images by this label: a stage without it
+    # would leave gigabytes behind at every rebuild.
+    lines = dockerfile.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert starts
+    for i in starts:
+        assert lines[i + 1] == f"LABEL org.inferbench.image={dockerfile.parent.name}", lines[i]
+
+
 def test_the_compose_file_builds_the_cluster_images_from_the_same_upstreams():
     import yaml
 
