@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 # One build at a time per checkout: builds share the images/.build context folder.
 exec 9>images/.build.lock
 flock 9
+# A rebuild whose dependencies changed writes the stage image and its build stage anew (about
+# 4 GB) before the images it replaces are pruned.
+bash scripts/need-disk.sh 4 "$(docker info -f '{{.DockerRootDir}}')" "building the images"
 variant=cpu
 only=stage,airflow,postgres,redis
 [ "${SKIP_AIRFLOW_IMAGE:-0}" = 1 ] && only=stage

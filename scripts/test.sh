@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The tests' models, repositories and databases peak near 2.5 GB of temporary folders.
+bash scripts/need-disk.sh 3 "${TMPDIR:-/tmp}" "the test suite's temporary folders"
 if [[ "${CI:-}" == "true" || "${INFERBENCH_TESTS:-}" == "all" ]]; then
     echo "test.sh: every tier (CI=${CI:-} INFERBENCH_TESTS=${INFERBENCH_TESTS:-})"
     exec .venv/bin/python -m pytest "$@"
