@@ -64,15 +64,17 @@ build() {  # build TAG DOCKERFILE BASE [extra docker build args]
     local tag=$1 file=$2 base=$3; shift 3
     echo "building $tag from $base"
     # The classic builder: Debian's daemon may come without the buildx plugin.
-    DOCKER_BUILDKIT=0 docker build -q -f "$file" -t "$tag" --build-arg BASE_IMAGE="$base" \
-        --build-arg PIP_INDEX_URL="$index" "$@" . >/dev/null
+    docker_build() {
+        DOCKER_BUILDKIT=0 docker build -q -f "$file" --build-arg BASE_IMAGE="$base" \
+            --build-arg PIP_INDEX_URL="$index" "$@" . >/dev/null
+    }
+    docker_build -t "$tag" "$@"
     docker image inspect -f "{{index .RepoTags 0}} {{.Size}}" "$tag" \
         | awk '{printf "%s: %.0f MB\n", $1, $2/1e6}'
     # A multi-stage file's build stage is tagged too (TAG-build; the layer cache makes it
     # instant): untagged, it would be pruned below with the layers the next build reuses.
     if grep -q '^FROM .* AS build$' "$file"; then
-        DOCKER_BUILDKIT=0 docker build -q -f "$file" -t "$tag-build" --target build \
-            --build-arg BASE_IMAGE="$base" --build-arg PIP_INDEX_URL="$index" "$@" . >/dev/null
+        docker_build -t "$tag-build" --target build "$@"
     fi
 }
 trap 'rm -rf images/.build' EXIT
